@@ -1,0 +1,35 @@
+/**
+ * Planted bugs: deliberate protocol violations that prove the simulator's checkers can fail.
+ * They are passed per replica (ReplicaOptions.bugs) or per recovery scan; only the simulator
+ * and its tests ever set them. The server never does.
+ */
+export interface PlantedBugs {
+  /** Acknowledge (leader durable end / follower ack) before fdatasync completed. */
+  ackBeforeFsync: boolean;
+  /** Leader commits its own end without waiting for a majority. */
+  commitWithoutMajority: boolean;
+  /** Count replicas for an entry of an older term (violates Raft §5.4.2). */
+  commitOldTerm: boolean;
+  /** Follower accepts entries without checking the previous entry's (offset, term). */
+  skipPrevCheck: boolean;
+  /** Grant a vote even if already voted for someone else this term. */
+  voteTwice: boolean;
+  /** Serve reads up to the written end instead of the commit end. */
+  readPastCommit: boolean;
+  /** Follower appends over a divergent suffix without truncating it first. */
+  noSuffixTruncation: boolean;
+  /** Recovery keeps a torn tail instead of truncating it. */
+  noTornTailTruncation: boolean;
+}
+
+export type BugName = keyof PlantedBugs;
+
+export const BUG_NAMES: readonly BugName[] = [
+  'ackBeforeFsync', 'commitWithoutMajority', 'commitOldTerm', 'skipPrevCheck',
+  'voteTwice', 'readPastCommit', 'noSuffixTruncation', 'noTornTailTruncation',
+];
+
+export const NO_BUGS: Readonly<PlantedBugs> = Object.freeze({
+  ackBeforeFsync: false, commitWithoutMajority: false, commitOldTerm: false, skipPrevCheck: false,
+  voteTwice: false, readPastCommit: false, noSuffixTruncation: false, noTornTailTruncation: false,
+});

@@ -1,0 +1,78 @@
+/**
+ * The one error hierarchy of loglog, shared by server, SDK, CLI and simulator.
+ * Every error has a stable `code` (part of the HTTP API: `{"error":{"code","message"}}`),
+ * an HTTP status, and a `retriable` flag that the SDK's retry loop obeys.
+ */
+
+export interface ErrorInfo {
+  status: number;
+  retriable: boolean;
+}
+
+/** Stable error codes. Never renumber or rename: clients match on them. */
+export const ERROR_CODES = {
+  bad_request: { status: 400, retriable: false },
+  bad_offset: { status: 400, retriable: false },
+  checksum_mismatch: { status: 400, retriable: false },
+  not_found: { status: 404, retriable: false },
+  trimmed: { status: 410, retriable: false },
+  length_required: { status: 411, retriable: false },
+  too_large: { status: 413, retriable: false },
+  out_of_range: { status: 416, retriable: false },
+  not_leader: { status: 421, retriable: true },
+  aborted: { status: 499, retriable: false },
+  internal: { status: 500, retriable: true },
+  unavailable: { status: 503, retriable: true },
+  timeout: { status: 504, retriable: true },
+  disk_full: { status: 507, retriable: true },
+  network: { status: 0, retriable: true },
+} as const satisfies Record<string, ErrorInfo>;
+
+export type ErrorCode = keyof typeof ERROR_CODES;
+
+/** Extra machine-readable facts an error may carry (valid range, leader hint, ...). */
+export interface ErrorDetails {
+  start?: number;
+  end?: number;
+  leader?: string | null;
+  offset?: number;
+  replica?: string;
+  [k: string]: unknown;
+}
+
+export class LogError extends Error {
+  readonly code: ErrorCode;
+  readonly status: number;
+  readonly retriable: boolean;
+  readonly details: ErrorDetails;
+
+  constructor(code: ErrorCode, message: string, details: ErrorDetails = {}, options?: { cause?: unknown }) {
+    super(message, options);
+    this.name = 'LogError';
+    this.code = code;
+    const info: ErrorInfo = ERROR_CODES[code] ?? ERROR_CODES.internal;
+    this.status = info.status;
+    this.retriable = info.retriable;
+    this.details = details;
+  }
+
+  /** The JSON body the HTTP API sends for this error. */
+  toJSON(): { error: { code: ErrorCode; message: string } & ErrorDetails } {
+    return { error: { ...this.details, code: this.code, message: this.message } };
+  }
+
+  /** Rebuilds an error from an HTTP error body (the SDK side of `toJSON`). */
+  static fromBody(status: number, body: unknown): LogError {
+    const e = (body as { error?: { code?: string; message?: string } } | null)?.error;
+    if (e && typeof e.code === 'string' && e.code in ERROR_CODES) {
+      const { code, message, ...details } = e as { code: ErrorCode; message?: string } & ErrorDetails;
+      return new LogError(code, message ?? code, details);
+    }
+    const code: ErrorCode = status === 503 ? 'unavailable' : status >= 500 ? 'internal' : 'bad_request';
+    return new LogError(code, `HTTP ${status}`);
+  }
+}
+
+export function isLogError(e: unknown): e is LogError {
+  return e instanceof LogError;
+}
