@@ -1,0 +1,111 @@
+/**
+ * The replica's vocabulary: peer messages, inputs (events in) and effects (effects out).
+ * server/ and sim/ are the two executors of these effects; neither adds protocol logic.
+ */
+import type { EntryMeta, Epoch } from './entry.ts';
+import type { ErrorCode, ErrorDetails } from './errors.ts';
+
+export type NodeId = string;
+export type Role = 'follower' | 'candidate' | 'leader';
+
+/** How durable an append must be before the client hears back. */
+export type AckLevel = 'leader' | 'quorum' | 'all';
+export const ACK_LEVELS: readonly AckLevel[] = ['leader', 'quorum', 'all'];
+
+// ---------------------------------------------------------------- peer messages
+
+/** RequestVote, or its pre-vote probe (`pre`: the sender does not change its term). */
+export interface VoteMsg { type: 'vote'; term: number; pre: boolean; lastEnd: number; lastTerm: number }
+export interface VoteReplyMsg { type: 'voteReply'; term: number; pre: boolean; granted: boolean }
+/**
+ * AppendEntries over byte offsets: `entries` follow the entry ending at `prevEnd` (whose
+ * term is `prevTerm`). Empty `entries` is a heartbeat. `catchUp` tells a follower whose
+ * position is below the leader's metadata window to copy committed frames instead.
+ */
+export interface AppendMsg {
+  type: 'append';
+  term: number;
+  prevEnd: number;
+  prevTerm: number;
+  entries: EntryMeta[];
+  commit: number;
+  /** Heartbeat round number, echoed in replies (read index, check-quorum). */
+  seq: number;
+  catchUp?: { to: number; epochs: Epoch[] };
+}
+/**
+ * `ok`: `end` is the follower's durable end verified against this leader.
+ * not ok: the prev check failed; `end` and `conflictTerm` let the leader skip back a whole term.
+ */
+export interface AppendReplyMsg { type: 'appendReply'; term: number; ok: boolean; end: number; conflictTerm: number; seq: number }
+
+export type Message = VoteMsg | VoteReplyMsg | AppendMsg | AppendReplyMsg;
+
+// ---------------------------------------------------------------- inputs
+
+export type Input =
+  /** Time passes (milliseconds on the injected monotonic clock). */
+  | { type: 'tick'; now: number }
+  | { type: 'message'; from: NodeId; msg: Message }
+  /** A client's append request head arrived: the length is known, the body is still coming. */
+  | { type: 'appendHead'; reqId: number; uploadId: string | null; length: number; crc: number | null; acks: AckLevel }
+  /** The body of an allocated append is complete (`ok`) or lost (client gone, stalled). */
+  | { type: 'bodyDone'; reqId: number; ok: boolean; crc: number }
+  /** A `write` or `fetch` effect's bytes are in the file (not yet synced). */
+  | { type: 'writeDone'; seq: number }
+  /** A `write` from an upload found no upload (`missing`), a bad one (`corrupt`), or a fetch failed. */
+  | { type: 'writeFailed'; seq: number; reason: 'missing' | 'corrupt' | 'fetch' }
+  /** A client's upload copy for a follower has arrived. */
+  | { type: 'uploadArrived'; uploadId: string }
+  /** The `sync` effect finished; `ok` false means fdatasync failed (the replica stops). */
+  | { type: 'syncDone'; upTo: number; ok: boolean }
+  /** A `copy` effect finished: frames [start, to) are written verbatim, with these term boundaries. */
+  | { type: 'copyDone'; start: number; to: number; epochs: Epoch[]; ok: boolean }
+  /** A linearizable read of the commit end (read index). */
+  | { type: 'readIndex'; reqId: number }
+  /** What became of the append with this upload id? */
+  | { type: 'fate'; reqId: number; uploadId: string };
+
+// ---------------------------------------------------------------- effects
+
+export type ReplyResult =
+  | { type: 'appended'; offset: number; end: number; term: number }
+  | { type: 'readIndex'; end: number }
+  | { type: 'fate'; state: 'committed' | 'aborted' | 'pending' | 'unknown'; offset?: number; end?: number }
+  | { type: 'error'; code: ErrorCode; message: string; details?: ErrorDetails };
+
+export type Effect =
+  | { type: 'send'; to: NodeId; msg: Message }
+  /** Make (term, votedFor) durable before executing any later effect. */
+  | { type: 'persist'; term: number; votedFor: NodeId | null }
+  /**
+   * Leader: a frame is allocated at meta.offset. Place it in storage now (in effect order)
+   * and stream the request body into the payload area; then input `bodyDone`.
+   */
+  | { type: 'allocated'; reqId: number; meta: EntryMeta }
+  /** Stop streaming this request's body; the replica has already answered or will abort it. */
+  | { type: 'cancelBody'; reqId: number }
+  /**
+   * Write a frame and input `writeDone`/`writeFailed` with `seq`.
+   * source 'body': the payload is already streamed (allocated); write header + trailer, and
+   *   zero the payload first if the meta says aborted.
+   * source 'zero': place, then write a frame with an all-zero payload (noop, aborted, config).
+   * source 'upload': place, then write the client's uploaded copy for meta.uploadId
+   *   (checking its length and CRC32C against meta).
+   */
+  | { type: 'write'; seq: number; meta: EntryMeta; source: 'body' | 'zero' | 'upload' }
+  /** Fetch the payload of an already placed frame from `peer`, write it, input writeDone/writeFailed. */
+  | { type: 'fetch'; seq: number; meta: EntryMeta; peer: NodeId }
+  /** Copy committed frames [start, to) verbatim from `peer` (catch-up); input `copyDone`. */
+  | { type: 'copy'; peer: NodeId; start: number; to: number }
+  /** fdatasync everything written so far (covers at least up to `upTo`); input `syncDone`. */
+  | { type: 'sync'; upTo: number }
+  /** Drop the log from `to` on (after in-flight writes to that range have settled). */
+  | { type: 'truncate'; to: number }
+  | { type: 'reply'; reqId: number; result: ReplyResult }
+  /** The commit end advanced (wake readers and tails). */
+  | { type: 'commit'; end: number }
+  /** Role, term or known leader changed (for logs and status). */
+  | { type: 'role'; role: Role; term: number; leader: NodeId | null }
+  /** An unrecoverable condition (fsync failure): the executor must stop this node. */
+  | { type: 'fatal'; reason: string };

@@ -1,0 +1,925 @@
+/**
+ * The replica state machine: Raft over byte offsets with client-offloaded payloads.
+ *
+ * Synchronous and deterministic: `step(input)` returns the effects to execute, in order.
+ * Time comes in as `tick` inputs, randomness from the injected `random`, and storage
+ * completions as inputs. The server (server/executor.ts) and the simulator (sim/) execute
+ * the effects; both run this exact code. See DESIGN.md "Cluster protocol".
+ */
+import { Kind, frameSize } from './frame.ts';
+import { type EntryMeta, type Epoch, entryEnd, noteEpoch, termAt, truncateEpochs } from './entry.ts';
+import type { AckLevel, AppendMsg, AppendReplyMsg, Effect, Input, Message, NodeId, ReplyResult, Role, VoteMsg, VoteReplyMsg } from './messages.ts';
+import { NO_BUGS, type PlantedBugs } from './bugs.ts';
+
+export interface ReplicaConfig {
+  id: NodeId;
+  /** Every member of the cluster, this node included. */
+  members: NodeId[];
+  /** Base election timeout; each timeout is drawn from [electionMs, 2 × electionMs). */
+  electionMs: number;
+  heartbeatMs: number;
+  /** A body not complete this long after its head arrived becomes an aborted frame. */
+  bodyDeadlineMs: number;
+  /** A follower waits this long for a client's upload before fetching the bytes from a peer. */
+  uploadDeadlineMs: number;
+  maxEntryBytes: number;
+  /** Most entries in one append message. */
+  maxBatchEntries: number;
+  /** Entry metadata kept for replication; a follower further behind copies frames instead. */
+  windowEntries: number;
+}
+
+export const DEFAULT_CONFIG: Omit<ReplicaConfig, 'id' | 'members'> = {
+  electionMs: 300,
+  heartbeatMs: 50,
+  bodyDeadlineMs: 10_000,
+  uploadDeadlineMs: 200,
+  maxEntryBytes: 16 * 1024 * 1024,
+  maxBatchEntries: 1024,
+  windowEntries: 200_000,
+};
+
+/** What a replica remembers across restarts: its hard state and its recovered log. */
+export interface ReplicaInit {
+  term: number;
+  votedFor: NodeId | null;
+  /** First offset still in the log (after trims). */
+  start: number;
+  /** One past the last valid frame after recovery. */
+  end: number;
+  epochs: Epoch[];
+  /** Metadata of the frames found in the recovered tail (ascending, ending at `end`). */
+  tail: EntryMeta[];
+  /** The commit end learned before, if the executor persisted a hint (else `start`). */
+  commitHint?: number;
+}
+
+export interface ReplicaOptions {
+  config: ReplicaConfig;
+  init: ReplicaInit;
+  /** Uniform [0, 1): the only randomness the protocol uses (election timeouts). */
+  random: () => number;
+  now: number;
+  bugs?: Partial<PlantedBugs>;
+}
+
+/** Where one entry of the local log stands. */
+interface Slot {
+  meta: EntryMeta;
+  /** Leader: body still streaming. */
+  open: boolean;
+  /** Bytes are in the file. */
+  written: boolean;
+  /** Seq of the outstanding write/fetch effect (0 when none). */
+  seq: number;
+  reqId: number | null;
+  acks: AckLevel | null;
+  /** Follower: when to fetch from a peer instead of waiting for the upload (Infinity: not waiting). */
+  fetchAt: number;
+  fetchTries: number;
+  openDeadline: number;
+  /** Leader: the CRC32C the client declared for its body, if any. */
+  expectCrc: number | null;
+}
+
+interface Progress {
+  next: number;
+  match: number;
+  /** Last heartbeat seq acknowledged (read index, check-quorum). */
+  ackedSeq: number;
+  heardAt: number;
+  /** A catch-up instruction was sent and not yet answered. */
+  catchingUp: boolean;
+}
+
+interface ReadWait { reqId: number; commit: number; seq: number }
+
+export class Replica {
+  readonly id: NodeId;
+  readonly config: ReplicaConfig;
+  private readonly bugs: PlantedBugs;
+  private readonly random: () => number;
+
+  role: Role = 'follower';
+  term: number;
+  votedFor: NodeId | null;
+  leader: NodeId | null = null;
+
+  start: number;
+  /** One past the last frame placed in the log (allocated or received). */
+  end: number;
+  /** Contiguous end of frames whose bytes are in the file. */
+  writtenEnd: number;
+  /** Contiguous end covered by a completed fdatasync. */
+  durableEnd: number;
+  commitEnd: number;
+  readonly epochs: Epoch[];
+
+  /** Metadata window: slots for entries in [windowStart, end), ascending. */
+  private slots: Slot[] = [];
+  private windowStart: number;
+  private bySeq = new Map<number, Slot>();
+  /** Leader: slots whose body is still streaming (few; replication stops at the first). */
+  private openSlots = new Set<Slot>();
+  /** Leader: sealed slots whose client waits for an ack, by level, in offset order. */
+  private ackQueues: Record<AckLevel, Slot[]> = { leader: [], quorum: [], all: [] };
+  /** Follower: slots waiting for the client's upload, or for a fetch retry. */
+  private awaitingUpload = new Map<string, Slot>();
+  private fetchQueue = new Set<Slot>();
+  private byReq = new Map<number, Slot>();
+  private fates = new Map<string, EntryMeta>();
+
+  private now: number;
+  private electionAt = 0;
+  private heartbeatAt = 0;
+  private checkQuorumAt = 0;
+  private lastLeaderContact = -Infinity;
+  private votes = new Set<NodeId>();
+  private preVoting = false;
+  private progress = new Map<NodeId, Progress>();
+  private hbSeq = 0;
+  private readWaits: ReadWait[] = [];
+  /** Follower: end of the log verified against the current leader in this term. */
+  private matchedEnd = 0;
+  private syncInFlight = false;
+  private syncFloor = Infinity;
+  private copying = false;
+  private nextSeq = 1;
+  private stopped = false;
+  private out: Effect[] = [];
+
+  constructor(opts: ReplicaOptions) {
+    this.config = opts.config;
+    this.id = opts.config.id;
+    this.bugs = { ...NO_BUGS, ...(opts.bugs ?? {}) };
+    this.random = opts.random;
+    this.now = opts.now;
+    const i = opts.init;
+    this.term = i.term;
+    this.votedFor = i.votedFor;
+    this.start = i.start;
+    this.end = i.end;
+    this.writtenEnd = i.end;
+    this.durableEnd = i.end;
+    this.commitEnd = Math.min(Math.max(i.commitHint ?? i.start, i.start), i.end);
+    this.epochs = i.epochs.map((e) => ({ ...e }));
+    this.windowStart = i.tail.length > 0 ? i.tail[0].offset : i.end;
+    for (const meta of i.tail) this.slots.push(this.newSlot(meta, true));
+    this.resetElectionTimer();
+  }
+
+  // ------------------------------------------------------------------ queries
+
+  get majority(): number {
+    return Math.floor(this.config.members.length / 2) + 1;
+  }
+
+  /** Reads may serve whole frames below this offset. */
+  readableEnd(): number {
+    if (this.bugs.readPastCommit) return this.writtenEnd;
+    return Math.min(this.commitEnd, this.writtenEnd);
+  }
+
+  lastTerm(): number {
+    return this.end > 0 ? termAt(this.epochs, this.end - 1) : 0;
+  }
+
+  /** Term of the entry ending exactly at `end` (0 for the empty prefix). */
+  termBefore(end: number): number {
+    return end > 0 ? termAt(this.epochs, end - 1) : 0;
+  }
+
+  isStopped(): boolean {
+    return this.stopped;
+  }
+
+  // ------------------------------------------------------------------ the one entry point
+
+  step(input: Input): Effect[] {
+    this.out = [];
+    if (this.stopped) return this.out;
+    switch (input.type) {
+      case 'tick': this.onTick(input.now); break;
+      case 'message': this.onMessage(input.from, input.msg); break;
+      case 'appendHead': this.onAppendHead(input.reqId, input.uploadId, input.length, input.crc, input.acks); break;
+      case 'bodyDone': this.onBodyDone(input.reqId, input.ok, input.crc); break;
+      case 'writeDone': this.onWriteDone(input.seq); break;
+      case 'writeFailed': this.onWriteFailed(input.seq, input.reason); break;
+      case 'uploadArrived': this.onUploadArrived(input.uploadId); break;
+      case 'syncDone': this.onSyncDone(input.upTo, input.ok); break;
+      case 'copyDone': this.onCopyDone(input.start, input.to, input.epochs, input.ok); break;
+      case 'readIndex': this.onReadIndex(input.reqId); break;
+      case 'fate': this.onFate(input.reqId, input.uploadId); break;
+    }
+    return this.out;
+  }
+
+  // ------------------------------------------------------------------ time
+
+  private onTick(now: number): void {
+    this.now = Math.max(this.now, now);
+    if (this.role === 'leader') {
+      for (const s of [...this.openSlots]) {
+        if (this.now >= s.openDeadline) this.abortBody(s, 'timeout', 'the request body stalled past the deadline');
+      }
+      if (this.now >= this.checkQuorumAt) this.checkQuorum();
+      if (this.role === 'leader' && this.now >= this.heartbeatAt) this.broadcast(true);
+    } else if (this.now >= this.electionAt) {
+      this.startPreVote();
+    }
+    if (this.role !== 'leader') this.retryFetches();
+  }
+
+  private resetElectionTimer(): void {
+    const e = this.config.electionMs;
+    // A cluster of one has nobody to compete with: elect at once.
+    this.electionAt = this.config.members.length === 1 ? this.now : this.now + e + Math.floor(this.random() * e);
+  }
+
+  // ------------------------------------------------------------------ elections
+
+  private startPreVote(): void {
+    this.resetElectionTimer();
+    if (!this.config.members.includes(this.id)) return;
+    this.preVoting = true;
+    this.votes = new Set([this.id]);
+    const msg: VoteMsg = { type: 'vote', term: this.term + 1, pre: true, lastEnd: this.end, lastTerm: this.lastTerm() };
+    for (const p of this.peers()) this.send(p, msg);
+    if (this.votes.size >= this.majority) this.startElection();
+  }
+
+  private startElection(): void {
+    this.preVoting = false;
+    this.becomeRole('candidate', this.term + 1, null);
+    this.votedFor = this.id;
+    this.persist();
+    this.votes = new Set([this.id]);
+    this.resetElectionTimer();
+    const msg: VoteMsg = { type: 'vote', term: this.term, pre: false, lastEnd: this.end, lastTerm: this.lastTerm() };
+    for (const p of this.peers()) this.send(p, msg);
+    if (this.votes.size >= this.majority) this.becomeLeader();
+  }
+
+  private logUpToDate(lastTerm: number, lastEnd: number): boolean {
+    const mine = this.lastTerm();
+    return lastTerm > mine || (lastTerm === mine && lastEnd >= this.end);
+  }
+
+  private onVote(from: NodeId, m: VoteMsg): void {
+    // Leader stickiness (Raft thesis §4.2.3): while a leader is being heard, ignore votes.
+    const leaderAlive = this.role === 'leader' || this.now - this.lastLeaderContact < this.config.electionMs;
+    if (m.pre) {
+      const granted = m.term > this.term && !leaderAlive && this.logUpToDate(m.lastTerm, m.lastEnd);
+      this.send(from, { type: 'voteReply', term: m.term, pre: true, granted });
+      return;
+    }
+    if (m.term > this.term) {
+      if (leaderAlive && !this.bugs.voteTwice) return;
+      this.stepDown(m.term, null);
+    }
+    const free = this.votedFor === null || this.votedFor === from || this.bugs.voteTwice;
+    const granted = m.term === this.term && free && this.logUpToDate(m.lastTerm, m.lastEnd);
+    if (granted) {
+      this.votedFor = from;
+      this.persist();
+      this.resetElectionTimer();
+    }
+    this.send(from, { type: 'voteReply', term: this.term, pre: false, granted });
+  }
+
+  private onVoteReply(from: NodeId, m: VoteReplyMsg): void {
+    if (m.pre) {
+      if (!this.preVoting || m.term !== this.term + 1 || !m.granted) return;
+      this.votes.add(from);
+      if (this.votes.size >= this.majority) this.startElection();
+      return;
+    }
+    if (m.term > this.term) { this.stepDown(m.term, null); return; }
+    if (this.role !== 'candidate' || m.term !== this.term || !m.granted) return;
+    this.votes.add(from);
+    if (this.votes.size >= this.majority) this.becomeLeader();
+  }
+
+  private becomeLeader(): void {
+    this.becomeRole('leader', this.term, this.id);
+    this.progress.clear();
+    for (const p of this.peers()) {
+      this.progress.set(p, { next: this.end, match: 0, ackedSeq: 0, heardAt: this.now, catchingUp: false });
+    }
+    this.checkQuorumAt = this.now + this.config.electionMs * 2;
+    this.readWaits = [];
+    // A noop in the new term lets entries of older terms commit (Raft §5.4.2).
+    const meta = this.placeNew(Kind.Noop, 0, 0, null);
+    this.writeSlot(this.slotAt(meta.offset)!, 'zero');
+    this.broadcast(true);
+    this.advanceCommit();
+  }
+
+  private checkQuorum(): void {
+    this.checkQuorumAt = this.now + this.config.electionMs * 2;
+    let heard = 1;
+    for (const pr of this.progress.values()) if (this.now - pr.heardAt < this.config.electionMs * 2) heard++;
+    if (heard < this.majority) this.stepDown(this.term, null);
+  }
+
+  private becomeRole(role: Role, term: number, leader: NodeId | null): void {
+    const changed = role !== this.role || term !== this.term || leader !== this.leader;
+    if (term !== this.term) {
+      this.term = term;
+      this.votedFor = null;
+      this.matchedEnd = 0;
+    }
+    // Heartbeat sequence numbers are only meaningful per leader.
+    if (leader !== this.leader) this.hbSeq = 0;
+    const wasLeader = this.role === 'leader';
+    this.role = role;
+    this.leader = leader;
+    if (wasLeader && role !== 'leader') this.loseLeadership();
+    if (changed) this.out.push({ type: 'role', role, term, leader });
+  }
+
+  /** Moves to follower of `term`; persists if the term changed. */
+  private stepDown(term: number, leader: NodeId | null): void {
+    const termChanged = term !== this.term;
+    this.preVoting = false;
+    this.becomeRole('follower', term, leader);
+    if (termChanged) this.persist();
+    this.resetElectionTimer();
+  }
+
+  /** A deposed leader aborts open bodies and fails waiting clients: their fate is unknown. */
+  private loseLeadership(): void {
+    let firstOpen: number = Infinity;
+    for (const s of this.openSlots) firstOpen = Math.min(firstOpen, s.meta.offset);
+    for (const s of this.byReq.values()) {
+      if (s.reqId === null) continue;
+      if (s.open) this.out.push({ type: 'cancelBody', reqId: s.reqId });
+      this.replyError(s, 'not_leader', 'leadership was lost before the append was acknowledged; ask its fate by upload id');
+    }
+    this.byReq.clear();
+    this.openSlots.clear();
+    for (const s of this.slots) s.open = false;
+    this.ackQueues = { leader: [], quorum: [], all: [] };
+    for (const w of this.readWaits) this.reply(w.reqId, { type: 'error', code: 'not_leader', message: 'leadership lost', details: { leader: null } });
+    this.readWaits = [];
+    this.progress.clear();
+    // Nothing at or after an open entry was replicated or committed: drop it.
+    if (firstOpen !== Infinity) this.truncateTo(firstOpen);
+  }
+
+  // ------------------------------------------------------------------ messages
+
+  private onMessage(from: NodeId, msg: Message): void {
+    if (!this.config.members.includes(from) || from === this.id) return;
+    switch (msg.type) {
+      case 'vote': this.onVote(from, msg); break;
+      case 'voteReply': this.onVoteReply(from, msg); break;
+      case 'append': this.onAppend(from, msg); break;
+      case 'appendReply': this.onAppendReply(from, msg); break;
+    }
+  }
+
+  private send(to: NodeId, msg: Message): void {
+    this.out.push({ type: 'send', to, msg });
+  }
+
+  private peers(): NodeId[] {
+    return this.config.members.filter((m) => m !== this.id);
+  }
+
+  private persist(): void {
+    this.out.push({ type: 'persist', term: this.term, votedFor: this.votedFor });
+  }
+
+  // ------------------------------------------------------------------ leader: appends
+
+  private onAppendHead(reqId: number, uploadId: string | null, length: number, crc: number | null, acks: AckLevel): void {
+    if (this.role !== 'leader') {
+      this.reply(reqId, { type: 'error', code: 'not_leader', message: 'this node is not the leader', details: { leader: this.leader } });
+      return;
+    }
+    if (length > this.config.maxEntryBytes) {
+      this.reply(reqId, { type: 'error', code: 'too_large', message: `entry of ${length} bytes exceeds the maximum of ${this.config.maxEntryBytes}`, details: { max: this.config.maxEntryBytes } });
+      return;
+    }
+    const meta = this.placeNew(Kind.Data, length, crc ?? 0, uploadId);
+    const slot = this.slotAt(meta.offset)!;
+    slot.open = true;
+    slot.expectCrc = crc;
+    this.openSlots.add(slot);
+    slot.reqId = reqId;
+    slot.acks = acks;
+    slot.openDeadline = this.now + this.config.bodyDeadlineMs;
+    this.byReq.set(reqId, slot);
+    this.out.push({ type: 'allocated', reqId, meta: { ...meta } });
+  }
+
+  private onBodyDone(reqId: number, ok: boolean, crc: number): void {
+    const slot = this.byReq.get(reqId);
+    if (!slot || !slot.open) return;
+    this.seal(slot);
+    if (!ok) {
+      this.sealAborted(slot);
+      this.replyError(slot, 'aborted', 'the request body did not arrive complete');
+    } else if (slot.expectCrc !== null && slot.expectCrc !== crc) {
+      // Never store a frame whose checksum lies: recovery would cut the log there.
+      this.sealAborted(slot);
+      this.replyError(slot, 'checksum_mismatch', 'the body does not match the x-loglog-crc32c header');
+    } else {
+      slot.meta.crc = crc;
+      this.enqueueAck(slot);
+    }
+    this.writeSlot(slot, 'body');
+    this.broadcast(false);
+  }
+
+  private seal(slot: Slot): void {
+    slot.open = false;
+    this.openSlots.delete(slot);
+  }
+
+  private enqueueAck(slot: Slot): void {
+    const q = this.ackQueues[slot.acks ?? 'quorum'];
+    let i = q.length;
+    while (i > 0 && q[i - 1].meta.offset > slot.meta.offset) i--;
+    q.splice(i, 0, slot);
+  }
+
+  private abortBody(slot: Slot, code: 'timeout' | 'aborted', message: string): void {
+    if (slot.reqId !== null) this.out.push({ type: 'cancelBody', reqId: slot.reqId });
+    this.seal(slot);
+    this.sealAborted(slot);
+    this.replyError(slot, code, message);
+    this.writeSlot(slot, 'body');
+    this.broadcast(false);
+  }
+
+  private sealAborted(slot: Slot): void {
+    slot.meta.kind = Kind.Aborted;
+    slot.meta.crc = 0;
+  }
+
+  /** Allocates the next frame in this term at the end of the log. */
+  private placeNew(kind: Kind, length: number, crc: number, uploadId: string | null): EntryMeta {
+    const meta: EntryMeta = { offset: this.end, length, term: this.term, kind, crc, uploadId };
+    this.appendSlot(meta);
+    return meta;
+  }
+
+  private appendSlot(meta: EntryMeta): void {
+    if (this.slots.length === 0) this.windowStart = meta.offset;
+    this.slots.push(this.newSlot(meta, false));
+    noteEpoch(this.epochs, meta.term, meta.offset);
+    this.end = entryEnd(meta);
+    if (meta.uploadId !== null) {
+      this.fates.set(meta.uploadId, meta);
+      if (this.fates.size > this.config.windowEntries) this.fates.delete(this.fates.keys().next().value!);
+    }
+    this.trimWindow();
+  }
+
+  private newSlot(meta: EntryMeta, written: boolean): Slot {
+    return { meta, open: false, written, seq: 0, reqId: null, acks: null, fetchAt: Infinity, fetchTries: 0, openDeadline: Infinity, expectCrc: null };
+  }
+
+  private writeSlot(slot: Slot, source: 'body' | 'zero' | 'upload'): void {
+    slot.seq = this.nextSeq++;
+    this.bySeq.set(slot.seq, slot);
+    this.out.push({ type: 'write', seq: slot.seq, meta: { ...slot.meta }, source });
+  }
+
+  /** Slot of the entry starting at `offset`, if it is inside the window. */
+  private slotAt(offset: number): Slot | undefined {
+    const i = this.slotIndex(offset);
+    return i >= 0 ? this.slots[i] : undefined;
+  }
+
+  private slotIndex(offset: number): number {
+    let lo = 0, hi = this.slots.length - 1;
+    while (lo <= hi) {
+      const mid = (lo + hi) >> 1;
+      const o = this.slots[mid].meta.offset;
+      if (o === offset) return mid;
+      if (o < offset) lo = mid + 1; else hi = mid - 1;
+    }
+    return -1;
+  }
+
+  /** Forgets metadata nobody needs: committed, written, matched by every follower (or the window is full). */
+  private trimWindow(): void {
+    const excess = this.slots.length - this.config.windowEntries;
+    if (excess <= 0) return;
+    let floor = Math.min(this.commitEnd, this.writtenEnd);
+    let drop = 0;
+    while (drop < excess && drop < this.slots.length && entryEnd(this.slots[drop].meta) <= floor) drop++;
+    if (drop === 0) return;
+    this.slots.splice(0, drop);
+    this.windowStart = this.slots.length > 0 ? this.slots[0].meta.offset : this.end;
+  }
+
+  // ------------------------------------------------------------------ storage completions
+
+  private onWriteDone(seq: number): void {
+    const slot = this.bySeq.get(seq);
+    if (!slot) return;
+    this.bySeq.delete(seq);
+    if (slot.seq !== seq) return;
+    slot.seq = 0;
+    slot.written = true;
+    slot.fetchAt = Infinity;
+    this.advanceWritten();
+  }
+
+  private onWriteFailed(seq: number, reason: 'missing' | 'corrupt' | 'fetch'): void {
+    const slot = this.bySeq.get(seq);
+    if (!slot) return;
+    this.bySeq.delete(seq);
+    if (slot.seq !== seq) return;
+    slot.seq = 0;
+    if (reason === 'missing') {
+      slot.fetchAt = this.now + this.config.uploadDeadlineMs;
+      if (slot.meta.uploadId !== null) this.awaitingUpload.set(slot.meta.uploadId, slot);
+    } else {
+      slot.fetchTries++;
+      slot.fetchAt = this.now + (reason === 'corrupt' ? 0 : this.config.heartbeatMs);
+    }
+    this.fetchQueue.add(slot);
+    this.retryFetches();
+  }
+
+  private onUploadArrived(uploadId: string): void {
+    const s = this.awaitingUpload.get(uploadId);
+    if (!s) return;
+    this.awaitingUpload.delete(uploadId);
+    if (s.written || s.seq !== 0) return;
+    this.fetchQueue.delete(s);
+    this.writeSlot(s, 'upload');
+  }
+
+  /** Follower: entries whose upload never came are fetched from the leader, or another peer. */
+  private retryFetches(): void {
+    for (const s of this.fetchQueue) {
+      if (s.written || s.seq !== 0) { this.fetchQueue.delete(s); continue; }
+      if (s.fetchAt > this.now) continue;
+      const peers = this.peers();
+      if (peers.length === 0) continue;
+      const preferred = this.leader && s.fetchTries % 2 === 0 ? this.leader : peers[s.fetchTries % peers.length];
+      this.fetchQueue.delete(s);
+      if (s.meta.uploadId !== null) this.awaitingUpload.delete(s.meta.uploadId);
+      s.seq = this.nextSeq++;
+      s.fetchAt = Infinity;
+      this.bySeq.set(s.seq, s);
+      this.out.push({ type: 'fetch', seq: s.seq, meta: { ...s.meta }, peer: preferred });
+    }
+  }
+
+  private advanceWritten(): void {
+    let i = this.slotIndex(this.writtenEnd);
+    if (i < 0 && this.writtenEnd < this.windowStart) return;
+    while (i >= 0 && i < this.slots.length && this.slots[i].written && this.slots[i].meta.offset === this.writtenEnd) {
+      this.writtenEnd = entryEnd(this.slots[i].meta);
+      i++;
+    }
+    if (this.bugs.ackBeforeFsync) this.onDurable(this.writtenEnd);
+    this.maybeSync();
+    if (this.role !== 'leader') this.advanceFollowerCommit();
+  }
+
+  private maybeSync(): void {
+    if (this.syncInFlight || this.writtenEnd <= this.durableEnd) return;
+    this.syncInFlight = true;
+    this.syncFloor = Infinity;
+    this.out.push({ type: 'sync', upTo: this.writtenEnd });
+  }
+
+  private onSyncDone(upTo: number, ok: boolean): void {
+    this.syncInFlight = false;
+    if (!ok) {
+      // After a failed fdatasync the page cache state is unknown (fsyncgate): stop.
+      this.stopped = true;
+      this.out.push({ type: 'fatal', reason: 'fdatasync failed' });
+      return;
+    }
+    this.onDurable(Math.min(upTo, this.syncFloor, this.writtenEnd));
+    this.maybeSync();
+  }
+
+  private onDurable(end: number): void {
+    if (end <= this.durableEnd) return;
+    this.durableEnd = end;
+    if (this.role === 'leader') {
+      this.answerAcks();
+      this.advanceCommit();
+    } else if (this.leader !== null) {
+      this.sendAck(this.leader, this.hbSeq);
+    }
+  }
+
+  /**
+   * Drops the log from `to` on. Only uncommitted entries may go, except during catch-up,
+   * where committed-but-unwritten entries are dropped to be copied back verbatim.
+   */
+  private truncateTo(to: number, refill = false): void {
+    if (to >= this.end) return;
+    if (to < this.commitEnd && !(refill && to >= this.writtenEnd)) {
+      throw new Error(`invariant: truncating committed log at ${to} < commit ${this.commitEnd}`);
+    }
+    const i = this.slots.findIndex((s) => s.meta.offset >= to);
+    if (i >= 0) {
+      for (const s of this.slots.slice(i)) {
+        if (s.seq) this.bySeq.delete(s.seq);
+        if (s.reqId !== null) this.byReq.delete(s.reqId);
+        if (s.meta.uploadId !== null) this.awaitingUpload.delete(s.meta.uploadId);
+        this.fetchQueue.delete(s);
+        this.openSlots.delete(s);
+      }
+      this.slots.length = i;
+    }
+    if (this.slots.length === 0) this.windowStart = to;
+    this.end = to;
+    this.writtenEnd = Math.min(this.writtenEnd, to);
+    this.durableEnd = Math.min(this.durableEnd, to);
+    this.syncFloor = Math.min(this.syncFloor, to);
+    this.matchedEnd = Math.min(this.matchedEnd, to);
+    truncateEpochs(this.epochs, to);
+    this.out.push({ type: 'truncate', to });
+  }
+
+  // ------------------------------------------------------------------ leader: replication and commit
+
+  /** Sends each follower the entries it lacks (or a heartbeat). */
+  private broadcast(heartbeat: boolean): void {
+    if (this.role !== 'leader') return;
+    if (heartbeat) {
+      this.hbSeq++;
+      this.heartbeatAt = this.now + this.config.heartbeatMs;
+    }
+    for (const [peer, pr] of this.progress) this.sendAppend(peer, pr, heartbeat);
+  }
+
+  /** End of the sealed prefix: replication stops at the first body still streaming. */
+  private sealedEnd(): number {
+    let end = this.end;
+    for (const s of this.openSlots) end = Math.min(end, s.meta.offset);
+    return end;
+  }
+
+  private sendAppend(peer: NodeId, pr: Progress, heartbeat: boolean): void {
+    const sealed = this.sealedEnd();
+    if (pr.next < this.windowStart || (pr.next < this.start)) {
+      if (!heartbeat && pr.catchingUp) return;
+      pr.catchingUp = true;
+      this.send(peer, {
+        type: 'append', term: this.term, prevEnd: pr.next, prevTerm: this.termBefore(pr.next), entries: [],
+        commit: this.commitEnd, seq: this.hbSeq, catchUp: { to: this.commitEnd, epochs: this.epochs.map((e) => ({ ...e })) },
+      });
+      return;
+    }
+    const entries: EntryMeta[] = [];
+    let i = pr.next === this.end ? this.slots.length : this.slotIndex(pr.next);
+    if (i < 0) { pr.next = this.windowStart; i = 0; }
+    for (; i < this.slots.length && entries.length < this.config.maxBatchEntries; i++) {
+      const m = this.slots[i].meta;
+      if (m.offset >= sealed) break;
+      entries.push({ ...m });
+    }
+    if (entries.length === 0 && !heartbeat) return;
+    const msg: AppendMsg = { type: 'append', term: this.term, prevEnd: pr.next, prevTerm: this.termBefore(pr.next), entries, commit: this.commitEnd, seq: this.hbSeq };
+    if (entries.length > 0) pr.next = entryEnd(entries[entries.length - 1]);
+    this.send(peer, msg);
+  }
+
+  private onAppendReply(from: NodeId, m: AppendReplyMsg): void {
+    if (m.term > this.term) { this.stepDown(m.term, null); return; }
+    if (this.role !== 'leader' || m.term !== this.term) return;
+    const pr = this.progress.get(from);
+    if (!pr) return;
+    pr.heardAt = this.now;
+    pr.ackedSeq = Math.max(pr.ackedSeq, m.seq);
+    if (m.ok) {
+      pr.catchingUp = false;
+      if (m.end > pr.match) pr.match = Math.min(m.end, this.end);
+      if (pr.next < pr.match) pr.next = pr.match;
+      this.advanceCommit();
+      this.answerAcks();
+      this.answerReads();
+      if (pr.next < this.sealedEnd()) this.sendAppend(from, pr, false);
+      return;
+    }
+    // Skip back a whole term at a time (Raft's fast backup, Kafka's epoch lookup).
+    pr.catchingUp = false;
+    const next = Math.min(m.end, this.endOfTerm(m.conflictTerm));
+    pr.next = Math.max(Math.min(next, pr.next, this.end), pr.match, this.start);
+    this.sendAppend(from, pr, true);
+  }
+
+  /** Where this leader's entries of `term` end: the start of the first later term. */
+  private endOfTerm(term: number): number {
+    for (const e of this.epochs) if (e.term > term) return e.offset;
+    return this.end;
+  }
+
+  private advanceCommit(): void {
+    if (this.role !== 'leader') return;
+    const ends = [this.durableEnd];
+    for (const pr of this.progress.values()) ends.push(pr.match);
+    ends.sort((a, b) => b - a);
+    let candidate = this.bugs.commitWithoutMajority ? this.writtenEnd : ends[this.majority - 1];
+    candidate = Math.min(candidate, this.end);
+    if (candidate <= this.commitEnd) return;
+    // Raft §5.4.2: only an entry of the current term commits by counting replicas.
+    if (!this.bugs.commitOldTerm && this.termBefore(candidate) !== this.term) return;
+    this.setCommit(candidate);
+    this.answerAcks();
+    this.answerReads();
+  }
+
+  private setCommit(end: number): void {
+    if (end <= this.commitEnd) return;
+    this.commitEnd = end;
+    this.out.push({ type: 'commit', end });
+    this.trimWindow();
+  }
+
+  /** Answers every append whose ack level is now satisfied. */
+  private answerAcks(): void {
+    if (this.role !== 'leader') return;
+    let allEnd = this.durableEnd;
+    for (const pr of this.progress.values()) allEnd = Math.min(allEnd, pr.match);
+    const needed: Record<AckLevel, number> = { leader: this.durableEnd, quorum: this.commitEnd, all: Math.min(allEnd, this.commitEnd) };
+    for (const level of ['leader', 'quorum', 'all'] as const) {
+      const q = this.ackQueues[level];
+      let n = 0;
+      for (; n < q.length; n++) {
+        const s = q[n];
+        if (s.reqId === null) continue;
+        const end = entryEnd(s.meta);
+        if (end > needed[level]) break;
+        const reqId = s.reqId;
+        s.reqId = null;
+        this.byReq.delete(reqId);
+        this.reply(reqId, { type: 'appended', offset: s.meta.offset, end, term: s.meta.term });
+      }
+      if (n > 0) q.splice(0, n);
+    }
+  }
+
+  private reply(reqId: number, result: ReplyResult): void {
+    this.out.push({ type: 'reply', reqId, result });
+  }
+
+  private replyError(slot: Slot, code: 'not_leader' | 'aborted' | 'checksum_mismatch' | 'timeout', message: string): void {
+    if (slot.reqId === null) return;
+    const reqId = slot.reqId;
+    slot.reqId = null;
+    this.byReq.delete(reqId);
+    this.reply(reqId, { type: 'error', code, message, details: code === 'not_leader' ? { leader: this.leader } : { offset: slot.meta.offset } });
+  }
+
+  // ------------------------------------------------------------------ follower
+
+  private onAppend(from: NodeId, m: AppendMsg): void {
+    if (m.term < this.term) {
+      this.send(from, { type: 'appendReply', term: this.term, ok: false, end: this.end, conflictTerm: this.lastTerm(), seq: m.seq });
+      return;
+    }
+    if (m.term > this.term || this.role !== 'follower' || this.leader !== from) this.stepDown(m.term, from);
+    this.lastLeaderContact = this.now;
+    this.resetElectionTimer();
+    this.hbSeq = Math.max(this.hbSeq, m.seq);
+
+    if (!this.bugs.skipPrevCheck && m.prevEnd > this.commitEnd) {
+      if (m.prevEnd > this.end) {
+        this.send(from, { type: 'appendReply', term: this.term, ok: false, end: this.end, conflictTerm: this.lastTerm(), seq: m.seq });
+        return;
+      }
+      const mine = this.termBefore(m.prevEnd);
+      if (mine !== m.prevTerm) {
+        const epochStart = this.epochs.find((e) => e.term === mine)?.offset ?? 0;
+        this.send(from, { type: 'appendReply', term: this.term, ok: false, end: Math.max(epochStart, this.commitEnd), conflictTerm: mine, seq: m.seq });
+        return;
+      }
+    }
+    if (this.copying) { this.sendAck(from, m.seq); return; }
+    if (m.catchUp) { this.startCatchUp(from, m.prevEnd, m.catchUp.to, m.catchUp.epochs); this.sendAck(from, m.seq); return; }
+
+    let matched = m.prevEnd;
+    for (const e of m.entries) {
+      if (e.offset < this.end) {
+        const within = entryEnd(e) <= this.end;
+        // Same term at both ends of the range: the same leader wrote it, so it is the same entry.
+        if (within && this.termAt(e.offset) === e.term && this.termBefore(entryEnd(e)) === e.term) { matched = entryEnd(e); continue; }
+        if (this.bugs.noSuffixTruncation && within) { matched = entryEnd(e); continue; }
+        this.truncateTo(e.offset);
+      }
+      if (e.offset !== this.end) break;
+      this.appendSlot({ ...e });
+      const slot = this.slotAt(e.offset)!;
+      this.writeSlot(slot, e.kind === Kind.Data ? 'upload' : 'zero');
+      matched = entryEnd(e);
+    }
+    if (matched > this.matchedEnd || this.bugs.skipPrevCheck) this.matchedEnd = matched;
+    this.advanceFollowerCommit(m.commit);
+    this.sendAck(from, m.seq);
+  }
+
+  private termAt(offset: number): number {
+    return termAt(this.epochs, offset);
+  }
+
+  private leaderCommit = 0;
+
+  private advanceFollowerCommit(leaderCommit?: number): void {
+    if (leaderCommit !== undefined) this.leaderCommit = Math.max(this.leaderCommit, leaderCommit);
+    const c = Math.min(this.leaderCommit, this.matchedEnd, this.end);
+    if (c > this.commitEnd) this.setCommit(c);
+  }
+
+  private sendAck(to: NodeId, seq: number): void {
+    const end = this.bugs.skipPrevCheck ? this.durableEnd : Math.min(this.durableEnd, this.matchedEnd);
+    this.send(to, { type: 'appendReply', term: this.term, ok: true, end, conflictTerm: 0, seq });
+  }
+
+  /** Far behind the leader's metadata window: copy committed frames verbatim from a peer. */
+  private startCatchUp(leader: NodeId, from: number, to: number, leaderEpochs: Epoch[]): void {
+    // Our suffix beyond `from` may diverge from the leader's: drop it from the first term mismatch.
+    let keep = Math.min(this.end, to);
+    for (let o = from; o < keep;) {
+      const mineTerm = this.termAt(o), theirs = termAt(leaderEpochs, o);
+      if (mineTerm !== theirs) { keep = o; break; }
+      const nextMine = this.epochs.find((e) => e.offset > o)?.offset ?? Infinity;
+      const nextTheirs = leaderEpochs.find((e) => e.offset > o)?.offset ?? Infinity;
+      const step = Math.min(nextMine, nextTheirs);
+      if (step === Infinity) break;
+      if (nextMine !== nextTheirs && step < keep) { keep = step; break; }
+      o = step;
+    }
+    // Entries not yet written locally are copied again rather than waited for.
+    keep = Math.min(keep, this.writtenEnd);
+    if (keep < this.end) this.truncateTo(keep, true);
+    this.matchedEnd = Math.max(this.matchedEnd, Math.min(this.end, to));
+    if (this.end >= to) { this.advanceFollowerCommit(to); return; }
+    this.copying = true;
+    this.out.push({ type: 'copy', peer: leader, start: this.end, to });
+  }
+
+  private onCopyDone(start: number, to: number, epochs: Epoch[], ok: boolean): void {
+    this.copying = false;
+    if (!ok || start !== this.end || to <= start) return;
+    for (const e of epochs) if (e.offset >= start && e.offset < to) noteEpoch(this.epochs, e.term, e.offset);
+    if (this.termAt(start) === 0 && epochs.length > 0) noteEpoch(this.epochs, termAt(epochs, start), start);
+    // Copied frames are committed: the window restarts after them.
+    this.slots = [];
+    this.windowStart = to;
+    this.end = to;
+    this.writtenEnd = to;
+    this.matchedEnd = to;
+    this.maybeSync();
+    this.advanceFollowerCommit();
+    if (this.leader) this.sendAck(this.leader, this.hbSeq);
+  }
+
+  // ------------------------------------------------------------------ reads and queries
+
+  private onReadIndex(reqId: number): void {
+    if (this.role !== 'leader') {
+      this.reply(reqId, { type: 'error', code: 'not_leader', message: 'linearizable reads go to the leader', details: { leader: this.leader } });
+      return;
+    }
+    this.readWaits.push({ reqId, commit: -1, seq: 0 });
+    this.answerReads();
+    if (this.readWaits.length > 0) this.broadcast(true);
+  }
+
+  /** Read index (Raft §6.4): the commit end counts once the leader has committed in its term and a majority confirmed a later heartbeat. */
+  private answerReads(): void {
+    if (this.role !== 'leader' || this.readWaits.length === 0) return;
+    const committedInTerm = this.termBefore(this.commitEnd) === this.term;
+    if (!committedInTerm) return;
+    for (const w of this.readWaits) if (w.commit < 0) { w.commit = this.commitEnd; w.seq = this.progress.size === 0 ? 0 : this.hbSeq + 1; }
+    const remaining: ReadWait[] = [];
+    for (const w of this.readWaits) {
+      let acks = 1;
+      for (const pr of this.progress.values()) if (pr.ackedSeq >= w.seq) acks++;
+      if (acks >= this.majority) this.reply(w.reqId, { type: 'readIndex', end: w.commit });
+      else remaining.push(w);
+    }
+    this.readWaits = remaining;
+  }
+
+  private onFate(reqId: number, uploadId: string): void {
+    const meta = this.fates.get(uploadId);
+    if (!meta) { this.reply(reqId, { type: 'fate', state: 'unknown' }); return; }
+    const end = entryEnd(meta);
+    if (meta.offset >= this.end || this.termAt(meta.offset) !== meta.term) { this.reply(reqId, { type: 'fate', state: 'unknown' }); return; }
+    const slot = this.slotAt(meta.offset);
+    const kind = slot ? slot.meta.kind : meta.kind;
+    if (end > this.commitEnd) { this.reply(reqId, { type: 'fate', state: 'pending', offset: meta.offset, end }); return; }
+    this.reply(reqId, { type: 'fate', state: kind === Kind.Aborted ? 'aborted' : 'committed', offset: meta.offset, end });
+  }
+}
+
+/** Convenience for executors: size of the frame a meta describes. */
+export function metaFrameSize(meta: EntryMeta): number {
+  return frameSize(meta.length);
+}

@@ -1,0 +1,76 @@
+import test from 'ava';
+import { Replica, DEFAULT_CONFIG } from '../spec/replica.ts';
+import type { Effect, Input } from '../spec/messages.ts';
+import { Kind, frameSize } from '../spec/frame.ts';
+
+function single() {
+  const r = new Replica({
+    config: { ...DEFAULT_CONFIG, id: 'n1', members: ['n1'] },
+    init: { term: 0, votedFor: null, start: 0, end: 0, epochs: [], tail: [] },
+    random: () => 0.5,
+    now: 0,
+  });
+  return r;
+}
+
+/** Executes storage effects immediately, the way a perfect disk would. */
+function run(r: Replica, input: Input): Effect[] {
+  const all: Effect[] = [];
+  const queue: Input[] = [input];
+  while (queue.length) {
+    const effects = r.step(queue.shift()!);
+    for (const e of effects) {
+      all.push(e);
+      if (e.type === 'write') queue.push({ type: 'writeDone', seq: e.seq });
+      if (e.type === 'sync') queue.push({ type: 'syncDone', upTo: e.upTo, ok: true });
+    }
+  }
+  return all;
+}
+
+test('a cluster of one elects itself, commits a noop, then acknowledges appends after sync', (t) => {
+  const r = single();
+  const fx = run(r, { type: 'tick', now: 1 });
+  t.is(r.role, 'leader');
+  t.is(r.term, 1);
+  t.truthy(fx.find((e) => e.type === 'persist'));
+  t.is(r.commitEnd, frameSize(0));
+  const head = r.step({ type: 'appendHead', reqId: 7, uploadId: 'u1', length: 10, crc: 123, acks: 'quorum' });
+  const alloc = head.find((e) => e.type === 'allocated');
+  t.truthy(alloc);
+  t.false(head.some((e) => e.type === 'reply'));
+  const done = run(r, { type: 'bodyDone', reqId: 7, ok: true, crc: 123 });
+  const reply = done.find((e) => e.type === 'reply');
+  t.deepEqual(reply && reply.type === 'reply' ? reply.result : null, { type: 'appended', offset: frameSize(0), end: frameSize(0) + frameSize(10), term: 1 });
+});
+
+test('a body with the wrong declared checksum becomes an aborted frame and a 400', (t) => {
+  const r = single();
+  run(r, { type: 'tick', now: 1 });
+  r.step({ type: 'appendHead', reqId: 1, uploadId: null, length: 4, crc: 1, acks: 'quorum' });
+  const fx = run(r, { type: 'bodyDone', reqId: 1, ok: true, crc: 2 });
+  const w = fx.find((e) => e.type === 'write');
+  t.is(w && w.type === 'write' ? w.meta.kind : 0, Kind.Aborted);
+  const reply = fx.find((e) => e.type === 'reply');
+  t.is(reply && reply.type === 'reply' && reply.result.type === 'error' ? reply.result.code : '', 'checksum_mismatch');
+});
+
+test('a stalled body is aborted at the deadline and later appends still commit', (t) => {
+  const r = single();
+  run(r, { type: 'tick', now: 1 });
+  r.step({ type: 'appendHead', reqId: 1, uploadId: null, length: 4, crc: null, acks: 'quorum' });
+  r.step({ type: 'appendHead', reqId: 2, uploadId: null, length: 4, crc: null, acks: 'quorum' });
+  const early = run(r, { type: 'bodyDone', reqId: 2, ok: true, crc: 9 });
+  t.false(early.some((e) => e.type === 'reply'), 'commit cannot pass the open body');
+  const fx = run(r, { type: 'tick', now: 1 + DEFAULT_CONFIG.bodyDeadlineMs });
+  const codes = fx.filter((e) => e.type === 'reply').map((e) => (e.type === 'reply' ? e.result.type === 'error' ? e.result.code : e.result.type : ''));
+  t.deepEqual(codes.sort(), ['appended', 'timeout']);
+  t.is(r.commitEnd, r.end);
+});
+
+test('the read index of a single node is its commit end', (t) => {
+  const r = single();
+  run(r, { type: 'tick', now: 1 });
+  const fx = r.step({ type: 'readIndex', reqId: 3 });
+  t.deepEqual(fx.find((e) => e.type === 'reply'), { type: 'reply', reqId: 3, result: { type: 'readIndex', end: r.commitEnd } });
+});
