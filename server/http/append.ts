@@ -1,0 +1,117 @@
+/**
+ * POST /v1/append: the leader allocates the range as soon as it has the request head and
+ * streams body chunks straight into the segment file at that offset.
+ */
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { HEADER_SIZE, crc32c } from '../../spec/frame.ts';
+import type { EntryMeta } from '../../spec/entry.ts';
+import { LogError } from '../../spec/errors.ts';
+import type { LogNode } from '../log-node.ts';
+import { replyError } from '../log-node.ts';
+import { parseAcks, parseCrc, parseUploadId } from './params.ts';
+import { sendError, sendJson } from './respond.ts';
+
+/** Chunks are coalesced to this size before a positional write. */
+const WRITE_CHUNK = 256 * 1024;
+/** Writes in flight per request before the socket is paused. */
+const MAX_INFLIGHT_WRITES = 8;
+
+export function handleAppend(node: LogNode, req: IncomingMessage, res: ServerResponse, url: URL): void {
+  const lengthHeader = req.headers['content-length'];
+  if (lengthHeader === undefined) {
+    req.resume();
+    throw new LogError('length_required', 'Content-Length is required: the leader allocates the offset range before the body arrives');
+  }
+  if (!/^\d+$/.test(lengthHeader)) throw new LogError('bad_request', `invalid Content-Length "${lengthHeader}"`);
+  const length = Number(lengthHeader);
+  const max = node.config.maxEntryBytes;
+  if (length > max) {
+    // Answer before reading the body; close so the client stops sending it.
+    res.setHeader('connection', 'close');
+    throw new LogError('too_large', `entry of ${length} bytes exceeds the maximum of ${max} bytes (maxEntryBytes)`, { max });
+  }
+  const crc = parseCrc(req.headers['x-loglog-crc32c']);
+  const uploadId = parseUploadId(req.headers['x-loglog-upload-id']);
+  const acks = parseAcks((req.headers['x-loglog-acks'] as string | undefined) ?? url.searchParams.get('acks'));
+
+  let meta: EntryMeta | null = null;
+  let received = 0;
+  let running = 0;
+  let pending: Buffer[] = [];
+  let pendingBytes = 0;
+  let inflight = 0;
+  const writes: Promise<void>[] = [];
+  let finished = false;
+  let reqId = 0;
+
+  const flush = () => {
+    if (!meta || pendingBytes === 0) return;
+    const chunk = pending.length === 1 ? pending[0] : Buffer.concat(pending, pendingBytes);
+    const at = meta.offset + HEADER_SIZE + received - pendingBytes;
+    pending = [];
+    pendingBytes = 0;
+    inflight++;
+    const w = node.writeBody(at, chunk).finally(() => {
+      inflight--;
+      if (inflight < MAX_INFLIGHT_WRITES && req.isPaused() && !finished) req.resume();
+    });
+    writes.push(w);
+    if (inflight >= MAX_INFLIGHT_WRITES) req.pause();
+  };
+
+  const fail = () => {
+    if (finished) return;
+    finished = true;
+    node.bodyDone(reqId, false, 0);
+  };
+
+  const sink = {
+    start(m: EntryMeta) { meta = m; },
+    cancel() {
+      finished = true;
+      req.unpipe();
+      // The replica answers the client (timeout) and then we drop the connection.
+      setImmediate(() => req.destroy());
+    },
+  };
+  const started = node.beginAppend({ length, crc, uploadId, acks, sink });
+  reqId = started.reqId;
+  started.result.then((r) => {
+    const err = replyError(r);
+    if (err) {
+      if (!req.complete) res.setHeader('connection', 'close');
+      sendError(res, err);
+      if (!req.complete) req.resume();
+    } else if (r.type === 'appended') {
+      sendJson(res, 200, { offset: r.offset, end: r.end, term: r.term });
+    }
+  }, (e) => sendError(res, e));
+  if (!meta) {
+    // The replica answered at once (not leader, too large): drain nothing more.
+    req.resume();
+    return;
+  }
+
+  req.on('data', (chunk: Buffer) => {
+    if (finished) return;
+    if (received + chunk.length > length) { fail(); req.destroy(); return; }
+    running = crc32c(chunk, running);
+    received += chunk.length;
+    pending.push(chunk);
+    pendingBytes += chunk.length;
+    if (pendingBytes >= WRITE_CHUNK) flush();
+  });
+  req.on('end', () => {
+    if (finished) return;
+    if (received !== length) { fail(); return; }
+    flush();
+    finished = true;
+    Promise.all(writes).then(
+      () => node.bodyDone(reqId, true, running),
+      () => node.bodyDone(reqId, false, 0),
+    );
+  });
+  req.on('aborted', fail);
+  req.on('error', fail);
+  req.on('close', () => { if (!req.complete) fail(); });
+}

@@ -1,0 +1,35 @@
+/** Strict parsing of query parameters: offsets are decimal digit strings, nothing else. */
+import { LogError } from '../../spec/errors.ts';
+
+/** A non-negative safe integer from a decimal string, or a 400 that names the parameter. */
+export function parseOffset(name: string, raw: string | null, fallback?: number): number {
+  if (raw === null || raw === '') {
+    if (fallback !== undefined) return fallback;
+    throw new LogError('bad_offset', `missing ${name}: pass ${name}=<byte offset>, e.g. ${name}=0`);
+  }
+  if (!/^\d{1,16}$/.test(raw) || !Number.isSafeInteger(Number(raw))) {
+    throw new LogError('bad_offset', `${name} must be a non-negative whole number of bytes, got "${raw}"`);
+  }
+  return Number(raw);
+}
+
+export function parseAcks(raw: string | null | undefined): 'leader' | 'quorum' | 'all' {
+  if (raw === undefined || raw === null || raw === '') return 'quorum';
+  if (raw === 'leader' || raw === 'quorum' || raw === 'all') return raw;
+  throw new LogError('bad_request', `acks must be leader, quorum or all, got "${raw}"`);
+}
+
+/** The client's CRC32C header: a decimal u32. */
+export function parseCrc(raw: string | string[] | undefined): number | null {
+  if (raw === undefined) return null;
+  const s = Array.isArray(raw) ? raw[0] : raw;
+  if (!/^\d{1,10}$/.test(s) || Number(s) > 0xffffffff) throw new LogError('bad_request', `x-loglog-crc32c must be a decimal CRC32C (0..4294967295), got "${s}"`);
+  return Number(s);
+}
+
+export function parseUploadId(raw: string | string[] | undefined): string | null {
+  if (raw === undefined) return null;
+  const s = Array.isArray(raw) ? raw[0] : raw;
+  if (!/^[A-Za-z0-9_.:-]{1,128}$/.test(s)) throw new LogError('bad_request', 'upload ids are 1-128 characters of A-Z a-z 0-9 _ . : -');
+  return s;
+}

@@ -1,0 +1,38 @@
+/** GET /v1/read: whole committed frames from an offset, optionally long-polling for more. */
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { LogError } from '../../spec/errors.ts';
+import type { LogNode } from '../log-node.ts';
+import { parseOffset } from './params.ts';
+
+const DEFAULT_LIMIT = 1024 * 1024;
+const MAX_LIMIT = 64 * 1024 * 1024;
+const MAX_WAIT_MS = 60_000;
+
+export async function handleRead(node: LogNode, req: IncomingMessage, res: ServerResponse, url: URL): Promise<void> {
+  const q = url.searchParams;
+  const offset = parseOffset('offset', q.get('offset'));
+  const limit = Math.min(parseOffset('limit', q.get('limit'), DEFAULT_LIMIT), MAX_LIMIT);
+  const wait = Math.min(parseOffset('wait', q.get('wait'), 0), MAX_WAIT_MS);
+  const minCommit = q.has('minCommit') ? parseOffset('minCommit', q.get('minCommit')) : null;
+
+  const closed = new AbortController();
+  res.on('close', () => closed.abort());
+  // Read-your-writes on a follower: wait until this replica has committed what the client saw.
+  if (minCommit !== null && minCommit > 0 && !(await node.waitReadable(minCommit - 1, Math.max(wait, 1), closed.signal))) {
+    throw new LogError('timeout', `this replica has not yet committed up to ${minCommit}; retry, or read from another replica`, { end: node.readableEnd() });
+  }
+  if (offset < node.log.start) throw new LogError('trimmed', `offset ${offset} was trimmed; the log now starts at ${node.log.start}`, { start: node.log.start });
+  const end = node.readableEnd();
+  if (offset > end) throw new LogError('out_of_range', `offset ${offset} is beyond the commit end ${end}; valid offsets are ${node.log.start}..${end}`, { start: node.log.start, end });
+  if (offset === end && wait > 0) await node.waitReadable(offset, wait, closed.signal);
+  const { data, next } = await node.read(offset, limit);
+  if (res.destroyed) return;
+  res.writeHead(200, {
+    'content-type': 'application/octet-stream',
+    'content-length': data.length,
+    'x-loglog-start': node.log.start,
+    'x-loglog-commit': node.readableEnd(),
+    'x-loglog-next': next,
+  });
+  res.end(data);
+}

@@ -1,0 +1,115 @@
+/** The HTTP + WebSocket front of one node: routing, JSON errors, the tail upgrade. */
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import type { Duplex } from 'node:stream';
+import { WebSocketServer } from 'ws';
+import { LogError } from '../../spec/errors.ts';
+import type { LogNode } from '../log-node.ts';
+import { replyError } from '../log-node.ts';
+import { handleAppend } from './append.ts';
+import { handleRead } from './read.ts';
+import { serveTail } from './tail.ts';
+import { parseOffset, parseUploadId } from './params.ts';
+import { sendError, sendJson } from './respond.ts';
+
+/** Extra routes a cluster transport mounts (peer endpoints). */
+export type RouteHandler = (req: IncomingMessage, res: ServerResponse, url: URL) => Promise<void> | void;
+
+export interface ApiServer {
+  server: Server;
+  /** Routes by "METHOD /path" (exact) for peers and extensions. */
+  routes: Map<string, RouteHandler>;
+  /** WebSocket paths handed to other handlers (e.g. the peer channel). */
+  upgrades: Map<string, (req: IncomingMessage, socket: Duplex, head: Buffer) => void>;
+  close(): Promise<void>;
+}
+
+const MAX_UPLOAD = 64 * 1024 * 1024;
+
+export function createApiServer(node: LogNode): ApiServer {
+  const routes = new Map<string, RouteHandler>();
+  const upgrades = new Map<string, (req: IncomingMessage, socket: Duplex, head: Buffer) => void>();
+  const wss = new WebSocketServer({ noServer: true, perMessageDeflate: false, maxPayload: 1024 });
+
+  routes.set('POST /v1/append', (req, res, url) => handleAppend(node, req, res, url));
+  routes.set('GET /v1/read', (req, res, url) => handleRead(node, req, res, url));
+  routes.set('GET /v1/end', async (_req, res, url) => {
+    if (url.searchParams.get('linearizable') === '1' || url.searchParams.get('linearizable') === 'true') {
+      const r = await node.readIndex();
+      const err = replyError(r);
+      if (err) throw err;
+      sendJson(res, 200, { start: node.log.start, end: r.type === 'readIndex' ? r.end : node.readableEnd(), linearizable: true });
+      return;
+    }
+    sendJson(res, 200, { start: node.log.start, end: node.readableEnd() });
+  });
+  routes.set('GET /v1/status', (_req, res) => sendJson(res, 200, node.status()));
+  routes.set('POST /v1/trim', async (req, res, url) => {
+    req.resume();
+    const before = parseOffset('before', url.searchParams.get('before'));
+    sendJson(res, 200, { start: await node.trim(before) });
+  });
+  routes.set('GET /v1/fate', async (_req, res, url) => {
+    const id = parseUploadId(url.searchParams.get('id') ?? undefined);
+    if (id === null) throw new LogError('bad_request', 'pass id=<upload id>');
+    const r = await node.fate(id);
+    const err = replyError(r);
+    if (err) throw err;
+    sendJson(res, 200, r.type === 'fate' ? { state: r.state, offset: r.offset, end: r.end } : {});
+  });
+
+  const server = createServer({ keepAliveTimeout: 65_000, requestTimeout: 0 }, (req, res) => {
+    const url = new URL(req.url ?? '/', 'http://x');
+    let route = routes.get(`${req.method} ${url.pathname}`);
+    if (!route && url.pathname.startsWith('/v1/upload/') && req.method === 'PUT') route = (rq, rs) => handleUpload(node, rq, rs, url);
+    if (!route && url.pathname.startsWith('/v1/fate/') && req.method === 'GET') {
+      url.searchParams.set('id', decodeURIComponent(url.pathname.slice('/v1/fate/'.length)));
+      route = routes.get('GET /v1/fate');
+    }
+    if (!route) {
+      req.resume();
+      sendError(res, new LogError('not_found', `no route ${req.method} ${url.pathname}; see DESIGN.md "HTTP API"`));
+      return;
+    }
+    try {
+      const p = route(req, res, url);
+      if (p) p.catch((e) => { req.resume(); sendError(res, e); });
+    } catch (e) {
+      req.resume();
+      sendError(res, e);
+    }
+  });
+
+  server.on('upgrade', (req, socket, head) => {
+    const url = new URL(req.url ?? '/', 'http://x');
+    const other = upgrades.get(url.pathname);
+    if (other) { other(req, socket, head); return; }
+    if (url.pathname !== '/v1/tail') { socket.destroy(); return; }
+    wss.handleUpgrade(req, socket, head, (ws) => void serveTail(node, ws, url));
+  });
+  server.on('clientError', (_err, socket) => { if (socket.writable) socket.end('HTTP/1.1 400 Bad Request\r\n\r\n'); });
+
+  return {
+    server, routes, upgrades,
+    async close() {
+      for (const ws of wss.clients) ws.terminate();
+      wss.close();
+      server.closeIdleConnections();
+      await new Promise<void>((resolve) => { server.close(() => resolve()); setTimeout(() => { server.closeAllConnections(); resolve(); }, 2000).unref(); });
+    },
+  };
+}
+
+/** PUT /v1/upload/:id — a client's copy of an entry for this follower. */
+function handleUpload(node: LogNode, req: IncomingMessage, res: ServerResponse, url: URL): void {
+  const id = parseUploadId(decodeURIComponent(url.pathname.slice('/v1/upload/'.length)));
+  if (id === null) throw new LogError('bad_request', 'missing upload id');
+  const len = Number(req.headers['content-length'] ?? NaN);
+  if (!Number.isSafeInteger(len)) throw new LogError('length_required', 'Content-Length is required');
+  if (len > Math.min(MAX_UPLOAD, node.config.maxEntryBytes)) throw new LogError('too_large', `upload of ${len} bytes exceeds the maximum entry size`);
+  const chunks: Buffer[] = [];
+  req.on('data', (c: Buffer) => chunks.push(c));
+  req.on('end', () => {
+    node.upload(id, Buffer.concat(chunks));
+    sendJson(res, 200, { ok: true });
+  });
+}

@@ -1,0 +1,325 @@
+/**
+ * LogNode: the server-side executor of spec's replica. It owns the replica, the segment
+ * log and the upload buffer, turns effects into file I/O, peer sends and client replies,
+ * and turns completions back into inputs. It contains no protocol decisions: those are
+ * all in spec/replica.ts, which the simulator runs the same way.
+ */
+import { EventEmitter } from 'node:events';
+import { randomBytes } from 'node:crypto';
+import { Replica } from '../spec/replica.ts';
+import type { Effect, Input, Message, NodeId, ReplyResult } from '../spec/messages.ts';
+import type { EntryMeta } from '../spec/entry.ts';
+import { Kind, HEADER_SIZE, crc32c, encodeFrame, encodeHeader, trailerFor } from '../spec/frame.ts';
+import { LogError } from '../spec/errors.ts';
+import { SegmentLog } from './storage/segment-log.ts';
+import { loadHardState, saveHardStateSync } from './storage/hard-state.ts';
+import type { NodeConfig } from './config.ts';
+import { UploadBuffer } from './upload-buffer.ts';
+import { SerialBarrier } from './barrier.ts';
+
+/** What the node needs from the cluster transport (none for a cluster of one). */
+export interface PeerTransport {
+  send(to: NodeId, msg: Message): void;
+  /** Payload bytes of a placed frame at a peer (written, not necessarily committed). */
+  fetchPayload(peer: NodeId, meta: EntryMeta): Promise<Buffer>;
+  /** Committed frames [start, to) from a peer, in chunks, each a buffer of whole frames. */
+  copyFrames(peer: NodeId, start: number, to: number, onChunk: (offset: number, frames: Buffer) => Promise<void>): Promise<number>;
+  close(): Promise<void>;
+}
+
+/** Receives the streamed body of an allocated append. */
+export interface BodySink {
+  start(meta: EntryMeta): void;
+  cancel(): void;
+}
+
+type Pending = (r: ReplyResult) => void;
+
+/** Seeded from the OS once; the replica itself only sees a function. */
+function makeRandom(): () => number {
+  let s = randomBytes(4).readUInt32LE(0) || 1;
+  return () => {
+    s ^= s << 13; s >>>= 0; s ^= s >>> 17; s ^= s << 5; s >>>= 0;
+    return s / 0x1_0000_0000;
+  };
+}
+
+export class LogNode extends EventEmitter {
+  readonly replica: Replica;
+  readonly log: SegmentLog;
+  readonly uploads: UploadBuffer;
+  private transport: PeerTransport | null = null;
+  private pending = new Map<number, Pending>();
+  private bodies = new Map<number, BodySink>();
+  private nextReq = 1;
+  private ticker: NodeJS.Timeout | null = null;
+  private retentionTimer: NodeJS.Timeout | null = null;
+  /** Orders truncations after the writes that preceded them, and later writes after both. */
+  private barrier = new SerialBarrier();
+  private closed = false;
+  private readonly t0 = performance.now();
+
+  private constructor(readonly config: NodeConfig, log: SegmentLog, replica: Replica) {
+    super();
+    this.setMaxListeners(0);
+    this.log = log;
+    this.replica = replica;
+    this.uploads = new UploadBuffer(config.uploadBufferBytes);
+  }
+
+  static async open(config: NodeConfig): Promise<LogNode> {
+    const log = await SegmentLog.open(config.dataDir, { segmentBytes: config.segmentBytes });
+    const hard = loadHardState(config.dataDir);
+    const members = config.peers.length > 0 ? config.peers.map((p) => p.id) : [config.id];
+    const replica = new Replica({
+      config: {
+        id: config.id, members,
+        electionMs: config.electionMs, heartbeatMs: config.heartbeatMs,
+        bodyDeadlineMs: config.bodyDeadlineMs, uploadDeadlineMs: config.uploadDeadlineMs,
+        maxEntryBytes: config.maxEntryBytes, maxBatchEntries: 1024, windowEntries: 200_000,
+      },
+      init: { term: hard.term, votedFor: hard.votedFor, start: log.start, end: log.end, epochs: log.epochs, tail: log.recoveredTail },
+      random: makeRandom(),
+      now: 0,
+    });
+    const node = new LogNode(config, log, replica);
+    return node;
+  }
+
+  /** Starts the clock; with a cluster of one this elects the node at once. */
+  start(transport: PeerTransport | null): void {
+    this.transport = transport;
+    this.tick();
+    this.ticker = setInterval(() => this.tick(), Math.max(5, Math.min(10, this.config.heartbeatMs / 5)));
+    this.ticker.unref();
+    if (this.config.retention.maxAgeMs !== null || this.config.retention.maxBytes !== null) {
+      this.retentionTimer = setInterval(() => void this.applyRetention(), this.config.retentionCheckMs);
+      this.retentionTimer.unref();
+      void this.applyRetention();
+    }
+  }
+
+  now(): number {
+    return performance.now() - this.t0;
+  }
+
+  private tick(): void {
+    this.step({ type: 'tick', now: this.now() });
+  }
+
+  /** Feeds one input to the replica and executes its effects in order. */
+  step(input: Input): void {
+    if (this.closed) return;
+    const effects = this.replica.step(input);
+    for (const e of effects) this.execute(e);
+  }
+
+  private execute(e: Effect): void {
+    switch (e.type) {
+      case 'send': this.transport?.send(e.to, e.msg); break;
+      case 'persist': saveHardStateSync(this.config.dataDir, { term: e.term, votedFor: e.votedFor }); break;
+      case 'allocated':
+        this.log.place(e.meta.offset, e.meta.length, e.meta.term);
+        this.bodies.get(e.reqId)?.start(e.meta);
+        break;
+      case 'cancelBody': this.bodies.get(e.reqId)?.cancel(); this.bodies.delete(e.reqId); break;
+      case 'write': this.write(e.seq, e.meta, e.source); break;
+      case 'fetch': this.fetch(e.seq, e.meta, e.peer); break;
+      case 'copy': this.copy(e.peer, e.start, e.to); break;
+      case 'sync':
+        this.barrier.after(() => this.log.sync()).then(
+          () => this.step({ type: 'syncDone', upTo: e.upTo, ok: true }),
+          (err) => { this.emit('warn', `fdatasync failed: ${(err as Error).message}`); this.step({ type: 'syncDone', upTo: e.upTo, ok: false }); },
+        );
+        break;
+      case 'truncate': {
+        const done = this.barrier.exclusive(() => this.log.truncate(e.to));
+        done.catch((err) => this.fatal(`truncate failed: ${(err as Error).message}`));
+        break;
+      }
+      case 'reply': {
+        const p = this.pending.get(e.reqId);
+        this.pending.delete(e.reqId);
+        p?.(e.result);
+        break;
+      }
+      case 'commit': this.emit('commit', e.end); break;
+      case 'role': this.emit('role', e); break;
+      case 'fatal': this.fatal(e.reason); break;
+    }
+  }
+
+  private fatal(reason: string): void {
+    this.emit('fatal', reason);
+  }
+
+  private write(seq: number, meta: EntryMeta, source: 'body' | 'zero' | 'upload'): void {
+    let frame: Buffer | null = null;
+    if (source !== 'body') {
+      this.log.place(meta.offset, meta.length, meta.term);
+      if (source === 'upload') {
+        const up = meta.uploadId !== null ? this.uploads.take(meta.uploadId) : undefined;
+        if (!up) { queueMicrotask(() => this.step({ type: 'writeFailed', seq, reason: 'missing' })); return; }
+        if (up.length !== meta.length || crc32c(up) !== meta.crc) { queueMicrotask(() => this.step({ type: 'writeFailed', seq, reason: 'corrupt' })); return; }
+        frame = encodeFrame(meta, up);
+      } else {
+        frame = encodeFrame(meta);
+      }
+    }
+    const done = frame
+      ? this.barrier.after(() => this.log.writeAt(meta.offset, frame!))
+      : this.barrier.after(() => this.sealBody(meta));
+    done.then(
+      () => this.step({ type: 'writeDone', seq }),
+      (err) => this.fatal(`write at ${meta.offset} failed: ${(err as Error).message}`),
+    );
+  }
+
+  /** Header and trailer of a streamed body; an aborted body's payload is zeroed first. */
+  private async sealBody(meta: EntryMeta): Promise<void> {
+    const writes: Promise<void>[] = [];
+    if (meta.kind === Kind.Aborted && meta.length > 0) writes.push(this.log.writeAt(meta.offset + HEADER_SIZE, Buffer.alloc(meta.length)));
+    writes.push(this.log.writeAt(meta.offset, encodeHeader(meta)));
+    writes.push(this.log.writeAt(meta.offset + HEADER_SIZE + meta.length, Buffer.from([trailerFor(meta.kind)])));
+    await Promise.all(writes);
+  }
+
+  private fetch(seq: number, meta: EntryMeta, peer: NodeId): void {
+    if (!this.transport) { queueMicrotask(() => this.step({ type: 'writeFailed', seq, reason: 'fetch' })); return; }
+    this.transport.fetchPayload(peer, meta)
+      .then((payload) => {
+        if (payload.length !== meta.length || crc32c(payload) !== meta.crc) throw new Error('fetched payload does not match its checksum');
+        return this.barrier.after(() => this.log.writeAt(meta.offset, encodeFrame(meta, payload)));
+      })
+      .then(() => this.step({ type: 'writeDone', seq }), () => this.step({ type: 'writeFailed', seq, reason: 'fetch' }));
+  }
+
+  private copy(peer: NodeId, start: number, to: number): void {
+    if (!this.transport) { queueMicrotask(() => this.step({ type: 'copyDone', start, to: start, epochs: [], ok: false })); return; }
+    const epochsBefore = this.log.epochs.length;
+    this.transport.copyFrames(peer, start, to, (offset, frames) => this.barrier.after(() => this.log.appendFrames(offset, frames)))
+      .then((reached) => this.step({ type: 'copyDone', start, to: reached, epochs: this.log.epochs.slice(Math.max(0, epochsBefore - 1)), ok: reached > start }))
+      .catch((err) => { this.emit('warn', `catch-up from ${peer} failed: ${(err as Error).message}`); this.step({ type: 'copyDone', start, to: start, epochs: [], ok: false }); });
+  }
+
+  // ------------------------------------------------------------------ client operations
+
+  /** Registers a request id whose reply the replica will send later. */
+  private request(): { reqId: number; result: Promise<ReplyResult> } {
+    const reqId = this.nextReq++;
+    const result = new Promise<ReplyResult>((resolve) => this.pending.set(reqId, resolve));
+    return { reqId, result };
+  }
+
+  /**
+   * Starts an append: the replica allocates the range (sink.start is called synchronously
+   * with the meta when it does), and the returned promise settles per the ack level.
+   */
+  beginAppend(args: { length: number; crc: number | null; uploadId: string | null; acks: 'leader' | 'quorum' | 'all'; sink: BodySink }): { reqId: number; result: Promise<ReplyResult> } {
+    const { reqId, result } = this.request();
+    this.bodies.set(reqId, args.sink);
+    this.step({ type: 'appendHead', reqId, uploadId: args.uploadId, length: args.length, crc: args.crc, acks: args.acks });
+    void result.finally(() => this.bodies.delete(reqId));
+    return { reqId, result };
+  }
+
+  /** Writes a chunk of an allocated body into the segment file. */
+  writeBody(offset: number, chunk: Buffer): Promise<void> {
+    return this.barrier.after(() => this.log.writeAt(offset, chunk));
+  }
+
+  bodyDone(reqId: number, ok: boolean, crc: number): void {
+    this.step({ type: 'bodyDone', reqId, ok, crc });
+  }
+
+  readIndex(): Promise<ReplyResult> {
+    const { reqId, result } = this.request();
+    this.step({ type: 'readIndex', reqId });
+    return result;
+  }
+
+  fate(uploadId: string): Promise<ReplyResult> {
+    const { reqId, result } = this.request();
+    this.step({ type: 'fate', reqId, uploadId });
+    return result;
+  }
+
+  upload(uploadId: string, payload: Buffer): void {
+    this.uploads.put(uploadId, payload);
+    this.step({ type: 'uploadArrived', uploadId });
+  }
+
+  /** Reads are served up to here: the local commit end, limited to bytes in the file. */
+  readableEnd(): number {
+    return this.replica.readableEnd();
+  }
+
+  /** Resolves when the readable end passes `offset`, or after `ms` / on abort (false). */
+  waitReadable(offset: number, ms: number, signal?: AbortSignal): Promise<boolean> {
+    if (this.readableEnd() > offset) return Promise.resolve(true);
+    if (ms <= 0 || signal?.aborted) return Promise.resolve(false);
+    return new Promise((resolve) => {
+      const finish = (v: boolean) => {
+        clearTimeout(timer);
+        this.off('commit', onCommit);
+        this.off('written', onCommit);
+        signal?.removeEventListener('abort', onAbort);
+        resolve(v);
+      };
+      const onCommit = () => { if (this.readableEnd() > offset) finish(true); };
+      const onAbort = () => finish(false);
+      const timer = setTimeout(() => finish(this.readableEnd() > offset), ms);
+      this.on('commit', onCommit);
+      signal?.addEventListener('abort', onAbort);
+    });
+  }
+
+  async read(offset: number, maxBytes: number): Promise<{ data: Buffer; next: number }> {
+    return this.log.read(offset, maxBytes, this.readableEnd());
+  }
+
+  async trim(before: number): Promise<number> {
+    const limit = Math.min(before, this.readableEnd());
+    const start = await this.log.trim(limit);
+    this.replica.start = start;
+    return start;
+  }
+
+  private async applyRetention(): Promise<void> {
+    try {
+      await this.log.applyRetention({ maxAgeMs: this.config.retention.maxAgeMs ?? undefined, maxBytes: this.config.retention.maxBytes ?? undefined, limit: this.readableEnd() }, Date.now());
+      this.replica.start = this.log.start;
+    } catch (e) {
+      this.emit('warn', `retention failed: ${(e as Error).message}`);
+    }
+  }
+
+  status(): Record<string, unknown> {
+    const r = this.replica;
+    return {
+      id: this.config.id, role: r.role, term: r.term, leader: r.leader,
+      start: this.log.start, end: r.end, commit: r.commitEnd, readable: this.readableEnd(), durable: r.durableEnd,
+      segments: this.log.segmentCount, bytes: this.log.bytes,
+      members: r.config.members,
+    };
+  }
+
+  /** Waits until this node is leader (single node: immediately after start). */
+  async close(): Promise<void> {
+    if (this.closed) return;
+    if (this.ticker) clearInterval(this.ticker);
+    if (this.retentionTimer) clearInterval(this.retentionTimer);
+    for (const sink of this.bodies.values()) sink.cancel();
+    await this.barrier.idle();
+    this.closed = true;
+    await this.transport?.close();
+    await this.log.close();
+    for (const [, p] of this.pending) p({ type: 'error', code: 'unavailable', message: 'the node is shutting down' });
+    this.pending.clear();
+  }
+}
+
+/** Maps a replica error reply to the LogError the HTTP layer sends. */
+export function replyError(r: ReplyResult): LogError | null {
+  return r.type === 'error' ? new LogError(r.code, r.message, r.details ?? {}) : null;
+}

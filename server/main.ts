@@ -1,0 +1,57 @@
+/** Starts one node: storage, replica, API server; prints how to use it; stops cleanly on signals. */
+import { LogNode } from './log-node.ts';
+import { createApiServer } from './http/server.ts';
+import type { NodeConfig } from './config.ts';
+
+export interface RunningNode {
+  node: LogNode;
+  url: string;
+  stop(): Promise<void>;
+}
+
+export async function startNode(config: NodeConfig, log: (line: string) => void = () => {}): Promise<RunningNode> {
+  const node = await LogNode.open(config);
+  const api = createApiServer(node);
+  node.on('warn', (m: string) => log(`warning: ${m}`));
+  node.on('role', (r: { role: string; term: number; leader: string | null }) => log(`${config.id} is ${r.role} in term ${r.term}${r.leader && r.leader !== config.id ? ` (leader ${r.leader})` : ''}`));
+  await new Promise<void>((resolve, reject) => {
+    api.server.once('error', reject);
+    api.server.listen(config.port, config.host, () => resolve());
+  });
+  const addr = api.server.address();
+  const port = typeof addr === 'object' && addr ? addr.port : config.port;
+  const url = `http://${config.host.includes(':') ? `[${config.host}]` : config.host}:${port}`;
+  node.start(null);
+  let stopping: Promise<void> | null = null;
+  return {
+    node, url,
+    stop() {
+      stopping ??= (async () => {
+        await api.close();
+        await node.close();
+      })();
+      return stopping;
+    },
+  };
+}
+
+export async function runNode(config: NodeConfig): Promise<void> {
+  const say = (line: string) => process.stderr.write(`loglogd: ${line}\n`);
+  const running = await startNode(config, say);
+  const r = running.node.log.recovery;
+  say(`node ${config.id} serving ${running.url}, data in ${config.dataDir}`);
+  say(`recovered log ${running.node.log.start}..${running.node.log.end} in ${r.ms.toFixed(1)} ms (scanned ${r.bytesScanned} bytes${r.torn ? `, cut a torn tail of ${r.truncatedBytes} bytes` : ''})`);
+  say(`try:  echo hello | npx loglog append   then   npx loglog read --from 0   (Ctrl-C stops)`);
+  running.node.on('fatal', (reason: string) => {
+    say(`fatal: ${reason}; stopping so no unsynced write is acknowledged`);
+    void running.stop().finally(() => process.exit(3));
+  });
+  let signals = 0;
+  const onSignal = (sig: string) => {
+    if (++signals > 1) process.exit(130);
+    say(`${sig}: syncing and closing...`);
+    running.stop().then(() => { say('stopped cleanly'); process.exit(0); }, (e) => { say(`error while stopping: ${(e as Error).message}`); process.exit(1); });
+  };
+  process.on('SIGINT', () => onSignal('SIGINT'));
+  process.on('SIGTERM', () => onSignal('SIGTERM'));
+}
