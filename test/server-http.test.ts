@@ -1,0 +1,152 @@
+/**
+ * A real loglogd spoken to with a plain HTTP client: the API contract, and every bad
+ * input getting its 4xx JSON error while the server keeps serving with data intact.
+ */
+import test from 'ava';
+import { request as httpRequest } from 'node:http';
+import { request } from 'undici';
+import WebSocket from 'ws';
+import { startNode } from './helpers/node-process.ts';
+import { crc32c, parseFrames, frameSize, Kind, HEADER_SIZE } from '../spec/frame.ts';
+
+async function post(url: string, body: Buffer, headers: Record<string, string> = {}) {
+  const r = await request(`${url}/v1/append`, { method: 'POST', body, headers: { 'content-length': String(body.length), ...headers } });
+  return { status: r.statusCode, json: (await r.body.json()) as any };
+}
+
+async function get(url: string) {
+  const r = await request(url);
+  const buf = Buffer.from(await r.body.arrayBuffer());
+  return { status: r.statusCode, headers: r.headers, buf, json: () => JSON.parse(buf.toString()) };
+}
+
+test('append, read, end, status and tail over plain HTTP and WebSocket', async (t) => {
+  const n = await startNode(t);
+  const payloads = ['alpha', 'beta', 'gamma'].map((s) => Buffer.from(s));
+  const offsets: number[] = [];
+  for (const p of payloads) {
+    const r = await post(n.url, p, { 'x-loglog-crc32c': String(crc32c(p)) });
+    t.is(r.status, 200);
+    t.is(r.json.end - r.json.offset, frameSize(p.length));
+    offsets.push(r.json.offset);
+  }
+  t.true(offsets[0] < offsets[1] && offsets[1] < offsets[2]);
+  const end = (await get(`${n.url}/v1/end`)).json().end;
+  t.is(end, offsets[2] + frameSize(payloads[2].length));
+
+  const read = await get(`${n.url}/v1/read?offset=${offsets[0]}`);
+  t.is(read.status, 200);
+  t.is(Number(read.headers['x-loglog-commit']), end);
+  t.is(Number(read.headers['x-loglog-next']), end);
+  const frames = [...parseFrames(read.buf, offsets[0])];
+  t.deepEqual(frames.map((f) => f.payload.toString()), ['alpha', 'beta', 'gamma']);
+  t.deepEqual(frames.map((f) => f.offset), offsets);
+
+  // limit smaller than one frame still returns one whole frame
+  const one = await get(`${n.url}/v1/read?offset=${offsets[1]}&limit=1`);
+  t.deepEqual([...parseFrames(one.buf, offsets[1])].map((f) => f.payload.toString()), ['beta']);
+
+  const status = (await get(`${n.url}/v1/status`)).json();
+  t.is(status.role, 'leader');
+  t.is(status.commit, end);
+  t.true(status.segments >= 1);
+
+  // The tail pushes what is committed and then what commits later.
+  const ws = new WebSocket(`${n.url.replace('http', 'ws')}/v1/tail?offset=${offsets[0]}`, { perMessageDeflate: false });
+  const seen: string[] = [];
+  let at = offsets[0];
+  const got4 = new Promise<void>((resolve) => {
+    ws.on('message', (data: Buffer) => {
+      for (const f of parseFrames(data, at)) { if (f.kind === Kind.Data) seen.push(f.payload.toString()); at = f.offset + frameSize(f.length); }
+      if (seen.length >= 4) resolve();
+    });
+  });
+  await new Promise((r) => ws.once('open', r));
+  await post(n.url, Buffer.from('delta'));
+  await got4;
+  ws.close();
+  t.deepEqual(seen, ['alpha', 'beta', 'gamma', 'delta']);
+
+  // Long poll: a read at the end waits for the next commit.
+  const tailEnd = (await get(`${n.url}/v1/end`)).json().end;
+  const pending = get(`${n.url}/v1/read?offset=${tailEnd}&wait=5000`);
+  await post(n.url, Buffer.from('epsilon'));
+  const polled = await pending;
+  t.deepEqual([...parseFrames(polled.buf, tailEnd)].map((f) => f.payload.toString()), ['epsilon']);
+});
+
+test('every bad input gets a 4xx JSON error and the server keeps serving with data intact', async (t) => {
+  const n = await startNode(t, { args: ['--max-entry-bytes', '1MiB'] });
+  const first = await post(n.url, Buffer.from('keep me'));
+  t.is(first.status, 200);
+  const end0 = first.json.end;
+
+  const expectError = async (p: Promise<{ status: number; json: any }>, status: number, code: string) => {
+    const r = await p;
+    t.is(r.status, status, `${code}: ${JSON.stringify(r.json)}`);
+    t.is(r.json.error.code, code);
+    t.is(typeof r.json.error.message, 'string');
+    return r.json.error;
+  };
+  const getJson = async (path: string) => { const r = await get(`${n.url}${path}`); return { status: r.status, json: r.json() }; };
+
+  // 413 before any byte is written
+  await expectError(post(n.url, Buffer.alloc(2 * 1024 * 1024)), 413, 'too_large');
+  // 411 without Content-Length (chunked body)
+  const r411 = await new Promise<{ status: number; json: any }>((resolve, reject) => {
+    const req = httpRequest(`${n.url}/v1/append`, { method: 'POST', headers: { 'transfer-encoding': 'chunked' } }, (res) => {
+      let b = ''; res.on('data', (d) => (b += d)); res.on('end', () => resolve({ status: res.statusCode!, json: JSON.parse(b) }));
+    });
+    req.on('error', reject);
+    req.end('no length');
+  });
+  t.is(r411.status, 411);
+  t.is(r411.json.error.code, 'length_required');
+  // wrong client checksum
+  await expectError(post(n.url, Buffer.from('xyz'), { 'x-loglog-crc32c': '12345' }), 400, 'checksum_mismatch');
+  await expectError(post(n.url, Buffer.from('xyz'), { 'x-loglog-crc32c': 'abc' }), 400, 'bad_request');
+  await expectError(post(n.url, Buffer.from('xyz'), { 'x-loglog-acks': 'some' }), 400, 'bad_request');
+
+  const end1 = (await getJson('/v1/end')).json.end;
+  await expectError(getJson('/v1/read?offset=-1'), 400, 'bad_offset');
+  await expectError(getJson('/v1/read?offset=abc'), 400, 'bad_offset');
+  await expectError(getJson('/v1/read?offset=1.5'), 400, 'bad_offset');
+  await expectError(getJson('/v1/read'), 400, 'bad_offset');
+  const beyond = await expectError(getJson(`/v1/read?offset=${end1 + 1000}`), 416, 'out_of_range');
+  t.is(beyond.end, end1);
+  const mid = await expectError(getJson(`/v1/read?offset=${first.json.offset + 3}`), 400, 'bad_offset');
+  t.is(typeof mid.end, 'number');
+  await expectError(getJson('/v1/nope'), 404, 'not_found');
+  const badTrim = await request(`${n.url}/v1/trim?before=x`, { method: 'POST' });
+  await expectError(Promise.resolve({ status: badTrim.statusCode, json: await badTrim.body.json() }), 400, 'bad_offset');
+
+  // Still serving, earlier data intact, the aborted checksum-mismatch frame is skipped by readers.
+  const again = await post(n.url, Buffer.from('after errors'));
+  t.is(again.status, 200);
+  t.true(again.json.offset >= end0);
+  const all = await get(`${n.url}/v1/read?offset=0`);
+  const data = [...parseFrames(all.buf, 0)].filter((f) => f.kind === Kind.Data).map((f) => f.payload.toString());
+  t.deepEqual(data, ['keep me', 'after errors']);
+});
+
+test('trim deletes whole segments and reads below the start get 410 with the start', async (t) => {
+  const n = await startNode(t, { args: ['--segment-bytes', '64KiB'] });
+  const body = Buffer.alloc(10_000, 7);
+  let last = 0;
+  for (let i = 0; i < 30; i++) last = (await post(n.url, body)).json.offset;
+  const before = (await get(`${n.url}/v1/status`)).json();
+  t.true(before.segments >= 4);
+  const tr = await request(`${n.url}/v1/trim?before=${last}`, { method: 'POST' });
+  const { start } = (await tr.body.json()) as { start: number };
+  t.true(start > 0 && start <= last);
+  const after = (await get(`${n.url}/v1/status`)).json();
+  t.true(after.segments < before.segments);
+  const r = await get(`${n.url}/v1/read?offset=0`);
+  t.is(r.status, 410);
+  t.is(r.json().error.code, 'trimmed');
+  t.is(r.json().error.start, start);
+  const ok = await get(`${n.url}/v1/read?offset=${last}`);
+  t.is(ok.status, 200);
+  t.is([...parseFrames(ok.buf, last)][0].payload.length, body.length);
+  t.is(HEADER_SIZE, 32);
+});
