@@ -9,7 +9,7 @@ import { randomBytes } from 'node:crypto';
 import { Replica } from '../spec/replica.ts';
 import type { Effect, Input, Message, NodeId, ReplyResult } from '../spec/messages.ts';
 import type { EntryMeta } from '../spec/entry.ts';
-import { Kind, HEADER_SIZE, crc32c, encodeFrame, encodeHeader, trailerFor } from '../spec/frame.ts';
+import { Kind, HEADER_SIZE, crc32c, decodeHeader, encodeFrame, encodeHeader, trailerFor } from '../spec/frame.ts';
 import { LogError } from '../spec/errors.ts';
 import { SegmentLog } from './storage/segment-log.ts';
 import { loadHardState, saveHardStateSync } from './storage/hard-state.ts';
@@ -272,6 +272,19 @@ export class LogNode extends EventEmitter {
       this.on('commit', onCommit);
       signal?.addEventListener('abort', onAbort);
     });
+  }
+
+  /**
+   * Payload of the frame at `offset` for a peer's fetch: placed and written here (not
+   * necessarily committed), with the expected length and term.
+   */
+  async readPayload(offset: number, length: number, term: number): Promise<Buffer> {
+    const end = offset + HEADER_SIZE + length + 1;
+    if (end > this.replica.writtenEnd || !this.log.isFrameStart(offset)) throw new LogError('not_found', `no written frame at ${offset}`);
+    const { data } = await this.log.read(offset, end - offset, this.replica.writtenEnd);
+    const h = decodeHeader(data);
+    if (!h.ok || h.header.length !== length || h.header.term !== term) throw new LogError('not_found', `the frame at ${offset} is not the one asked for`);
+    return data.subarray(HEADER_SIZE, HEADER_SIZE + length);
   }
 
   async read(offset: number, maxBytes: number): Promise<{ data: Buffer; next: number }> {

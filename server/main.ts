@@ -2,6 +2,7 @@
 import { LogNode } from './log-node.ts';
 import { createApiServer } from './http/server.ts';
 import type { NodeConfig } from './config.ts';
+import { mountCluster } from './cluster/mount.ts';
 
 export interface RunningNode {
   node: LogNode;
@@ -21,7 +22,8 @@ export async function startNode(config: NodeConfig, log: (line: string) => void 
   const addr = api.server.address();
   const port = typeof addr === 'object' && addr ? addr.port : config.port;
   const url = `http://${config.host.includes(':') ? `[${config.host}]` : config.host}:${port}`;
-  node.start(null);
+  const transport = config.peers.length > 0 ? mountCluster(node, api, config, log) : null;
+  node.start(transport);
   let stopping: Promise<void> | null = null;
   return {
     node, url,

@@ -14,6 +14,7 @@ export const ERROR_CODES = {
   bad_request: { status: 400, retriable: false },
   bad_offset: { status: 400, retriable: false },
   checksum_mismatch: { status: 400, retriable: false },
+  unauthorized: { status: 401, retriable: false },
   not_found: { status: 404, retriable: false },
   trimmed: { status: 410, retriable: false },
   length_required: { status: 411, retriable: false },

@@ -1,0 +1,30 @@
+/** Attaches a node to its cluster: the peer transport, its channel and its HTTP routes. */
+import type { LogNode } from '../log-node.ts';
+import type { ApiServer } from '../http/server.ts';
+import type { NodeConfig } from '../config.ts';
+import { LogError } from '../../spec/errors.ts';
+import { WsPeerTransport } from './peer-transport.ts';
+import { parseOffset } from '../http/params.ts';
+
+export function mountCluster(node: LogNode, api: ApiServer, config: NodeConfig, log: (line: string) => void): WsPeerTransport {
+  if (!config.peers.some((p) => p.id === config.id)) {
+    throw new LogError('bad_request', `--peers must list this node (${config.id}) too, e.g. ${config.id}=http://${config.host}:${config.port}`);
+  }
+  if (!config.clusterSecret) {
+    throw new LogError('bad_request', 'a cluster needs a shared secret: pass --cluster-secret or set LOGLOG_CLUSTER_SECRET on every node');
+  }
+  const transport = new WsPeerTransport({
+    self: config.id, peers: config.peers, secret: config.clusterSecret, log,
+    onMessage: (from, msg) => node.step({ type: 'message', from, msg }),
+  });
+  api.upgrades.set('/v1/peer', (req, socket, head) => transport.handleUpgrade(req, socket, head));
+  api.routes.set('GET /v1/peer/payload', async (req, res, url) => {
+    transport.authorize(req, '/v1/peer/payload');
+    const q = url.searchParams;
+    const payload = await node.readPayload(parseOffset('offset', q.get('offset')), parseOffset('length', q.get('length')), parseOffset('term', q.get('term')));
+    res.writeHead(200, { 'content-type': 'application/octet-stream', 'content-length': payload.length });
+    res.end(payload);
+  });
+  transport.start();
+  return transport;
+}

@@ -1,0 +1,172 @@
+/**
+ * Peer transport of a loglogd cluster. Replication metadata, acknowledgements, votes and
+ * heartbeats travel as JSON over one persistent WebSocket per ordered pair (each node
+ * dials every peer and sends on its own connection). Payload fetches and catch-up copies
+ * are HTTP requests (bulk bytes stay off the message channel).
+ *
+ * The transport is lossy on purpose: a message to a peer that is down, or whose socket is
+ * over its high-water mark, is dropped. The replica's retries (heartbeats, resends on
+ * replies) are what makes delivery eventually happen, exactly as in the simulator.
+ */
+import type { IncomingMessage } from 'node:http';
+import type { Duplex } from 'node:stream';
+import { Pool } from 'undici';
+import WebSocket, { WebSocketServer } from 'ws';
+import type { EntryMeta } from '../../spec/entry.ts';
+import { LogError } from '../../spec/errors.ts';
+import type { Message, NodeId } from '../../spec/messages.ts';
+import type { PeerAddress } from '../config.ts';
+import type { PeerTransport } from '../log-node.ts';
+import { signPeer, verifyPeer } from './peer-auth.ts';
+
+const HIGH_WATER = 8 * 1024 * 1024;
+const PEER_PATH = '/v1/peer';
+const COPY_CHUNK = 16 * 1024 * 1024;
+
+export interface PeerTransportOptions {
+  self: NodeId;
+  peers: PeerAddress[];
+  secret: string;
+  onMessage: (from: NodeId, msg: Message) => void;
+  log: (line: string) => void;
+}
+
+interface Link {
+  peer: PeerAddress;
+  ws: WebSocket | null;
+  retryMs: number;
+  timer: NodeJS.Timeout | null;
+  pool: Pool;
+  refusedLogged: boolean;
+}
+
+export class WsPeerTransport implements PeerTransport {
+  private links = new Map<NodeId, Link>();
+  private wss = new WebSocketServer({ noServer: true, perMessageDeflate: false, maxPayload: 64 * 1024 * 1024 });
+  private closed = false;
+  /** Bytes this node sent to peers on the message channel and as fetched payloads. */
+  readonly stats = { messageBytes: 0, messages: 0, dropped: 0 };
+
+  constructor(private readonly opts: PeerTransportOptions) {
+    for (const peer of opts.peers) {
+      if (peer.id === opts.self) continue;
+      this.links.set(peer.id, { peer, ws: null, retryMs: 50, timer: null, pool: new Pool(peer.url, { connections: 4, pipelining: 1 }), refusedLogged: false });
+    }
+  }
+
+  /** Starts dialing every peer. */
+  start(): void {
+    for (const link of this.links.values()) this.dial(link);
+  }
+
+  private members(): string[] {
+    return this.opts.peers.map((p) => p.id);
+  }
+
+  private dial(link: Link): void {
+    if (this.closed) return;
+    const url = `${link.peer.url.replace(/^http/, 'ws')}${PEER_PATH}`;
+    const ws = new WebSocket(url, { perMessageDeflate: false, headers: { ...signPeer(this.opts.secret, this.opts.self, PEER_PATH) } });
+    link.ws = ws;
+    ws.on('open', () => {
+      link.retryMs = 50;
+      if (link.refusedLogged) this.opts.log(`peer ${link.peer.id} accepted this node again`);
+      link.refusedLogged = false;
+    });
+    ws.on('unexpected-response', (_req, res) => {
+      if (res.statusCode === 401 && !link.refusedLogged) {
+        this.opts.log(`peer ${link.peer.id} refused this node: wrong cluster secret? (HTTP 401)`);
+        link.refusedLogged = true;
+      }
+      res.resume();
+      ws.terminate();
+    });
+    ws.on('error', () => {});
+    ws.on('close', () => {
+      if (link.ws === ws) link.ws = null;
+      if (this.closed) return;
+      link.timer = setTimeout(() => this.dial(link), link.retryMs);
+      link.timer.unref();
+      link.retryMs = Math.min(link.retryMs * 2, 1000);
+    });
+  }
+
+  /** Upgrade handler for the inbound channel (mounted on the API server). */
+  handleUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer): void {
+    const v = verifyPeer(this.opts.secret, req.headers, PEER_PATH, this.members());
+    if (!v.ok) {
+      this.opts.log(`refused a peer connection: ${v.why}`);
+      socket.end('HTTP/1.1 401 Unauthorized\r\nContent-Length: 0\r\nConnection: close\r\n\r\n');
+      return;
+    }
+    this.wss.handleUpgrade(req, socket, head, (ws) => {
+      ws.on('message', (data: Buffer) => {
+        let msg: Message;
+        try { msg = JSON.parse(data.toString()) as Message; } catch { return; }
+        this.opts.onMessage(v.node, msg);
+      });
+      ws.on('error', () => {});
+    });
+  }
+
+  /** Checks a peer HTTP request's credentials; throws a 401-ish error when wrong. */
+  authorize(req: IncomingMessage, path: string): NodeId {
+    const v = verifyPeer(this.opts.secret, req.headers, path, this.members());
+    if (!v.ok) {
+      this.opts.log(`refused a peer request: ${v.why}`);
+      throw new LogError('unauthorized', `peer authentication failed: ${v.why}`);
+    }
+    return v.node;
+  }
+
+  send(to: NodeId, msg: Message): void {
+    const ws = this.links.get(to)?.ws;
+    if (!ws || ws.readyState !== WebSocket.OPEN || ws.bufferedAmount > HIGH_WATER) { this.stats.dropped++; return; }
+    const data = JSON.stringify(msg);
+    this.stats.messageBytes += Buffer.byteLength(data);
+    this.stats.messages++;
+    ws.send(data);
+  }
+
+  async fetchPayload(peer: NodeId, meta: EntryMeta): Promise<Buffer> {
+    const link = this.links.get(peer);
+    if (!link) throw new Error(`unknown peer ${peer}`);
+    const path = '/v1/peer/payload';
+    const r = await link.pool.request({
+      method: 'GET', path: `${path}?offset=${meta.offset}&length=${meta.length}&term=${meta.term}`,
+      headers: { ...signPeer(this.opts.secret, this.opts.self, path) }, headersTimeout: 5000, bodyTimeout: 10_000,
+    });
+    const body = Buffer.from(await r.body.arrayBuffer());
+    if (r.statusCode !== 200) throw new Error(`peer ${peer} answered ${r.statusCode} for payload at ${meta.offset}`);
+    return body;
+  }
+
+  async copyFrames(peer: NodeId, start: number, to: number, onChunk: (offset: number, frames: Buffer) => Promise<void>): Promise<number> {
+    const link = this.links.get(peer);
+    if (!link) throw new Error(`unknown peer ${peer}`);
+    let at = start;
+    while (at < to) {
+      const r = await link.pool.request({ method: 'GET', path: `/v1/read?offset=${at}&limit=${COPY_CHUNK}`, headersTimeout: 10_000, bodyTimeout: 60_000 });
+      const body = Buffer.from(await r.body.arrayBuffer());
+      if (r.statusCode !== 200) throw new Error(`peer ${peer} answered ${r.statusCode} reading at ${at}: ${body.toString().slice(0, 200)}`);
+      if (body.length === 0) break;
+      const next = Number(r.headers['x-loglog-next']);
+      const upto = Math.min(next, to);
+      await onChunk(at, body.subarray(0, upto - at));
+      at = upto;
+      if (next > to) break;
+    }
+    return at;
+  }
+
+  async close(): Promise<void> {
+    this.closed = true;
+    for (const link of this.links.values()) {
+      if (link.timer) clearTimeout(link.timer);
+      link.ws?.terminate();
+      await link.pool.close().catch(() => {});
+    }
+    for (const ws of this.wss.clients) ws.terminate();
+    this.wss.close();
+  }
+}
