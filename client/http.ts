@@ -1,0 +1,198 @@
+/**
+ * HTTP transport of the SDK: one undici `Pool` per server origin for ordinary requests and a
+ * second, separate pool per origin for long-poll reads, so a reader waiting on `wait=` never
+ * occupies a connection an append needs.
+ *
+ * Every call maps failures onto {@link LogError}:
+ * - an HTTP error status with a `{"error":{...}}` body → `LogError.fromBody`;
+ * - a transport failure (undici `UND_ERR_*`, `ECONNREFUSED`, `ECONNRESET`, ...) →
+ *   `LogError('network', ..., { cause })`, which is retriable;
+ * - an aborted `AbortSignal` → `LogError('aborted')`.
+ *
+ * Response bodies are always consumed (or dumped), as undici requires.
+ */
+import { Pool } from 'undici';
+import type { IncomingHttpHeaders } from 'node:http';
+import { LogError } from '../spec/errors.ts';
+
+/** Options of a {@link Transport}. */
+export interface TransportOptions {
+  /** Connections per server in the main pool (default 16). */
+  connections?: number;
+  /** Connections per server in the long-poll pool (default 8). */
+  longPollConnections?: number;
+  /**
+   * Time allowed for response headers and between body chunks, in ms (default 30 000).
+   * Long-poll requests get this plus their `wait` time.
+   */
+  requestTimeoutMs?: number;
+}
+
+/** One HTTP request, relative to a server base URL. */
+export interface HttpRequest {
+  method: 'GET' | 'POST' | 'PUT' | 'DELETE';
+  /** Path with a leading slash, e.g. `/v1/append`. */
+  path: string;
+  /** Query parameters; `undefined` values are left out. */
+  query?: Record<string, string | number | boolean | undefined>;
+  headers?: Record<string, string>;
+  body?: Uint8Array;
+  signal?: AbortSignal;
+  /** Route over the long-poll pool and allow `longPollMs` extra for the answer. */
+  longPollMs?: number;
+}
+
+/** A successful (2xx) response with its whole body. */
+export interface HttpResponse {
+  status: number;
+  headers: IncomingHttpHeaders;
+  body: Buffer;
+}
+
+const NETWORK_CODES = new Set([
+  'ECONNREFUSED', 'ECONNRESET', 'EPIPE', 'ETIMEDOUT', 'EHOSTUNREACH', 'ENETUNREACH', 'ENOTFOUND',
+  'EAI_AGAIN', 'ECONNABORTED', 'EADDRNOTAVAIL',
+]);
+
+/** True if `e` is a failure of the transport (not an HTTP answer). */
+export function isNetworkError(e: unknown): boolean {
+  const code = (e as { code?: unknown } | null)?.code;
+  return typeof code === 'string' && (code.startsWith('UND_ERR_') || NETWORK_CODES.has(code));
+}
+
+/** The error to throw when `signal` was aborted. */
+export function abortedError(signal?: AbortSignal): LogError {
+  return new LogError('aborted', 'the operation was aborted', {}, { cause: signal?.reason });
+}
+
+/** Converts anything thrown by undici (or a body read) into a LogError. */
+export function toLogError(e: unknown, server: string, signal?: AbortSignal): LogError {
+  if (e instanceof LogError) return e;
+  if (signal?.aborted) return abortedError(signal);
+  const err = e as { name?: string; code?: string; message?: string };
+  if (err?.name === 'AbortError') return abortedError(signal);
+  const msg = err?.message || String(err?.code ?? e);
+  const text = err?.code && !msg.includes(err.code) ? `${msg} (${err.code})` : msg;
+  return new LogError('network', `${server}: ${text}`, { server }, { cause: e });
+}
+
+/** Normalizes a server address: adds `http://` when no scheme is given, drops trailing slashes. */
+export function normalizeServer(s: string): string {
+  const t = s.trim();
+  if (t === '') throw new LogError('bad_request', 'empty server address');
+  const withScheme = /^[a-z][a-z0-9+.-]*:\/\//i.test(t) ? t : `http://${t}`;
+  let url: URL;
+  try {
+    url = new URL(withScheme);
+  } catch {
+    throw new LogError('bad_request', `invalid server address: ${s}`);
+  }
+  if (url.protocol !== 'http:' && url.protocol !== 'https:') {
+    throw new LogError('bad_request', `unsupported server address (http or https only): ${s}`);
+  }
+  return url.origin + url.pathname.replace(/\/+$/, '');
+}
+
+function buildPath(base: string, req: HttpRequest): string {
+  const prefix = new URL(base).pathname.replace(/\/+$/, '');
+  let path = prefix + req.path;
+  if (req.query) {
+    const q = new URLSearchParams();
+    for (const [k, v] of Object.entries(req.query)) if (v !== undefined) q.set(k, String(v));
+    const s = q.toString();
+    if (s) path += `?${s}`;
+  }
+  return path;
+}
+
+/** The undici-based transport shared by all calls of one {@link LogClient}. */
+export class Transport {
+  private readonly pools = new Map<string, Pool>();
+  private readonly longPools = new Map<string, Pool>();
+  private readonly timeoutMs: number;
+  private closed = false;
+
+  constructor(private readonly opts: TransportOptions = {}) {
+    this.timeoutMs = opts.requestTimeoutMs ?? 30_000;
+  }
+
+  private pool(server: string, longPoll: boolean): Pool {
+    if (this.closed) throw new LogError('aborted', 'the client is closed');
+    const origin = new URL(server).origin;
+    const map = longPoll ? this.longPools : this.pools;
+    let p = map.get(origin);
+    if (!p) {
+      p = new Pool(origin, {
+        connections: longPoll ? (this.opts.longPollConnections ?? 8) : (this.opts.connections ?? 16),
+        headersTimeout: this.timeoutMs,
+        bodyTimeout: this.timeoutMs,
+        keepAliveTimeout: 10_000,
+      });
+      map.set(origin, p);
+    }
+    return p;
+  }
+
+  /**
+   * Sends one request to `server` and returns the whole 2xx response.
+   * Throws a {@link LogError} for error statuses, transport failures and aborts.
+   */
+  async request(server: string, req: HttpRequest): Promise<HttpResponse> {
+    const { signal } = req;
+    if (signal?.aborted) throw abortedError(signal);
+    const longPoll = req.longPollMs !== undefined;
+    const timeout = this.timeoutMs + (req.longPollMs ?? 0);
+    const headers: Record<string, string> = { ...req.headers };
+    if (req.body) headers['content-length'] = String(req.body.byteLength);
+    let res;
+    try {
+      res = await this.pool(server, longPoll).request({
+        method: req.method,
+        path: buildPath(server, req),
+        headers,
+        body: req.body,
+        signal,
+        headersTimeout: timeout,
+        bodyTimeout: timeout,
+      });
+    } catch (e) {
+      throw toLogError(e, server, signal);
+    }
+    let body: Buffer;
+    try {
+      body = Buffer.from(await res.body.arrayBuffer());
+    } catch (e) {
+      throw toLogError(e, server, signal);
+    }
+    if (res.statusCode >= 200 && res.statusCode < 300) return { status: res.statusCode, headers: res.headers, body };
+    let parsed: unknown = null;
+    try {
+      parsed = JSON.parse(body.toString('utf8'));
+    } catch {
+      // not JSON: fromBody falls back on the status
+    }
+    const err = LogError.fromBody(res.statusCode, parsed);
+    if (err.details.server === undefined) err.details.server = server;
+    throw err;
+  }
+
+  /** Like {@link request}, parsing the body as JSON. */
+  async json<T>(server: string, req: HttpRequest): Promise<T> {
+    const res = await this.request(server, req);
+    try {
+      return JSON.parse(res.body.toString('utf8')) as T;
+    } catch (e) {
+      throw new LogError('internal', `${server}: invalid JSON in the answer to ${req.method} ${req.path}`, { server }, { cause: e });
+    }
+  }
+
+  /** Closes every pool (in-flight requests finish first). */
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    const all = [...this.pools.values(), ...this.longPools.values()];
+    this.pools.clear();
+    this.longPools.clear();
+    await Promise.all(all.map((p) => p.close().catch(() => undefined)));
+  }
+}

@@ -1,0 +1,592 @@
+/**
+ * `LogClient`: the thick client of a loglog cluster.
+ *
+ * - Appends go to the leader (cached; a 421 `not_leader` answer with a `leader` hint moves the
+ *   cache and the request there). Each entry carries its CRC32C and an upload id; when an
+ *   append's answer is lost (connection reset, timeout, 5xx) the client asks the server what
+ *   became of that upload id (`GET /v1/fate/:id`) before sending it again, so a retry does not
+ *   append the entry twice.
+ * - Reads may be served by any replica. Every data frame's CRC32C is verified against its
+ *   payload; a replica that serves bad bytes is reported (`onCorruption`) and the same range is
+ *   read from the other configured servers before giving up with `checksum_mismatch`.
+ * - Retriable errors (see `spec/errors.ts`) are retried with exponential backoff and jitter,
+ *   at most `retry.retries` times; non-retriable errors are thrown at once.
+ */
+import { randomUUID } from 'node:crypto';
+import { setTimeout as sleepTimer } from 'node:timers/promises';
+import { LogError } from '../spec/errors.ts';
+import { Kind, FrameError, crc32c, frameSize, kindName, parseFrames, decodeHeader } from '../spec/frame.ts';
+import { Transport, abortedError, normalizeServer, toLogError } from './http.ts';
+import type { TransportOptions } from './http.ts';
+import { TailSocket } from './tail-socket.ts';
+import type {
+  Acks, AppendOptions, AppendResult, Bounds, CorruptionReport, Entry, EntryKind, Fate, ReadOptions,
+  RetryOptions, ServerStatus, TailOptions,
+} from './types.ts';
+
+/** The server used when neither `servers` nor `LOGLOG_SERVERS` says otherwise. */
+export const DEFAULT_SERVER = 'http://127.0.0.1:7400';
+
+/** Options of {@link LogClient}. */
+export interface LogClientOptions extends TransportOptions {
+  /**
+   * Base URLs of the cluster's servers (any subset; the leader is discovered). Default: the
+   * comma-separated `LOGLOG_SERVERS` environment variable, else `http://127.0.0.1:7400`.
+   */
+  servers?: string[];
+  retry?: RetryOptions;
+  /** Default ack level of appends (default: the server's, `quorum`). */
+  acks?: Acks;
+  /**
+   * Client-offloaded replication: also `PUT /v1/upload/:id` each appended payload to every
+   * other configured server, so followers need not fetch it from the leader. Failures of these
+   * uploads are ignored (followers fall back to fetching). Default false.
+   */
+  offload?: boolean;
+  /** Called whenever a replica serves bytes that fail verification. */
+  onCorruption?: (report: CorruptionReport) => void;
+}
+
+/** Servers from `LOGLOG_SERVERS` (comma-separated), else the default server. */
+export function serversFromEnv(env: NodeJS.ProcessEnv = process.env): string[] {
+  const v = env.LOGLOG_SERVERS?.trim();
+  if (!v) return [DEFAULT_SERVER];
+  return v.split(',').map((s) => s.trim()).filter((s) => s !== '');
+}
+
+const DEFAULT_LIMIT = 1 << 20;
+const DEFAULT_WAIT_MS = 10_000;
+/** How long another replica may wait to catch up when it is asked for a range a corrupt replica served. */
+const RECOVER_WAIT_MS = 2_000;
+
+/** Connect-phase failures: the request certainly never reached the server. */
+const NEVER_SENT = new Set(['ECONNREFUSED', 'UND_ERR_CONNECT_TIMEOUT', 'ENOTFOUND', 'EAI_AGAIN', 'EHOSTUNREACH', 'ENETUNREACH', 'EADDRNOTAVAIL']);
+
+/**
+ * True if an append that failed with `e` may nevertheless have been written. Only failures to
+ * connect are certain not to have written anything: even a 421 may come from a leader that was
+ * deposed after it had written the entry (which the new leader may then commit).
+ */
+function mayHaveLanded(e: LogError): boolean {
+  if (!e.retriable) return false;
+  if (e.code === 'network') {
+    const code = (e.cause as { code?: string } | undefined)?.code;
+    return !(code && NEVER_SENT.has(code));
+  }
+  return true;
+}
+
+function assertOffset(name: string, v: number): void {
+  if (!Number.isSafeInteger(v) || v < 0) throw new LogError('bad_request', `${name} must be a non-negative safe integer, got ${v}`);
+}
+
+function headerNumber(h: string | string[] | undefined): number | undefined {
+  const s = Array.isArray(h) ? h[0] : h;
+  if (s === undefined || !/^\d+$/.test(s)) return undefined;
+  const n = Number(s);
+  return Number.isSafeInteger(n) ? n : undefined;
+}
+
+function isVisible(kind: EntryKind, all: boolean | undefined): boolean {
+  return all === true || kind === 'data';
+}
+
+/** Frames of one read answer, verified. */
+interface Chunk {
+  server: string;
+  entries: Entry[];
+  /** Offset after the last entry. */
+  next: number;
+  /** The replica's commit end at the time of the answer. */
+  commit: number;
+}
+
+/** A read answer whose first frame failed verification. */
+class CorruptRead extends Error {
+  constructor(readonly report: CorruptionReport) {
+    super(`${report.replica} served a bad frame at offset ${report.offset} (${report.reason})`);
+  }
+}
+
+/**
+ * Verifies whole frames served from `base`. Returns the verified prefix; throws CorruptRead
+ * when the very first frame is bad (so the caller retries it elsewhere).
+ */
+function verifyFrames(buf: Buffer, base: number, server: string): { entries: Entry[]; next: number } {
+  const entries: Entry[] = [];
+  let next = base;
+  try {
+    for (const f of parseFrames(buf, base, false)) {
+      if (f.kind === Kind.Data && crc32c(f.payload) !== f.crc) {
+        if (entries.length > 0) return { entries, next };
+        throw new CorruptRead({ offset: f.offset, replica: server, reason: 'checksum' });
+      }
+      const end = f.offset + frameSize(f.length);
+      entries.push({ offset: f.offset, end, term: f.term, kind: kindName(f.kind) as EntryKind, payload: f.payload });
+      next = end;
+    }
+  } catch (e) {
+    if (!(e instanceof FrameError)) throw e;
+    if (entries.length > 0) return { entries, next };
+    throw new CorruptRead({ offset: e.offset, replica: server, reason: e.reason });
+  }
+  return { entries, next };
+}
+
+/** The client of a loglog cluster. Create one per process and share it; `close()` when done. */
+export class LogClient {
+  /** Known servers (configured ones, plus leaders learned from hints). */
+  readonly servers: string[];
+  private readonly transport: Transport;
+  private readonly retries: number;
+  private readonly minDelayMs: number;
+  private readonly maxDelayMs: number;
+  private readonly acks?: Acks;
+  private readonly offload: boolean;
+  private readonly onCorruption?: (report: CorruptionReport) => void;
+  private leaderUrl: string;
+  private readerUrl: string;
+  private readonly tails = new Set<TailSocket>();
+  private readonly uploads = new Set<Promise<unknown>>();
+  private readonly idToUrl = new Map<string, string>();
+  private closed = false;
+
+  constructor(opts: LogClientOptions = {}) {
+    const list = opts.servers && opts.servers.length > 0 ? opts.servers : serversFromEnv();
+    this.servers = [...new Set(list.map(normalizeServer))];
+    this.transport = new Transport(opts);
+    this.retries = opts.retry?.retries ?? 6;
+    this.minDelayMs = opts.retry?.minDelayMs ?? 25;
+    this.maxDelayMs = Math.max(this.minDelayMs, opts.retry?.maxDelayMs ?? 2000);
+    this.acks = opts.acks;
+    this.offload = opts.offload ?? false;
+    this.onCorruption = opts.onCorruption;
+    this.leaderUrl = this.servers[0];
+    this.readerUrl = this.servers[0];
+  }
+
+  /** The server currently believed to be the leader. */
+  get leader(): string {
+    return this.leaderUrl;
+  }
+
+  // ---------------------------------------------------------------- append
+
+  /**
+   * Appends one entry, or each element of an array as its own entry (sent concurrently;
+   * results in input order). Resolves once the entry is durable per the ack level.
+   *
+   * Entries of one array call are not ordered among themselves in the log; append them one
+   * at a time (or pack them into one envelope) when their order matters.
+   */
+  append(data: Uint8Array, opts?: AppendOptions): Promise<AppendResult>;
+  append(data: Uint8Array[], opts?: AppendOptions): Promise<AppendResult[]>;
+  append(data: Uint8Array | Uint8Array[], opts?: AppendOptions): Promise<AppendResult | AppendResult[]>;
+  append(data: Uint8Array | Uint8Array[], opts: AppendOptions = {}): Promise<AppendResult | AppendResult[]> {
+    if (Array.isArray(data)) {
+      if (opts.uploadId !== undefined) {
+        return Promise.reject(new LogError('bad_request', 'uploadId applies to a single entry, not an array'));
+      }
+      return Promise.all(data.map((d) => this.appendOne(d, opts)));
+    }
+    return this.appendOne(data, opts);
+  }
+
+  private async appendOne(data: Uint8Array, opts: AppendOptions): Promise<AppendResult> {
+    if (!(data instanceof Uint8Array)) throw new LogError('bad_request', 'append takes a Uint8Array (or an array of them)');
+    const crc = crc32c(data);
+    const acks = opts.acks ?? this.acks;
+    let uploadId = opts.uploadId ?? randomUUID();
+    // Set when a failed attempt may have been written: ask the server before resending.
+    let uncertain = false;
+    return this.withRetry('leader', opts.signal, undefined, async (server) => {
+      if (uncertain) {
+        const fate = await this.fateAt(server, uploadId, opts.signal);
+        if (fate.state === 'committed' && typeof fate.offset === 'number') {
+          return this.resultFromFate(server, fate, data.byteLength, crc, opts.signal);
+        }
+        if (fate.state === 'pending') {
+          throw new LogError('unavailable', `append ${uploadId} is still pending`, { uploadId });
+        }
+        // aborted: the id is spent, send under a new one; unknown: never written, resend.
+        if (fate.state === 'aborted') uploadId = randomUUID();
+        uncertain = false;
+      }
+      const headers: Record<string, string> = {
+        'content-type': 'application/octet-stream',
+        'x-loglog-crc32c': String(crc),
+        'x-loglog-upload-id': uploadId,
+      };
+      if (acks) headers['x-loglog-acks'] = acks;
+      if (this.offload) this.uploadCopies(server, uploadId, data, crc);
+      try {
+        const r = await this.transport.json<AppendResult>(server, { method: 'POST', path: '/v1/append', headers, body: data, signal: opts.signal });
+        return { offset: r.offset, end: r.end, term: r.term };
+      } catch (e) {
+        const err = toLogError(e, server, opts.signal);
+        if (mayHaveLanded(err)) uncertain = true;
+        err.details.uploadId ??= uploadId;
+        throw err;
+      }
+    });
+  }
+
+  /** Client-offloaded replication: best-effort copies of the payload to the other servers. */
+  private uploadCopies(leader: string, uploadId: string, data: Uint8Array, crc: number): void {
+    for (const s of this.servers) {
+      if (s === leader) continue;
+      const p = this.transport
+        .request(s, {
+          method: 'PUT',
+          path: `/v1/upload/${encodeURIComponent(uploadId)}`,
+          headers: { 'content-type': 'application/octet-stream', 'x-loglog-crc32c': String(crc) },
+          body: data,
+        })
+        .catch(() => undefined);
+      this.uploads.add(p);
+      void p.finally(() => this.uploads.delete(p));
+    }
+  }
+
+  private async resultFromFate(server: string, fate: Fate, length: number, crc: number, signal?: AbortSignal): Promise<AppendResult> {
+    const offset = fate.offset as number;
+    const end = typeof fate.end === 'number' ? fate.end : offset + frameSize(length);
+    if (typeof fate.term === 'number') return { offset, end, term: fate.term };
+    // The fate answer has no term: read it from the entry's header (and check it is ours).
+    const res = await this.transport.request(server, { method: 'GET', path: '/v1/read', query: { offset, limit: 1 }, signal });
+    const h = decodeHeader(res.body, 0);
+    if (!h.ok || h.header.length !== length || h.header.crc !== crc) {
+      throw new LogError('internal', `fate says offset ${offset} holds the append, but the entry there does not match it`, { offset, server });
+    }
+    return { offset, end, term: h.header.term };
+  }
+
+  // ---------------------------------------------------------------- read
+
+  /**
+   * Reads entries from `from` (an entry offset, e.g. 0, the log start or an `end` of an
+   * earlier entry). Yields data entries only (noop/config/aborted are skipped unless `all`).
+   * Without `follow`, stops at the commit end seen by the first request (or `to`).
+   *
+   * @throws LogError `trimmed` (details.start), `bad_offset`, `out_of_range`,
+   *   `checksum_mismatch` (details.offset, details.replica) when no replica serves good bytes.
+   */
+  async *read(from: number, opts: ReadOptions = {}): AsyncGenerator<Entry> {
+    assertOffset('from', from);
+    if (opts.to !== undefined) assertOffset('to', opts.to);
+    const limit = opts.limit ?? DEFAULT_LIMIT;
+    if (!Number.isSafeInteger(limit) || limit <= 0) throw new LogError('bad_request', `limit must be a positive integer, got ${limit}`);
+    const wait = opts.follow ? (opts.waitMs ?? DEFAULT_WAIT_MS) : undefined;
+    let offset = from;
+    let stopAt = opts.to;
+    let first = true;
+    const server = opts.server ? normalizeServer(opts.server) : undefined;
+    for (;;) {
+      if (stopAt !== undefined && offset >= stopAt) return;
+      const chunk = await this.readChunk(offset, { limit, wait, minCommit: opts.minCommit, signal: opts.signal, server });
+      if (first && !opts.follow) stopAt = Math.min(stopAt ?? Infinity, chunk.commit);
+      first = false;
+      for (const e of chunk.entries) {
+        if (stopAt !== undefined && e.offset >= stopAt) return;
+        if (isVisible(e.kind, opts.all)) yield e;
+      }
+      if (chunk.entries.length === 0 && !opts.follow) return;
+      offset = chunk.next;
+    }
+  }
+
+  private async readChunk(
+    offset: number,
+    q: { limit: number; wait?: number; minCommit?: number; signal?: AbortSignal; server?: string },
+  ): Promise<Chunk> {
+    try {
+      return await this.withRetry('read', q.signal, q.server, (server) => this.fetchChunk(server, offset, q));
+    } catch (e) {
+      if (!(e instanceof CorruptRead)) throw e;
+      return this.recover(e.report, q);
+    }
+  }
+
+  /** One read request, verified. Throws CorruptRead if its first frame is bad. */
+  private async fetchChunk(
+    server: string,
+    offset: number,
+    q: { limit: number; wait?: number; minCommit?: number; signal?: AbortSignal },
+  ): Promise<Chunk> {
+    const res = await this.transport.request(server, {
+      method: 'GET',
+      path: '/v1/read',
+      query: { offset, limit: q.limit, wait: q.wait, minCommit: q.minCommit },
+      signal: q.signal,
+      longPollMs: q.wait,
+    });
+    const { entries, next } = verifyFrames(res.body, offset, server);
+    const commit = headerNumber(res.headers['x-loglog-commit']) ?? next;
+    return { server, entries, next, commit: Math.max(commit, next) };
+  }
+
+  /** A replica served a bad frame: report it and read the same offset from the others. */
+  private async recover(report: CorruptionReport, q: { limit: number; signal?: AbortSignal }): Promise<Chunk> {
+    const bad = [report.replica];
+    this.reportCorruption(report);
+    for (const server of this.servers) {
+      if (bad.includes(server)) continue;
+      let chunk: Chunk;
+      try {
+        chunk = await this.fetchChunk(server, report.offset, { limit: q.limit, wait: RECOVER_WAIT_MS, minCommit: report.offset + 1, signal: q.signal });
+      } catch (e) {
+        if (e instanceof CorruptRead) {
+          bad.push(server);
+          this.reportCorruption(e.report);
+          continue;
+        }
+        const err = toLogError(e, server, q.signal);
+        if (err.code === 'aborted') throw err;
+        continue; // unreachable or behind: try the next one
+      }
+      if (chunk.entries.length === 0) continue;
+      this.readerUrl = server;
+      return chunk;
+    }
+    throw new LogError(
+      'checksum_mismatch',
+      `bad frame at offset ${report.offset} (${report.reason}) from ${bad.join(', ')}` +
+        (this.servers.length > 1 ? '; no other replica served it intact' : ''),
+      { offset: report.offset, replica: report.replica, replicas: bad, reason: report.reason },
+    );
+  }
+
+  private reportCorruption(r: CorruptionReport): void {
+    try {
+      this.onCorruption?.(r);
+    } catch {
+      // a throwing observer must not break the read
+    }
+  }
+
+  // ---------------------------------------------------------------- tail
+
+  /**
+   * Follows the log live over the WebSocket `/v1/tail?offset=from`, yielding entries as they
+   * commit. Verifies and skips like {@link read}; reconnects (with backoff) when the socket
+   * drops. Ends only on error or when `signal` aborts (the socket is closed cleanly and the
+   * iteration throws `aborted`); breaking out of the loop also closes it.
+   */
+  async *tail(from: number, opts: TailOptions = {}): AsyncGenerator<Entry> {
+    assertOffset('from', from);
+    const pinned = opts.server ? normalizeServer(opts.server) : undefined;
+    let server = pinned ?? this.readerUrl;
+    let offset = from;
+    let attempt = 0;
+    for (;;) {
+      if (opts.signal?.aborted) throw abortedError(opts.signal);
+      if (this.closed) throw new LogError('aborted', 'the client is closed');
+      const sock = new TailSocket(server, offset, opts.signal);
+      this.tails.add(sock);
+      let reconnect = false;
+      try {
+        for await (const msg of sock) {
+          attempt = 0;
+          let rest = msg;
+          while (rest.length > 0) {
+            let verified: { entries: Entry[]; next: number };
+            try {
+              verified = verifyFrames(rest, offset, server);
+            } catch (e) {
+              if (!(e instanceof CorruptRead)) throw e;
+              // Bad bytes on the tail: read that range from another replica, then tail from there.
+              const chunk = await this.recover(e.report, { limit: DEFAULT_LIMIT, signal: opts.signal });
+              for (const en of chunk.entries) if (isVisible(en.kind, opts.all)) yield en;
+              offset = chunk.next;
+              if (!pinned) server = chunk.server;
+              reconnect = true;
+              break;
+            }
+            for (const en of verified.entries) if (isVisible(en.kind, opts.all)) yield en;
+            rest = rest.subarray(verified.next - offset);
+            offset = verified.next;
+          }
+          if (reconnect) break;
+        }
+        if (!reconnect) throw new LogError('network', `${server}: tail ended`, { server });
+      } catch (e) {
+        const err = toLogError(e, server, opts.signal);
+        if (err.code === 'aborted' || !err.retriable) throw err;
+        if (attempt >= this.retries) throw err;
+        attempt++;
+        if (!pinned) server = this.rotate(server);
+        await this.sleep(attempt, opts.signal);
+      } finally {
+        sock.close();
+        this.tails.delete(sock);
+      }
+    }
+  }
+
+  // ---------------------------------------------------------------- metadata
+
+  /** The log's `{start, end}` (end = commit end). `linearizable` asks the leader to confirm it first. */
+  async bounds(opts: { linearizable?: boolean; signal?: AbortSignal; server?: string } = {}): Promise<Bounds> {
+    const pinned = opts.server ? normalizeServer(opts.server) : undefined;
+    const r = await this.withRetry(opts.linearizable ? 'leader' : 'read', opts.signal, pinned, (server) =>
+      this.transport.json<Bounds>(server, {
+        method: 'GET',
+        path: '/v1/end',
+        query: { linearizable: opts.linearizable ? 1 : undefined },
+        signal: opts.signal,
+      }),
+    );
+    return { start: r.start, end: r.end };
+  }
+
+  /** The commit end: the offset the next entry will get once everything in flight commits. */
+  async end(opts: { linearizable?: boolean; signal?: AbortSignal; server?: string } = {}): Promise<number> {
+    return (await this.bounds(opts)).end;
+  }
+
+  /** A replica's status (default: the current read server). */
+  async status(opts: { server?: string; signal?: AbortSignal } = {}): Promise<ServerStatus> {
+    const pinned = opts.server ? normalizeServer(opts.server) : undefined;
+    return this.withRetry('read', opts.signal, pinned, (server) =>
+      this.transport.json<ServerStatus>(server, { method: 'GET', path: '/v1/status', signal: opts.signal }),
+    );
+  }
+
+  /**
+   * Deletes whole segments entirely below `before`; returns the new log start (which may be
+   * lower than `before`: only whole segments go).
+   */
+  async trim(before: number, opts: { signal?: AbortSignal } = {}): Promise<number> {
+    assertOffset('before', before);
+    const r = await this.withRetry('leader', opts.signal, undefined, (server) =>
+      this.transport.json<{ start: number }>(server, { method: 'POST', path: '/v1/trim', query: { before }, signal: opts.signal }),
+    );
+    return r.start;
+  }
+
+  /** What became of the append with this upload id (`unknown` if the server never saw it). */
+  async fate(uploadId: string, opts: { signal?: AbortSignal } = {}): Promise<Fate> {
+    return this.withRetry('leader', opts.signal, undefined, (server) => this.fateAt(server, uploadId, opts.signal));
+  }
+
+  private async fateAt(server: string, uploadId: string, signal?: AbortSignal): Promise<Fate> {
+    try {
+      return await this.transport.json<Fate>(server, { method: 'GET', path: `/v1/fate/${encodeURIComponent(uploadId)}`, signal });
+    } catch (e) {
+      if (e instanceof LogError && e.code === 'not_found') return { state: 'unknown' };
+      throw e;
+    }
+  }
+
+  /** Closes connection pools and open tails. In-flight requests finish first. */
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    for (const t of this.tails) t.close();
+    this.tails.clear();
+    await Promise.all([...this.uploads]);
+    await this.transport.close();
+  }
+
+  // ---------------------------------------------------------------- retry machinery
+
+  /**
+   * Turns a `leader` hint of a 421 answer into a server URL. A hint may be a base URL
+   * (`http://host:port`), a `host:port`, or a node id; ids are resolved through the `id`
+   * field of the known servers' `/v1/status` (cached). Unresolvable hints give null.
+   */
+  private async resolveLeader(hint: unknown, signal?: AbortSignal): Promise<string | null> {
+    if (typeof hint !== 'string' || hint === '') return null;
+    let url: string | undefined;
+    if (/^https?:\/\//i.test(hint) || /^[^/\s]+:\d+$/.test(hint)) {
+      try {
+        url = normalizeServer(hint);
+      } catch {
+        return null;
+      }
+    } else {
+      url = this.idToUrl.get(hint);
+      if (url === undefined) {
+        await Promise.all(this.servers.map(async (s) => {
+          try {
+            const st = await this.transport.json<ServerStatus>(s, { method: 'GET', path: '/v1/status', signal });
+            if (typeof st.id === 'string') this.idToUrl.set(st.id, s);
+          } catch {
+            // unreachable: cannot be the leader we are looking for anyway
+          }
+        }));
+        url = this.idToUrl.get(hint);
+      }
+      if (url === undefined) return null;
+    }
+    if (!this.servers.includes(url)) this.servers.push(url);
+    return url;
+  }
+
+  private rotate(server: string): string {
+    const i = this.servers.indexOf(server);
+    return this.servers[(i + 1) % this.servers.length];
+  }
+
+  private backoff(attempt: number): number {
+    const cap = Math.min(this.maxDelayMs, this.minDelayMs * 2 ** Math.min(attempt - 1, 30));
+    return cap / 2 + Math.random() * (cap / 2);
+  }
+
+  private async sleep(attempt: number, signal?: AbortSignal): Promise<void> {
+    try {
+      await sleepTimer(this.backoff(attempt), undefined, { signal });
+    } catch {
+      throw abortedError(signal);
+    }
+  }
+
+  /**
+   * Runs `fn` against a server, retrying retriable failures with backoff. `target` picks the
+   * starting server: the cached leader or the current read server (unless `pinned`).
+   * 421 with a leader hint moves to the hinted server at once (without sleeping, bounded);
+   * network errors and 421/503 without a hint move to the next server.
+   */
+  private async withRetry<T>(
+    target: 'leader' | 'read',
+    signal: AbortSignal | undefined,
+    pinned: string | undefined,
+    fn: (server: string) => Promise<T>,
+  ): Promise<T> {
+    let server = pinned ?? (target === 'leader' ? this.leaderUrl : this.readerUrl);
+    let attempt = 0;
+    let redirects = 0;
+    for (;;) {
+      if (this.closed) throw new LogError('aborted', 'the client is closed');
+      if (signal?.aborted) throw abortedError(signal);
+      try {
+        const r = await fn(server);
+        if (!pinned) {
+          if (target === 'leader') this.leaderUrl = server;
+          else this.readerUrl = server;
+        }
+        return r;
+      } catch (e) {
+        if (e instanceof CorruptRead) throw e;
+        const err = toLogError(e, server, signal);
+        if (err.code === 'aborted') throw err;
+        if (!err.retriable) throw err;
+        if (err.code === 'not_leader' && !pinned) {
+          const hint = await this.resolveLeader(err.details.leader, signal);
+          if (hint !== null && hint !== server && redirects < 2 * this.servers.length) {
+            redirects++;
+            server = hint;
+            this.leaderUrl = hint;
+            continue;
+          }
+        }
+        if (attempt >= this.retries) throw err;
+        attempt++;
+        if (!pinned && (err.code === 'network' || err.code === 'not_leader' || err.code === 'unavailable')) {
+          server = this.rotate(server);
+        }
+        await this.sleep(attempt, signal);
+      }
+    }
+  }
+}

@@ -1,0 +1,238 @@
+/**
+ * `Producer`: batches small records into envelope entries (see `envelope.ts`).
+ *
+ * Records accumulate in an open batch that is sealed when it reaches `maxBatchBytes` or
+ * `lingerMs` after its first record, whichever comes first. Sealed batches are appended with
+ * at most `maxInFlight` appends outstanding. Every record's promise settles with its entry:
+ * it resolves to `{offset, index}` once the entry is acknowledged, or rejects with the
+ * entry's error (the producer does not retry on its own; the client's retry policy applies).
+ *
+ * Memory is bounded: `send` waits while the bytes of accepted but unacknowledged records
+ * exceed `maxBufferedBytes` (a record larger than that is accepted when nothing is buffered).
+ * Loops that do not await each send can wait on {@link Producer.whenWritable}.
+ *
+ * Ordering: records of one batch keep their send order. With `maxInFlight > 1`, batches may
+ * land in the log in a different order than they were sealed (the appends race); use
+ * `maxInFlight: 1` when records of one producer must appear in send order.
+ */
+import { LogError } from '../spec/errors.ts';
+import { batchSize, encodeBatch } from './envelope.ts';
+import type { Acks, AppendOptions, AppendResult, RecordPosition } from './types.ts';
+
+/** What the producer needs of a client: appending one entry. `LogClient` satisfies it. */
+export interface EntryAppender {
+  append(data: Uint8Array, opts?: AppendOptions): Promise<AppendResult>;
+}
+
+/** Options of {@link Producer}. */
+export interface ProducerOptions {
+  client: EntryAppender;
+  /** How long an open batch waits for more records, in ms (default 5). */
+  lingerMs?: number;
+  /** Seal a batch once its envelope reaches this size (default 1 MiB). */
+  maxBatchBytes?: number;
+  /** Appends outstanding at once (default 4). */
+  maxInFlight?: number;
+  /** `send` waits while this many record bytes are unacknowledged (default 32 MiB). */
+  maxBufferedBytes?: number;
+  /** Add a SHA-256 digest to each envelope (default none; CRC32C is always there). */
+  digest?: 'sha256';
+  /** Ack level of the appends (default: the client's). */
+  acks?: Acks;
+}
+
+interface Pending {
+  record: Uint8Array;
+  resolve: (p: RecordPosition) => void;
+  reject: (e: unknown) => void;
+}
+
+interface Batch {
+  items: Pending[];
+  /** Sum of record lengths. */
+  bytes: number;
+}
+
+/** Counters of a producer's activity. */
+export interface ProducerStats {
+  /** Records accepted by `send` (excluding those still waiting for buffer space). */
+  records: number;
+  /** Entries appended (acknowledged). */
+  entries: number;
+  /** Records acknowledged. */
+  acked: number;
+  /** Records whose entry failed. */
+  failed: number;
+  /** Bytes of accepted, unacknowledged records. */
+  bufferedBytes: number;
+  /** Appends outstanding. */
+  inFlight: number;
+}
+
+/** Batches records into envelope entries and appends them with bounded concurrency and memory. */
+export class Producer {
+  readonly lingerMs: number;
+  readonly maxBatchBytes: number;
+  readonly maxInFlight: number;
+  readonly maxBufferedBytes: number;
+  private readonly client: EntryAppender;
+  private readonly digest?: 'sha256';
+  private readonly acks?: Acks;
+
+  private open: Batch | null = null;
+  private readonly sealed: Batch[] = [];
+  private readonly blocked: Pending[] = [];
+  private inFlight = 0;
+  private buffered = 0;
+  private timer: NodeJS.Timeout | null = null;
+  private flushing = 0;
+  private closed = false;
+  private idleWaiters: (() => void)[] = [];
+  private writableWaiters: (() => void)[] = [];
+  private readonly counters = { records: 0, entries: 0, acked: 0, failed: 0 };
+
+  constructor(opts: ProducerOptions) {
+    if (!opts || typeof opts.client?.append !== 'function') throw new LogError('bad_request', 'Producer needs a client with append()');
+    this.client = opts.client;
+    this.lingerMs = opts.lingerMs ?? 5;
+    this.maxBatchBytes = opts.maxBatchBytes ?? 1 << 20;
+    this.maxInFlight = opts.maxInFlight ?? 4;
+    this.maxBufferedBytes = opts.maxBufferedBytes ?? 32 << 20;
+    this.digest = opts.digest;
+    this.acks = opts.acks;
+    for (const [k, v] of [['lingerMs', this.lingerMs], ['maxBatchBytes', this.maxBatchBytes], ['maxInFlight', this.maxInFlight], ['maxBufferedBytes', this.maxBufferedBytes]] as const) {
+      if (!Number.isFinite(v) || v < 0 || (k !== 'lingerMs' && v < 1)) throw new LogError('bad_request', `invalid ${k}: ${v}`);
+    }
+  }
+
+  /**
+   * Queues one record. Resolves with the record's position once its entry is acknowledged;
+   * waits first (backpressure) while too many bytes are buffered.
+   */
+  send(record: Uint8Array): Promise<RecordPosition> {
+    if (this.closed) return Promise.reject(new LogError('aborted', 'the producer is closed'));
+    if (!(record instanceof Uint8Array)) return Promise.reject(new LogError('bad_request', 'send takes a Uint8Array'));
+    return new Promise<RecordPosition>((resolve, reject) => {
+      const p: Pending = { record, resolve, reject };
+      if (this.blocked.length === 0 && this.hasRoom(record.byteLength)) this.admit(p);
+      else this.blocked.push(p);
+    });
+  }
+
+  /** True when a `send` now would be accepted without waiting. */
+  get writable(): boolean {
+    return this.blocked.length === 0 && this.buffered < this.maxBufferedBytes;
+  }
+
+  /** Resolves when {@link writable} (at once if it already is). */
+  whenWritable(): Promise<void> {
+    if (this.writable) return Promise.resolve();
+    return new Promise((resolve) => this.writableWaiters.push(resolve));
+  }
+
+  /** Seals the open batch now and resolves when every record sent so far has settled. */
+  async flush(): Promise<void> {
+    this.flushing++;
+    try {
+      if (this.open) this.seal();
+      if (!this.idle()) await new Promise<void>((resolve) => this.idleWaiters.push(resolve));
+    } finally {
+      this.flushing--;
+    }
+  }
+
+  /** Flushes, then refuses further sends. Does not close the client. */
+  async close(): Promise<void> {
+    this.closed = true;
+    await this.flush();
+  }
+
+  /** Activity counters. */
+  get stats(): ProducerStats {
+    return { ...this.counters, bufferedBytes: this.buffered, inFlight: this.inFlight };
+  }
+
+  private hasRoom(n: number): boolean {
+    return this.buffered === 0 || this.buffered + n <= this.maxBufferedBytes;
+  }
+
+  private idle(): boolean {
+    return this.blocked.length === 0 && this.open === null && this.sealed.length === 0 && this.inFlight === 0;
+  }
+
+  private admit(p: Pending): void {
+    const n = p.record.byteLength;
+    this.buffered += n;
+    this.counters.records++;
+    if (this.open && batchSize(this.open.bytes + n, this.open.items.length + 1, this.digest) > this.maxBatchBytes) this.seal();
+    if (!this.open) {
+      this.open = { items: [], bytes: 0 };
+      this.timer = setTimeout(() => {
+        this.timer = null;
+        if (this.open) this.seal();
+      }, this.flushing > 0 ? 0 : this.lingerMs);
+    }
+    this.open.items.push(p);
+    this.open.bytes += n;
+    if (batchSize(this.open.bytes, this.open.items.length, this.digest) >= this.maxBatchBytes) this.seal();
+  }
+
+  private seal(): void {
+    if (this.timer) {
+      clearTimeout(this.timer);
+      this.timer = null;
+    }
+    const b = this.open;
+    this.open = null;
+    if (b && b.items.length > 0) this.sealed.push(b);
+    this.pump();
+  }
+
+  private pump(): void {
+    while (this.inFlight < this.maxInFlight && this.sealed.length > 0) this.dispatch(this.sealed.shift()!);
+  }
+
+  private dispatch(b: Batch): void {
+    this.inFlight++;
+    const opts: AppendOptions = this.acks ? { acks: this.acks } : {};
+    let payload: Buffer;
+    try {
+      payload = encodeBatch(b.items.map((p) => p.record), { digest: this.digest });
+    } catch (e) {
+      this.settle(b, null, e);
+      return;
+    }
+    Promise.resolve()
+      .then(() => this.client.append(payload, opts))
+      .then(
+        (r) => this.settle(b, r, null),
+        (e) => this.settle(b, null, e),
+      );
+  }
+
+  private settle(b: Batch, r: AppendResult | null, err: unknown): void {
+    this.inFlight--;
+    this.buffered -= b.bytes;
+    if (r) {
+      this.counters.entries++;
+      this.counters.acked += b.items.length;
+      b.items.forEach((p, index) => p.resolve({ offset: r.offset, index }));
+    } else {
+      this.counters.failed += b.items.length;
+      for (const p of b.items) p.reject(err);
+    }
+    while (this.blocked.length > 0 && this.hasRoom(this.blocked[0].record.byteLength)) this.admit(this.blocked.shift()!);
+    if (this.flushing > 0 && this.open) this.seal();
+    this.pump();
+    if (this.writable && this.writableWaiters.length > 0) {
+      const ws = this.writableWaiters;
+      this.writableWaiters = [];
+      for (const w of ws) w();
+    }
+    if (this.idle() && this.idleWaiters.length > 0) {
+      const ws = this.idleWaiters;
+      this.idleWaiters = [];
+      for (const w of ws) w();
+    }
+  }
+}

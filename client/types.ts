@@ -1,0 +1,148 @@
+/**
+ * Public types of the SDK, shared by the client, the producer, the consumer and the CLI.
+ */
+
+/**
+ * How durable an append must be before the server answers:
+ * - `leader`: fsynced on the leader only (lost if the leader's disk is lost before replication);
+ * - `quorum`: committed, i.e. fsynced on a majority (the server default);
+ * - `all`: fsynced on every replica of the current configuration.
+ */
+export type Acks = 'leader' | 'quorum' | 'all';
+
+/** Retry policy for retriable errors (network, 421 without a leader hint, 5xx). */
+export interface RetryOptions {
+  /** Retries after the first attempt (default 6). 0 disables retrying. */
+  retries?: number;
+  /** First backoff delay in ms (default 25); doubles per retry, with jitter. */
+  minDelayMs?: number;
+  /** Cap of the backoff delay in ms (default 2000). */
+  maxDelayMs?: number;
+}
+
+/** Where an appended entry landed. */
+export interface AppendResult {
+  /** Byte offset of the entry's frame header: the entry's identity in the log. */
+  offset: number;
+  /** One past the last byte of the entry's frame: the offset of the next entry. */
+  end: number;
+  /** Raft term in which the entry was appended. */
+  term: number;
+}
+
+/** Per-call options of `LogClient.append`. */
+export interface AppendOptions {
+  signal?: AbortSignal;
+  /** Overrides the client's default ack level for this call. */
+  acks?: Acks;
+  /**
+   * Upload id of the entry (default: a random UUID). The server remembers it, so the client
+   * can ask what became of an append whose answer it lost (`fate`). Only for a single entry.
+   */
+  uploadId?: string;
+}
+
+/** Kind of a log entry, from its frame header. */
+export type EntryKind = 'data' | 'noop' | 'config' | 'aborted';
+
+/** One entry read from the log. */
+export interface Entry {
+  /** Byte offset of the entry's frame. */
+  offset: number;
+  /** Offset of the next entry. */
+  end: number;
+  term: number;
+  /** `data` for user entries; the others only appear when reading with `all: true`. */
+  kind: EntryKind;
+  /** The payload bytes (a view into a response buffer; copy it if you keep it for long). */
+  payload: Buffer;
+}
+
+/** Options of `LogClient.read`. */
+export interface ReadOptions {
+  /** Bytes per read request (the server still sends at least one whole frame). Default 1 MiB. */
+  limit?: number;
+  /** Stop before the first entry whose offset is at or past `to`. */
+  to?: number;
+  /**
+   * Keep reading past the commit end, long-polling for new entries (until `to`, or forever).
+   * Without it the read stops at the commit end seen by its first request.
+   */
+  follow?: boolean;
+  /** Long-poll time per request in ms when following (default 10 000). */
+  waitMs?: number;
+  /** Ask the replica to answer only once its commit end is at least this (read your writes). */
+  minCommit?: number;
+  /** Also yield noop, config and aborted entries (default: data entries only). */
+  all?: boolean;
+  /** Read from this server instead of the client's current read server. */
+  server?: string;
+  signal?: AbortSignal;
+}
+
+/** Options of `LogClient.tail`. */
+export interface TailOptions {
+  /** Also yield noop, config and aborted entries (default: data entries only). */
+  all?: boolean;
+  /** Tail this server instead of the client's current read server. */
+  server?: string;
+  signal?: AbortSignal;
+}
+
+/** The readable range of the log on one replica. */
+export interface Bounds {
+  /** First offset still stored (everything below was trimmed). */
+  start: number;
+  /** The commit end. */
+  end: number;
+}
+
+/** What became of an append, by upload id (`GET /v1/fate/:id`). */
+export interface Fate {
+  state: 'committed' | 'aborted' | 'pending' | 'unknown';
+  /** The entry's offset, when committed (or pending, if allocated). */
+  offset?: number;
+  [k: string]: unknown;
+}
+
+/** A replica's `GET /v1/status` answer. Fields beyond these may be present. */
+export interface ServerStatus {
+  id: string;
+  role: string;
+  term: number;
+  leader: string | null;
+  start: number;
+  end: number;
+  commit: number;
+  durable: number;
+  segments: number;
+  bytes: number;
+  [k: string]: unknown;
+}
+
+/** A replica served bytes that failed verification. */
+export interface CorruptionReport {
+  /** Offset of the first bad frame. */
+  offset: number;
+  /** Base URL of the replica that served it. */
+  replica: string;
+  /** What was wrong: `checksum` (payload CRC32C), `header-crc`, `magic`, `trailer`, `short`, ... */
+  reason: string;
+}
+
+/** Position of one record written through the Producer. */
+export interface RecordPosition {
+  /** Offset of the entry (envelope) holding the record. */
+  offset: number;
+  /** Index of the record within that entry. */
+  index: number;
+}
+
+/** One record read through the consumer helper. */
+export interface RecordEntry {
+  /** Offset of the entry holding the record. */
+  offset: number;
+  /** Index of the record within its entry (0 for non-envelope entries). */
+  index: number;
+  value: Buffer;
+}

@@ -1,0 +1,191 @@
+import test from 'ava';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { LogError } from '../spec/errors.ts';
+import { frameSize } from '../spec/frame.ts';
+import { decodeBatch, batchSize } from '../client/envelope.ts';
+import { Producer } from '../client/producer.ts';
+import type { AppendOptions, AppendResult } from '../client/types.ts';
+
+/** A LogClient stand-in: records appends; each resolves when the test says so (or at once). */
+class FakeClient {
+  end = 0;
+  calls: { payload: Buffer; opts?: AppendOptions; resolve: () => void; reject: (e: unknown) => void }[] = [];
+  inFlight = 0;
+  maxInFlight = 0;
+  constructor(private readonly auto = true) {}
+  append(data: Uint8Array, opts?: AppendOptions): Promise<AppendResult> {
+    this.inFlight++;
+    this.maxInFlight = Math.max(this.maxInFlight, this.inFlight);
+    return new Promise<AppendResult>((resolve, reject) => {
+      const payload = Buffer.from(data);
+      const call = {
+        payload,
+        opts,
+        resolve: () => {
+          this.inFlight--;
+          const offset = this.end;
+          this.end += frameSize(payload.length);
+          resolve({ offset, end: this.end, term: 1 });
+        },
+        reject: (e: unknown) => {
+          this.inFlight--;
+          reject(e);
+        },
+      };
+      this.calls.push(call);
+      if (this.auto) setImmediate(call.resolve);
+    });
+  }
+  records(i: number): string[] {
+    return decodeBatch(this.calls[i].payload).map((b) => b.toString());
+  }
+}
+
+const rec = (s: string) => Buffer.from(s);
+
+test('records sent together share an entry; positions are offset + index', async (t) => {
+  const client = new FakeClient();
+  const p = new Producer({ client, lingerMs: 20 });
+  const positions = await Promise.all(['a', 'b', 'c'].map((s) => p.send(rec(s))));
+  t.is(client.calls.length, 1);
+  t.deepEqual(client.records(0), ['a', 'b', 'c']);
+  t.deepEqual(positions, [{ offset: 0, index: 0 }, { offset: 0, index: 1 }, { offset: 0, index: 2 }]);
+  const next = await p.send(rec('d'));
+  t.deepEqual(next, { offset: frameSize(client.calls[0].payload.length), index: 0 });
+  await p.close();
+});
+
+test('linger: a lone record waits lingerMs before it is sent', async (t) => {
+  const client = new FakeClient();
+  const p = new Producer({ client, lingerMs: 60 });
+  const started = Date.now();
+  const sent = p.send(rec('x'));
+  await sleep(20);
+  t.is(client.calls.length, 0);
+  await sent;
+  t.true(Date.now() - started >= 55);
+  t.is(client.calls.length, 1);
+});
+
+test('flush seals at once instead of lingering', async (t) => {
+  const client = new FakeClient();
+  const p = new Producer({ client, lingerMs: 10_000 });
+  const sent = p.send(rec('x'));
+  const started = Date.now();
+  await p.flush();
+  t.true(Date.now() - started < 1000);
+  t.deepEqual(await sent, { offset: 0, index: 0 });
+});
+
+test('batches are sealed at maxBatchBytes', async (t) => {
+  const client = new FakeClient();
+  const maxBatchBytes = batchSize(300, 3); // room for exactly three 100-byte records
+  const p = new Producer({ client, lingerMs: 1000, maxBatchBytes });
+  const sends = Array.from({ length: 7 }, (_, i) => p.send(Buffer.alloc(100, i)));
+  // Two full batches go out without waiting for linger; the seventh record lingers.
+  await Promise.all(sends.slice(0, 6));
+  t.is(client.calls.length, 2);
+  for (const c of client.calls) t.true(c.payload.length <= maxBatchBytes);
+  await p.flush();
+  t.is(client.calls.length, 3);
+  t.deepEqual(client.calls.map((c) => decodeBatch(c.payload).length), [3, 3, 1]);
+  // A record larger than a batch travels alone.
+  await p.send(Buffer.alloc(maxBatchBytes * 2));
+  t.is(client.records(3).length, 1);
+});
+
+test('at most maxInFlight appends outstanding', async (t) => {
+  const client = new FakeClient(false);
+  const p = new Producer({ client, lingerMs: 0, maxBatchBytes: 64, maxInFlight: 2 });
+  const sends = Array.from({ length: 6 }, (_, i) => p.send(Buffer.alloc(40, i)));
+  await sleep(10);
+  t.is(client.calls.length, 2, 'only two batches dispatched');
+  t.is(p.stats.inFlight, 2);
+  client.calls[0].resolve();
+  await sleep(5);
+  t.is(client.calls.length, 3, 'a slot freed, the next batch went out');
+  for (let done = 1; done < 6; done++) {
+    t.true(client.inFlight <= 2);
+    client.calls[done].resolve();
+    await sleep(5);
+  }
+  await Promise.all(sends);
+  t.true(client.maxInFlight <= 2);
+});
+
+test('send waits while maxBufferedBytes are unacknowledged (backpressure)', async (t) => {
+  const client = new FakeClient(false);
+  const p = new Producer({ client, lingerMs: 0, maxBatchBytes: 1 << 20, maxBufferedBytes: 250, maxInFlight: 8 });
+  let acked = 0;
+  const sends = Array.from({ length: 5 }, () => p.send(Buffer.alloc(100)).then((pos) => { acked++; return pos; }));
+  await sleep(10);
+  // Two records (200 bytes) fit; the third would exceed 250 and waits.
+  t.is(p.stats.bufferedBytes, 200);
+  t.false(p.writable);
+  t.is(client.calls.length, 1);
+  t.is(decodeBatch(client.calls[0].payload).length, 2);
+  let writable = false;
+  void p.whenWritable().then(() => { writable = true; });
+  client.calls[0].resolve();
+  await sleep(10);
+  t.is(acked, 2);
+  t.is(p.stats.bufferedBytes, 200, 'the next two waiting records were admitted');
+  t.is(client.calls.length, 2);
+  client.calls[1].resolve();
+  await sleep(10);
+  t.true(writable);
+  client.calls[2].resolve();
+  const positions = await Promise.all(sends);
+  t.deepEqual(positions.map((x) => x.index), [0, 1, 0, 1, 0]);
+  // A record larger than the whole buffer is accepted once nothing else is buffered.
+  const big = p.send(Buffer.alloc(1000));
+  await sleep(10);
+  client.calls[3].resolve();
+  t.is((await big).index, 0);
+});
+
+test('an entry failure rejects exactly its records; others succeed', async (t) => {
+  const client = new FakeClient(false);
+  const p = new Producer({ client, lingerMs: 0, maxBatchBytes: 64 });
+  const a = p.send(Buffer.alloc(40, 1));
+  const b = p.send(Buffer.alloc(40, 2));
+  await sleep(5);
+  t.is(client.calls.length, 2);
+  client.calls[0].reject(new LogError('too_large', 'nope'));
+  client.calls[1].resolve();
+  const e = await t.throwsAsync(a, { instanceOf: LogError });
+  t.is(e?.code, 'too_large');
+  t.deepEqual(await b, { offset: 0, index: 0 });
+  t.is(p.stats.failed, 1);
+  t.is(p.stats.acked, 1);
+  await p.flush();
+});
+
+test('acks and digest are passed through; send after close rejects', async (t) => {
+  const client = new FakeClient();
+  const p = new Producer({ client, acks: 'all', digest: 'sha256' });
+  await p.send(rec('secure'));
+  t.is(client.calls[0].opts?.acks, 'all');
+  t.is(client.calls[0].payload[5], 1, 'digest flag set');
+  t.deepEqual(client.records(0), ['secure']);
+  await p.close();
+  const e = await t.throwsAsync(p.send(rec('late')), { instanceOf: LogError });
+  t.is(e?.code, 'aborted');
+});
+
+test('flush waits for everything sent so far, including records waiting for buffer space', async (t) => {
+  const client = new FakeClient();
+  const p = new Producer({ client, lingerMs: 1000, maxBufferedBytes: 100, maxInFlight: 1 });
+  let settled = 0;
+  for (let i = 0; i < 10; i++) void p.send(Buffer.alloc(60)).then(() => settled++);
+  await p.flush();
+  t.is(settled, 10);
+  t.is(p.stats.bufferedBytes, 0);
+});
+
+test('invalid options are rejected', (t) => {
+  const client = new FakeClient();
+  t.throws(() => new Producer({ client, maxInFlight: 0 }), { instanceOf: LogError });
+  t.throws(() => new Producer({ client, lingerMs: -1 }), { instanceOf: LogError });
+  t.throws(() => new Producer({} as never), { instanceOf: LogError });
+});
