@@ -1,0 +1,90 @@
+/**
+ * `loglog end`, `loglog status`, `loglog trim`: the log's bounds and the cluster's state.
+ */
+import type { CAC } from 'cac';
+import { LogError } from '../../../spec/errors.ts';
+import type { ServerStatus } from '../../types.ts';
+import { UsageError } from '../args.ts';
+import type { CliContext } from '../context.ts';
+import { EXIT_SERVER } from '../errors.ts';
+import { formatBytes } from '../output.ts';
+
+async function runEnd(ctx: CliContext, o: Record<string, unknown>): Promise<void> {
+  const end = await ctx.getClient().end({ linearizable: o.linearizable === true, signal: ctx.signal });
+  await ctx.out.write(`${end}\n`);
+  await ctx.out.flush();
+}
+
+type Answer = { server: string; status: ServerStatus } | { server: string; error: LogError };
+
+/** Pretty status of one server. */
+export function formatStatus(a: Answer): string {
+  if ('error' in a) return `${a.server}  unreachable: ${a.error.message} (${a.error.code})\n`;
+  const s = a.status;
+  const lines = [
+    `${a.server}  ${s.role ?? '?'}  id ${s.id ?? '?'}  term ${s.term ?? '?'}  leader ${s.leader ?? 'none'}`,
+    `  log      start ${s.start}  end ${s.end}  commit ${s.commit}  durable ${s.durable}`,
+    `  storage  ${s.segments} segment${s.segments === 1 ? '' : 's'}, ${typeof s.bytes === 'number' ? formatBytes(s.bytes) : '?'}`,
+  ];
+  return `${lines.join('\n')}\n`;
+}
+
+async function runStatus(ctx: CliContext, o: Record<string, unknown>): Promise<void> {
+  const client = ctx.getClient({ retry: { retries: 1 } });
+  const servers = [...client.servers];
+  const answers: Answer[] = await Promise.all(
+    servers.map(async (server): Promise<Answer> => {
+      try {
+        return { server, status: await client.status({ server, signal: ctx.signal }) };
+      } catch (e) {
+        if (e instanceof LogError) {
+          if (e.code === 'aborted') throw e;
+          return { server, error: e };
+        }
+        throw e;
+      }
+    }),
+  );
+  for (const a of answers) {
+    if (o.json) {
+      const line = 'error' in a ? { server: a.server, error: { code: a.error.code, message: a.error.message } } : { server: a.server, ...a.status };
+      await ctx.out.write(`${JSON.stringify(line)}\n`);
+    } else {
+      await ctx.out.write(formatStatus(a));
+    }
+  }
+  await ctx.out.flush();
+  const failed = answers.filter((a): a is Extract<Answer, { error: LogError }> => 'error' in a);
+  if (failed.length === answers.length) throw failed[0].error;
+  if (failed.length > 0) ctx.exitCode = EXIT_SERVER;
+}
+
+async function runTrim(ctx: CliContext): Promise<void> {
+  const before = ctx.offset('before');
+  if (before === undefined) throw new UsageError('trim needs --before <offset>');
+  const start = await ctx.getClient().trim(before, { signal: ctx.signal });
+  await ctx.out.write(`${start}\n`);
+  await ctx.out.flush();
+}
+
+export function register(cli: CAC, ctx: CliContext): void {
+  cli
+    .command('end', 'Print the commit end (the offset the next entry will get) as a bare number')
+    .option('--linearizable', 'Ask the leader to confirm its leadership first (read index)')
+    .example('loglog end')
+    .example('loglog read --from "$(loglog end --linearizable)" --follow')
+    .action((o: Record<string, unknown>) => runEnd(ctx, o));
+
+  cli
+    .command('status', 'Show the status of every configured server (exit 2 if any is unreachable)')
+    .option('--json', 'One JSON object per server per line')
+    .example('loglog status')
+    .example('loglog status --json --server http://10.0.0.1:7400,http://10.0.0.2:7400')
+    .action((o: Record<string, unknown>) => runStatus(ctx, o));
+
+  cli
+    .command('trim', 'Delete whole segments below an offset; prints the new log start')
+    .option('--before <offset>', 'Delete segments entirely below this offset (required)')
+    .example('loglog trim --before 1073741824')
+    .action(() => runTrim(ctx));
+}

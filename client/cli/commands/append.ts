@@ -1,0 +1,142 @@
+/**
+ * `loglog append`: records from stdin (or --file), one per line, batched into envelope
+ * entries by the Producer; prints one JSON summary line.
+ */
+import { createReadStream } from 'node:fs';
+import type { CAC } from 'cac';
+import { LogError } from '../../../spec/errors.ts';
+import { Producer } from '../../producer.ts';
+import type { Acks } from '../../types.ts';
+import { UsageError, parseChoice, parseInteger, parseSize } from '../args.ts';
+import type { CliContext } from '../context.ts';
+import { Progress } from '../output.ts';
+
+/** Splits a byte stream on `\n` (the newline is not part of the record). Binary-safe. */
+export async function* splitLines(input: AsyncIterable<Buffer | string>): AsyncGenerator<Buffer> {
+  let carry: Buffer[] = [];
+  for await (const c of input) {
+    const chunk = typeof c === 'string' ? Buffer.from(c) : c;
+    let start = 0;
+    for (;;) {
+      const nl = chunk.indexOf(0x0a, start);
+      if (nl < 0) break;
+      const piece = chunk.subarray(start, nl);
+      if (carry.length > 0) {
+        carry.push(piece);
+        yield Buffer.concat(carry);
+        carry = [];
+      } else {
+        yield piece;
+      }
+      start = nl + 1;
+    }
+    if (start < chunk.length) carry.push(chunk.subarray(start));
+  }
+  if (carry.length > 0) yield Buffer.concat(carry);
+}
+
+async function readAll(input: AsyncIterable<Buffer | string>): Promise<Buffer> {
+  const parts: Buffer[] = [];
+  for await (const c of input) parts.push(typeof c === 'string' ? Buffer.from(c) : c);
+  return Buffer.concat(parts);
+}
+
+/** The summary `loglog append` prints. */
+export interface AppendSummary {
+  entries: number;
+  records: number;
+  bytes: number;
+  /** Offset of the first entry written (lowest), null if nothing was written. */
+  first: number | null;
+  /** Offset of the last entry written (highest). */
+  last: number | null;
+}
+
+async function run(ctx: CliContext, o: Record<string, unknown>): Promise<void> {
+  const acksRaw = ctx.raw('acks');
+  const acks = acksRaw === undefined ? undefined : parseChoice<Acks>(acksRaw, 'acks', ['leader', 'quorum', 'all']);
+  const lingerRaw = ctx.raw('linger');
+  const batchRaw = ctx.raw('batch-bytes');
+  const inFlightRaw = ctx.raw('max-in-flight');
+  const digestRaw = ctx.raw('digest');
+  const lingerMs = lingerRaw === undefined ? undefined : parseInteger(lingerRaw, 'linger', 0, 60_000);
+  const maxBatchBytes = batchRaw === undefined ? undefined : parseSize(batchRaw, 'batch-bytes');
+  if (maxBatchBytes !== undefined && maxBatchBytes < 64) throw new UsageError('--batch-bytes must be at least 64 bytes');
+  const maxInFlight = inFlightRaw === undefined ? undefined : parseInteger(inFlightRaw, 'max-in-flight', 1, 1024);
+  const digest = digestRaw === undefined ? undefined : parseChoice(digestRaw, 'digest', ['sha256'] as const);
+  const file = ctx.raw('file');
+  const input: AsyncIterable<Buffer | string> = file !== undefined && file !== '-' ? createReadStream(file) : ctx.io.stdin;
+
+  const client = ctx.getClient();
+  const summary: AppendSummary = { entries: 0, records: 0, bytes: 0, first: null, last: null };
+  const noteOffset = (offset: number) => {
+    if (summary.first === null || offset < summary.first) summary.first = offset;
+    if (summary.last === null || offset > summary.last) summary.last = offset;
+  };
+
+  if (o.raw) {
+    const payload = await readAll(input);
+    const r = await client.append(payload, { acks, signal: ctx.signal });
+    summary.entries = 1;
+    summary.records = 1;
+    summary.bytes = payload.length;
+    noteOffset(r.offset);
+  } else {
+    const producer = new Producer({ client, acks, lingerMs, maxBatchBytes, maxInFlight, digest });
+    const progress = new Progress(ctx.io.stderr, 'appended');
+    const offsets = new Set<number>();
+    let failure: unknown = null;
+    let acked = 0;
+    let ackedBytes = 0;
+    try {
+      for await (const line of splitLines(input)) {
+        if (failure !== null) break;
+        if (ctx.signal.aborted) throw new LogError('aborted', 'interrupted');
+        if (!producer.writable) await producer.whenWritable();
+        const n = line.length;
+        producer.send(line).then(
+          (pos) => {
+            acked++;
+            ackedBytes += n;
+            progress.add(1, n);
+            if (!offsets.has(pos.offset)) {
+              offsets.add(pos.offset);
+              noteOffset(pos.offset);
+            }
+          },
+          (e) => { failure ??= e; },
+        );
+      }
+      await producer.close();
+    } finally {
+      progress.done();
+    }
+    summary.entries = offsets.size;
+    summary.records = acked;
+    summary.bytes = ackedBytes;
+    if (failure !== null) {
+      if (acked > 0) {
+        ctx.note(`loglog: ${acked} records (${summary.entries} entries, offsets ${summary.first}..${summary.last}) were appended before the failure`);
+      }
+      throw failure;
+    }
+  }
+  await ctx.out.write(`${JSON.stringify(summary)}\n`);
+  await ctx.out.flush();
+}
+
+export function register(cli: CAC, ctx: CliContext): void {
+  cli
+    .command('append', 'Append records from stdin (one per line) or a file, batched into entries')
+    .option('--file <path>', 'Read records from this file instead of stdin')
+    .option('--raw', 'Append the whole input as one entry, as is (no envelope, no line splitting)')
+    .option('--acks <level>', 'Durability before an entry is acknowledged: leader, quorum (default), all')
+    .option('--linger <ms>', 'How long a batch waits for more records (default 5)')
+    .option('--batch-bytes <size>', 'Largest batch (entry) size, e.g. 256KiB (default 1MiB)')
+    .option('--max-in-flight <n>', 'Appends outstanding at once (default 4; 1 keeps batches in input order)')
+    .option('--digest <algo>', 'Add a SHA-256 digest to each batch (sha256)')
+    .example('printf "a\\nb\\nc\\n" | loglog append')
+    .example('loglog append --file events.ndjson --acks all --batch-bytes 256KiB')
+    .example('loglog append --raw < image.png')
+    .action((o: Record<string, unknown>) => run(ctx, o));
+}

@@ -1,0 +1,97 @@
+/**
+ * `loglog read` and `loglog tail`: print entries as records (lines or JSON) or raw payloads.
+ */
+import type { CAC } from 'cac';
+import { entryRecords } from '../../consumer.ts';
+import type { EnvelopeMode } from '../../consumer.ts';
+import type { Entry } from '../../types.ts';
+import { UsageError, parseChoice, parseSize } from '../args.ts';
+import type { CliContext } from '../context.ts';
+import { FORMATS, Progress, formatRecord } from '../output.ts';
+import type { Format } from '../output.ts';
+
+interface PrintOptions {
+  format: Format;
+  envelope: EnvelopeMode;
+  /** Flush after every entry (live output) instead of every 64 KiB. */
+  live: boolean;
+}
+
+function printOptions(ctx: CliContext, live: boolean): PrintOptions {
+  const f = ctx.raw('format');
+  const e = ctx.raw('envelope');
+  return {
+    format: f === undefined ? 'lines' : parseChoice(f, 'format', FORMATS),
+    envelope: e === undefined ? 'auto' : parseChoice<EnvelopeMode>(e, 'envelope', ['auto', 'none']),
+    live,
+  };
+}
+
+/** Writes entries to stdout in the chosen format. */
+async function print(ctx: CliContext, entries: AsyncIterable<Entry>, p: PrintOptions, progress?: Progress): Promise<void> {
+  for await (const entry of entries) {
+    if (p.format === 'raw') {
+      await ctx.out.write(entry.payload);
+      progress?.add(1, entry.payload.length);
+    } else {
+      const recs = entryRecords(entry, p.envelope);
+      for (const r of recs) await ctx.out.write(formatRecord(r, p.format));
+      progress?.add(recs.length, entry.payload.length);
+    }
+    if (p.live) await ctx.out.flush();
+  }
+  await ctx.out.flush();
+}
+
+async function runRead(ctx: CliContext, o: Record<string, unknown>): Promise<void> {
+  const follow = o.follow === true;
+  const p = printOptions(ctx, follow);
+  const to = ctx.offset('to');
+  const limitRaw = ctx.raw('limit');
+  const limit = limitRaw === undefined ? undefined : parseSize(limitRaw, 'limit');
+  if (limit === 0) throw new UsageError('--limit must be at least 1 byte');
+  const client = ctx.getClient();
+  const from = ctx.offset('from') ?? (await client.bounds({ signal: ctx.signal })).start;
+  if (to !== undefined && to < from) throw new UsageError(`--to ${to} is below --from ${from}`);
+  const progress = ctx.interactive ? new Progress(ctx.io.stderr, 'read') : undefined;
+  try {
+    await print(ctx, client.read(from, { to, follow, limit, signal: ctx.signal }), p, progress);
+  } finally {
+    progress?.done();
+  }
+}
+
+async function runTail(ctx: CliContext): Promise<void> {
+  const p = printOptions(ctx, true);
+  const client = ctx.getClient();
+  const from = ctx.offset('from') ?? (await client.end({ signal: ctx.signal }));
+  await print(ctx, client.tail(from, { signal: ctx.signal }), p);
+}
+
+const FORMAT_HELP = 'Output: lines (each record + newline), json (one {offset,index,value} per line; ' +
+  'value is UTF-8 text, or base64 with "encoding":"base64"), raw (entry payloads as stored)';
+const ENVELOPE_HELP = 'auto: unpack record batches, other entries are one record (default); none: never unpack';
+
+export function register(cli: CAC, ctx: CliContext): void {
+  cli
+    .command('read', 'Print committed records from an offset')
+    .option('--from <offset>', 'Entry offset to start at (default: the log start)')
+    .option('--to <offset>', 'Stop before the first entry at or past this offset')
+    .option('--follow', 'Keep waiting for new entries after the commit end (Ctrl-C to stop)')
+    .option('--format <format>', FORMAT_HELP)
+    .option('--envelope <mode>', ENVELOPE_HELP)
+    .option('--limit <size>', 'Bytes per read request, e.g. 4MiB (default 1MiB)')
+    .example('loglog read --from 0')
+    .example('loglog read --from 0 --to 4096 --format json')
+    .example('loglog read --from 1048576 --follow | grep error')
+    .action((o: Record<string, unknown>) => runRead(ctx, o));
+
+  cli
+    .command('tail', 'Follow the log live over a WebSocket (default: from the current end)')
+    .option('--from <offset>', 'Entry offset to start at (default: the current commit end)')
+    .option('--format <format>', FORMAT_HELP)
+    .option('--envelope <mode>', ENVELOPE_HELP)
+    .example('loglog tail')
+    .example('loglog tail --from 0 --format json')
+    .action(() => runTail(ctx));
+}

@@ -1,0 +1,58 @@
+/**
+ * How the CLI reports failures: one line on stderr, `loglog: <message> (<code>); <what to do>`,
+ * and an exit code: 1 for usage mistakes, 2 for server and data errors, 130 when interrupted.
+ */
+import { LogError } from '../../spec/errors.ts';
+import { UsageError } from './args.ts';
+
+export const EXIT_OK = 0;
+export const EXIT_USAGE = 1;
+export const EXIT_SERVER = 2;
+export const EXIT_INTERRUPTED = 130;
+
+/** A suggestion for the user, by error code. */
+function hint(e: LogError, servers: readonly string[]): string | null {
+  const d = e.details;
+  switch (e.code) {
+    case 'network':
+      return `is loglogd running at ${servers.join(', ')}? start it with \`npm start\`, or point --server / LOGLOG_SERVERS at it`;
+    case 'trimmed':
+      return typeof d.start === 'number' ? `the log now starts at ${d.start}: read with --from ${d.start}` : 'that part of the log was trimmed';
+    case 'out_of_range':
+      return typeof d.end === 'number' ? `the commit end is ${d.end}` : 'that offset is past the commit end; see `loglog end`';
+    case 'bad_offset':
+      return 'offsets must be entry boundaries: 0, the log start, or an offset/end printed by append or read' +
+        (typeof d.start === 'number' && typeof d.end === 'number' ? ` (readable range ${d.start}..${d.end})` : '');
+    case 'checksum_mismatch':
+      return typeof d.replica === 'string'
+        ? `replica ${d.replica} served corrupt bytes${typeof d.offset === 'number' ? ` at offset ${d.offset}` : ''}; check its disk, or read from another --server`
+        : 'the data failed its checksum';
+    case 'too_large':
+      return 'the entry is larger than the server accepts: lower --batch-bytes';
+    case 'not_leader':
+    case 'unavailable':
+      return 'the cluster has no usable leader right now (election in progress or no quorum); try again shortly';
+    case 'timeout':
+      return 'the server did not answer in time; the append may still commit';
+    case 'disk_full':
+      return 'the server is out of disk space: free some with `loglog trim --before <offset>`';
+    case 'internal':
+      return 'the server failed; see its log';
+    default:
+      return null;
+  }
+}
+
+/** The one stderr line (null: say nothing) and the exit code for a failure. */
+export function describeError(e: unknown, servers: readonly string[]): { line: string | null; exitCode: number } {
+  if (e instanceof UsageError || (e instanceof Error && e.name === 'CACError')) {
+    return { line: `loglog: ${e.message}; see \`loglog --help\` or \`loglog <command> --help\``, exitCode: EXIT_USAGE };
+  }
+  if (e instanceof LogError) {
+    if (e.code === 'aborted') return { line: null, exitCode: EXIT_INTERRUPTED };
+    const h = hint(e, servers);
+    return { line: `loglog: ${e.message} (${e.code})${h ? `; ${h}` : ''}`, exitCode: EXIT_SERVER };
+  }
+  const msg = e instanceof Error ? e.message : String(e);
+  return { line: `loglog: ${msg}`, exitCode: EXIT_SERVER };
+}

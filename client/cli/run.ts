@@ -1,0 +1,93 @@
+/**
+ * The `loglog` CLI: builds the cac program from command modules and runs one invocation.
+ * `run` never calls process.exit; it resolves to the exit code (see `errors.ts`).
+ */
+import { readFileSync } from 'node:fs';
+import { cac } from 'cac';
+import { CliContext } from './context.ts';
+import type { CliIO, CommandModule } from './context.ts';
+import { BrokenPipe } from './output.ts';
+import { EXIT_OK, EXIT_USAGE, describeError } from './errors.ts';
+import { UsageError } from './args.ts';
+import * as append from './commands/append.ts';
+import * as read from './commands/read.ts';
+import * as admin from './commands/admin.ts';
+
+/**
+ * Every command module, in help order. Each exports `register(cli, ctx)`.
+ *
+ * >>> `loglog sim` and `loglog dev` register HERE: import their modules (e.g.
+ * >>> `import * as sim from '../../sim/cli.ts'`) and add them to this list.
+ */
+export const COMMANDS: CommandModule[] = [
+  append,
+  read,
+  admin,
+  // sim,   <- `loglog sim`  (owned by sim/)
+  // dev,   <- `loglog dev`  (owned by server/)
+];
+
+function version(): string {
+  try {
+    const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version?: string };
+    return pkg.version ?? '0.0.0';
+  } catch {
+    return '0.0.0';
+  }
+}
+
+/** The default process streams. */
+export function processIO(): CliIO {
+  return { stdin: process.stdin, stdout: process.stdout, stderr: process.stderr, env: process.env };
+}
+
+/** Options of {@link run}. */
+export interface RunOptions {
+  /** Command modules to register (default {@link COMMANDS}). */
+  commands?: CommandModule[];
+  /** Interrupts the running command (the process wires Ctrl-C to it). */
+  signal?: AbortSignal;
+}
+
+/**
+ * Runs one CLI invocation. `argv` is a full process argv (`[node, script, ...args]`).
+ * Resolves to the exit code.
+ */
+export async function run(argv: string[] = process.argv, io: CliIO = processIO(), opts: RunOptions = {}): Promise<number> {
+  const ctx = new CliContext(argv.slice(2), io);
+  const commands = opts.commands ?? COMMANDS;
+  if (opts.signal) {
+    if (opts.signal.aborted) ctx.interrupt();
+    else opts.signal.addEventListener('abort', () => ctx.interrupt(), { once: true });
+  }
+  const cli = cac('loglog');
+  cli.option('--server <urls>', 'Server URL(s), comma-separated (default: env LOGLOG_SERVERS, else http://127.0.0.1:7400)');
+  for (const m of commands) m.register(cli, ctx);
+  cli.help();
+  cli.version(version());
+  let servers: string[] = [];
+  try {
+    servers = ctx.servers();
+  } catch {
+    // reported when a command needs them
+  }
+  try {
+    cli.parse(argv, { run: false });
+    if (cli.options.help || cli.options.version) return EXIT_OK;
+    if (!cli.matchedCommand) {
+      if (cli.args.length > 0) throw new UsageError(`unknown command "${cli.args[0]}"`);
+      cli.outputHelp();
+      return EXIT_USAGE;
+    }
+    await cli.runMatchedCommand();
+    return ctx.exitCode;
+  } catch (e) {
+    if (e instanceof BrokenPipe) return EXIT_OK;
+    const { line, exitCode } = describeError(e, servers);
+    if (line) io.stderr.write(`${line}\n`);
+    if (io.env.LOGLOG_DEBUG && e instanceof Error && e.stack) io.stderr.write(`${e.stack}\n`);
+    return exitCode;
+  } finally {
+    await ctx.close().catch(() => undefined);
+  }
+}
