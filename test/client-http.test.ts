@@ -1,0 +1,571 @@
+/**
+ * The SDK and CLI against a tiny in-test fake of the loglog HTTP API (node:http on port 0):
+ * frames built with encodeFrame, 421 redirects, 503-then-success retries, lost replies
+ * resolved through fate, a replica serving a corrupted frame, long-poll and WebSocket tail.
+ */
+import test from 'ava';
+import type { ExecutionContext } from 'ava';
+import { createServer } from 'node:http';
+import type { IncomingMessage, Server, ServerResponse } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { PassThrough } from 'node:stream';
+import { spawn } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
+import { WebSocketServer } from 'ws';
+import { Kind, crc32c, encodeFrame, frameSize, parseFrames } from '../spec/frame.ts';
+import { LogError } from '../spec/errors.ts';
+import type { ErrorCode } from '../spec/errors.ts';
+import { LogClient } from '../client/log-client.ts';
+import { Producer } from '../client/producer.ts';
+import { records } from '../client/consumer.ts';
+import { run } from '../client/cli/run.ts';
+import type { CorruptionReport } from '../client/types.ts';
+
+// ------------------------------------------------------------------ the fake cluster
+
+/** The shared log of a fake cluster: every fake server serves the same bytes. */
+class FakeLog {
+  frames: Buffer[] = [];
+  offsets: number[] = [];
+  end = 0;
+  start = 0;
+  term = 1;
+  fates = new Map<string, { offset: number; end: number }>();
+  waiters: (() => void)[] = [];
+
+  add(kind: Kind, payload: Buffer, uploadId?: string): { offset: number; end: number } {
+    const f = encodeFrame({ kind, term: this.term, length: payload.length, crc: kind === Kind.Data ? crc32c(payload) : 0 }, payload);
+    const offset = this.end;
+    this.frames.push(f);
+    this.offsets.push(offset);
+    this.end += f.length;
+    if (uploadId) this.fates.set(uploadId, { offset, end: this.end });
+    for (const w of this.waiters.splice(0)) w();
+    return { offset, end: this.end };
+  }
+
+  /** Whole frames from `offset`, at least one, up to about `limit` bytes. */
+  slice(offset: number, limit: number): Buffer {
+    const i = this.offsets.indexOf(offset);
+    const out: Buffer[] = [];
+    let n = 0;
+    for (let j = i; j < this.frames.length && (out.length === 0 || n + this.frames[j].length <= limit); j++) {
+      out.push(this.frames[j]);
+      n += this.frames[j].length;
+    }
+    return Buffer.concat(out);
+  }
+}
+
+interface Knobs {
+  /** Answer appends (and linearizable end) with 421 and this leader hint. */
+  notLeader?: string | null;
+  /** Answer the next N requests with this error. */
+  failNext?: { count: number; code: ErrorCode; status: number };
+  /** Serve the frame at this offset with one payload byte flipped. */
+  corruptAt?: number;
+  /** Write the next append, then drop the connection instead of answering. */
+  dropReply?: boolean;
+}
+
+interface FakeServer {
+  url: string;
+  id: string;
+  knobs: Knobs;
+  hits: string[];
+  headers: Record<string, string | string[] | undefined>[];
+  tailCloses: number[];
+  server: Server;
+}
+
+function sendError(res: ServerResponse, status: number, code: string, message: string, details: object = {}): void {
+  res.writeHead(status, { 'content-type': 'application/json' });
+  res.end(JSON.stringify({ error: { ...details, code, message } }));
+}
+
+function serve(log: FakeLog, id: string, knobs: Knobs, s: FakeServer, req: IncomingMessage, res: ServerResponse, body: Buffer): void {
+  const url = new URL(req.url ?? '/', 'http://x');
+  s.hits.push(`${req.method} ${url.pathname}`);
+  s.headers.push(req.headers);
+  if (knobs.failNext && knobs.failNext.count > 0) {
+    knobs.failNext.count--;
+    sendError(res, knobs.failNext.status, knobs.failNext.code, 'injected failure');
+    return;
+  }
+  const path = url.pathname;
+  if (req.method === 'POST' && path === '/v1/append') {
+    if (knobs.notLeader !== undefined) {
+      sendError(res, 421, 'not_leader', 'this node is not the leader', { leader: knobs.notLeader });
+      return;
+    }
+    if (req.headers['content-length'] === undefined) return sendError(res, 411, 'length_required', 'need Content-Length');
+    const crc = req.headers['x-loglog-crc32c'];
+    if (crc !== undefined && Number(crc) !== crc32c(body)) return sendError(res, 400, 'checksum_mismatch', 'bad body');
+    const r = log.add(Kind.Data, body, req.headers['x-loglog-upload-id'] as string | undefined);
+    if (knobs.dropReply) {
+      knobs.dropReply = false;
+      req.socket.destroy();
+      return;
+    }
+    res.writeHead(200, { 'content-type': 'application/json' });
+    res.end(JSON.stringify({ ...r, term: log.term }));
+    return;
+  }
+  if (req.method === 'GET' && path === '/v1/read') {
+    const offset = Number(url.searchParams.get('offset'));
+    const limit = Number(url.searchParams.get('limit') ?? 1 << 20);
+    const wait = Number(url.searchParams.get('wait') ?? 0);
+    if (offset < log.start) return sendError(res, 410, 'trimmed', 'trimmed', { start: log.start });
+    if (offset > log.end) return sendError(res, 416, 'out_of_range', 'beyond the end', { end: log.end });
+    if (offset !== log.end && !log.offsets.includes(offset)) return sendError(res, 400, 'bad_offset', 'mid-frame', { start: log.start, end: log.end });
+    const answer = () => {
+      const buf = offset === log.end ? Buffer.alloc(0) : Buffer.from(log.slice(offset, limit));
+      if (knobs.corruptAt !== undefined) {
+        const i = log.offsets.indexOf(knobs.corruptAt);
+        const at = knobs.corruptAt - offset;
+        if (i >= 0 && at >= 0 && at + 32 < buf.length) buf[at + 32] ^= 0xff;
+      }
+      res.writeHead(200, {
+        'content-type': 'application/octet-stream',
+        'x-loglog-start': String(log.start),
+        'x-loglog-commit': String(log.end),
+        'x-loglog-next': String(offset + buf.length),
+      });
+      res.end(buf);
+    };
+    if (offset === log.end && wait > 0) {
+      const timer = setTimeout(answer, wait);
+      log.waiters.push(() => { clearTimeout(timer); answer(); });
+    } else {
+      answer();
+    }
+    return;
+  }
+  if (req.method === 'GET' && path === '/v1/end') {
+    if (url.searchParams.get('linearizable') && knobs.notLeader !== undefined) {
+      return sendError(res, 421, 'not_leader', 'not leader', { leader: knobs.notLeader });
+    }
+    res.end(JSON.stringify({ start: log.start, end: log.end }));
+    return;
+  }
+  if (req.method === 'GET' && path === '/v1/status') {
+    res.end(JSON.stringify({
+      id, role: knobs.notLeader === undefined ? 'leader' : 'follower', term: log.term, leader: null,
+      start: log.start, end: log.end, commit: log.end, durable: log.end, segments: 1, bytes: log.end,
+    }));
+    return;
+  }
+  if (req.method === 'POST' && path === '/v1/trim') {
+    log.start = Number(url.searchParams.get('before'));
+    res.end(JSON.stringify({ start: log.start }));
+    return;
+  }
+  if (req.method === 'GET' && path.startsWith('/v1/fate/')) {
+    const f = log.fates.get(decodeURIComponent(path.slice('/v1/fate/'.length)));
+    res.end(JSON.stringify(f ? { state: 'committed', ...f } : { state: 'unknown' }));
+    return;
+  }
+  sendError(res, 404, 'not_found', `no route ${req.method} ${path}`);
+}
+
+async function startFake(t: ExecutionContext, log: FakeLog, id: string, knobs: Knobs = {}): Promise<FakeServer> {
+  const s = { id, knobs, hits: [], headers: [], tailCloses: [] } as unknown as FakeServer;
+  const server = createServer((req, res) => {
+    const chunks: Buffer[] = [];
+    req.on('data', (c: Buffer) => chunks.push(c));
+    req.on('end', () => serve(log, id, s.knobs, s, req, res, Buffer.concat(chunks)));
+  });
+  const wss = new WebSocketServer({ server, path: '/v1/tail', perMessageDeflate: false });
+  wss.on('connection', (ws, req) => {
+    let at = Number(new URL(req.url ?? '/', 'http://x').searchParams.get('offset'));
+    const push = () => {
+      if (ws.readyState !== ws.OPEN) return;
+      if (at < log.end) {
+        const buf = Buffer.from(log.slice(at, 1 << 20));
+        if (s.knobs.corruptAt !== undefined && s.knobs.corruptAt >= at && s.knobs.corruptAt - at + 32 < buf.length) {
+          buf[s.knobs.corruptAt - at + 32] ^= 0xff;
+        }
+        at += buf.length;
+        ws.send(buf);
+      }
+      log.waiters.push(push);
+    };
+    ws.on('close', (code) => s.tailCloses.push(code));
+    push();
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  s.server = server;
+  s.url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+  t.teardown(() => {
+    for (const c of wss.clients) c.terminate();
+    wss.close();
+    server.closeAllConnections();
+    server.close();
+  });
+  return s;
+}
+
+function client(t: ExecutionContext, servers: string[], extra: ConstructorParameters<typeof LogClient>[0] = {}): LogClient {
+  const c = new LogClient({ servers, retry: { retries: 4, minDelayMs: 5, maxDelayMs: 20 }, ...extra });
+  t.teardown(() => c.close());
+  return c;
+}
+
+async function collect<T>(it: AsyncIterable<T>): Promise<T[]> {
+  const out: T[] = [];
+  for await (const x of it) out.push(x);
+  return out;
+}
+
+// ------------------------------------------------------------------ append and read
+
+test('append sends length, CRC32C and upload id; read returns the entries', async (t) => {
+  const log = new FakeLog();
+  const a = await startFake(t, log, 'a');
+  const c = client(t, [a.url]);
+  const r1 = await c.append(Buffer.from('hello'));
+  t.deepEqual(r1, { offset: 0, end: frameSize(5), term: 1 });
+  const h = a.headers[0];
+  t.is(h['content-length'], '5');
+  t.is(h['x-loglog-crc32c'], String(crc32c(Buffer.from('hello'))));
+  t.regex(String(h['x-loglog-upload-id']), /^[0-9a-f-]{36}$/);
+  t.is(h['x-loglog-acks'], undefined);
+
+  const many = await c.append(['one', 'two', 'three'].map((s) => Buffer.from(s)), { acks: 'all' });
+  t.is(many.length, 3);
+  t.is(a.headers[1]['x-loglog-acks'], 'all');
+  const ids = new Set(a.headers.slice(1).map((x) => x['x-loglog-upload-id']));
+  t.is(ids.size, 3, 'one upload id per entry');
+  // Results come back in input order, whatever order the server sequenced them in.
+  for (const [i, s] of ['one', 'two', 'three'].entries()) {
+    const [e] = await collect(c.read(many[i].offset, { to: many[i].end }));
+    t.is(e.payload.toString(), s);
+  }
+
+  const all = await collect(c.read(0));
+  t.is(all.length, 4);
+  t.deepEqual(all[0], { offset: 0, end: frameSize(5), term: 1, kind: 'data', payload: Buffer.from('hello') });
+  t.is(await c.end(), log.end);
+  // A small limit still makes progress, one frame per request.
+  t.is((await collect(c.read(0, { limit: 1 }))).length, 4);
+});
+
+test('read skips noop and aborted frames unless asked, and stops at the commit end', async (t) => {
+  const log = new FakeLog();
+  log.add(Kind.Noop, Buffer.alloc(0));
+  log.add(Kind.Data, Buffer.from('x'));
+  log.add(Kind.Aborted, Buffer.alloc(8));
+  log.add(Kind.Data, Buffer.from('y'));
+  const a = await startFake(t, log, 'a');
+  const c = client(t, [a.url]);
+  t.deepEqual((await collect(c.read(0))).map((e) => e.payload.toString()), ['x', 'y']);
+  t.deepEqual((await collect(c.read(0, { all: true }))).map((e) => e.kind), ['noop', 'data', 'aborted', 'data']);
+  t.deepEqual(await collect(c.read(log.end)), []);
+});
+
+test('read errors: trimmed with start, bad_offset, out_of_range', async (t) => {
+  const log = new FakeLog();
+  log.add(Kind.Data, Buffer.from('abc'));
+  log.add(Kind.Data, Buffer.from('def'));
+  const a = await startFake(t, log, 'a');
+  const c = client(t, [a.url]);
+  t.is(await c.trim(log.offsets[1]), log.offsets[1]);
+  const e1 = await t.throwsAsync(collect(c.read(0)), { instanceOf: LogError });
+  t.is(e1?.code, 'trimmed');
+  t.is(e1?.details.start, log.offsets[1]);
+  t.is((await t.throwsAsync(collect(c.read(log.offsets[1] + 3)), { instanceOf: LogError }))?.code, 'bad_offset');
+  t.is((await t.throwsAsync(collect(c.read(log.end + 100)), { instanceOf: LogError }))?.code, 'out_of_range');
+  t.is(a.hits.filter((h) => h === 'GET /v1/read').length, 3, 'non-retriable errors are not retried');
+});
+
+// ------------------------------------------------------------------ leaders and retries
+
+test('421 not_leader with a URL hint: the client switches and caches the leader', async (t) => {
+  const log = new FakeLog();
+  const b = await startFake(t, log, 'b');
+  const a = await startFake(t, log, 'a', { notLeader: b.url });
+  const c = client(t, [a.url, b.url]);
+  const r = await c.append(Buffer.from('x'));
+  t.is(r.offset, 0);
+  t.is(c.leader, b.url);
+  await c.append(Buffer.from('y'));
+  t.is(a.hits.filter((h) => h === 'POST /v1/append').length, 1, 'second append went straight to the leader');
+  t.is(b.hits.filter((h) => h === 'POST /v1/append').length, 2);
+});
+
+test('421 not_leader with a node id hint is resolved through /v1/status', async (t) => {
+  const log = new FakeLog();
+  const b = await startFake(t, log, 'node-b');
+  const a = await startFake(t, log, 'node-a', { notLeader: 'node-b' });
+  const c = client(t, [a.url, b.url]);
+  await c.append(Buffer.from('x'));
+  t.is(c.leader, b.url);
+  t.is(await c.end({ linearizable: true }), log.end);
+});
+
+test('503 then success: retried with backoff; 4xx is not retried; retries are bounded', async (t) => {
+  const log = new FakeLog();
+  const a = await startFake(t, log, 'a', { failNext: { count: 2, code: 'unavailable', status: 503 } });
+  const c = client(t, [a.url]);
+  const r = await c.append(Buffer.from('x'));
+  t.is(r.offset, 0);
+  t.is(log.frames.length, 1, 'written once');
+  // A 503 may come from a node that wrote the entry (shutting down): the client asks the
+  // entry's fate (the second 503 hits that question) before sending it again.
+  t.deepEqual(a.hits.map((h) => h.replace(/fate\/.*/, 'fate')), ['POST /v1/append', 'GET /v1/fate', 'GET /v1/fate', 'POST /v1/append']);
+
+  a.knobs.failNext = { count: 1, code: 'too_large', status: 413 };
+  const e = await t.throwsAsync(c.append(Buffer.from('y')), { instanceOf: LogError });
+  t.is(e?.code, 'too_large');
+  t.is(a.hits.filter((h) => h === 'POST /v1/append').length, 3, 'non-retriable: sent once');
+
+  a.knobs.failNext = { count: 100, code: 'unavailable', status: 503 };
+  const before = a.hits.length;
+  const e2 = await t.throwsAsync(c.end(), { instanceOf: LogError });
+  t.is(e2?.code, 'unavailable');
+  t.true(e2!.retriable);
+  t.is(a.hits.length - before, 5, '1 try + 4 retries');
+});
+
+test('a lost append reply is resolved through fate, not by appending twice', async (t) => {
+  const log = new FakeLog();
+  const a = await startFake(t, log, 'a', { dropReply: true });
+  const c = client(t, [a.url]);
+  const r = await c.append(Buffer.from('once'));
+  t.is(log.frames.length, 1, 'not appended twice');
+  t.deepEqual(r, { offset: 0, end: frameSize(4), term: 1 });
+  t.true(a.hits.some((h) => h.startsWith('GET /v1/fate/')));
+  t.deepEqual(await c.fate(String(a.headers[0]['x-loglog-upload-id'])), { state: 'committed', offset: 0, end: frameSize(4) });
+  t.deepEqual(await c.fate('never-seen'), { state: 'unknown' });
+});
+
+test('connection refused on one server: the client moves on to the next', async (t) => {
+  const log = new FakeLog();
+  log.add(Kind.Data, Buffer.from('x'));
+  const dead = await startFake(t, log, 'dead');
+  await new Promise<void>((resolve) => { dead.server.closeAllConnections(); dead.server.close(() => resolve()); });
+  const b = await startFake(t, log, 'b');
+  const c = client(t, [dead.url, b.url]);
+  t.deepEqual((await collect(c.read(0))).map((e) => e.payload.toString()), ['x']);
+  await c.append(Buffer.from('y'));
+  t.is(c.leader, b.url);
+
+  const lonely = client(t, [dead.url], { retry: { retries: 1, minDelayMs: 1, maxDelayMs: 1 } });
+  const e = await t.throwsAsync(lonely.end(), { instanceOf: LogError });
+  t.is(e?.code, 'network');
+  t.true(e!.retriable);
+});
+
+// ------------------------------------------------------------------ corruption
+
+test('a corrupted frame on one replica is read from the other, and the bad replica reported', async (t) => {
+  const log = new FakeLog();
+  for (const s of ['a', 'b', 'c']) log.add(Kind.Data, Buffer.from(`payload-${s}`));
+  const bad = await startFake(t, log, 'bad', { corruptAt: log.offsets[1] });
+  const good = await startFake(t, log, 'good');
+  const reports: CorruptionReport[] = [];
+  const c = client(t, [bad.url, good.url], { onCorruption: (r) => reports.push(r) });
+  const got = await collect(c.read(0));
+  t.deepEqual(got.map((e) => e.payload.toString()), ['payload-a', 'payload-b', 'payload-c']);
+  t.deepEqual(reports, [{ offset: log.offsets[1], replica: bad.url, reason: 'checksum' }]);
+  t.true(good.hits.includes('GET /v1/read'));
+});
+
+test('a corrupted frame with no intact replica throws checksum_mismatch naming the replica', async (t) => {
+  const log = new FakeLog();
+  log.add(Kind.Data, Buffer.from('fine'));
+  log.add(Kind.Data, Buffer.from('rotten'));
+  const bad = await startFake(t, log, 'bad', { corruptAt: log.offsets[1] });
+  const c = client(t, [bad.url]);
+  const seen: string[] = [];
+  const e = await t.throwsAsync(async () => {
+    for await (const en of c.read(0)) seen.push(en.payload.toString());
+  }, { instanceOf: LogError });
+  t.deepEqual(seen, ['fine'], 'entries before the bad one are delivered');
+  t.is(e?.code, 'checksum_mismatch');
+  t.is(e?.details.offset, log.offsets[1]);
+  t.is(e?.details.replica, bad.url);
+
+  const bad2 = await startFake(t, log, 'bad2', { corruptAt: log.offsets[1] });
+  const c2 = client(t, [bad.url, bad2.url]);
+  const e2 = await t.throwsAsync(collect(c2.read(0)), { instanceOf: LogError });
+  t.is(e2?.code, 'checksum_mismatch');
+  t.deepEqual(e2?.details.replicas, [bad.url, bad2.url]);
+});
+
+// ------------------------------------------------------------------ waiting, tailing, aborting
+
+test('follow long-polls for entries appended later', async (t) => {
+  const log = new FakeLog();
+  log.add(Kind.Data, Buffer.from('first'));
+  const a = await startFake(t, log, 'a');
+  const c = client(t, [a.url]);
+  const it = c.read(0, { follow: true, waitMs: 5000 })[Symbol.asyncIterator]();
+  t.is((await it.next()).value?.payload.toString(), 'first');
+  const pending = it.next();
+  setTimeout(() => log.add(Kind.Data, Buffer.from('later')), 50);
+  t.is((await pending).value?.payload.toString(), 'later');
+  await it.return?.(undefined);
+});
+
+test('abort: a waiting read throws aborted', async (t) => {
+  const log = new FakeLog();
+  const a = await startFake(t, log, 'a');
+  const c = client(t, [a.url]);
+  const ac = new AbortController();
+  setTimeout(() => ac.abort(), 50);
+  const e = await t.throwsAsync(collect(c.read(0, { follow: true, waitMs: 10_000, signal: ac.signal })), { instanceOf: LogError });
+  t.is(e?.code, 'aborted');
+});
+
+test('tail: frames pushed over the WebSocket, verified, noops skipped, clean close on abort', async (t) => {
+  const log = new FakeLog();
+  log.add(Kind.Data, Buffer.from('a'));
+  log.add(Kind.Noop, Buffer.alloc(0));
+  const srv = await startFake(t, log, 'a');
+  const c = client(t, [srv.url]);
+  const ac = new AbortController();
+  const seen: string[] = [];
+  const done = (async () => {
+    for await (const e of c.tail(0, { signal: ac.signal })) {
+      seen.push(e.payload.toString());
+      if (seen.length === 3) ac.abort();
+    }
+  })();
+  setTimeout(() => { log.add(Kind.Data, Buffer.from('b')); log.add(Kind.Data, Buffer.from('c')); }, 30);
+  const e = await t.throwsAsync(done, { instanceOf: LogError });
+  t.is(e?.code, 'aborted');
+  t.deepEqual(seen, ['a', 'b', 'c']);
+  for (let i = 0; i < 50 && srv.tailCloses.length === 0; i++) await new Promise((r) => setTimeout(r, 10));
+  t.deepEqual(srv.tailCloses, [1000]);
+});
+
+test('tail: a corrupted frame is fetched intact from another replica', async (t) => {
+  const log = new FakeLog();
+  log.add(Kind.Data, Buffer.from('one'));
+  log.add(Kind.Data, Buffer.from('two'));
+  log.add(Kind.Data, Buffer.from('three'));
+  const bad = await startFake(t, log, 'bad', { corruptAt: log.offsets[1] });
+  const good = await startFake(t, log, 'good');
+  const reports: CorruptionReport[] = [];
+  const c = client(t, [bad.url, good.url], { onCorruption: (r) => reports.push(r) });
+  const seen: string[] = [];
+  for await (const e of c.tail(0)) {
+    seen.push(e.payload.toString());
+    if (seen.length === 3) break;
+  }
+  t.deepEqual(seen, ['one', 'two', 'three']);
+  t.is(reports[0]?.replica, bad.url);
+});
+
+// ------------------------------------------------------------------ producer and consumer end to end
+
+test('producer batches into envelopes that records() unpacks; raw entries read as one record', async (t) => {
+  const log = new FakeLog();
+  const a = await startFake(t, log, 'a');
+  const c = client(t, [a.url]);
+  const p = new Producer({ client: c, lingerMs: 20, digest: 'sha256' });
+  const pos = await Promise.all(Array.from({ length: 50 }, (_, i) => p.send(Buffer.from(`r${i}`))));
+  await p.close();
+  await c.append(Buffer.from('opaque'));
+  t.is(log.frames.length, 2);
+  const out = await collect(records(c, 0));
+  t.is(out.length, 51);
+  t.deepEqual(out.slice(0, 50).map((r) => [r.offset, r.index, r.value.toString()]), pos.map((x, i) => [x.offset, x.index, `r${i}`]));
+  t.deepEqual([out[50].index, out[50].value.toString()], [0, 'opaque']);
+});
+
+// ------------------------------------------------------------------ the CLI
+
+function fakeIO(stdinText = '') {
+  const stdin = new PassThrough();
+  stdin.end(stdinText);
+  const stdout = new PassThrough();
+  const stderr = new PassThrough();
+  const out: Buffer[] = [];
+  const err: Buffer[] = [];
+  stdout.on('data', (d: Buffer) => out.push(d));
+  stderr.on('data', (d: Buffer) => err.push(d));
+  return {
+    io: { stdin, stdout, stderr, env: {} },
+    stdout: () => Buffer.concat(out).toString(),
+    stderr: () => Buffer.concat(err).toString(),
+  };
+}
+
+test('CLI: append lines, read them back in every format, end, status, trim', async (t) => {
+  const log = new FakeLog();
+  const a = await startFake(t, log, 'a');
+  const cli = (args: string[], stdin = '') => {
+    const f = fakeIO(stdin);
+    return run(['node', 'loglog', ...args, '--server', a.url], f.io).then((code) => ({ code, out: f.stdout(), err: f.stderr() }));
+  };
+  const ap = await cli(['append', '--linger', '1'], 'alpha\nbeta\n\ngamma\n');
+  t.is(ap.code, 0, ap.err);
+  const summary = JSON.parse(ap.out);
+  t.deepEqual(summary, { entries: 1, records: 4, bytes: 14, first: 0, last: 0 });
+
+  const lines = await cli(['read', '--from', '0']);
+  t.is(lines.out, 'alpha\nbeta\n\ngamma\n');
+  const json = await cli(['read', '--from', '0000', '--format', 'json']);
+  t.deepEqual(json.out.trim().split('\n').map((l) => JSON.parse(l).value), ['alpha', 'beta', '', 'gamma']);
+  const raw = await cli(['read', '--format', 'raw']);
+  t.is(raw.out.length, log.frames[0].length - 33);
+
+  t.is((await cli(['end'])).out, `${log.end}\n`);
+  const st = await cli(['status', '--json']);
+  t.is(JSON.parse(st.out).id, 'a');
+  t.is(st.code, 0);
+  t.regex((await cli(['status'])).out, /leader\s+id a/);
+
+  const bad = await cli(['read', '--from', '1e3']);
+  t.is(bad.code, 1);
+  t.regex(bad.err, /^loglog: --from must be a byte offset/);
+  const mid = await cli(['read', '--from', '5']);
+  t.is(mid.code, 2);
+  t.regex(mid.err, /\(bad_offset\)/);
+
+  t.is((await cli(['trim', '--before', String(log.end)])).out, `${log.end}\n`);
+  const trimmed = await cli(['read', '--from', '0']);
+  t.is(trimmed.code, 2);
+  t.regex(trimmed.err, new RegExp(`--from ${log.end}`));
+});
+
+test('CLI: unreachable server is a one-line error with exit code 2', async (t) => {
+  const f = fakeIO();
+  const code = await run(['node', 'loglog', 'end', '--server', 'http://127.0.0.1:1'], f.io);
+  t.is(code, 2);
+  const lines = f.stderr().trim().split('\n');
+  t.is(lines.length, 1);
+  t.regex(lines[0], /^loglog: .*\(network\); is loglogd running/);
+});
+
+test('CLI bin: runs through tsx from any directory; EPIPE exits quietly', async (t) => {
+  const log = new FakeLog();
+  for (let i = 0; i < 2000; i++) log.add(Kind.Data, Buffer.from(`line ${i} ${'x'.repeat(100)}`));
+  const a = await startFake(t, log, 'a');
+  const bin = fileURLToPath(new URL('../client/cli/loglog.js', import.meta.url));
+  const exec = (args: string[], closeEarly = false) => new Promise<{ code: number | null; out: string; err: string }>((resolve) => {
+    const p = spawn(process.execPath, [bin, ...args], { cwd: '/', env: { ...process.env, LOGLOG_SERVERS: a.url } });
+    let out = '';
+    let err = '';
+    p.stdout.on('data', (d: Buffer) => {
+      out += d.toString();
+      if (closeEarly) p.stdout.destroy();
+    });
+    p.stderr.on('data', (d: Buffer) => { err += d.toString(); });
+    p.on('close', (code) => resolve({ code, out, err }));
+  });
+  const end = await exec(['end']);
+  t.is(end.code, 0, end.err);
+  t.is(end.out, `${log.end}\n`);
+  const head = await exec(['read', '--from', '0'], true);
+  t.is(head.err, '');
+  t.is(head.code, 0);
+});
+
+test('parseFrames sanity: the fake serves whole frames', (t) => {
+  const log = new FakeLog();
+  log.add(Kind.Data, Buffer.from('q'));
+  t.is([...parseFrames(log.slice(0, 1), 0)].length, 1);
+});
