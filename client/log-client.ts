@@ -199,6 +199,7 @@ export class LogClient {
     let uploadId = opts.uploadId ?? randomUUID();
     // Set when a failed attempt may have been written: ask the server before resending.
     let uncertain = false;
+    let uploaded: string | null = null;
     return this.withRetry('leader', opts.signal, undefined, async (server) => {
       if (uncertain) {
         const fate = await this.fateAt(server, uploadId, opts.signal);
@@ -218,7 +219,10 @@ export class LogClient {
         'x-loglog-upload-id': uploadId,
       };
       if (acks) headers['x-loglog-acks'] = acks;
-      if (this.offload) this.uploadCopies(server, uploadId, data, crc);
+      if (this.offload && uploaded !== uploadId) {
+        uploaded = uploadId;
+        this.uploadCopies(server, uploadId, data, crc);
+      }
       try {
         const r = await this.transport.json<AppendResult>(server, { method: 'POST', path: '/v1/append', headers, body: data, signal: opts.signal });
         return { offset: r.offset, end: r.end, term: r.term };
@@ -545,7 +549,7 @@ export class LogClient {
    * Runs `fn` against a server, retrying retriable failures with backoff. `target` picks the
    * starting server: the cached leader or the current read server (unless `pinned`).
    * 421 with a leader hint moves to the hinted server at once (without sleeping, bounded);
-   * network errors and 421/503 without a hint move to the next server.
+   * network errors, 421 without a usable hint, 503, and (reads) 504 move to the next server.
    */
   private async withRetry<T>(
     target: 'leader' | 'read',
@@ -582,7 +586,9 @@ export class LogClient {
         }
         if (attempt >= this.retries) throw err;
         attempt++;
-        if (!pinned && (err.code === 'network' || err.code === 'not_leader' || err.code === 'unavailable')) {
+        // Another server may do better: it is reachable, knows a leader, or (reads) has
+        // committed far enough for `minCommit`.
+        if (!pinned && (err.code === 'network' || err.code === 'not_leader' || err.code === 'unavailable' || (target === 'read' && err.code === 'timeout'))) {
           server = this.rotate(server);
         }
         await this.sleep(attempt, signal);

@@ -569,3 +569,17 @@ test('parseFrames sanity: the fake serves whole frames', (t) => {
   log.add(Kind.Data, Buffer.from('q'));
   t.is([...parseFrames(log.slice(0, 1), 0)].length, 1);
 });
+
+test('offload: the payload is also PUT to the other servers under the same upload id (failures ignored)', async (t) => {
+  const log = new FakeLog();
+  const leader = await startFake(t, log, 'l');
+  const follower = await startFake(t, log, 'f');
+  const c = client(t, [leader.url, follower.url], { offload: true });
+  const payload = new Uint8Array(Buffer.from('__copy me__')).subarray(2, 9);
+  await c.append(payload);
+  await c.close(); // waits for the best-effort uploads
+  const id = leader.headers[0]['x-loglog-upload-id'];
+  t.deepEqual(follower.hits, [`PUT /v1/upload/${id}`]);
+  t.is(follower.headers[0]['x-loglog-crc32c'], String(crc32c(payload)));
+  t.is(log.frames[0].subarray(32, 39).toString(), 'copy me');
+});
