@@ -1,0 +1,854 @@
+/**
+ * SegmentLog: one node's log on disk, as a run of segment files.
+ *
+ * The replica executor drives it: `place` (synchronous bookkeeping, in offset order) for
+ * every new frame, then `writeAt` for its bytes (positional, possibly in pieces and out of
+ * order), `sync` to make completed writes durable, `truncate` to drop a divergent suffix.
+ * Readers use `read`. The log never interprets payloads.
+ *
+ * Durability rules kept here:
+ * - a new epoch (term boundary) is fsynced to the `epochs` file before its first frame is
+ *   written, so recovery always knows the term of every byte it keeps;
+ * - `sync` fdatasyncs every segment whose writes completed since the last sync, and the
+ *   directory when a segment was created;
+ * - the checkpoint only ever names a boundary that a completed sync covered, and is
+ *   lowered durably before a truncation cuts below it;
+ * - a truncation waits for the writes issued before it, and writes issued after it wait
+ *   for the truncation, so no stale byte lands past the new end.
+ *
+ * Files and formats: see segment-files.ts, frame-index.ts, checkpoint.ts, epochs-file.ts.
+ */
+import fs from 'node:fs';
+import { HEADER_SIZE, checkFrame, crc32c, decodeHeader, frameSize } from '../../spec/frame.ts';
+import { type EntryMeta, type Epoch, truncateEpochs } from '../../spec/entry.ts';
+import type { PlantedBugs } from '../../spec/bugs.ts';
+import { LogError } from '../../spec/errors.ts';
+import { type Checkpoint, saveCheckpointSync, stageCheckpoint } from './checkpoint.ts';
+import { appendEpochSync, rewriteEpochsSync } from './epochs-file.ts';
+import { FrameIndex, decodeSealedIndex, encodeSealedIndex, indexFitsSegment, indexFooter, rebuildIndex } from './frame-index.ts';
+import {
+  close, fdatasync, fsync, fsyncDir, ftruncate, open, readAt, readAtSync, readFileOrNull, readFileOrNullSync,
+  unlinkIfExists, unlinkIfExistsSync, writeAll, writevAll,
+} from './fs-util.ts';
+import { Mutex } from './mutex.ts';
+import { type RecoveryStats, recover } from './recover.ts';
+import { type RetentionPolicy, segmentsToDelete } from './retention.ts';
+import { Segment } from './segment.ts';
+import { hex16, indexPath, segmentPath } from './segment-files.ts';
+import { WriteFrontier } from './write-frontier.ts';
+
+export type { RecoveryStats } from './recover.ts';
+export type { RetentionPolicy } from './retention.ts';
+
+export const DEFAULT_SEGMENT_BYTES = 64 * 1024 * 1024;
+/** Frame starts are stored as u32 offsets within a segment. */
+const MAX_SEGMENT_BYTES = 0xffff_ffff;
+const DEFAULT_CHECKPOINT_INTERVAL_MS = 1000;
+/** Sealed segments whose index stays in memory (LRU); the active one's is always there. */
+const INDEX_CACHE_SEGMENTS = 8;
+/** Sealed segments whose file stays open (LRU); more are opened per read and closed again. */
+const OPEN_SEALED_SEGMENTS = 16;
+const EMPTY = Buffer.alloc(0);
+
+export interface SegmentLogOptions {
+  /** Roll to a new segment when a frame would not fit (default 64 MiB). */
+  segmentBytes?: number;
+  /** Planted bugs (simulator only); recovery honours `noTornTailTruncation`. */
+  bugs?: Partial<PlantedBugs>;
+  /** Least time between two checkpoints while the log is busy (default 1000 ms). */
+  checkpointIntervalMs?: number;
+}
+
+export interface StorageStatus {
+  dir: string;
+  start: number;
+  end: number;
+  /** Frame boundary covered by the last completed sync. */
+  durable: number;
+  segments: number;
+  bytes: number;
+  segmentBytes: number;
+  activeBase: number | null;
+  epochs: number;
+  /** Offset of the last checkpoint written (where the next recovery would start). */
+  checkpoint: number | null;
+  recovery: RecoveryStats;
+  /** Set after a failed fdatasync or truncation: the log refuses further use. */
+  failed: string | null;
+  /** Last failure of background work (index or checkpoint files); not fatal. */
+  backgroundError: string | null;
+}
+
+/** A write in flight; `to` is clipped when a truncation cuts into its range. */
+interface InflightWrite {
+  from: number;
+  to: number;
+  settled: Promise<void>;
+}
+
+const noop = () => {};
+
+export class SegmentLog {
+  readonly dir: string;
+  readonly segmentBytes: number;
+  /** First offset in the log (the base of the oldest segment). */
+  start: number;
+  /** One past the last placed frame. */
+  end: number;
+  /** Frame boundary below which a completed sync covered every byte. */
+  durable: number;
+  /** Term boundaries, ascending; updated by place/truncate (live: copy it to keep it). */
+  readonly epochs: Epoch[];
+  /**
+   * Frames found by the recovery scan, ascending and ending at `end`. Always includes the
+   * log's last frame when the log is not empty.
+   */
+  readonly recoveredTail: EntryMeta[];
+  readonly recovery: RecoveryStats;
+
+  private segs: Segment[];
+  private cp: Checkpoint | null;
+  private readonly checkpointIntervalMs: number;
+  private readonly written: WriteFrontier;
+  private readonly dirty = new Set<Segment>();
+  private dirDirty = false;
+  private readonly inflight = new Set<InflightWrite>();
+  /** Settles when the last truncation's file work is done; later writes wait for it. */
+  private barrier: Promise<void> | null = null;
+  /** Bumped by every truncation: background work started before one must not publish. */
+  private gen = 0;
+  /** Serializes `.idx` and checkpoint file updates with truncations. */
+  private readonly meta = new Mutex();
+  private checkpointQueued = false;
+  private lastCheckpointAt = -Infinity;
+  /** Sealed segments with a loaded index / an open fd, least recently used first. */
+  private readonly indexCache = new Set<Segment>();
+  private readonly openSealed = new Set<Segment>();
+  private failure: Error | null = null;
+  private backgroundError: Error | null = null;
+  private closing = false;
+
+  private constructor(dir: string, segmentBytes: number, checkpointIntervalMs: number, r: Awaited<ReturnType<typeof recover>>) {
+    this.dir = dir;
+    this.segmentBytes = segmentBytes;
+    this.checkpointIntervalMs = checkpointIntervalMs;
+    this.segs = r.segments;
+    this.start = this.segs[0]?.base ?? 0;
+    this.end = r.end;
+    this.durable = r.end;
+    this.written = new WriteFrontier(r.end);
+    this.epochs = r.epochs;
+    this.recoveredTail = r.tail;
+    this.recovery = r.stats;
+    this.cp = r.checkpoint;
+    for (const s of this.segs.slice(0, -1)) if (s.index) this.indexCache.add(s);
+  }
+
+  /** Opens (creating if needed) and recovers the log in `dir`. */
+  static async open(dir: string, opts: SegmentLogOptions = {}): Promise<SegmentLog> {
+    const segmentBytes = opts.segmentBytes ?? DEFAULT_SEGMENT_BYTES;
+    if (!Number.isInteger(segmentBytes) || segmentBytes < 1 || segmentBytes > MAX_SEGMENT_BYTES) {
+      throw new RangeError(`segmentBytes must be an integer in [1, ${MAX_SEGMENT_BYTES}], got ${segmentBytes}`);
+    }
+    const r = await recover(dir, opts.bugs ?? {});
+    const log = new SegmentLog(dir, segmentBytes, opts.checkpointIntervalMs ?? DEFAULT_CHECKPOINT_INTERVAL_MS, r);
+    if (log.recoveredTail.length === 0 && log.end > log.start) {
+      // The scan started exactly at an empty active segment: fetch the last frame anyway.
+      const prev = log.segs[log.segs.length - 2];
+      const index = await log.loadIndex(prev);
+      log.recoveredTail.push(await log.entryAt(prev.base + (index.last() ?? 0)));
+    }
+    await log.checkpointNow();
+    return log;
+  }
+
+  // ------------------------------------------------------------------ queries
+
+  get segmentCount(): number {
+    return this.segs.length;
+  }
+
+  /** Bytes held (segments are contiguous, so this is the log's extent). */
+  get bytes(): number {
+    return this.end - this.start;
+  }
+
+  /** Whether a frame starts at `offset` (true for `end`, where the next one will). */
+  isFrameStart(offset: number): boolean {
+    if (offset < this.start || offset > this.end) return false;
+    if (offset === this.end) return true;
+    const seg = this.segs[this.segAt(offset)];
+    return this.indexSync(seg).find(offset - seg.base) >= 0;
+  }
+
+  /** Metadata of the frame at `offset` (read from its header; uploadId is not stored). */
+  async entryAt(offset: number): Promise<EntryMeta> {
+    const seg = this.segs[this.segAt(offset)];
+    if (offset < this.start || offset >= this.end || (await this.loadIndex(seg)).find(offset - seg.base) < 0) {
+      throw new LogError('bad_offset', `no frame starts at offset ${offset}`, { start: this.start, end: this.end });
+    }
+    const fd = await this.acquire(seg);
+    let buf: Buffer;
+    try {
+      buf = await readAt(fd, HEADER_SIZE, offset - seg.base);
+    } finally {
+      this.release(seg);
+    }
+    const h = decodeHeader(buf);
+    if (!h.ok) throw new LogError('internal', `invalid frame header at offset ${offset}: ${h.reason}`, { offset });
+    return { offset, length: h.header.length, term: h.header.term, kind: h.header.kind, crc: h.header.crc, uploadId: null };
+  }
+
+  status(): StorageStatus {
+    return {
+      dir: this.dir, start: this.start, end: this.end, durable: this.durable,
+      segments: this.segs.length, bytes: this.bytes, segmentBytes: this.segmentBytes,
+      activeBase: this.active()?.base ?? null, epochs: this.epochs.length,
+      checkpoint: this.cp?.offset ?? null, recovery: this.recovery,
+      failed: this.failure?.message ?? null, backgroundError: this.backgroundError?.message ?? null,
+    };
+  }
+
+  // ------------------------------------------------------------------ appending
+
+  /**
+   * Reserves the next frame: `length` payload bytes of `term` at `offset` (must equal
+   * `end`). Rolls to a new segment when the frame does not fit the active one; a frame
+   * larger than a segment gets one of its own. Persists a new epoch when the term changes.
+   * Synchronous, so the executor can call it in effect order.
+   */
+  place(offset: number, length: number, term: number): void {
+    this.usable();
+    if (offset !== this.end) throw new LogError('internal', `place at ${offset} but the log ends at ${this.end}`, { offset, end: this.end });
+    if (!Number.isInteger(length) || length < 0 || length > 0xffff_ffff) throw new LogError('bad_request', `invalid frame length ${length}`);
+    const last = this.epochs[this.epochs.length - 1];
+    if (last && term < last.term) throw new LogError('internal', `term ${term} at ${offset} is below the log's last term ${last.term}`, { offset });
+    const size = frameSize(length);
+    if (!last || last.term !== term) {
+      // Durable before any byte of the frame is written: recovery never keeps a frame whose term it cannot place.
+      appendEpochSync(this.dir, { term, offset });
+      this.epochs.push({ term, offset });
+    }
+    let seg = this.active();
+    if (!seg) {
+      seg = this.createSegment(offset);
+    } else if (offset > seg.base && offset - seg.base + size > this.segmentBytes) {
+      const full = seg;
+      seg = this.createSegment(offset);
+      this.seal(full);
+    }
+    seg.index!.push(offset - seg.base);
+    this.end = offset + size;
+  }
+
+  /**
+   * Writes bytes of placed frames at `offset` (one buffer, or several back to back with
+   * one writev). Must stay inside one segment; frames never straddle, so a write within
+   * one frame always does. Every byte of every frame must be written eventually (an
+   * aborted payload as zeros): the durable boundary only advances over written bytes.
+   */
+  async writeAt(offset: number, data: Buffer | Buffer[]): Promise<void> {
+    this.usable();
+    while (this.barrier) await this.barrier;
+    const bufs = Buffer.isBuffer(data) ? [data] : data;
+    let len = 0;
+    for (const b of bufs) len += b.length;
+    if (len === 0) return;
+    const k = this.segAt(offset);
+    if (offset < this.start || k < 0 || offset + len > this.segmentEnd(k)) {
+      throw new LogError('internal', `write of ${len} bytes at ${offset} is not inside the placed frames of one segment`, { offset, end: this.end });
+    }
+    const seg = this.segs[k];
+    const w: InflightWrite = { from: offset, to: offset + len, settled: Promise.resolve() };
+    this.inflight.add(w);
+    const p = this.writeInto(seg, w, bufs);
+    w.settled = p.then(noop, noop);
+    return p;
+  }
+
+  private async writeInto(seg: Segment, w: InflightWrite, bufs: Buffer[]): Promise<void> {
+    try {
+      const fd = await this.acquire(seg);
+      try {
+        const pos = w.from - seg.base;
+        if (bufs.length === 1) await writeAll(fd, bufs[0], pos);
+        else await writevAll(fd, bufs, pos);
+      } finally {
+        this.release(seg);
+      }
+    } finally {
+      this.inflight.delete(w);
+    }
+    // Only a completed write counts: sync covers what completed before it started.
+    if (!seg.deleted) {
+      seg.dirty = true;
+      this.dirty.add(seg);
+    }
+    if (w.to > w.from) this.written.add(w.from, w.to);
+  }
+
+  /**
+   * Appends whole frames copied from a peer (catch-up): validates all of them (header,
+   * trailer, payload checksum), places them, then writes them. `offset` must equal `end`.
+   */
+  async appendFrames(offset: number, frames: Buffer): Promise<void> {
+    this.usable();
+    if (offset !== this.end) throw new LogError('internal', `appendFrames at ${offset} but the log ends at ${this.end}`, { offset, end: this.end });
+    const metas: Array<{ at: number; length: number; term: number }> = [];
+    for (let at = 0; at < frames.length;) {
+      const r = checkFrame(frames, at, offset);
+      if (!r.ok) throw new LogError('bad_request', `invalid frame at offset ${offset + at}: ${r.reason}`, { offset: offset + at });
+      metas.push({ at, length: r.frame.length, term: r.frame.term });
+      at = r.next;
+    }
+    // Place all, cutting the buffer where a frame lands in a new segment.
+    const pieces: Array<[number, number]> = [];
+    for (const m of metas) {
+      const before = this.active();
+      this.place(offset + m.at, m.length, m.term);
+      const end = m.at + frameSize(m.length);
+      if (pieces.length === 0 || this.active() !== before) pieces.push([m.at, end]);
+      else pieces[pieces.length - 1][1] = end;
+    }
+    await Promise.all(pieces.map(([from, to]) => this.writeAt(offset + from, frames.subarray(from, to))));
+  }
+
+  /**
+   * fdatasyncs every segment written since the last sync (and the directory after a
+   * segment was created). Covers the writes that completed before the call. A failure is
+   * permanent: after a failed fsync the kernel may have dropped the dirty pages, so a retry
+   * could "succeed" without the data; the log refuses further use and must be reopened.
+   */
+  async sync(): Promise<void> {
+    if (this.failure) throw this.failure;
+    const upTo = this.written.value;
+    const gen = this.gen;
+    const segs = [...this.dirty].filter((s) => !s.deleted);
+    this.dirty.clear();
+    for (const s of segs) s.dirty = false;
+    const dir = this.dirDirty;
+    this.dirDirty = false;
+    try {
+      await Promise.all(segs.map(async (s) => {
+        const fd = await this.acquire(s);
+        try {
+          await fdatasync(fd);
+        } finally {
+          this.release(s);
+        }
+      }));
+      if (dir) await fsyncDir(this.dir);
+    } catch (e) {
+      throw this.fail(e, 'fdatasync failed');
+    }
+    if (gen === this.gen) {
+      const b = this.boundaryAtOrBelow(upTo);
+      if (b > this.durable) this.durable = b;
+      this.maybeCheckpoint();
+    }
+    this.evictFds();
+  }
+
+  // ------------------------------------------------------------------ truncation
+
+  /**
+   * Drops every frame at and after `offset` (a frame boundary, start <= offset <= end).
+   * The bookkeeping (end, index, epochs, later segments) changes at once, so the caller
+   * may place new frames right after calling; the file work waits for the writes issued
+   * before, and writes issued after wait for it. Resolves when the cut is durable.
+   */
+  truncate(offset: number): Promise<void> {
+    try {
+      this.usable();
+      if (offset === this.end) return this.barrier ?? Promise.resolve();
+      if (offset < this.start) throw new LogError('trimmed', `cannot truncate at ${offset}: the log starts at ${this.start}`, { start: this.start });
+      if (!(offset <= this.end)) throw new LogError('out_of_range', `cannot truncate at ${offset}: the log ends at ${this.end}`, { start: this.start, end: this.end });
+      const k = this.segAt(offset);
+      const seg = this.segs[k];
+      const index = this.indexSync(seg);
+      const rel = offset - seg.base;
+      const count = index.countBelow(rel);
+      if (count >= index.count || index.at(count) !== rel) {
+        throw new LogError('bad_offset', `cannot truncate at ${offset}: not a frame boundary`, { start: this.start, end: this.end });
+      }
+
+      this.gen++;
+      for (const w of this.inflight) w.to = Math.max(w.from, Math.min(w.to, offset));
+      this.written.truncate(offset);
+      this.durable = Math.min(this.durable, offset);
+      if (this.cp && this.cp.offset > offset) {
+        // Lowered durably before the cut: a checkpoint past the end would, once new
+        // frames are written, point into the middle of one.
+        const keep = Math.min(seg.persisted, count);
+        this.cp = { base: seg.base, offset: keep < count ? seg.base + index.at(keep) : offset, count: keep, indexCrc: crc32c(index.view(0, keep)) };
+        saveCheckpointSync(this.dir, this.cp, true);
+      }
+      // Later segments go now, so a segment the next place() creates cannot collide with one.
+      const removed = this.segs.splice(k + 1);
+      for (const s of removed.reverse()) this.drop(s, true);
+      index.truncate(count);
+      seg.persisted = Math.min(seg.persisted, count);
+      this.indexCache.delete(seg);
+      this.openSealed.delete(seg);
+      this.end = offset;
+      const before = this.epochs.length;
+      truncateEpochs(this.epochs, offset);
+      if (this.epochs.length !== before) rewriteEpochsSync(this.dir, this.epochs);
+
+      const waitFor = [...this.inflight].map((w) => w.settled);
+      const prev = this.barrier;
+      return this.fence((async () => {
+        await prev;
+        await Promise.all(waitFor);
+        await this.meta.run(async () => {
+          const fd = await this.acquire(seg);
+          try {
+            await ftruncate(fd, rel);
+            await fsync(fd);
+          } finally {
+            this.release(seg);
+          }
+          // Drops a sealed footer and entries past the cut (checkpoints vouch for a prefix).
+          await ftruncate(await this.indexFd(seg), seg.persisted * 4);
+          if (removed.length > 0) await fsyncDir(this.dir);
+        });
+      })());
+    } catch (e) {
+      return Promise.reject(e);
+    }
+  }
+
+  /**
+   * Drops the whole log and starts it again, empty, at `offset` (e.g. a follower joining
+   * a cluster whose log starts past everything it has). The epochs are cleared.
+   */
+  reset(offset: number): Promise<void> {
+    try {
+      this.usable();
+      if (!Number.isSafeInteger(offset) || offset < 0) throw new LogError('bad_offset', `invalid offset ${offset}`);
+      this.gen++;
+      for (const w of this.inflight) w.to = w.from;
+      this.written.reset(offset);
+      this.durable = offset;
+      for (const s of this.segs.splice(0).reverse()) this.drop(s, true);
+      this.epochs.length = 0;
+      rewriteEpochsSync(this.dir, []);
+      this.start = offset;
+      this.end = offset;
+      this.cp = null;
+      this.createSegment(offset);
+      const waitFor = [...this.inflight].map((w) => w.settled);
+      const prev = this.barrier;
+      return this.fence((async () => {
+        await prev;
+        await Promise.all(waitFor);
+      })());
+    } catch (e) {
+      return Promise.reject(e);
+    }
+  }
+
+  // ------------------------------------------------------------------ reading
+
+  /**
+   * Whole frames from `offset`: at least one (even if larger than `maxBytes`), never past
+   * `limitEnd` (which callers keep at or below `end`, e.g. the commit end), never across
+   * a segment. `next` is the offset after the last frame returned; fewer frames than
+   * asked for is normal, the caller loops.
+   */
+  async read(offset: number, maxBytes: number, limitEnd: number): Promise<{ data: Buffer; next: number }> {
+    if (offset < this.start) throw new LogError('trimmed', `offset ${offset} was trimmed; the log starts at ${this.start}`, { start: this.start });
+    if (offset > limitEnd) throw new LogError('out_of_range', `offset ${offset} is beyond the end ${limitEnd}`, { start: this.start, end: limitEnd });
+    if (offset === limitEnd) return { data: EMPTY, next: offset };
+    const limit = Math.min(limitEnd, this.end);
+    if (offset >= limit) throw new LogError('out_of_range', `offset ${offset} is beyond the end ${limit}`, { start: this.start, end: limit });
+
+    const seg = this.segs[this.segAt(offset)];
+    const index = await this.loadIndex(seg);
+    const k = this.segAt(offset);
+    // A trim or truncation ran while the index loaded: decide again.
+    if (seg.deleted || this.segs[k] !== seg) return this.read(offset, maxBytes, limitEnd);
+    const rel = offset - seg.base;
+    const i = index.find(rel);
+    if (i < 0) {
+      if (seg.damagedAt !== null && offset >= seg.damagedAt) {
+        throw new LogError('internal', `segment ${hex16(seg.base)} is damaged from offset ${seg.damagedAt}`, { offset });
+      }
+      throw new LogError('bad_offset', `offset ${offset} is not the start of a frame`, { start: this.start, end: limitEnd });
+    }
+    const segEnd = (seg.damagedAt ?? this.segmentEnd(k)) - seg.base;
+    const boundary = (j: number) => (j < index.count ? index.at(j) : segEnd);
+    const stop = Math.min(segEnd, limit - seg.base);
+    if (boundary(i + 1) > stop) return { data: EMPTY, next: offset };
+    const cap = Math.min(stop, rel + Math.max(0, maxBytes));
+    let j = segEnd <= cap ? index.count : index.countBelow(cap + 1) - 1;
+    if (j <= i) j = i + 1;
+    const to = boundary(j);
+
+    const fd = await this.acquire(seg);
+    let data: Buffer;
+    try {
+      data = await readAt(fd, to - rel, rel);
+    } finally {
+      this.release(seg);
+    }
+    if (data.length !== to - rel) throw new LogError('internal', `segment ${hex16(seg.base)} is shorter than its index`, { offset });
+    return { data, next: seg.base + to };
+  }
+
+  // ------------------------------------------------------------------ trimming and retention
+
+  /**
+   * Deletes the segments that lie entirely below `before` (never the active one), oldest
+   * first so a crash leaves a contiguous log. Returns the new start.
+   */
+  async trim(before: number): Promise<number> {
+    this.usable();
+    let n = 0;
+    while (n < this.segs.length - 1 && this.segs[n + 1].base <= before) n++;
+    if (n === 0) return this.start;
+    const gone = this.segs.splice(0, n);
+    this.start = this.segs[0].base;
+    if (this.cp && this.cp.base < this.start) {
+      this.cp = { base: this.start, offset: this.start, count: 0, indexCrc: 0 };
+      saveCheckpointSync(this.dir, this.cp, true);
+    }
+    for (const s of gone) this.drop(s, false);
+    for (const s of gone) {
+      await unlinkIfExists(segmentPath(this.dir, s.base));
+      await unlinkIfExists(indexPath(this.dir, s.base));
+    }
+    await fsyncDir(this.dir);
+    return this.start;
+  }
+
+  /** Trims the oldest sealed segments by age (file mtime) and total size. Returns the start. */
+  async applyRetention(policy: RetentionPolicy, now: number): Promise<number> {
+    this.usable();
+    const sealed = this.segs.slice(0, -1).map((s, i) => ({ base: s.base, end: this.segs[i + 1].base }));
+    const n = await segmentsToDelete(sealed, this.bytes, policy, now, async (i) => (await fs.promises.stat(segmentPath(this.dir, sealed[i].base))).mtimeMs);
+    return n > 0 ? this.trim(sealed[n - 1].end) : this.start;
+  }
+
+  // ------------------------------------------------------------------ checkpoints and closing
+
+  /** Writes a checkpoint at the durable boundary now (close does; tests may). */
+  checkpointNow(): Promise<void> {
+    return this.meta.run(() => this.checkpoint());
+  }
+
+  /** Syncs, checkpoints and closes every file. The log is unusable afterwards. */
+  async close(): Promise<void> {
+    if (this.closing) return;
+    this.closing = true;
+    while (this.barrier) await this.barrier;
+    await Promise.all([...this.inflight].map((w) => w.settled));
+    if (!this.failure) {
+      await this.sync();
+      await this.checkpointNow();
+    }
+    await this.meta.run(async () => {
+      for (const s of this.segs) {
+        if (s.idxFd !== null) await close(s.idxFd);
+        s.idxFd = null;
+      }
+    });
+    for (const s of this.segs) {
+      if (s.fd !== null) await close(s.fd);
+      s.fd = null;
+    }
+  }
+
+  // ------------------------------------------------------------------ internals
+
+  private usable(): void {
+    if (this.failure) throw this.failure;
+    if (this.closing) throw new LogError('unavailable', 'the log is closed');
+  }
+
+  private fail(e: unknown, what: string): LogError {
+    const err = e instanceof LogError ? e : new LogError('internal', `${what}: ${(e as Error).message}`, {}, { cause: e });
+    this.failure ??= err;
+    return err;
+  }
+
+  private noteBackground(e: unknown): void {
+    this.backgroundError = e as Error;
+  }
+
+  /** Publishes a truncation's file work as the barrier later writes wait for. */
+  private fence(job: Promise<void>): Promise<void> {
+    const settled = job.then(noop, noop);
+    this.barrier = settled;
+    void settled.then(() => {
+      if (this.barrier === settled) this.barrier = null;
+    });
+    return job.catch((e) => {
+      throw this.fail(e, 'truncation failed');
+    });
+  }
+
+  private active(): Segment | undefined {
+    return this.segs[this.segs.length - 1];
+  }
+
+  /** Index (in `segs`) of the segment holding `offset`: the last with base <= offset, or -1. */
+  private segAt(offset: number): number {
+    let lo = 0, hi = this.segs.length - 1, found = -1;
+    while (lo <= hi) {
+      const mid = (lo + hi) >> 1;
+      if (this.segs[mid].base <= offset) { found = mid; lo = mid + 1; } else hi = mid - 1;
+    }
+    return found;
+  }
+
+  /** One past the last byte of segment `k`. */
+  private segmentEnd(k: number): number {
+    return k + 1 < this.segs.length ? this.segs[k + 1].base : this.end;
+  }
+
+  private createSegment(base: number): Segment {
+    const seg = new Segment(base);
+    seg.fd = fs.openSync(segmentPath(this.dir, base), 'w+');
+    unlinkIfExistsSync(indexPath(this.dir, base));
+    seg.index = new FrameIndex();
+    this.segs.push(seg);
+    if (this.segs.length === 1) this.start = base;
+    // The next sync makes the new file's directory entry durable.
+    this.dirDirty = true;
+    if (!this.cp) {
+      // A fresh log starts with a checkpoint, so recovery never has to guess where to begin.
+      this.cp = { base, offset: base, count: 0, indexCrc: 0 };
+      saveCheckpointSync(this.dir, this.cp, true);
+    }
+    return seg;
+  }
+
+  /** `seg` was the active segment and is full (a new one is active): write its final index out. */
+  private seal(seg: Segment): void {
+    const index = seg.index!;
+    this.touchIndex(seg);
+    this.openSealed.add(seg);
+    void this.meta.run(async () => {
+      // Truncated into (active again) or away in the meantime: nothing to seal.
+      if (seg.deleted || seg === this.active()) return;
+      const gen = this.gen;
+      const fd = await this.indexFd(seg);
+      const n = index.count;
+      await writeAll(fd, Buffer.concat([index.copy(seg.persisted, n), indexFooter(index)]), seg.persisted * 4);
+      await ftruncate(fd, n * 4 + 16);
+      if (gen === this.gen) seg.persisted = n;
+      await close(fd);
+      seg.idxFd = null;
+    }).catch((e) => this.noteBackground(e));
+  }
+
+  /** Forgets a trimmed or truncated segment; `unlinkNow` deletes its files synchronously. */
+  private drop(seg: Segment, unlinkNow: boolean): void {
+    seg.deleted = true;
+    this.dirty.delete(seg);
+    this.indexCache.delete(seg);
+    this.openSealed.delete(seg);
+    seg.index = null;
+    if (seg.refs === 0) this.closeFd(seg);
+    // The index fd may be in use by a queued index write: close it in turn.
+    void this.meta.run(async () => {
+      if (seg.idxFd !== null) await close(seg.idxFd);
+      seg.idxFd = null;
+    }).catch((e) => this.noteBackground(e));
+    if (unlinkNow) {
+      unlinkIfExistsSync(segmentPath(this.dir, seg.base));
+      unlinkIfExistsSync(indexPath(this.dir, seg.base));
+    }
+  }
+
+  private closeFd(seg: Segment): void {
+    if (seg.fd === null) return;
+    fs.close(seg.fd, noop);
+    seg.fd = null;
+  }
+
+  /** The segment's fd, opened on demand; pair with release(). */
+  private async acquire(seg: Segment): Promise<number> {
+    seg.refs++;
+    try {
+      if (seg.fd === null) {
+        seg.opening ??= open(segmentPath(this.dir, seg.base), 'r+').then(
+          (fd) => { seg.fd = fd; seg.opening = null; return fd; },
+          (e) => { seg.opening = null; throw e; },
+        );
+        await seg.opening;
+      }
+    } catch (e) {
+      seg.refs--;
+      throw e;
+    }
+    if (seg !== this.active() && !seg.deleted) {
+      this.openSealed.delete(seg);
+      this.openSealed.add(seg);
+    }
+    return seg.fd!;
+  }
+
+  private release(seg: Segment): void {
+    seg.refs--;
+    if (seg.deleted && seg.refs === 0) this.closeFd(seg);
+  }
+
+  /** Closes the least recently used sealed segment files beyond the cap (idle, synced ones). */
+  private evictFds(): void {
+    for (const s of this.openSealed) {
+      if (this.openSealed.size <= OPEN_SEALED_SEGMENTS) return;
+      if (s.refs > 0 || s.dirty || s === this.active()) continue;
+      this.openSealed.delete(s);
+      this.closeFd(s);
+    }
+  }
+
+  private async indexFd(seg: Segment): Promise<number> {
+    seg.idxFd ??= await open(indexPath(this.dir, seg.base), fs.constants.O_RDWR | fs.constants.O_CREAT);
+    return seg.idxFd;
+  }
+
+  private touchIndex(seg: Segment): void {
+    if (seg === this.active()) return;
+    this.indexCache.delete(seg);
+    this.indexCache.add(seg);
+    for (const s of this.indexCache) {
+      if (this.indexCache.size <= INDEX_CACHE_SEGMENTS) break;
+      this.indexCache.delete(s);
+      s.index = null;
+    }
+  }
+
+  /** The largest frame boundary <= `offset` whose segment index is in memory (else `durable`). */
+  private boundaryAtOrBelow(offset: number): number {
+    if (offset >= this.end) return this.end;
+    const k = this.segAt(offset);
+    const seg = this.segs[k];
+    if (!seg?.index) return this.durable;
+    const i = seg.index.countBelow(offset - seg.base + 1) - 1;
+    return i < 0 ? seg.base : seg.base + seg.index.at(i);
+  }
+
+  /**
+   * A sealed segment's index: from its `.idx` file when that is complete and fits the
+   * segment, else rebuilt by scanning the segment (and written back).
+   */
+  private async loadIndex(seg: Segment): Promise<FrameIndex> {
+    if (seg.index) {
+      this.touchIndex(seg);
+      return seg.index;
+    }
+    seg.indexLoading ??= (async () => {
+      try {
+        const size = this.segmentEnd(this.segAt(seg.base)) - seg.base;
+        let entries = decodeSealedIndex(await readFileOrNull(indexPath(this.dir, seg.base)));
+        const fd = await this.acquire(seg);
+        let rebuilt: { index: FrameIndex; validEnd: number } | null = null;
+        try {
+          if (entries) {
+            const header = entries.length > 0 ? await readAt(fd, HEADER_SIZE, entries[entries.length - 1]) : null;
+            if (!indexFitsSegment(entries, size, header)) entries = null;
+          }
+          if (!entries) rebuilt = rebuildIndex(await readAt(fd, size, 0), seg.base);
+        } finally {
+          this.release(seg);
+        }
+        return this.adoptIndex(seg, entries, rebuilt, size);
+      } finally {
+        seg.indexLoading = null;
+      }
+    })();
+    return seg.indexLoading;
+  }
+
+  /** Synchronous twin of loadIndex, for truncate and isFrameStart (rarely needs the disk). */
+  private indexSync(seg: Segment): FrameIndex {
+    if (seg.index) {
+      this.touchIndex(seg);
+      return seg.index;
+    }
+    const size = this.segmentEnd(this.segAt(seg.base)) - seg.base;
+    let entries = decodeSealedIndex(readFileOrNullSync(indexPath(this.dir, seg.base)));
+    const fd = fs.openSync(segmentPath(this.dir, seg.base), 'r');
+    let rebuilt: { index: FrameIndex; validEnd: number } | null = null;
+    try {
+      if (entries) {
+        const header = entries.length > 0 ? readAtSync(fd, HEADER_SIZE, entries[entries.length - 1]) : null;
+        if (!indexFitsSegment(entries, size, header)) entries = null;
+      }
+      if (!entries) rebuilt = rebuildIndex(readAtSync(fd, size, 0), seg.base);
+    } finally {
+      fs.closeSync(fd);
+    }
+    return this.adoptIndex(seg, entries, rebuilt, size);
+  }
+
+  private adoptIndex(seg: Segment, entries: Uint32Array | null, rebuilt: { index: FrameIndex; validEnd: number } | null, size: number): FrameIndex {
+    // Loaded twice concurrently (sync and async): keep the first, it may have changed since.
+    if (seg.index) return seg.index;
+    let index: FrameIndex;
+    if (entries) {
+      index = new FrameIndex(entries);
+      seg.persisted = entries.length;
+    } else {
+      index = rebuilt!.index;
+      if (rebuilt!.validEnd < seg.base + size) {
+        seg.damagedAt = rebuilt!.validEnd;
+      } else if (!seg.deleted) {
+        void this.meta.run(async () => {
+          if (seg.deleted || seg === this.active()) return;
+          await fs.promises.writeFile(indexPath(this.dir, seg.base), encodeSealedIndex(index));
+          seg.persisted = index.count;
+        }).catch((e) => this.noteBackground(e));
+      }
+    }
+    if (!seg.deleted) {
+      seg.index = index;
+      this.touchIndex(seg);
+    }
+    return index;
+  }
+
+  private maybeCheckpoint(): void {
+    if (this.checkpointQueued || this.closing) return;
+    const cp = this.cp;
+    if (cp && cp.offset === this.durable) return;
+    const newSegment = !cp || this.segs[this.segAt(this.durable)]?.base !== cp.base;
+    if (!newSegment && performance.now() - this.lastCheckpointAt < this.checkpointIntervalMs) return;
+    this.checkpointQueued = true;
+    void this.checkpointNow()
+      .catch((e) => this.noteBackground(e))
+      .finally(() => { this.checkpointQueued = false; });
+  }
+
+  /**
+   * Runs under the metadata lock: appends the index entries below the durable boundary to
+   * the segment's `.idx` file, then replaces the checkpoint. No fsync: the checkpoint
+   * carries the CRC of the entries it relies on, and recovery falls back if they are lost.
+   */
+  private async checkpoint(): Promise<void> {
+    const gen = this.gen;
+    const d = this.durable;
+    if (this.cp && this.cp.offset === d) return;
+    const k = this.segAt(d);
+    if (k < 0) return;
+    const seg = this.segs[k];
+    const index = seg.index ?? (await this.loadIndex(seg));
+    const count = index.countBelow(d - seg.base);
+    if (count > seg.persisted) {
+      const from = seg.persisted;
+      await writeAll(await this.indexFd(seg), index.copy(from, count), from * 4);
+      if (gen !== this.gen || seg.deleted) return;
+      seg.persisted = count;
+    }
+    const next: Checkpoint = { base: seg.base, offset: d, count, indexCrc: crc32c(index.view(0, count)) };
+    const staged = await stageCheckpoint(this.dir, next);
+    // A truncation lowered the checkpoint meanwhile: this one may point past the log.
+    if (gen !== this.gen || seg.deleted) return;
+    staged.commit();
+    this.cp = next;
+    this.lastCheckpointAt = performance.now();
+  }
+}
