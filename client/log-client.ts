@@ -15,6 +15,7 @@
 import { randomUUID } from 'node:crypto';
 import { setTimeout as sleepTimer } from 'node:timers/promises';
 import { LogError } from '../spec/errors.ts';
+import type { ErrorDetails } from '../spec/errors.ts';
 import { Kind, FrameError, crc32c, frameSize, kindName, parseFrames, decodeHeader } from '../spec/frame.ts';
 import { Transport, abortedError, normalizeServer, toLogError } from './http.ts';
 import type { TransportOptions } from './http.ts';
@@ -155,7 +156,7 @@ export class LogClient {
     const list = opts.servers && opts.servers.length > 0 ? opts.servers : serversFromEnv();
     this.servers = [...new Set(list.map(normalizeServer))];
     this.transport = new Transport(opts);
-    this.retries = opts.retry?.retries ?? 6;
+    this.retries = opts.retry?.retries ?? 8;
     this.minDelayMs = opts.retry?.minDelayMs ?? 25;
     this.maxDelayMs = Math.max(this.minDelayMs, opts.retry?.maxDelayMs ?? 2000);
     this.acks = opts.acks;
@@ -495,34 +496,47 @@ export class LogClient {
   // ---------------------------------------------------------------- retry machinery
 
   /**
-   * Turns a `leader` hint of a 421 answer into a server URL. A hint may be a base URL
-   * (`http://host:port`), a `host:port`, or a node id; ids are resolved through the `id`
-   * field of the known servers' `/v1/status` (cached). Unresolvable hints give null.
+   * Turns the leader hint of a 421 answer into a server URL. The hint is `details.leaderUrl`
+   * if present, else `details.leader`, which may be a base URL (`http://host:port`), a
+   * `host:port`, or a node id. Ids are resolved through the known servers' `/v1/status`:
+   * a server's own `id`, its `leaderUrl` when its `leader` is that id, and its `peers`
+   * (`[{id, url}]` or `{id: url}`) if it lists them. Unresolvable hints give null.
    */
-  private async resolveLeader(hint: unknown, signal?: AbortSignal): Promise<string | null> {
-    if (typeof hint !== 'string' || hint === '') return null;
-    let url: string | undefined;
-    if (/^https?:\/\//i.test(hint) || /^[^/\s]+:\d+$/.test(hint)) {
+  private async resolveLeader(details: ErrorDetails, signal?: AbortSignal): Promise<string | null> {
+    const asUrl = (h: unknown): string | null => {
+      if (typeof h !== 'string' || !(/^https?:\/\//i.test(h) || /^[^/\s]+:\d+$/.test(h))) return null;
       try {
-        url = normalizeServer(hint);
+        return normalizeServer(h);
       } catch {
         return null;
       }
-    } else {
-      url = this.idToUrl.get(hint);
-      if (url === undefined) {
+    };
+    const hint = details.leader;
+    let url = asUrl(details.leaderUrl) ?? asUrl(hint);
+    if (url === null && typeof hint === 'string' && hint !== '') {
+      if (!this.idToUrl.has(hint)) {
         await Promise.all(this.servers.map(async (s) => {
           try {
             const st = await this.transport.json<ServerStatus>(s, { method: 'GET', path: '/v1/status', signal });
             if (typeof st.id === 'string') this.idToUrl.set(st.id, s);
+            const lu = asUrl(st.leaderUrl);
+            if (typeof st.leader === 'string' && lu) this.idToUrl.set(st.leader, lu);
+            const peers = st.peers;
+            const pairs: [unknown, unknown][] = Array.isArray(peers)
+              ? peers.map((p) => [(p as { id?: unknown })?.id, (p as { url?: unknown })?.url])
+              : peers && typeof peers === 'object' ? Object.entries(peers) : [];
+            for (const [id, u] of pairs) {
+              const pu = asUrl(u);
+              if (typeof id === 'string' && pu && !this.idToUrl.has(id)) this.idToUrl.set(id, pu);
+            }
           } catch {
-            // unreachable: cannot be the leader we are looking for anyway
+            // unreachable: it cannot tell us anything
           }
         }));
-        url = this.idToUrl.get(hint);
       }
-      if (url === undefined) return null;
+      url = this.idToUrl.get(hint) ?? null;
     }
+    if (url === null) return null;
     if (!this.servers.includes(url)) this.servers.push(url);
     return url;
   }
@@ -575,16 +589,28 @@ export class LogClient {
         const err = toLogError(e, server, signal);
         if (err.code === 'aborted') throw err;
         if (!err.retriable) throw err;
+        let unknownLeader: string | null = null;
         if (err.code === 'not_leader' && !pinned) {
-          const hint = await this.resolveLeader(err.details.leader, signal);
+          const hint = await this.resolveLeader(err.details, signal);
           if (hint !== null && hint !== server && redirects < 2 * this.servers.length) {
             redirects++;
             server = hint;
             this.leaderUrl = hint;
             continue;
           }
+          if (hint === null && typeof err.details.leader === 'string' && err.details.leader !== '') unknownLeader = err.details.leader;
         }
-        if (attempt >= this.retries) throw err;
+        if (attempt >= this.retries) {
+          if (unknownLeader !== null) {
+            throw new LogError(
+              'not_leader',
+              `${err.message}; the leader is "${unknownLeader}", which is none of the known servers (${this.servers.join(', ')}): add its URL to the server list`,
+              err.details,
+              { cause: err },
+            );
+          }
+          throw err;
+        }
         attempt++;
         // Another server may do better: it is reachable, knows a leader, or (reads) has
         // committed far enough for `minCommit`.

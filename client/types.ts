@@ -12,7 +12,7 @@ export type Acks = 'leader' | 'quorum' | 'all';
 
 /** Retry policy for retriable errors (network, 421 without a leader hint, 5xx). */
 export interface RetryOptions {
-  /** Retries after the first attempt (default 6). 0 disables retrying. */
+  /** Retries after the first attempt (default 8: about 3-5 s of backoff, enough to ride out a leader election). 0 disables retrying. */
   retries?: number;
   /** First backoff delay in ms (default 25); doubles per retry, with jitter. */
   minDelayMs?: number;

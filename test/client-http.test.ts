@@ -66,6 +66,8 @@ interface Knobs {
   corruptAt?: number;
   /** Write the next append, then drop the connection instead of answering. */
   dropReply?: boolean;
+  /** Extra fields of /v1/status. */
+  statusExtra?: Record<string, unknown>;
 }
 
 interface FakeServer {
@@ -152,6 +154,7 @@ function serve(log: FakeLog, id: string, knobs: Knobs, s: FakeServer, req: Incom
     res.end(JSON.stringify({
       id, role: knobs.notLeader === undefined ? 'leader' : 'follower', term: log.term, leader: null,
       start: log.start, end: log.end, commit: log.end, durable: log.end, segments: 1, bytes: log.end,
+      ...knobs.statusExtra,
     }));
     return;
   }
@@ -301,6 +304,22 @@ test('421 not_leader with a node id hint is resolved through /v1/status', async 
   await c.append(Buffer.from('x'));
   t.is(c.leader, b.url);
   t.is(await c.end({ linearizable: true }), log.end);
+});
+
+test('421 with an id hint: resolved through peers in /v1/status, or a clear error when unknown', async (t) => {
+  const log = new FakeLog();
+  const leader = await startFake(t, log, 'n1');
+  const f = await startFake(t, log, 'n2', { notLeader: 'n1', statusExtra: { peers: [{ id: 'n1', url: leader.url }] } });
+  const c = client(t, [f.url]);
+  await c.append(Buffer.from('x'));
+  t.is(c.leader, leader.url);
+  t.true(c.servers.includes(leader.url));
+
+  const lost = await startFake(t, log, 'n3', { notLeader: 'n9' });
+  const c2 = client(t, [lost.url], { retry: { retries: 1, minDelayMs: 1, maxDelayMs: 1 } });
+  const e = await t.throwsAsync(c2.append(Buffer.from('y')), { instanceOf: LogError });
+  t.is(e?.code, 'not_leader');
+  t.regex(e!.message, /"n9".*add its URL/);
 });
 
 test('503 then success: retried with backoff; 4xx is not retried; retries are bounded', async (t) => {
