@@ -70,6 +70,8 @@ export interface StorageStatus {
   segmentBytes: number;
   activeBase: number | null;
   epochs: number;
+  /** Sealed segments whose frame index is in memory (the LRU's size). */
+  cachedIndexes: number;
   /** Offset of the last checkpoint written (where the next recovery would start). */
   checkpoint: number | null;
   recovery: RecoveryStats;
@@ -203,7 +205,7 @@ export class SegmentLog {
     return {
       dir: this.dir, start: this.start, end: this.end, durable: this.durable,
       segments: this.segs.length, bytes: this.bytes, segmentBytes: this.segmentBytes,
-      activeBase: this.active()?.base ?? null, epochs: this.epochs.length,
+      activeBase: this.active()?.base ?? null, epochs: this.epochs.length, cachedIndexes: this.indexCache.size,
       checkpoint: this.cp?.offset ?? null, recovery: this.recovery,
       failed: this.failure?.message ?? null, backgroundError: this.backgroundError?.message ?? null,
     };

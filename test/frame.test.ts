@@ -1,0 +1,80 @@
+import test from 'ava';
+import {
+  FRAME_OVERHEAD, HEADER_SIZE, Kind, TRAILER_ABORTED, TRAILER_OK, checkFrame, crc32c, decodeHeader,
+  encodeFrame, encodeHeader, frameSize, parseFrames,
+} from '../spec/frame.ts';
+
+const body = Buffer.from('the quick brown fox');
+const header = { kind: Kind.Data, term: 7, length: body.length, crc: crc32c(body) };
+
+test('frameSize is header + payload + trailer', (t) => {
+  t.is(frameSize(0), FRAME_OVERHEAD);
+  t.is(frameSize(100), HEADER_SIZE + 100 + 1);
+});
+
+test('a header round-trips, including terms above 2^32', (t) => {
+  for (const term of [0, 1, 0xffff_ffff, 0x1_0000_0000, 2 ** 53 - 1]) {
+    const h = { ...header, term };
+    const d = decodeHeader(encodeHeader(h));
+    t.deepEqual(d, { ok: true, header: h });
+  }
+});
+
+test('a frame round-trips through checkFrame and parseFrames', (t) => {
+  const f = encodeFrame(header, body);
+  t.is(f.length, frameSize(body.length));
+  t.is(f[f.length - 1], TRAILER_OK);
+  const r = checkFrame(f, 0, 1000);
+  t.true(r.ok);
+  if (!r.ok) return;
+  t.is(r.next, f.length);
+  t.is(r.frame.offset, 1000);
+  t.deepEqual(r.frame.payload, body);
+  const two = Buffer.concat([f, encodeFrame({ kind: Kind.Noop, term: 8, length: 0, crc: 0 })]);
+  const frames = [...parseFrames(two, 50)];
+  t.deepEqual(frames.map((x) => [x.offset, x.kind, x.term]), [[50, Kind.Data, 7], [50 + f.length, Kind.Noop, 8]]);
+});
+
+test('an aborted frame has a zero payload and the aborted trailer', (t) => {
+  const f = encodeFrame({ kind: Kind.Aborted, term: 3, length: 10, crc: 0 }, Buffer.alloc(10, 0xaa));
+  t.is(f[f.length - 1], TRAILER_ABORTED);
+  t.true(f.subarray(HEADER_SIZE, HEADER_SIZE + 10).equals(Buffer.alloc(10)));
+  t.true(checkFrame(f, 0, 0).ok);
+});
+
+test('every single-bit corruption of a header byte is rejected', (t) => {
+  const f = encodeFrame(header, body);
+  for (let i = 0; i < HEADER_SIZE; i++) {
+    for (let bit = 0; bit < 8; bit++) {
+      const bad = Buffer.from(f);
+      bad[i] ^= 1 << bit;
+      const h = decodeHeader(bad);
+      t.false(h.ok, `byte ${i} bit ${bit}`);
+      t.false(checkFrame(bad, 0, 0).ok);
+    }
+  }
+});
+
+test('a corrupted payload byte fails the checksum, a bad trailer the trailer check', (t) => {
+  const f = encodeFrame(header, body);
+  for (let i = HEADER_SIZE; i < HEADER_SIZE + body.length; i++) {
+    const bad = Buffer.from(f);
+    bad[i] ^= 0x10;
+    t.deepEqual(checkFrame(bad, 0, 0), { ok: false, reason: 'checksum' });
+    t.true(checkFrame(bad, 0, 0, false).ok, 'payload not verified on request');
+  }
+  for (const trailer of [0x00, TRAILER_ABORTED, 0xfe]) {
+    const bad = Buffer.from(f);
+    bad[bad.length - 1] = trailer;
+    t.deepEqual(checkFrame(bad, 0, 0), { ok: false, reason: 'trailer' });
+  }
+});
+
+test('short, zero and foreign headers are told apart', (t) => {
+  t.deepEqual(decodeHeader(Buffer.alloc(HEADER_SIZE - 1)), { ok: false, reason: 'short' });
+  t.deepEqual(decodeHeader(Buffer.alloc(HEADER_SIZE)), { ok: false, reason: 'zero' });
+  t.deepEqual(decodeHeader(Buffer.alloc(HEADER_SIZE, 1)), { ok: false, reason: 'magic' });
+  const f = encodeFrame(header, body);
+  t.deepEqual(checkFrame(f.subarray(0, f.length - 1), 0, 0), { ok: false, reason: 'short' });
+  t.throws(() => [...parseFrames(f.subarray(0, 40), 0)], { message: /invalid frame at offset 0: short/ });
+});

@@ -1,0 +1,85 @@
+import fs from 'node:fs';
+import path from 'node:path';
+import test from 'ava';
+import { loadHardState, saveHardStateSync } from '../server/storage/hard-state.ts';
+import { WriteFrontier } from '../server/storage/write-frontier.ts';
+import { segmentsToDelete } from '../server/storage/retention.ts';
+import { append, crashImage, fill, openLog, payload, tmpDir } from './helpers/storage.ts';
+
+test('hard state: defaults, round trip, refuses a damaged file', async (t) => {
+  const dir = await tmpDir(t);
+  t.deepEqual(loadHardState(dir), { term: 0, votedFor: null });
+  saveHardStateSync(dir, { term: 5, votedFor: 'n2' });
+  t.deepEqual(loadHardState(dir), { term: 5, votedFor: 'n2' });
+  saveHardStateSync(dir, { term: 6, votedFor: null });
+  t.deepEqual(loadHardState(dir), { term: 6, votedFor: null });
+  t.false(fs.existsSync(path.join(dir, 'hardstate.tmp')));
+  fs.writeFileSync(path.join(dir, 'hardstate'), '{"term":');
+  t.throws(() => loadHardState(dir), { code: 'internal' });
+  fs.writeFileSync(path.join(dir, 'hardstate'), '{"term":-1,"votedFor":null}');
+  t.throws(() => loadHardState(dir), { message: /malformed/ });
+});
+
+test('write frontier: only the contiguous written prefix counts', (t) => {
+  const f = new WriteFrontier(100);
+  f.add(150, 200);
+  f.add(300, 400);
+  t.is(f.value, 100);
+  f.add(100, 150);
+  t.is(f.value, 200);
+  f.add(250, 300);
+  f.add(200, 260);
+  t.is(f.value, 400);
+  f.add(50, 120); // rewrite below the frontier (an aborted frame's header)
+  t.is(f.value, 400);
+  f.add(500, 600);
+  f.truncate(450);
+  f.add(400, 450);
+  t.is(f.value, 450, 'ranges past a truncation are forgotten');
+});
+
+test('retention plan: oldest first, stops at the first keeper, asks mtimes lazily', async (t) => {
+  const segs = [0, 100, 200, 300].map((b) => ({ base: b, end: b + 100 }));
+  const asked: number[] = [];
+  const mtimes = [0, 10, 1000, 0];
+  const n = await segmentsToDelete(segs, 500, { maxAgeMs: 500 }, 1000, async (i) => { asked.push(i); return mtimes[i]; });
+  t.is(n, 2);
+  t.deepEqual(asked, [0, 1, 2]);
+  t.is(await segmentsToDelete(segs, 500, { maxBytes: 250 }, 0, async () => 0), 3);
+  t.is(await segmentsToDelete(segs, 500, {}, 0, async () => 0), 0);
+});
+
+test('checkpoints follow syncs by themselves (on a new segment, else at most once per interval)', async (t) => {
+  const dir = await tmpDir(t);
+  const log = await openLog(t, dir, { segmentBytes: 400, checkpointIntervalMs: 60_000 });
+  const waitCheckpoint = async (offset: number) => {
+    for (let i = 0; i < 200 && log.status().checkpoint !== offset; i++) await new Promise((r) => setTimeout(r, 5));
+    return log.status().checkpoint;
+  };
+  await fill(log, 1, 67);
+  t.is(await waitCheckpoint(100), 100, 'the first sync checkpoints');
+  await fill(log, 2, 67);
+  await new Promise((r) => setTimeout(r, 50));
+  t.is(log.status().checkpoint, 100, 'not again within the interval');
+  await fill(log, 2, 67); // crosses into segment [400, 800)
+  t.is(await waitCheckpoint(500), 500, 'a new segment checkpoints at once');
+  // A crash now recovers from there.
+  await append(log, 1, payload(1, 10));
+  const image = await crashImage(t, dir);
+  const again = await openLog(t, image, { segmentBytes: 400 });
+  t.true(again.recovery.fromCheckpoint);
+  t.is(again.recovery.scanFrom, 400);
+  t.is(again.end, 500 + 43);
+});
+
+test('close makes everything durable and is idempotent; a closed log refuses work', async (t) => {
+  const dir = await tmpDir(t);
+  const log = await openLog(t, dir);
+  await append(log, 1, payload(1, 10));
+  await log.close();
+  await log.close();
+  t.throws(() => log.place(log.end, 1, 1), { code: 'unavailable' });
+  const again = await openLog(t, dir);
+  t.is(again.end, 43);
+  t.is(again.recovery.bytesScanned, 43, 'only the last frame is re-read');
+});
