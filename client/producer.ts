@@ -59,6 +59,8 @@ export interface ProducerStats {
   records: number;
   /** Entries appended (acknowledged). */
   entries: number;
+  /** Payload bytes of the acknowledged entries (envelopes included). */
+  bytes: number;
   /** Records acknowledged. */
   acked: number;
   /** Records whose entry failed. */
@@ -89,7 +91,7 @@ export class Producer {
   private closed = false;
   private idleWaiters: (() => void)[] = [];
   private writableWaiters: (() => void)[] = [];
-  private readonly counters = { records: 0, entries: 0, acked: 0, failed: 0 };
+  private readonly counters = { records: 0, entries: 0, bytes: 0, acked: 0, failed: 0 };
 
   constructor(opts: ProducerOptions) {
     if (!opts || typeof opts.client?.append !== 'function') throw new LogError('bad_request', 'Producer needs a client with append()');
@@ -147,8 +149,8 @@ export class Producer {
     await this.flush();
   }
 
-  /** Activity counters. */
-  get stats(): ProducerStats {
+  /** Activity counters (a snapshot). */
+  stats(): ProducerStats {
     return { ...this.counters, bufferedBytes: this.buffered, inFlight: this.inFlight };
   }
 
@@ -205,16 +207,17 @@ export class Producer {
     Promise.resolve()
       .then(() => this.client.append(payload, opts))
       .then(
-        (r) => this.settle(b, r, null),
+        (r) => this.settle(b, r, null, payload.length),
         (e) => this.settle(b, null, e),
       );
   }
 
-  private settle(b: Batch, r: AppendResult | null, err: unknown): void {
+  private settle(b: Batch, r: AppendResult | null, err: unknown, entryBytes = 0): void {
     this.inFlight--;
     this.buffered -= b.bytes;
     if (r) {
       this.counters.entries++;
+      this.counters.bytes += entryBytes;
       this.counters.acked += b.items.length;
       b.items.forEach((p, index) => p.resolve({ offset: r.offset, index }));
     } else {

@@ -100,7 +100,7 @@ test('at most maxInFlight appends outstanding', async (t) => {
   const sends = Array.from({ length: 6 }, (_, i) => p.send(Buffer.alloc(40, i)));
   await sleep(10);
   t.is(client.calls.length, 2, 'only two batches dispatched');
-  t.is(p.stats.inFlight, 2);
+  t.is(p.stats().inFlight, 2);
   client.calls[0].resolve();
   await sleep(5);
   t.is(client.calls.length, 3, 'a slot freed, the next batch went out');
@@ -120,7 +120,7 @@ test('send waits while maxBufferedBytes are unacknowledged (backpressure)', asyn
   const sends = Array.from({ length: 5 }, () => p.send(Buffer.alloc(100)).then((pos) => { acked++; return pos; }));
   await sleep(10);
   // Two records (200 bytes) fit; the third would exceed 250 and waits.
-  t.is(p.stats.bufferedBytes, 200);
+  t.is(p.stats().bufferedBytes, 200);
   t.false(p.writable);
   t.is(client.calls.length, 1);
   t.is(decodeBatch(client.calls[0].payload).length, 2);
@@ -129,7 +129,7 @@ test('send waits while maxBufferedBytes are unacknowledged (backpressure)', asyn
   client.calls[0].resolve();
   await sleep(10);
   t.is(acked, 2);
-  t.is(p.stats.bufferedBytes, 200, 'the next two waiting records were admitted');
+  t.is(p.stats().bufferedBytes, 200, 'the next two waiting records were admitted');
   t.is(client.calls.length, 2);
   client.calls[1].resolve();
   await sleep(10);
@@ -156,8 +156,10 @@ test('an entry failure rejects exactly its records; others succeed', async (t) =
   const e = await t.throwsAsync(a, { instanceOf: LogError });
   t.is(e?.code, 'too_large');
   t.deepEqual(await b, { offset: 0, index: 0 });
-  t.is(p.stats.failed, 1);
-  t.is(p.stats.acked, 1);
+  t.is(p.stats().failed, 1);
+  t.is(p.stats().acked, 1);
+  t.is(p.stats().entries, 1);
+  t.is(p.stats().bytes, client.calls[1].payload.length);
   await p.flush();
 });
 
@@ -180,7 +182,7 @@ test('flush waits for everything sent so far, including records waiting for buff
   for (let i = 0; i < 10; i++) void p.send(Buffer.alloc(60)).then(() => settled++);
   await p.flush();
   t.is(settled, 10);
-  t.is(p.stats.bufferedBytes, 0);
+  t.is(p.stats().bufferedBytes, 0);
 });
 
 test('invalid options are rejected', (t) => {
