@@ -157,8 +157,8 @@ export class SegmentLog {
     if (log.recoveredTail.length === 0 && log.end > log.start) {
       // The scan started exactly at an empty active segment: fetch the last frame anyway.
       const prev = log.segs[log.segs.length - 2];
-      const index = await log.loadIndex(prev);
-      log.recoveredTail.push(await log.entryAt(prev.base + (index.last() ?? 0)));
+      const last = prev ? (await log.loadIndex(prev)).last() : undefined;
+      if (last !== undefined) log.recoveredTail.push(await log.entryAt(prev.base + last));
     }
     await log.checkpointNow();
     return log;
@@ -227,7 +227,8 @@ export class SegmentLog {
     if (last && term < last.term) throw new LogError('internal', `term ${term} at ${offset} is below the log's last term ${last.term}`, { offset });
     const size = frameSize(length);
     if (!last || last.term !== term) {
-      // Durable before any byte of the frame is written: recovery never keeps a frame whose term it cannot place.
+      // Durable before any byte of the frame is written: once a checkpoint passes this
+      // frame recovery no longer scans it, so only this file can tell its term.
       appendEpochSync(this.dir, { term, offset });
       this.epochs.push({ term, offset });
     }
@@ -297,10 +298,14 @@ export class SegmentLog {
     this.usable();
     if (offset !== this.end) throw new LogError('internal', `appendFrames at ${offset} but the log ends at ${this.end}`, { offset, end: this.end });
     const metas: Array<{ at: number; length: number; term: number }> = [];
+    let term = this.epochs[this.epochs.length - 1]?.term ?? 0;
     for (let at = 0; at < frames.length;) {
       const r = checkFrame(frames, at, offset);
       if (!r.ok) throw new LogError('bad_request', `invalid frame at offset ${offset + at}: ${r.reason}`, { offset: offset + at });
-      metas.push({ at, length: r.frame.length, term: r.frame.term });
+      // Checked up front so that a bad batch places nothing.
+      if (r.frame.term < term) throw new LogError('bad_request', `frame at offset ${offset + at} has term ${r.frame.term} below ${term}`, { offset: offset + at });
+      term = r.frame.term;
+      metas.push({ at, length: r.frame.length, term });
       at = r.next;
     }
     // Place all, cutting the buffer where a frame lands in a new segment.
