@@ -1,0 +1,91 @@
+/**
+ * A frame chain: the valid frames at the start of a byte image, with a running CRC32C over
+ * all their bytes. It is the checker's ground truth about a disk image (live or durable):
+ * two images agree on the prefix [0, E) exactly when both chains have a frame boundary at E
+ * with the same running CRC (up to CRC collisions). Maintained incrementally: `invalidate`
+ * drops frames whose bytes changed, `advance` parses newly valid frames.
+ */
+import { checkFrame, crc32c, Kind } from '../spec/frame.ts';
+
+export interface ChainFrame {
+  offset: number;
+  end: number;
+  term: number;
+  kind: Kind;
+  length: number;
+  /** The header's payload checksum. */
+  crc: number;
+  /** CRC32C of the whole frame's bytes. */
+  fcrc: number;
+  /** CRC32C of every byte from offset 0 to `end`. */
+  cum: number;
+}
+
+export class FrameChain {
+  readonly frames: ChainFrame[] = [];
+
+  /** Offset up to which the image is parsed (the end of the last valid frame). */
+  get end(): number {
+    const n = this.frames.length;
+    return n > 0 ? this.frames[n - 1].end : 0;
+  }
+
+  get cum(): number {
+    const n = this.frames.length;
+    return n > 0 ? this.frames[n - 1].cum : 0;
+  }
+
+  /** Forgets every frame with a byte at or after `from`. */
+  invalidate(from: number): void {
+    const f = this.frames;
+    while (f.length > 0 && f[f.length - 1].end > from) f.pop();
+  }
+
+  /** Parses valid frames from the current end of the chain. */
+  advance(image: Buffer): void {
+    let at = this.end;
+    let cum = this.cum;
+    while (at < image.length) {
+      const r = checkFrame(image, at, 0, true);
+      if (!r.ok) break;
+      const bytes = image.subarray(at, r.next);
+      const fr = r.frame;
+      cum = crc32c(bytes, cum);
+      this.frames.push({ offset: at, end: r.next, term: fr.term, kind: fr.kind, length: fr.length, crc: fr.crc, fcrc: crc32c(bytes), cum });
+      at = r.next;
+    }
+  }
+
+  /** Index of the frame ending exactly at `end`, or -1. */
+  indexEndingAt(end: number): number {
+    const f = this.frames;
+    let lo = 0, hi = f.length - 1;
+    while (lo <= hi) {
+      const mid = (lo + hi) >> 1;
+      const e = f[mid].end;
+      if (e === end) return mid;
+      if (e < end) lo = mid + 1; else hi = mid - 1;
+    }
+    return -1;
+  }
+
+  /** Index of the frame starting exactly at `offset`, or -1. */
+  indexAt(offset: number): number {
+    const f = this.frames;
+    let lo = 0, hi = f.length - 1;
+    while (lo <= hi) {
+      const mid = (lo + hi) >> 1;
+      const o = f[mid].offset;
+      if (o === offset) return mid;
+      if (o < offset) lo = mid + 1; else hi = mid - 1;
+    }
+    return -1;
+  }
+
+  /** Running CRC at boundary `end` (0 for the empty prefix), or null if `end` is not a boundary. */
+  cumAt(end: number): number | null {
+    if (end === 0) return 0;
+    const i = this.indexEndingAt(end);
+    return i < 0 ? null : this.frames[i].cum;
+  }
+}

@@ -1,0 +1,282 @@
+/**
+ * The simulator's online checker: invariants checked while the run goes, against the
+ * ground truth of the simulated disks rather than what replicas claim.
+ *
+ * The "canonical log" is the committed prefix as established by the cluster: it grows when a
+ * leader commits E and a majority of nodes hold [0, E) *durably* (their durable disk images
+ * have a frame boundary at E with equal running CRCs). Everything else is compared to it.
+ *
+ * - two-leaders: at most one leader per term;
+ * - commit-regress: a replica's commit end never moves back within one incarnation;
+ * - commit-without-durable-majority: a leader's commit is held durably by a majority;
+ * - committed-prefix-changed: a commit contradicts the canonical log (it moved back or changed);
+ * - follower-commit-uncommitted: a follower's commit end is not a committed boundary;
+ * - replica-divergence: a replica's readable bytes (min(commit, written)) differ from the
+ *   canonical log (committed prefixes must be byte-identical on every replica);
+ * - ack-not-committed / ack-wrong-entry: a quorum/all acknowledgement names an offset that is
+ *   not committed, or that holds some other entry;
+ * - read-uncommitted / read-divergent / copy-uncommitted: bytes served to a reader (or copied
+ *   to a lagging replica) beyond the canonical log, or different from it;
+ * - replica-invariant: the replica threw (its own internal assertion);
+ * - final-*: after the drain, every replica's live and durable images hold the canonical log.
+ */
+import type { Effect, ReplyResult, Role } from '../spec/messages.ts';
+import { Kind, crc32c, decodeHeader, frameSize } from '../spec/frame.ts';
+import type { FinalLog, FrameKindName } from '../spec/history.ts';
+import { FrameChain, type ChainFrame } from './chain.ts';
+import type { SimNode, AppendAttempt } from './node.ts';
+import type { World } from './world.ts';
+
+export interface Violation {
+  check: string;
+  message: string;
+  node?: string;
+  /** Virtual time, ms. */
+  time: number;
+}
+
+interface NodeCheck {
+  live: FrameChain;
+  dur: FrameChain;
+  /** Commit end of the current incarnation. */
+  lastCommit: number;
+  /** Role as of the effect being examined (updated by 'role' effects in effect order). */
+  role: Role;
+  /** Readable prefix already compared with the canonical log. */
+  verified: number;
+}
+
+export class Checker {
+  readonly violations: Violation[] = [];
+  readonly canon = new FrameChain();
+  private readonly per: NodeCheck[] = [];
+  private leaders = new Map<number, string>();
+  /** Highest commit end any replica ever announced. */
+  maxCommit = 0;
+  maxViolations = 20;
+
+  constructor(private readonly w: World) {}
+
+  attach(n: number): void {
+    while (this.per.length < n) this.per.push({ live: new FrameChain(), dur: new FrameChain(), lastCommit: 0, role: 'follower', verified: 0 });
+  }
+
+  violation(check: string, message: string, node?: string): void {
+    if (this.violations.length >= this.maxViolations) return;
+    this.violations.push({ check, message, node, time: this.w.q.now });
+    this.w.trace.mixText(check);
+    if (this.w.trace.on) this.w.trace.line(this.w.q.now, 'CHK', `VIOLATION ${check}: ${message}`);
+  }
+
+  get canonEnd(): number {
+    return this.canon.end;
+  }
+
+  private live(n: SimNode): FrameChain {
+    const c = this.per[n.idx];
+    const d = n.disk;
+    if (d.liveDirtyFrom !== Infinity) {
+      c.live.invalidate(d.liveDirtyFrom);
+      d.liveDirtyFrom = Infinity;
+      c.live.advance(d.view());
+      if (c.verified > c.live.end) c.verified = c.live.end;
+    }
+    return c.live;
+  }
+
+  private durable(n: SimNode): FrameChain {
+    const c = this.per[n.idx];
+    const d = n.disk;
+    if (d.durableDirtyFrom !== Infinity) {
+      c.dur.invalidate(d.durableDirtyFrom);
+      d.durableDirtyFrom = Infinity;
+      c.dur.advance(d.durableView());
+    }
+    return c.dur;
+  }
+
+  // ------------------------------------------------------------------ lifecycle hooks
+
+  onStart(n: SimNode, _end: number, _torn: boolean): void {
+    const c = this.per[n.idx];
+    c.lastCommit = n.replica!.commitEnd;
+    c.role = n.replica!.role;
+    c.verified = 0;
+  }
+
+  onCrash(n: SimNode, _kind: string): void {
+    const c = this.per[n.idx];
+    c.lastCommit = 0;
+    c.role = 'follower';
+    c.verified = 0;
+  }
+
+  onSync(_n: SimNode): void {
+    // The durable chain is brought up to date lazily, when a commit needs it.
+  }
+
+  beforeEffects(n: SimNode): void {
+    void n;
+  }
+
+  // ------------------------------------------------------------------ effects
+
+  onEffect(n: SimNode, e: Effect): void {
+    const c = this.per[n.idx];
+    switch (e.type) {
+      case 'role':
+        c.role = e.role;
+        if (e.role === 'leader') {
+          const other = this.leaders.get(e.term);
+          if (other !== undefined && other !== n.id) this.violation('two-leaders', `${n.id} and ${other} were both leaders in term ${e.term}`, n.id);
+          else this.leaders.set(e.term, n.id);
+        }
+        break;
+      case 'commit':
+        if (e.end <= c.lastCommit) this.violation('commit-regress', `${n.id} announced commit ${e.end} after ${c.lastCommit}`, n.id);
+        c.lastCommit = Math.max(c.lastCommit, e.end);
+        if (e.end > this.maxCommit) this.maxCommit = e.end;
+        if (c.role === 'leader') this.leaderCommit(n, e.end);
+        else this.followerCommit(n, e.end);
+        break;
+      default:
+        break;
+    }
+  }
+
+  private leaderCommit(n: SimNode, end: number): void {
+    const w = this.w;
+    const majority = Math.floor(w.nodes.length / 2) + 1;
+    const groups = new Map<number, SimNode[]>();
+    const ends: string[] = [];
+    for (const m of w.nodes) {
+      const d = this.durable(m);
+      ends.push(`${m.id}:${d.end}`);
+      const cum = d.cumAt(end);
+      if (cum === null) continue;
+      const g = groups.get(cum);
+      if (g) g.push(m); else groups.set(cum, [m]);
+    }
+    const canonCum = end <= this.canon.end ? this.canon.cumAt(end) : null;
+    let best: SimNode[] = [];
+    let bestCum = 0;
+    for (const [cum, g] of groups) {
+      if (g.length > best.length || (g.length === best.length && cum === canonCum)) { best = g; bestCum = cum; }
+    }
+    const term = n.replica?.term ?? -1;
+    if (best.length < majority) {
+      this.violation('commit-without-durable-majority', `${n.id} (leader, term ${term}) committed ${end} but only ${best.length} of ${w.nodes.length} nodes hold [0, ${end}) durably (durable valid ends ${ends.join(' ')})`, n.id);
+      return;
+    }
+    if (end <= this.canon.end) {
+      if (canonCum === null || canonCum !== bestCum) this.violation('committed-prefix-changed', `${n.id} (leader, term ${term}) committed [0, ${end}) with content that differs from the committed log (canonical end ${this.canon.end})`, n.id);
+      return;
+    }
+    const src = this.per[best[0].idx].dur;
+    const have = src.cumAt(this.canon.end);
+    if (have === null || have !== this.canon.cum) {
+      this.violation('committed-prefix-changed', `${n.id} (leader, term ${term}) committed ${end}, but the durable copies of [0, ${end}) on ${best.map((x) => x.id)} do not extend the committed log [0, ${this.canon.end})`, n.id);
+      return;
+    }
+    const from = this.canon.end === 0 ? 0 : src.indexEndingAt(this.canon.end) + 1;
+    for (let i = from; i < src.frames.length && src.frames[i].end <= end; i++) this.canon.frames.push({ ...src.frames[i] });
+  }
+
+  private followerCommit(n: SimNode, end: number): void {
+    if (end > this.canon.end || this.canon.cumAt(end) === null) {
+      this.violation('follower-commit-uncommitted', `${n.id} (${this.per[n.idx].role}) set its commit end to ${end}, which is not a committed boundary (committed end ${this.canon.end})`, n.id);
+    }
+  }
+
+  /** A leader acknowledged an append (quorum or all). */
+  onAck(n: SimNode, a: AppendAttempt, r: Extract<ReplyResult, { type: 'appended' }>): void {
+    const i = this.canon.indexAt(r.offset);
+    if (i < 0 || this.canon.frames[i].end > this.canon.end) {
+      this.violation('ack-not-committed', `${n.id} acknowledged ${a.uploadId} (acks=${a.acks}) at ${r.offset} but [0, ${r.end}) is not committed (committed end ${this.canon.end})`, n.id);
+      return;
+    }
+    const f = this.canon.frames[i];
+    if (f.kind !== Kind.Data || f.length !== a.payload.length || f.crc !== a.crc || f.end !== r.end) {
+      this.violation('ack-wrong-entry', `${n.id} acknowledged ${a.uploadId} at ${r.offset}, but the committed frame there is kind ${f.kind}, ${f.length} bytes, crc ${f.crc}`, n.id);
+    }
+  }
+
+  /** Bytes served to a reader or to a catching-up replica must be committed frames. */
+  onServe(n: SimNode, kind: 'read' | 'copy', from: number, bytes: Buffer, to: string): void {
+    const end = from + bytes.length;
+    if (bytes.length === 0) return;
+    if (end > this.canon.end) {
+      this.violation(kind === 'read' ? 'read-uncommitted' : 'copy-uncommitted', `${n.id} served [${from}, ${end}) to ${to} beyond the committed end ${this.canon.end}`, n.id);
+      return;
+    }
+    let at = 0;
+    while (at < bytes.length) {
+      const h = decodeHeader(bytes, at);
+      const i = this.canon.indexAt(from + at);
+      if (!h.ok || i < 0) {
+        this.violation(kind === 'read' ? 'read-divergent' : 'copy-uncommitted', `${n.id} served a frame at ${from + at} to ${to} that is not a committed frame`, n.id);
+        return;
+      }
+      const next = at + frameSize(h.header.length);
+      const f = this.canon.frames[i];
+      if (next > bytes.length || f.end !== from + next || crc32c(bytes.subarray(at, next)) !== f.fcrc) {
+        this.violation(kind === 'read' ? 'read-divergent' : 'copy-uncommitted', `${n.id} served the frame at ${from + at} to ${to} with bytes that differ from the committed frame`, n.id);
+        return;
+      }
+      at = next;
+    }
+  }
+
+  afterStep(n: SimNode): void {
+    const r = n.replica;
+    if (!r) return;
+    const c = this.per[n.idx];
+    if (r.commitEnd < c.lastCommit) this.violation('commit-regress', `${n.id}'s commit end moved back from ${c.lastCommit} to ${r.commitEnd}`, n.id);
+    c.lastCommit = Math.max(c.lastCommit, r.commitEnd);
+    const readable = Math.min(r.commitEnd, r.writtenEnd, this.canon.end);
+    if (readable > c.verified || n.disk.liveDirtyFrom < c.verified) {
+      const live = this.live(n);
+      const upto = Math.min(Math.min(r.commitEnd, r.writtenEnd), this.canon.end);
+      if (upto > c.verified) {
+        const mine = live.cumAt(upto);
+        const theirs = this.canon.cumAt(upto);
+        if (mine === null || theirs === null || mine !== theirs) {
+          this.violation('replica-divergence', `${n.id}'s committed and written prefix [0, ${upto}) differs from the committed log (its valid frames end at ${live.end}${theirs === null ? `; ${upto} is not a committed boundary` : ''})`, n.id);
+          c.verified = Infinity;
+          return;
+        }
+        c.verified = upto;
+      }
+    }
+  }
+
+  // ------------------------------------------------------------------ the end of a run
+
+  /** After the drain: every replica holds exactly the committed log, live and durable. */
+  finalCheck(): void {
+    const w = this.w;
+    const end = this.canon.end;
+    for (const n of w.nodes) {
+      const r = n.replica;
+      if (!r) { this.violation('final-node-down', `${n.id} is down after the drain`, n.id); continue; }
+      if (r.commitEnd < this.maxCommit) this.violation('final-commit-regress', `${n.id}'s commit end ${r.commitEnd} is below a commit end announced earlier (${this.maxCommit})`, n.id);
+      const live = this.live(n);
+      if (live.cumAt(end) !== this.canon.cum) this.violation('final-prefix-mismatch', `${n.id}'s log [0, ${end}) differs from the committed log (valid frames end at ${live.end})`, n.id);
+      const dur = this.durable(n);
+      if (dur.cumAt(end) !== this.canon.cum) this.violation('final-durable-mismatch', `${n.id}'s durable image does not hold the committed log [0, ${end}) (durable valid end ${dur.end})`, n.id);
+    }
+  }
+
+  /** The committed log as the history checker wants it. */
+  finalLog(): FinalLog {
+    return {
+      start: 0,
+      end: this.canon.end,
+      frames: this.canon.frames.map((f: ChainFrame) => [f.offset, f.length, f.crc, kindName(f.kind)]),
+    };
+  }
+}
+
+function kindName(k: Kind): FrameKindName {
+  return k === Kind.Data ? 'data' : k === Kind.Noop ? 'noop' : k === Kind.Aborted ? 'aborted' : 'config';
+}

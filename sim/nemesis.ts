@@ -1,0 +1,157 @@
+/**
+ * The nemesis: injects the faults of a run's mix at random times during the fault phase,
+ * and heals everything at its end. The same primitives serve scripted scenarios.
+ */
+import type { World } from './world.ts';
+import type { FaultKind } from './faults.ts';
+import type { SimNode } from './node.ts';
+
+/** The node that currently leads in the highest term, if any. */
+export function currentLeader(w: World): SimNode | null {
+  let best: SimNode | null = null;
+  for (const n of w.nodes) {
+    const r = n.replica;
+    if (n.up && r && r.role === 'leader' && (!best || r.term > best.replica!.term)) best = n;
+  }
+  return best;
+}
+
+export class Nemesis {
+  private partitionUntil = 0;
+
+  constructor(private readonly w: World) {}
+
+  /** Starts injecting random faults until `until` (virtual ms). */
+  start(until: number): void {
+    const w = this.w;
+    if (w.params.faults.length === 0) return;
+    const next = () => {
+      const t = w.q.now + w.rng.faults.exp(w.params.faultMeanIntervalMs);
+      if (t >= until) return;
+      w.q.at(t, () => {
+        if (w.healed) return;
+        this.inject(w.rng.faults.pick(w.params.faults));
+        next();
+      });
+    };
+    next();
+  }
+
+  private duration(): number {
+    return 10 + this.w.rng.faults.exp(this.w.params.faultMeanDurationMs);
+  }
+
+  private randomNode(): SimNode {
+    return this.w.rng.faults.pick(this.w.nodes);
+  }
+
+  /** Picks the leader half the time (faults at the leader find the most bugs), else any node. */
+  private targetNode(): SimNode {
+    const l = currentLeader(this.w);
+    return l && this.w.rng.faults.chance(0.5) ? l : this.randomNode();
+  }
+
+  inject(kind: FaultKind, target?: SimNode, ms?: number): void {
+    const w = this.w;
+    const f = w.rng.faults;
+    const dur = ms ?? this.duration();
+    const node = target ?? this.targetNode();
+    const note = (text: string) => {
+      w.countFault(kind);
+      w.trace.mix(90, w.q.now, node.idx);
+      w.trace.mixText(kind);
+      if (w.trace.on) w.trace.line(w.q.now, 'NEM', text);
+    };
+    switch (kind) {
+      case 'kill':
+      case 'power': {
+        if (!node.up) return;
+        note(`${kind} ${node.id}, restart in ${dur.toFixed(0)} ms`);
+        node.crash(kind, kind === 'kill' ? 'killed by the nemesis' : 'power loss');
+        w.q.after(dur, () => { if (!node.up) node.start(); });
+        return;
+      }
+      case 'pause':
+        if (!node.up || node.paused) return;
+        note(`pause ${node.id} for ${dur.toFixed(0)} ms`);
+        node.pause(dur);
+        return;
+      case 'fsyncError':
+        note(`next fdatasync on ${node.id} fails`);
+        node.disk.failSyncs = 1;
+        return;
+      case 'diskFull': {
+        const slack = f.int(4096);
+        note(`disk of ${node.id} full at ${node.disk.liveLen + slack} for ${dur.toFixed(0)} ms`);
+        node.disk.spaceLimit = node.disk.liveLen + slack;
+        w.q.after(dur, () => { node.disk.spaceLimit = Infinity; });
+        return;
+      }
+      case 'clog': {
+        const a = this.randomNode(), b = this.randomNode();
+        if (a === b) return;
+        const factor = f.pick([10, 100, 1000]);
+        note(`clog ${a.id}<->${b.id} ×${factor} for ${dur.toFixed(0)} ms`);
+        w.net.clog(a.idx, b.idx, factor, w.q.now + dur);
+        w.net.clog(b.idx, a.idx, factor, w.q.now + dur);
+        return;
+      }
+      default:
+        this.partition(kind, node, dur, note);
+    }
+  }
+
+  private partition(kind: FaultKind, node: SimNode, dur: number, note: (t: string) => void): void {
+    const w = this.w;
+    if (w.q.now < this.partitionUntil) return;
+    const n = w.nodes.length;
+    const all = w.net.size;
+    switch (kind) {
+      case 'isolate':
+        note(`isolate ${node.id} for ${dur.toFixed(0)} ms`);
+        for (let i = 0; i < all; i++) { w.net.block(node.idx, i); w.net.block(i, node.idx); }
+        break;
+      case 'halves': {
+        const side = w.nodes.map(() => w.rng.faults.chance(0.5));
+        note(`halves {${w.nodes.filter((_, i) => side[i]).map((x) => x.id)}} | {${w.nodes.filter((_, i) => !side[i]).map((x) => x.id)}} for ${dur.toFixed(0)} ms`);
+        for (let i = 0; i < n; i++) for (let j = 0; j < n; j++) if (side[i] !== side[j]) w.net.block(i, j);
+        break;
+      }
+      case 'oneway': {
+        const other = this.randomNode();
+        if (other === node) return;
+        note(`one-way ${node.id} -> ${other.id} blocked for ${dur.toFixed(0)} ms`);
+        w.net.block(node.idx, other.idx);
+        break;
+      }
+      case 'clientFollower': {
+        const leader = currentLeader(w);
+        const followers = w.nodes.filter((x) => x !== leader);
+        note(`clients cannot reach ${followers.map((x) => x.id)} for ${dur.toFixed(0)} ms`);
+        for (const f of followers) for (let c = n; c < all; c++) w.net.block(c, f.idx);
+        break;
+      }
+      default:
+        return;
+    }
+    this.partitionUntil = w.q.now + dur;
+    w.q.after(dur, () => { if (!w.healed) w.net.heal(); });
+  }
+
+  /** Ends every fault: partitions, clogs, pauses, full disks, armed fsync errors; restarts nodes. */
+  healAll(): void {
+    const w = this.w;
+    w.healed = true;
+    w.net.heal();
+    w.net.unclog();
+    w.net.cfg = { ...w.net.cfg, drop: 0, duplicate: 0, tailP: 0 };
+    for (const n of w.nodes) {
+      n.disk.spaceLimit = Infinity;
+      n.disk.failSyncs = 0;
+      if (n.paused) n.resume();
+      if (!n.up) n.start();
+    }
+    w.trace.mix(99, w.q.now);
+    if (w.trace.on) w.trace.line(w.q.now, 'NEM', 'heal everything: partitions, clogs, pauses, disks; restart stopped nodes');
+  }
+}
