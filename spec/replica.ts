@@ -227,7 +227,8 @@ export class Replica {
     } else if (this.now >= this.electionAt) {
       this.startPreVote();
     }
-    if (this.role !== 'leader') this.retryFetches();
+    // A leader may still lack the bytes of entries it received as a follower: keep fetching.
+    this.retryFetches();
   }
 
   private resetElectionTimer(): void {
@@ -563,7 +564,8 @@ export class Replica {
       if (s.fetchAt > this.now) continue;
       const peers = this.peers();
       if (peers.length === 0) continue;
-      const preferred = this.leader && s.fetchTries % 2 === 0 ? this.leader : peers[s.fetchTries % peers.length];
+      const fromLeader = this.leader !== null && this.leader !== this.id && s.fetchTries % 2 === 0;
+      const preferred = fromLeader ? this.leader! : peers[s.fetchTries % peers.length];
       this.fetchQueue.delete(s);
       if (s.meta.uploadId !== null) this.awaitingUpload.delete(s.meta.uploadId);
       s.seq = this.nextSeq++;
