@@ -15,7 +15,6 @@ import { SegmentLog } from './storage/segment-log.ts';
 import { loadHardState, saveHardStateSync } from './storage/hard-state.ts';
 import type { NodeConfig } from './config.ts';
 import { UploadBuffer } from './upload-buffer.ts';
-import { SerialBarrier } from './barrier.ts';
 
 /** What the node needs from the cluster transport (none for a cluster of one). */
 export interface PeerTransport {
@@ -54,8 +53,6 @@ export class LogNode extends EventEmitter {
   private nextReq = 1;
   private ticker: NodeJS.Timeout | null = null;
   private retentionTimer: NodeJS.Timeout | null = null;
-  /** Orders truncations after the writes that preceded them, and later writes after both. */
-  private barrier = new SerialBarrier();
   private closed = false;
   private readonly t0 = performance.now();
 
@@ -127,14 +124,14 @@ export class LogNode extends EventEmitter {
       case 'fetch': this.fetch(e.seq, e.meta, e.peer); break;
       case 'copy': this.copy(e.peer, e.start, e.to); break;
       case 'sync':
-        this.barrier.after(() => this.log.sync()).then(
+        this.log.sync().then(
           () => this.step({ type: 'syncDone', upTo: e.upTo, ok: true }),
           (err) => { this.emit('warn', `fdatasync failed: ${(err as Error).message}`); this.step({ type: 'syncDone', upTo: e.upTo, ok: false }); },
         );
         break;
       case 'truncate': {
-        const done = this.barrier.exclusive(() => this.log.truncate(e.to));
-        done.catch((err) => this.fatal(`truncate failed: ${(err as Error).message}`));
+        // SegmentLog cuts its bookkeeping now and orders the file work after earlier writes.
+        this.log.truncate(e.to).catch((err) => this.fatal(`truncate failed: ${(err as Error).message}`));
         break;
       }
       case 'reply': {
@@ -166,9 +163,7 @@ export class LogNode extends EventEmitter {
         frame = encodeFrame(meta);
       }
     }
-    const done = frame
-      ? this.barrier.after(() => this.log.writeAt(meta.offset, frame!))
-      : this.barrier.after(() => this.sealBody(meta));
+    const done = frame ? this.log.writeAt(meta.offset, frame) : this.sealBody(meta);
     done.then(
       () => this.step({ type: 'writeDone', seq }),
       (err) => this.fatal(`write at ${meta.offset} failed: ${(err as Error).message}`),
@@ -189,7 +184,7 @@ export class LogNode extends EventEmitter {
     this.transport.fetchPayload(peer, meta)
       .then((payload) => {
         if (payload.length !== meta.length || crc32c(payload) !== meta.crc) throw new Error('fetched payload does not match its checksum');
-        return this.barrier.after(() => this.log.writeAt(meta.offset, encodeFrame(meta, payload)));
+        return this.log.writeAt(meta.offset, encodeFrame(meta, payload));
       })
       .then(() => this.step({ type: 'writeDone', seq }), () => this.step({ type: 'writeFailed', seq, reason: 'fetch' }));
   }
@@ -197,7 +192,7 @@ export class LogNode extends EventEmitter {
   private copy(peer: NodeId, start: number, to: number): void {
     if (!this.transport) { queueMicrotask(() => this.step({ type: 'copyDone', start, to: start, epochs: [], ok: false })); return; }
     const epochsBefore = this.log.epochs.length;
-    this.transport.copyFrames(peer, start, to, (offset, frames) => this.barrier.after(() => this.log.appendFrames(offset, frames)))
+    this.transport.copyFrames(peer, start, to, (offset, frames) => this.log.appendFrames(offset, frames))
       .then((reached) => this.step({ type: 'copyDone', start, to: reached, epochs: this.log.epochs.slice(Math.max(0, epochsBefore - 1)), ok: reached > start }))
       .catch((err) => { this.emit('warn', `catch-up from ${peer} failed: ${(err as Error).message}`); this.step({ type: 'copyDone', start, to: start, epochs: [], ok: false }); });
   }
@@ -225,7 +220,7 @@ export class LogNode extends EventEmitter {
 
   /** Writes a chunk of an allocated body into the segment file. */
   writeBody(offset: number, chunk: Buffer): Promise<void> {
-    return this.barrier.after(() => this.log.writeAt(offset, chunk));
+    return this.log.writeAt(offset, chunk);
   }
 
   bodyDone(reqId: number, ok: boolean, crc: number): void {
@@ -314,25 +309,34 @@ export class LogNode extends EventEmitter {
       start: this.log.start, end: r.end, commit: r.commitEnd, readable: this.readableEnd(), durable: r.durableEnd,
       segments: this.log.segmentCount, bytes: this.log.bytes,
       members: r.config.members,
+      leaderUrl: this.peerUrl(r.leader),
+      peers: this.config.peers,
     };
   }
 
-  /** Waits until this node is leader (single node: immediately after start). */
+  /** Base URL of a cluster member, if known. */
+  peerUrl(id: NodeId | null): string | null {
+    if (id === null) return null;
+    return this.config.peers.find((p) => p.id === id)?.url ?? null;
+  }
+
+  /** The HTTP error for a replica's error reply; not-leader answers carry the leader's URL. */
+  replyError(r: ReplyResult): LogError | null {
+    if (r.type !== 'error') return null;
+    const details = { ...(r.details ?? {}) };
+    if (r.code === 'not_leader') details.leaderUrl = this.peerUrl((details.leader as string | null | undefined) ?? this.replica.leader);
+    return new LogError(r.code, r.message, details);
+  }
+
   async close(): Promise<void> {
     if (this.closed) return;
     if (this.ticker) clearInterval(this.ticker);
     if (this.retentionTimer) clearInterval(this.retentionTimer);
     for (const sink of this.bodies.values()) sink.cancel();
-    await this.barrier.idle();
     this.closed = true;
     await this.transport?.close();
     await this.log.close();
     for (const [, p] of this.pending) p({ type: 'error', code: 'unavailable', message: 'the node is shutting down' });
     this.pending.clear();
   }
-}
-
-/** Maps a replica error reply to the LogError the HTTP layer sends. */
-export function replyError(r: ReplyResult): LogError | null {
-  return r.type === 'error' ? new LogError(r.code, r.message, r.details ?? {}) : null;
 }

@@ -15,6 +15,15 @@ export async function startNode(config: NodeConfig, log: (line: string) => void 
   const api = createApiServer(node);
   node.on('warn', (m: string) => log(`warning: ${m}`));
   node.on('role', (r: { role: string; term: number; leader: string | null }) => log(`${config.id} is ${r.role} in term ${r.term}${r.leader && r.leader !== config.id ? ` (leader ${r.leader})` : ''}`));
+  const single = config.peers.length === 0;
+  if (single) {
+    // A cluster of one re-commits its recovered log (new term, noop) before serving, so a
+    // reader right after a restart never sees an empty log. A cluster member must listen
+    // first: it learns its commit end from the leader.
+    const recoveredEnd = node.log.end;
+    node.start(null);
+    if (!(await node.waitReadable(recoveredEnd - 1, 30_000))) throw new Error('the node did not commit its recovered log within 30 s');
+  }
   await new Promise<void>((resolve, reject) => {
     api.server.once('error', reject);
     api.server.listen(config.port, config.host, () => resolve());
@@ -22,8 +31,7 @@ export async function startNode(config: NodeConfig, log: (line: string) => void 
   const addr = api.server.address();
   const port = typeof addr === 'object' && addr ? addr.port : config.port;
   const url = `http://${config.host.includes(':') ? `[${config.host}]` : config.host}:${port}`;
-  const transport = config.peers.length > 0 ? mountCluster(node, api, config, log) : null;
-  node.start(transport);
+  if (!single) node.start(mountCluster(node, api, config, log));
   let stopping: Promise<void> | null = null;
   return {
     node, url,

@@ -7,7 +7,6 @@ import { HEADER_SIZE, crc32c } from '../../spec/frame.ts';
 import type { EntryMeta } from '../../spec/entry.ts';
 import { LogError } from '../../spec/errors.ts';
 import type { LogNode } from '../log-node.ts';
-import { replyError } from '../log-node.ts';
 import { parseAcks, parseCrc, parseUploadId } from './params.ts';
 import { sendError, sendJson } from './respond.ts';
 
@@ -77,7 +76,7 @@ export function handleAppend(node: LogNode, req: IncomingMessage, res: ServerRes
   const started = node.beginAppend({ length, crc, uploadId, acks, sink });
   reqId = started.reqId;
   started.result.then((r) => {
-    const err = replyError(r);
+    const err = node.replyError(r);
     if (err) {
       if (!req.complete) res.setHeader('connection', 'close');
       sendError(res, err);

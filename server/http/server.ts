@@ -4,7 +4,6 @@ import type { Duplex } from 'node:stream';
 import { WebSocketServer } from 'ws';
 import { LogError } from '../../spec/errors.ts';
 import type { LogNode } from '../log-node.ts';
-import { replyError } from '../log-node.ts';
 import { handleAppend } from './append.ts';
 import { handleRead } from './read.ts';
 import { serveTail } from './tail.ts';
@@ -35,7 +34,7 @@ export function createApiServer(node: LogNode): ApiServer {
   routes.set('GET /v1/end', async (_req, res, url) => {
     if (url.searchParams.get('linearizable') === '1' || url.searchParams.get('linearizable') === 'true') {
       const r = await node.readIndex();
-      const err = replyError(r);
+      const err = node.replyError(r);
       if (err) throw err;
       sendJson(res, 200, { start: node.log.start, end: r.type === 'readIndex' ? r.end : node.readableEnd(), linearizable: true });
       return;
@@ -52,7 +51,7 @@ export function createApiServer(node: LogNode): ApiServer {
     const id = parseUploadId(url.searchParams.get('id') ?? undefined);
     if (id === null) throw new LogError('bad_request', 'pass id=<upload id>');
     const r = await node.fate(id);
-    const err = replyError(r);
+    const err = node.replyError(r);
     if (err) throw err;
     sendJson(res, 200, r.type === 'fate' ? { state: r.state, offset: r.offset, end: r.end } : {});
   });
