@@ -244,7 +244,7 @@ export class Replica {
     if (!this.config.members.includes(this.id)) return;
     this.preVoting = true;
     this.votes = new Set([this.id]);
-    const msg: VoteMsg = { type: 'vote', term: this.term + 1, pre: true, lastEnd: this.end, lastTerm: this.lastTerm() };
+    const msg: VoteMsg = { type: 'vote', term: this.term + 1, pre: true, lastEnd: this.writtenEnd, lastTerm: this.termBefore(this.writtenEnd) };
     for (const p of this.peers()) this.send(p, msg);
     if (this.votes.size >= this.majority) this.startElection();
   }
@@ -256,14 +256,20 @@ export class Replica {
     this.persist();
     this.votes = new Set([this.id]);
     this.resetElectionTimer();
-    const msg: VoteMsg = { type: 'vote', term: this.term, pre: false, lastEnd: this.end, lastTerm: this.lastTerm() };
+    const msg: VoteMsg = { type: 'vote', term: this.term, pre: false, lastEnd: this.writtenEnd, lastTerm: this.termBefore(this.writtenEnd) };
     for (const p of this.peers()) this.send(p, msg);
     if (this.votes.size >= this.majority) this.becomeLeader();
   }
 
+  /**
+   * Elections compare *written* logs: the prefix whose bytes a node holds. Metadata of an
+   * entry whose payload never reached this node's file does not make its log more up to date
+   * (the bytes may exist nowhere: a leader that lost an unsynced body after replicating its
+   * metadata). Safe: a committed entry is durable, hence written, on a majority.
+   */
   private logUpToDate(lastTerm: number, lastEnd: number): boolean {
-    const mine = this.lastTerm();
-    return lastTerm > mine || (lastTerm === mine && lastEnd >= this.end);
+    const mine = this.termBefore(this.writtenEnd);
+    return lastTerm > mine || (lastTerm === mine && lastEnd >= this.writtenEnd);
   }
 
   private onVote(from: NodeId, m: VoteMsg): void {
@@ -303,6 +309,10 @@ export class Replica {
 
   private becomeLeader(): void {
     this.becomeRole('leader', this.term, this.id);
+    // The leader's log is what it won the election with: its written prefix (never less than
+    // its commit end). Entries it holds only as metadata may have no bytes anywhere; dropping
+    // them (uncommitted: see logUpToDate) keeps the log from stalling on them forever.
+    this.truncateTo(Math.max(this.writtenEnd, this.commitEnd));
     this.progress.clear();
     for (const p of this.peers()) {
       this.progress.set(p, { next: this.end, match: 0, ackedSeq: 0, heardAt: this.now, catchingUp: false });
