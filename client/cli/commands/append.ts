@@ -62,7 +62,8 @@ async function run(ctx: CliContext, o: Record<string, unknown>): Promise<void> {
   const lingerMs = lingerRaw === undefined ? undefined : parseInteger(lingerRaw, 'linger', 0, 60_000);
   const maxBatchBytes = batchRaw === undefined ? undefined : parseSize(batchRaw, 'batch-bytes');
   if (maxBatchBytes !== undefined && maxBatchBytes < 64) throw new UsageError('--batch-bytes must be at least 64 bytes');
-  const maxInFlight = inFlightRaw === undefined ? undefined : parseInteger(inFlightRaw, 'max-in-flight', 1, 1024);
+  // One append at a time by default: lines land in the log in input order, as a pipe implies.
+  const maxInFlight = inFlightRaw === undefined ? 1 : parseInteger(inFlightRaw, 'max-in-flight', 1, 1024);
   const digest = digestRaw === undefined ? undefined : parseChoice(digestRaw, 'digest', ['sha256'] as const);
   const file = ctx.raw('file');
   const input: AsyncIterable<Buffer | string> = file !== undefined && file !== '-' ? createReadStream(file) : ctx.io.stdin;
@@ -133,7 +134,7 @@ export function register(cli: CAC, ctx: CliContext): void {
     .option('--acks <level>', 'Durability before an entry is acknowledged: leader, quorum (default), all')
     .option('--linger <ms>', 'How long a batch waits for more records (default 5)')
     .option('--batch-bytes <size>', 'Largest batch (entry) size, e.g. 256KiB (default 1MiB)')
-    .option('--max-in-flight <n>', 'Appends outstanding at once (default 4; 1 keeps batches in input order)')
+    .option('--max-in-flight <n>', 'Appends outstanding at once (default 1: input order is kept; more is faster but batches may land out of order)')
     .option('--digest <algo>', 'Add a SHA-256 digest to each batch (sha256)')
     .example('printf "a\\nb\\nc\\n" | loglog append')
     .example('loglog append --file events.ndjson --acks all --batch-bytes 256KiB')
