@@ -153,7 +153,8 @@ export class LogNode extends EventEmitter {
   private write(seq: number, meta: EntryMeta, source: 'body' | 'zero' | 'upload'): void {
     let frame: Buffer | null = null;
     if (source !== 'body') {
-      this.log.place(meta.offset, meta.length, meta.term);
+      // An upload write retried after its upload was missing (or corrupt) is already placed.
+      if (meta.offset === this.log.end) this.log.place(meta.offset, meta.length, meta.term);
       if (source === 'upload') {
         const up = meta.uploadId !== null ? this.uploads.take(meta.uploadId) : undefined;
         if (!up) { queueMicrotask(() => this.step({ type: 'writeFailed', seq, reason: 'missing' })); return; }
