@@ -1,14 +1,24 @@
 /**
  * `LogClient`: the thick client of a loglog cluster.
  *
+ * - The cluster is discovered once, from the first configured server that answers
+ *   `GET /v1/status` (`peers: [{id, url}]`, `leader`, `leaderUrl`): the configured list is
+ *   only a seed, the members come from the cluster (a single node reports no peers, so a
+ *   list of three default addresses still works with one node on the first of them).
  * - Appends go to the leader (cached; a 421 `not_leader` answer with a `leader` hint moves the
  *   cache and the request there). Each entry carries its CRC32C and an upload id; when an
  *   append's answer is lost (connection reset, timeout, 5xx) the client asks the server what
  *   became of that upload id (`GET /v1/fate/:id`) before sending it again, so a retry does not
  *   append the entry twice.
- * - Reads may be served by any replica. Every data frame's CRC32C is verified against its
+ * - Client-offloaded replication (default when the cluster has more than one member): while
+ *   the leader receives the payload (`POST /v1/append` with `x-loglog-upload-id`), the client
+ *   `PUT`s the same bytes to every follower (`/v1/upload/:id`), so the leader only sequences.
+ *   A follower whose copy does not arrive fetches the bytes from a peer instead.
+ * - Reads are spread over the replicas (round robin, skipping servers that just refused a
+ *   connection). A read from a non-leader passes `minCommit` = the end of this client's last
+ *   acknowledged append (read your writes). Every data frame's CRC32C is verified against its
  *   payload; a replica that serves bad bytes is reported (`onCorruption`) and the same range is
- *   read from the other configured servers before giving up with `checksum_mismatch`.
+ *   read from the other replicas before giving up with `checksum_mismatch`.
  * - Retriable errors (see `spec/errors.ts`) are retried with exponential backoff and jitter,
  *   at most `retry.retries` times; non-retriable errors are thrown at once.
  */
@@ -25,14 +35,21 @@ import type {
   RetryOptions, ServerStatus, TailOptions,
 } from './types.ts';
 
-/** The server used when neither `servers` nor `LOGLOG_SERVERS` says otherwise. */
-export const DEFAULT_SERVER = 'http://127.0.0.1:7400';
+/**
+ * The servers used when neither `servers` nor `LOGLOG_SERVERS` says otherwise: the local
+ * cluster `loglog dev` (`npm start`) runs. A single loglogd on the first of them works too:
+ * discovery finds that it has no peers and the others are never asked again.
+ */
+export const DEFAULT_SERVERS: readonly string[] = ['http://127.0.0.1:7400', 'http://127.0.0.1:7401', 'http://127.0.0.1:7402'];
+/** The first default server. */
+export const DEFAULT_SERVER = DEFAULT_SERVERS[0];
 
 /** Options of {@link LogClient}. */
 export interface LogClientOptions extends TransportOptions {
   /**
-   * Base URLs of the cluster's servers (any subset; the leader is discovered). Default: the
-   * comma-separated `LOGLOG_SERVERS` environment variable, else `http://127.0.0.1:7400`.
+   * Base URLs of the cluster's servers (any subset: the members and the leader are
+   * discovered). Default: the comma-separated `LOGLOG_SERVERS` environment variable, else
+   * {@link DEFAULT_SERVERS} (127.0.0.1 ports 7400-7402).
    */
   servers?: string[];
   retry?: RetryOptions;
@@ -40,22 +57,33 @@ export interface LogClientOptions extends TransportOptions {
   acks?: Acks;
   /**
    * Client-offloaded replication: also `PUT /v1/upload/:id` each appended payload to every
-   * other configured server, so followers need not fetch it from the leader. Failures of these
-   * uploads are ignored (followers fall back to fetching). Default false.
+   * follower, so followers need not fetch it from the leader. Failures of these uploads are
+   * ignored (followers fall back to fetching). Default: on when the cluster has more than one
+   * member; `false` turns it off, `true` forces it on.
    */
   offload?: boolean;
   /** Called whenever a replica serves bytes that fail verification. */
   onCorruption?: (report: CorruptionReport) => void;
 }
 
-/** Servers from `LOGLOG_SERVERS` (comma-separated), else the default server. */
+/** Servers from `LOGLOG_SERVERS` (comma-separated), else the default servers. */
 export function serversFromEnv(env: NodeJS.ProcessEnv = process.env): string[] {
   const v = env.LOGLOG_SERVERS?.trim();
-  if (!v) return [DEFAULT_SERVER];
+  if (!v) return [...DEFAULT_SERVERS];
   return v.split(',').map((s) => s.trim()).filter((s) => s !== '');
 }
 
 const DEFAULT_LIMIT = 1 << 20;
+/** Discovery gives up on a silent server after this long (another may answer first). */
+const DISCOVERY_TIMEOUT_MS = 3_000;
+/** After a failed discovery, operations do not ask again for this long. */
+const REDISCOVER_MS = 1_000;
+/** A server that refused a connection is skipped by reads for this long. */
+const DOWN_MS = 2_000;
+/** How long a follower may wait to commit up to this client's own writes (`minCommit`). */
+const MIN_COMMIT_WAIT_MS = 1_000;
+/** Upload copies in flight per follower before the client stops offloading to it. */
+const MAX_UPLOAD_BYTES_IN_FLIGHT = 64 << 20;
 const DEFAULT_WAIT_MS = 10_000;
 /** How long another replica may wait to catch up when it is asked for a range a corrupt replica served. */
 const RECOVER_WAIT_MS = 2_000;
@@ -134,41 +162,204 @@ function verifyFrames(buf: Buffer, base: number, server: string): { entries: Ent
   return { entries, next };
 }
 
+/** A member as `/v1/status` lists it. */
+function peersOf(st: ServerStatus): { id: string; url: string }[] | null {
+  const peers = st.peers;
+  const pairs: [unknown, unknown][] = Array.isArray(peers)
+    ? peers.map((p) => [(p as { id?: unknown })?.id, (p as { url?: unknown })?.url])
+    : peers && typeof peers === 'object' ? Object.entries(peers) : [];
+  if (!Array.isArray(peers) && !(peers && typeof peers === 'object')) return null;
+  const out: { id: string; url: string }[] = [];
+  for (const [id, u] of pairs) {
+    const url = asUrl(u);
+    if (typeof id === 'string' && url) out.push({ id, url });
+  }
+  return out;
+}
+
+/** A leader hint or peer address as a base URL, or null if it is not one (e.g. a node id). */
+function asUrl(h: unknown): string | null {
+  if (typeof h !== 'string' || !(/^https?:\/\//i.test(h) || /^[^/\s]+:\d+$/.test(h))) return null;
+  try {
+    return normalizeServer(h);
+  } catch {
+    return null;
+  }
+}
+
 /** The client of a loglog cluster. Create one per process and share it; `close()` when done. */
 export class LogClient {
-  /** Known servers (configured ones, plus leaders learned from hints). */
-  readonly servers: string[];
+  private readonly configured: string[];
+  private members: string[];
   private readonly transport: Transport;
   private readonly retries: number;
   private readonly minDelayMs: number;
   private readonly maxDelayMs: number;
   private readonly acks?: Acks;
-  private readonly offload: boolean;
+  private readonly offload?: boolean;
   private readonly onCorruption?: (report: CorruptionReport) => void;
   private leaderUrl: string;
-  private readerUrl: string;
+  private leaderKnown = false;
   private readonly tails = new Set<TailSocket>();
   private readonly uploads = new Set<Promise<unknown>>();
+  private readonly uploadBytes = new Map<string, number>();
   private readonly idToUrl = new Map<string, string>();
+  private readonly downUntil = new Map<string, number>();
+  private discovery: Promise<void> | null = null;
+  private discovered = false;
+  private nextDiscoveryAt = 0;
+  private clusterKnown = false;
+  private rr = 0;
+  /** End of this client's last append acknowledged at `quorum` or `all` (read your writes). */
+  private ackedEnd = 0;
   private closed = false;
 
   constructor(opts: LogClientOptions = {}) {
     const list = opts.servers && opts.servers.length > 0 ? opts.servers : serversFromEnv();
-    this.servers = [...new Set(list.map(normalizeServer))];
+    this.configured = [...new Set(list.map(normalizeServer))];
+    this.members = [...this.configured];
     this.transport = new Transport(opts);
     this.retries = opts.retry?.retries ?? 8;
     this.minDelayMs = opts.retry?.minDelayMs ?? 25;
     this.maxDelayMs = Math.max(this.minDelayMs, opts.retry?.maxDelayMs ?? 2000);
     this.acks = opts.acks;
-    this.offload = opts.offload ?? false;
+    this.offload = opts.offload;
     this.onCorruption = opts.onCorruption;
-    this.leaderUrl = this.servers[0];
-    this.readerUrl = this.servers[0];
+    this.leaderUrl = this.members[0];
+    this.rr = Math.floor(Math.random() * this.members.length);
+  }
+
+  /**
+   * Known servers: the configured ones until the cluster is discovered, then the cluster's
+   * members (plus leaders learned from hints).
+   */
+  get servers(): string[] {
+    return this.members;
   }
 
   /** The server currently believed to be the leader. */
   get leader(): string {
     return this.leaderUrl;
+  }
+
+  /** The end of this client's last append acknowledged at `quorum` or `all` (0 if none). */
+  get lastAckedEnd(): number {
+    return this.ackedEnd;
+  }
+
+  // ---------------------------------------------------------------- cluster discovery
+
+  /**
+   * Learns the cluster from the first configured server that answers `GET /v1/status`: its
+   * members (`peers`) and leader. Done once, lazily, before the first operation; call it to
+   * do it now. A server that lists no peers is a cluster of one. Resolves with what is known
+   * (the configured servers when nothing answered).
+   */
+  async discover(opts: { signal?: AbortSignal } = {}): Promise<{ members: string[]; leader: string | null; discovered: boolean }> {
+    if (!this.discovered) {
+      this.discovery ??= this.runDiscovery(opts.signal).finally(() => {
+        this.discovery = null;
+      });
+      await this.discovery;
+    }
+    return { members: [...this.members], leader: this.leaderKnown ? this.leaderUrl : null, discovered: this.discovered };
+  }
+
+  private async ensureDiscovered(signal?: AbortSignal): Promise<void> {
+    if (this.discovered || (this.discovery === null && Date.now() < this.nextDiscoveryAt)) return;
+    await this.discover({ signal });
+    if (signal?.aborted) throw abortedError(signal);
+  }
+
+  private runDiscovery(signal?: AbortSignal): Promise<void> {
+    const seeds = [...new Set([...this.configured, ...this.members])];
+    const timeout = AbortSignal.timeout(DISCOVERY_TIMEOUT_MS);
+    const sig = signal ? AbortSignal.any([signal, timeout]) : timeout;
+    return new Promise<void>((resolve) => {
+      let pending = seeds.length;
+      let done = false;
+      const finish = () => {
+        if (done) return;
+        done = true;
+        if (!this.discovered) this.nextDiscoveryAt = Date.now() + REDISCOVER_MS;
+        resolve();
+      };
+      for (const s of seeds) {
+        this.transport.json<ServerStatus>(s, { method: 'GET', path: '/v1/status', signal: sig }).then(
+          (st) => {
+            this.learn(s, st, !done);
+            if (!done && this.discovered) finish();
+          },
+          (e) => {
+            const err = toLogError(e, s, sig);
+            if (err.code === 'network') this.markDown(s, err);
+          },
+        ).finally(() => {
+          if (--pending === 0) finish();
+        });
+      }
+    });
+  }
+
+  /**
+   * Takes in one server's status. `first`: this answer defines the membership; later answers
+   * only fill in the leader and node ids.
+   */
+  private learn(server: string, st: ServerStatus, first: boolean): void {
+    if (typeof st.id === 'string' && st.id !== '') this.idToUrl.set(st.id, server);
+    const peers = peersOf(st);
+    if (first && !this.discovered) {
+      this.discovered = true;
+      if (peers !== null) {
+        this.clusterKnown = true;
+        this.members = peers.length === 0
+          ? [server]
+          : [...new Set(peers.map((p) => (p.id === st.id ? server : (this.idToUrl.get(p.id) ?? p.url))))];
+        if (!this.members.includes(server) && peers.length > 0) this.members.push(server);
+      }
+      for (const p of peers ?? []) if (!this.idToUrl.has(p.id)) this.idToUrl.set(p.id, p.url);
+      if (!this.members.includes(this.leaderUrl)) this.leaderUrl = this.members[0];
+      this.rr = Math.floor(Math.random() * this.members.length);
+    }
+    if (this.leaderKnown) return;
+    let leader: string | null = null;
+    if (st.role === 'leader') leader = server;
+    else if (typeof st.leader === 'string' && st.leader !== '') leader = this.idToUrl.get(st.leader) ?? asUrl(st.leaderUrl);
+    if (leader !== null) {
+      this.leaderUrl = leader;
+      this.leaderKnown = true;
+      if (!this.members.includes(leader)) this.members.push(leader);
+    }
+  }
+
+  private markDown(server: string, err: LogError): void {
+    const code = (err.cause as { code?: string } | undefined)?.code;
+    if (code && NEVER_SENT.has(code)) this.downUntil.set(server, Date.now() + DOWN_MS);
+  }
+
+  private isDown(server: string): boolean {
+    const t = this.downUntil.get(server);
+    if (t === undefined) return false;
+    if (Date.now() >= t) {
+      this.downUntil.delete(server);
+      return false;
+    }
+    return true;
+  }
+
+  /** The next replica to read from: round robin over the members, skipping ones that are down. */
+  private nextReader(): string {
+    const n = this.members.length;
+    for (let i = 0; i < n; i++) {
+      const s = this.members[this.rr++ % n];
+      if (!this.isDown(s)) return s;
+    }
+    return this.members[this.rr++ % n];
+  }
+
+  /** Whether appends are offloaded: the option, else whether the cluster has several members. */
+  get offloading(): boolean {
+    return this.offload ?? this.members.length > 1;
   }
 
   // ---------------------------------------------------------------- append
@@ -200,8 +391,9 @@ export class LogClient {
     let uploadId = opts.uploadId ?? randomUUID();
     // Set when a failed attempt may have been written: ask the server before resending.
     let uncertain = false;
-    let uploaded: string | null = null;
-    return this.withRetry('leader', opts.signal, undefined, async (server) => {
+    // Servers holding (or being sent) a copy under the current upload id.
+    let copies = new Set<string>();
+    const r = await this.withRetry('leader', opts.signal, undefined, async (server) => {
       if (uncertain) {
         const fate = await this.fateAt(server, uploadId, opts.signal);
         if (fate.state === 'committed' && typeof fate.offset === 'number') {
@@ -211,7 +403,10 @@ export class LogClient {
           throw new LogError('unavailable', `append ${uploadId} is still pending`, { uploadId });
         }
         // aborted: the id is spent, send under a new one; unknown: never written, resend.
-        if (fate.state === 'aborted') uploadId = randomUUID();
+        if (fate.state === 'aborted') {
+          uploadId = randomUUID();
+          copies = new Set();
+        }
         uncertain = false;
       }
       const headers: Record<string, string> = {
@@ -220,13 +415,10 @@ export class LogClient {
         'x-loglog-upload-id': uploadId,
       };
       if (acks) headers['x-loglog-acks'] = acks;
-      if (this.offload && uploaded !== uploadId) {
-        uploaded = uploadId;
-        this.uploadCopies(server, uploadId, data, crc);
-      }
+      if (this.offloading) this.uploadCopies(server, uploadId, data, crc, copies);
       try {
-        const r = await this.transport.json<AppendResult>(server, { method: 'POST', path: '/v1/append', headers, body: data, signal: opts.signal });
-        return { offset: r.offset, end: r.end, term: r.term };
+        const res = await this.transport.json<AppendResult>(server, { method: 'POST', path: '/v1/append', headers, body: data, signal: opts.signal });
+        return { offset: res.offset, end: res.end, term: res.term };
       } catch (e) {
         const err = toLogError(e, server, opts.signal);
         if (mayHaveLanded(err)) uncertain = true;
@@ -234,12 +426,23 @@ export class LogClient {
         throw err;
       }
     });
+    if (acks !== 'leader' && r.end > this.ackedEnd) this.ackedEnd = r.end;
+    return r;
   }
 
-  /** Client-offloaded replication: best-effort copies of the payload to the other servers. */
-  private uploadCopies(leader: string, uploadId: string, data: Uint8Array, crc: number): void {
-    for (const s of this.servers) {
-      if (s === leader) continue;
+  /**
+   * Client-offloaded replication: best-effort copies of the payload to every member but the
+   * one the append goes to (each at most once per upload id). A follower with too many copies
+   * in flight is skipped: it fetches those bytes from a peer instead.
+   */
+  private uploadCopies(leader: string, uploadId: string, data: Uint8Array, crc: number, copies: Set<string>): void {
+    copies.add(leader);
+    for (const s of this.members) {
+      if (copies.has(s)) continue;
+      copies.add(s);
+      const inFlight = this.uploadBytes.get(s) ?? 0;
+      if (inFlight + data.byteLength > MAX_UPLOAD_BYTES_IN_FLIGHT || this.isDown(s)) continue;
+      this.uploadBytes.set(s, inFlight + data.byteLength);
       const p = this.transport
         .request(s, {
           method: 'PUT',
@@ -247,9 +450,12 @@ export class LogClient {
           headers: { 'content-type': 'application/octet-stream', 'x-loglog-crc32c': String(crc) },
           body: data,
         })
-        .catch(() => undefined);
+        .catch(() => undefined)
+        .finally(() => {
+          this.uploadBytes.set(s, (this.uploadBytes.get(s) ?? data.byteLength) - data.byteLength);
+          this.uploads.delete(p);
+        });
       this.uploads.add(p);
-      void p.finally(() => this.uploads.delete(p));
     }
   }
 
@@ -273,22 +479,32 @@ export class LogClient {
    * earlier entry). Yields data entries only (noop/config/aborted are skipped unless `all`).
    * Without `follow`, stops at the commit end seen by the first request (or `to`).
    *
+   * Each call reads from one replica (the next in round robin, moving on if it fails). A
+   * non-leader is asked to answer only once it has committed this client's acknowledged
+   * appends, and `from` itself (so a lagging follower does not answer "out of range").
+   *
    * @throws LogError `trimmed` (details.start), `bad_offset`, `out_of_range`,
    *   `checksum_mismatch` (details.offset, details.replica) when no replica serves good bytes.
    */
   async *read(from: number, opts: ReadOptions = {}): AsyncGenerator<Entry> {
     assertOffset('from', from);
     if (opts.to !== undefined) assertOffset('to', opts.to);
+    if (opts.minCommit !== undefined) assertOffset('minCommit', opts.minCommit);
     const limit = opts.limit ?? DEFAULT_LIMIT;
     if (!Number.isSafeInteger(limit) || limit <= 0) throw new LogError('bad_request', `limit must be a positive integer, got ${limit}`);
     const wait = opts.follow ? (opts.waitMs ?? DEFAULT_WAIT_MS) : undefined;
     let offset = from;
     let stopAt = opts.to;
     let first = true;
-    const server = opts.server ? normalizeServer(opts.server) : undefined;
+    const pinned = opts.server ? normalizeServer(opts.server) : undefined;
+    if (!pinned) await this.ensureDiscovered(opts.signal);
+    let server = pinned ?? this.nextReader();
+    // What the replica must have committed before it answers (this client's own writes).
+    const mustSee = Math.max(opts.minCommit ?? 0, this.ackedEnd);
     for (;;) {
       if (stopAt !== undefined && offset >= stopAt) return;
-      const chunk = await this.readChunk(offset, { limit, wait, minCommit: opts.minCommit, signal: opts.signal, server });
+      const chunk = await this.readChunk(offset, { limit, wait, mustSee, userMin: opts.minCommit, signal: opts.signal, pinned, start: server });
+      server = chunk.server;
       if (first && !opts.follow) stopAt = Math.min(stopAt ?? Infinity, chunk.commit);
       first = false;
       for (const e of chunk.entries) {
@@ -302,10 +518,16 @@ export class LogClient {
 
   private async readChunk(
     offset: number,
-    q: { limit: number; wait?: number; minCommit?: number; signal?: AbortSignal; server?: string },
+    q: { limit: number; wait?: number; mustSee: number; userMin?: number; signal?: AbortSignal; pinned?: string; start: string },
   ): Promise<Chunk> {
     try {
-      return await this.withRetry('read', q.signal, q.server, (server) => this.fetchChunk(server, offset, q));
+      return await this.withRetry('read', q.signal, q.pinned, (server) => {
+        // A non-leader may lag: make it wait until it has committed our writes and `offset`.
+        const min = this.leaderKnown && server === this.leaderUrl ? q.userMin : Math.max(q.mustSee, offset) || undefined;
+        let wait = q.wait;
+        if (wait === undefined && min !== undefined && min > offset) wait = MIN_COMMIT_WAIT_MS;
+        return this.fetchChunk(server, offset, { limit: q.limit, wait, minCommit: min, signal: q.signal });
+      }, q.start);
     } catch (e) {
       if (!(e instanceof CorruptRead)) throw e;
       return this.recover(e.report, q);
@@ -334,7 +556,7 @@ export class LogClient {
   private async recover(report: CorruptionReport, q: { limit: number; signal?: AbortSignal }): Promise<Chunk> {
     const bad = [report.replica];
     this.reportCorruption(report);
-    for (const server of this.servers) {
+    for (const server of this.members) {
       if (bad.includes(server)) continue;
       let chunk: Chunk;
       try {
@@ -350,13 +572,12 @@ export class LogClient {
         continue; // unreachable or behind: try the next one
       }
       if (chunk.entries.length === 0) continue;
-      this.readerUrl = server;
       return chunk;
     }
     throw new LogError(
       'checksum_mismatch',
       `bad frame at offset ${report.offset} (${report.reason}) from ${bad.join(', ')}` +
-        (this.servers.length > 1 ? '; no other replica served it intact' : ''),
+        (this.members.length > 1 ? '; no other replica served it intact' : ''),
       { offset: report.offset, replica: report.replica, replicas: bad, reason: report.reason },
     );
   }
@@ -380,7 +601,8 @@ export class LogClient {
   async *tail(from: number, opts: TailOptions = {}): AsyncGenerator<Entry> {
     assertOffset('from', from);
     const pinned = opts.server ? normalizeServer(opts.server) : undefined;
-    let server = pinned ?? this.readerUrl;
+    if (!pinned) await this.ensureDiscovered(opts.signal);
+    let server = pinned ?? this.nextReader();
     let offset = from;
     let attempt = 0;
     for (;;) {
@@ -430,7 +652,10 @@ export class LogClient {
 
   // ---------------------------------------------------------------- metadata
 
-  /** The log's `{start, end}` (end = commit end). `linearizable` asks the leader to confirm it first. */
+  /**
+   * The log's `{start, end}` (end = commit end) from one replica (round robin).
+   * `linearizable` asks the leader, which confirms its leadership with a heartbeat round first.
+   */
   async bounds(opts: { linearizable?: boolean; signal?: AbortSignal; server?: string } = {}): Promise<Bounds> {
     const pinned = opts.server ? normalizeServer(opts.server) : undefined;
     const r = await this.withRetry(opts.linearizable ? 'leader' : 'read', opts.signal, pinned, (server) =>
@@ -449,7 +674,7 @@ export class LogClient {
     return (await this.bounds(opts)).end;
   }
 
-  /** A replica's status (default: the current read server). */
+  /** A replica's status (default: the next replica in round robin). */
   async status(opts: { server?: string; signal?: AbortSignal } = {}): Promise<ServerStatus> {
     const pinned = opts.server ? normalizeServer(opts.server) : undefined;
     return this.withRetry('read', opts.signal, pinned, (server) =>
@@ -483,13 +708,14 @@ export class LogClient {
     }
   }
 
-  /** Closes connection pools and open tails. In-flight requests finish first. */
+  /** Closes connection pools and open tails. In-flight requests (and upload copies) finish first. */
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
     for (const t of this.tails) t.close();
     this.tails.clear();
     await Promise.all([...this.uploads]);
+    await this.discovery?.catch(() => undefined);
     await this.transport.close();
   }
 
@@ -498,37 +724,23 @@ export class LogClient {
   /**
    * Turns the leader hint of a 421 answer into a server URL. The hint is `details.leaderUrl`
    * if present, else `details.leader`, which may be a base URL (`http://host:port`), a
-   * `host:port`, or a node id. Ids are resolved through the known servers' `/v1/status`:
-   * a server's own `id`, its `leaderUrl` when its `leader` is that id, and its `peers`
-   * (`[{id, url}]` or `{id: url}`) if it lists them. Unresolvable hints give null.
+   * `host:port`, or a node id. Ids are resolved through what discovery learned, else the
+   * known servers' `/v1/status`: a server's own `id`, its `leaderUrl` when its `leader` is
+   * that id, and its `peers` (`[{id, url}]` or `{id: url}`) if it lists them. Unresolvable
+   * hints give null.
    */
   private async resolveLeader(details: ErrorDetails, signal?: AbortSignal): Promise<string | null> {
-    const asUrl = (h: unknown): string | null => {
-      if (typeof h !== 'string' || !(/^https?:\/\//i.test(h) || /^[^/\s]+:\d+$/.test(h))) return null;
-      try {
-        return normalizeServer(h);
-      } catch {
-        return null;
-      }
-    };
     const hint = details.leader;
     let url = asUrl(details.leaderUrl) ?? asUrl(hint);
     if (url === null && typeof hint === 'string' && hint !== '') {
       if (!this.idToUrl.has(hint)) {
-        await Promise.all(this.servers.map(async (s) => {
+        await Promise.all(this.members.map(async (s) => {
           try {
             const st = await this.transport.json<ServerStatus>(s, { method: 'GET', path: '/v1/status', signal });
             if (typeof st.id === 'string') this.idToUrl.set(st.id, s);
             const lu = asUrl(st.leaderUrl);
             if (typeof st.leader === 'string' && lu) this.idToUrl.set(st.leader, lu);
-            const peers = st.peers;
-            const pairs: [unknown, unknown][] = Array.isArray(peers)
-              ? peers.map((p) => [(p as { id?: unknown })?.id, (p as { url?: unknown })?.url])
-              : peers && typeof peers === 'object' ? Object.entries(peers) : [];
-            for (const [id, u] of pairs) {
-              const pu = asUrl(u);
-              if (typeof id === 'string' && pu && !this.idToUrl.has(id)) this.idToUrl.set(id, pu);
-            }
+            for (const p of peersOf(st) ?? []) if (!this.idToUrl.has(p.id)) this.idToUrl.set(p.id, p.url);
           } catch {
             // unreachable: it cannot tell us anything
           }
@@ -537,13 +749,19 @@ export class LogClient {
       url = this.idToUrl.get(hint) ?? null;
     }
     if (url === null) return null;
-    if (!this.servers.includes(url)) this.servers.push(url);
+    if (!this.members.includes(url)) this.members.push(url);
     return url;
   }
 
+  /** The member after `server` (skipping ones that just refused connections, unless all did). */
   private rotate(server: string): string {
-    const i = this.servers.indexOf(server);
-    return this.servers[(i + 1) % this.servers.length];
+    const n = this.members.length;
+    const i = this.members.indexOf(server);
+    for (let k = 1; k <= n; k++) {
+      const s = this.members[(i + k) % n];
+      if (!this.isDown(s)) return s;
+    }
+    return this.members[(i + 1) % n];
   }
 
   private backoff(attempt: number): number {
@@ -561,17 +779,20 @@ export class LogClient {
 
   /**
    * Runs `fn` against a server, retrying retriable failures with backoff. `target` picks the
-   * starting server: the cached leader or the current read server (unless `pinned`).
-   * 421 with a leader hint moves to the hinted server at once (without sleeping, bounded);
-   * network errors, 421 without a usable hint, 503, and (reads) 504 move to the next server.
+   * starting server: the cached leader, or `start` / the next replica in round robin for
+   * reads (unless `pinned`). 421 with a leader hint moves to the hinted server at once
+   * (without sleeping, bounded); network errors, 421 without a usable hint, 503, and (reads)
+   * 504 move to the next server.
    */
   private async withRetry<T>(
     target: 'leader' | 'read',
     signal: AbortSignal | undefined,
     pinned: string | undefined,
     fn: (server: string) => Promise<T>,
+    start?: string,
   ): Promise<T> {
-    let server = pinned ?? (target === 'leader' ? this.leaderUrl : this.readerUrl);
+    if (!pinned) await this.ensureDiscovered(signal);
+    let server = pinned ?? (target === 'leader' ? this.leaderUrl : (start ?? this.nextReader()));
     let attempt = 0;
     let redirects = 0;
     for (;;) {
@@ -579,20 +800,21 @@ export class LogClient {
       if (signal?.aborted) throw abortedError(signal);
       try {
         const r = await fn(server);
-        if (!pinned) {
-          if (target === 'leader') this.leaderUrl = server;
-          else this.readerUrl = server;
+        if (!pinned && target === 'leader') {
+          this.leaderUrl = server;
+          this.leaderKnown = true;
         }
         return r;
       } catch (e) {
         if (e instanceof CorruptRead) throw e;
         const err = toLogError(e, server, signal);
         if (err.code === 'aborted') throw err;
+        if (err.code === 'network') this.markDown(server, err);
         if (!err.retriable) throw err;
         let unknownLeader: string | null = null;
         if (err.code === 'not_leader' && !pinned) {
           const hint = await this.resolveLeader(err.details, signal);
-          if (hint !== null && hint !== server && redirects < 2 * this.servers.length) {
+          if (hint !== null && hint !== server && !this.isDown(hint) && redirects < 2 * this.members.length) {
             redirects++;
             server = hint;
             this.leaderUrl = hint;
@@ -604,7 +826,7 @@ export class LogClient {
           if (unknownLeader !== null) {
             throw new LogError(
               'not_leader',
-              `${err.message}; the leader is "${unknownLeader}", which is none of the known servers (${this.servers.join(', ')}): add its URL to the server list`,
+              `${err.message}; the leader is "${unknownLeader}", which is none of the known servers (${this.members.join(', ')}): add its URL to the server list`,
               err.details,
               { cause: err },
             );
@@ -616,6 +838,7 @@ export class LogClient {
         // committed far enough for `minCommit`.
         if (!pinned && (err.code === 'network' || err.code === 'not_leader' || err.code === 'unavailable' || (target === 'read' && err.code === 'timeout'))) {
           server = this.rotate(server);
+          if (target === 'leader') this.leaderUrl = server;
         }
         await this.sleep(attempt, signal);
       }

@@ -60,7 +60,7 @@ class FakeLog {
 interface Knobs {
   /** Answer appends (and linearizable end) with 421 and this leader hint. */
   notLeader?: string | null;
-  /** Answer the next N requests with this error. */
+  /** Answer the next N requests (other than /v1/status) with this error. */
   failNext?: { count: number; code: ErrorCode; status: number };
   /** Serve the frame at this offset with one payload byte flipped. */
   corruptAt?: number;
@@ -75,6 +75,10 @@ interface FakeServer {
   id: string;
   knobs: Knobs;
   hits: string[];
+  /** Full URLs of the requests in `hits`. */
+  urls: URL[];
+  /** GET /v1/status requests (not in `hits`). */
+  statusHits: number;
   headers: Record<string, string | string[] | undefined>[];
   tailCloses: number[];
   server: Server;
@@ -87,7 +91,18 @@ function sendError(res: ServerResponse, status: number, code: string, message: s
 
 function serve(log: FakeLog, id: string, knobs: Knobs, s: FakeServer, req: IncomingMessage, res: ServerResponse, body: Buffer): void {
   const url = new URL(req.url ?? '/', 'http://x');
+  if (req.method === 'GET' && url.pathname === '/v1/status') {
+    // Cluster discovery: counted apart, so tests can assert on the other requests exactly.
+    s.statusHits++;
+    res.end(JSON.stringify({
+      id, role: knobs.notLeader === undefined ? 'leader' : 'follower', term: log.term, leader: null,
+      start: log.start, end: log.end, commit: log.end, durable: log.end, segments: 1, bytes: log.end,
+      ...knobs.statusExtra,
+    }));
+    return;
+  }
   s.hits.push(`${req.method} ${url.pathname}`);
+  s.urls.push(url);
   s.headers.push(req.headers);
   if (knobs.failNext && knobs.failNext.count > 0) {
     knobs.failNext.count--;
@@ -150,14 +165,6 @@ function serve(log: FakeLog, id: string, knobs: Knobs, s: FakeServer, req: Incom
     res.end(JSON.stringify({ start: log.start, end: log.end }));
     return;
   }
-  if (req.method === 'GET' && path === '/v1/status') {
-    res.end(JSON.stringify({
-      id, role: knobs.notLeader === undefined ? 'leader' : 'follower', term: log.term, leader: null,
-      start: log.start, end: log.end, commit: log.end, durable: log.end, segments: 1, bytes: log.end,
-      ...knobs.statusExtra,
-    }));
-    return;
-  }
   if (req.method === 'POST' && path === '/v1/trim') {
     log.start = Number(url.searchParams.get('before'));
     res.end(JSON.stringify({ start: log.start }));
@@ -172,7 +179,7 @@ function serve(log: FakeLog, id: string, knobs: Knobs, s: FakeServer, req: Incom
 }
 
 async function startFake(t: ExecutionContext, log: FakeLog, id: string, knobs: Knobs = {}): Promise<FakeServer> {
-  const s = { id, knobs, hits: [], headers: [], tailCloses: [] } as unknown as FakeServer;
+  const s = { id, knobs, hits: [], urls: [], statusHits: 0, headers: [], tailCloses: [] } as unknown as FakeServer;
   const server = createServer((req, res) => {
     const chunks: Buffer[] = [];
     req.on('data', (c: Buffer) => chunks.push(c));
@@ -285,9 +292,10 @@ test('read errors: trimmed with start, bad_offset, out_of_range', async (t) => {
 
 test('421 not_leader with a URL hint: the client switches and caches the leader', async (t) => {
   const log = new FakeLog();
-  const b = await startFake(t, log, 'b');
+  // Neither status names a leader (as right after an election), so the first append guesses.
+  const b = await startFake(t, log, 'b', { statusExtra: { role: 'follower' } });
   const a = await startFake(t, log, 'a', { notLeader: b.url });
-  const c = client(t, [a.url, b.url]);
+  const c = client(t, [a.url, b.url], { offload: false });
   const r = await c.append(Buffer.from('x'));
   t.is(r.offset, 0);
   t.is(c.leader, b.url);
@@ -384,7 +392,7 @@ test('a corrupted frame on one replica is read from the other, and the bad repli
   const good = await startFake(t, log, 'good');
   const reports: CorruptionReport[] = [];
   const c = client(t, [bad.url, good.url], { onCorruption: (r) => reports.push(r) });
-  const got = await collect(c.read(0));
+  const got = await collect(c.read(0, { server: bad.url }));
   t.deepEqual(got.map((e) => e.payload.toString()), ['payload-a', 'payload-b', 'payload-c']);
   t.deepEqual(reports, [{ offset: log.offsets[1], replica: bad.url, reason: 'checksum' }]);
   t.true(good.hits.includes('GET /v1/read'));
@@ -398,7 +406,7 @@ test('a corrupted frame with no intact replica throws checksum_mismatch naming t
   const c = client(t, [bad.url]);
   const seen: string[] = [];
   const e = await t.throwsAsync(async () => {
-    for await (const en of c.read(0)) seen.push(en.payload.toString());
+    for await (const en of c.read(0, { server: bad.url })) seen.push(en.payload.toString());
   }, { instanceOf: LogError });
   t.deepEqual(seen, ['fine'], 'entries before the bad one are delivered');
   t.is(e?.code, 'checksum_mismatch');
@@ -407,7 +415,7 @@ test('a corrupted frame with no intact replica throws checksum_mismatch naming t
 
   const bad2 = await startFake(t, log, 'bad2', { corruptAt: log.offsets[1] });
   const c2 = client(t, [bad.url, bad2.url]);
-  const e2 = await t.throwsAsync(collect(c2.read(0)), { instanceOf: LogError });
+  const e2 = await t.throwsAsync(collect(c2.read(0, { server: bad.url })), { instanceOf: LogError });
   t.is(e2?.code, 'checksum_mismatch');
   t.deepEqual(e2?.details.replicas, [bad.url, bad2.url]);
 });
@@ -469,7 +477,7 @@ test('tail: a corrupted frame is fetched intact from another replica', async (t)
   const reports: CorruptionReport[] = [];
   const c = client(t, [bad.url, good.url], { onCorruption: (r) => reports.push(r) });
   const seen: string[] = [];
-  for await (const e of c.tail(0)) {
+  for await (const e of c.tail(0, { server: bad.url })) {
     seen.push(e.payload.toString());
     if (seen.length === 3) break;
   }
@@ -592,7 +600,7 @@ test('parseFrames sanity: the fake serves whole frames', (t) => {
 test('offload: the payload is also PUT to the other servers under the same upload id (failures ignored)', async (t) => {
   const log = new FakeLog();
   const leader = await startFake(t, log, 'l');
-  const follower = await startFake(t, log, 'f');
+  const follower = await startFake(t, log, 'f', { statusExtra: { role: 'follower' } });
   const c = client(t, [leader.url, follower.url], { offload: true });
   const payload = new Uint8Array(Buffer.from('__copy me__')).subarray(2, 9);
   await c.append(payload);
@@ -601,4 +609,64 @@ test('offload: the payload is also PUT to the other servers under the same uploa
   t.deepEqual(follower.hits, [`PUT /v1/upload/${id}`]);
   t.is(follower.headers[0]['x-loglog-crc32c'], String(crc32c(payload)));
   t.is(log.frames[0].subarray(32, 39).toString(), 'copy me');
+});
+
+// ------------------------------------------------------------------ cluster discovery
+
+/** Three fakes of one cluster: n1 leads, each status lists every member as `peers`. */
+async function fakeCluster(t: ExecutionContext, log: FakeLog): Promise<FakeServer[]> {
+  const n1 = await startFake(t, log, 'n1');
+  const n2 = await startFake(t, log, 'n2', { notLeader: 'n1' });
+  const n3 = await startFake(t, log, 'n3', { notLeader: 'n1' });
+  const peers = [n1, n2, n3].map((n) => ({ id: n.id, url: n.url }));
+  for (const n of [n1, n2, n3]) n.knobs.statusExtra = { peers, leader: 'n1', leaderUrl: n1.url };
+  return [n1, n2, n3];
+}
+
+test('discovery: members and leader come from /v1/status; appends offload copies to every follower by default', async (t) => {
+  const log = new FakeLog();
+  const [n1, n2, n3] = await fakeCluster(t, log);
+  const c = client(t, [n2.url]);
+  t.deepEqual(await c.discover(), { members: [n1.url, n2.url, n3.url], leader: n1.url, discovered: true });
+  t.true(c.offloading);
+  const r = await c.append(Buffer.from('spread me'));
+  await c.close();
+  t.deepEqual(n1.hits, ['POST /v1/append'], 'straight to the leader, no 421 round trip');
+  const id = n1.headers[0]['x-loglog-upload-id'];
+  for (const f of [n2, n3]) t.deepEqual(f.hits, [`PUT /v1/upload/${id}`]);
+  t.is(c.lastAckedEnd, r.end);
+
+  const off = client(t, [n3.url], { offload: false });
+  await off.append(Buffer.from('no copies'));
+  await off.close();
+  t.deepEqual(n2.hits.length + n3.hits.length, 2, 'no uploads with offload: false');
+});
+
+test('reads are spread round robin; a follower is asked for minCommit = the last acknowledged end', async (t) => {
+  const log = new FakeLog();
+  const nodes = await fakeCluster(t, log);
+  const c = client(t, [nodes[0].url]);
+  const { end } = await c.append(Buffer.from('mine'), { acks: 'quorum' });
+  for (let i = 0; i < 6; i++) await c.end();
+  t.deepEqual(nodes.map((n) => n.hits.filter((h) => h === 'GET /v1/end').length), [2, 2, 2]);
+  for (let i = 0; i < 3; i++) t.deepEqual((await collect(c.read(0))).map((e) => e.payload.toString()), ['mine']);
+  for (const n of nodes) {
+    const reads = n.urls.filter((u) => u.pathname === '/v1/read');
+    t.is(reads.length, 1, `one read on ${n.id}`);
+    t.is(reads[0].searchParams.get('minCommit'), n === nodes[0] ? null : String(end), n.id);
+  }
+  // acks=leader is not a committed write: it does not raise the read-your-writes floor.
+  await c.append(Buffer.from('maybe'), { acks: 'leader' });
+  t.is(c.lastAckedEnd, end);
+});
+
+test('a single node listing no peers is the whole cluster: dead default addresses are dropped', async (t) => {
+  const log = new FakeLog();
+  const a = await startFake(t, log, 'a', { statusExtra: { peers: [] } });
+  const c = client(t, [a.url, 'http://127.0.0.1:1', 'http://127.0.0.1:2'], { retry: { retries: 0 } });
+  t.deepEqual((await c.discover()).members, [a.url]);
+  t.false(c.offloading);
+  await c.append(Buffer.from('x'));
+  for (let i = 0; i < 4; i++) t.is((await collect(c.read(0))).length, 1);
+  t.is(await c.end(), log.end);
 });
