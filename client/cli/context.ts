@@ -30,6 +30,11 @@ export class CliContext {
   private client: LogClient | null = null;
   /** Set by a command that wants a non-zero exit without an error message. */
   exitCode = 0;
+  /**
+   * How long the process lets the command wind down after the first Ctrl-C before it exits
+   * anyway (a second Ctrl-C exits at once). Commands that stop child processes raise it.
+   */
+  shutdownGraceMs = 2000;
 
   /** @param args the arguments after the program name (process.argv.slice(2)). */
   constructor(readonly args: readonly string[], readonly io: CliIO) {

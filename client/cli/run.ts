@@ -12,6 +12,7 @@ import { UsageError } from './args.ts';
 import * as append from './commands/append.ts';
 import * as read from './commands/read.ts';
 import * as admin from './commands/admin.ts';
+import * as dev from './commands/dev.ts';
 
 /**
  * Every command module, in help order. Each exports `register(cli, ctx)`.
@@ -24,7 +25,7 @@ export const COMMANDS: CommandModule[] = [
   read,
   admin,
   // sim,   <- `loglog sim`  (owned by sim/)
-  // dev,   <- `loglog dev`  (owned by server/)
+  dev,
 ];
 
 function version(): string {
@@ -47,6 +48,8 @@ export interface RunOptions {
   commands?: CommandModule[];
   /** Interrupts the running command (the process wires Ctrl-C to it). */
   signal?: AbortSignal;
+  /** Called with the invocation's context before the command runs (the process reads its shutdownGraceMs). */
+  onContext?: (ctx: CliContext) => void;
 }
 
 /**
@@ -55,13 +58,14 @@ export interface RunOptions {
  */
 export async function run(argv: string[] = process.argv, io: CliIO = processIO(), opts: RunOptions = {}): Promise<number> {
   const ctx = new CliContext(argv.slice(2), io);
+  opts.onContext?.(ctx);
   const commands = opts.commands ?? COMMANDS;
   if (opts.signal) {
     if (opts.signal.aborted) ctx.interrupt();
     else opts.signal.addEventListener('abort', () => ctx.interrupt(), { once: true });
   }
   const cli = cac('loglog');
-  cli.option('--server <urls>', 'Server URL(s), comma-separated (default: env LOGLOG_SERVERS, else http://127.0.0.1:7400)');
+  cli.option('--server <urls>', 'Server URL(s), comma-separated; the rest of the cluster is discovered (default: env LOGLOG_SERVERS, else http://127.0.0.1:7400,http://127.0.0.1:7401,http://127.0.0.1:7402)');
   for (const m of commands) m.register(cli, ctx);
   cli.help();
   cli.version(version());

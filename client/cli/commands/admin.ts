@@ -4,6 +4,7 @@
 import type { CAC } from 'cac';
 import { LogError } from '../../../spec/errors.ts';
 import type { ServerStatus } from '../../types.ts';
+import { normalizeServer } from '../../http.ts';
 import { UsageError } from '../args.ts';
 import type { CliContext } from '../context.ts';
 import { EXIT_SERVER } from '../errors.ts';
@@ -29,10 +30,17 @@ export function formatStatus(a: Answer): string {
   return `${lines.join('\n')}\n`;
 }
 
+/**
+ * Status of every member of the cluster (discovered from the configured servers), plus any
+ * configured server outside it that answers. A configured address nobody listens on that is
+ * not a member (e.g. the default 7401/7402 next to a single node on 7400) is left out.
+ */
 async function runStatus(ctx: CliContext, o: Record<string, unknown>): Promise<void> {
   const client = ctx.getClient({ retry: { retries: 1 } });
-  const servers = [...client.servers];
-  const answers: Answer[] = await Promise.all(
+  const { members } = await client.discover({ signal: ctx.signal });
+  const configured = ctx.servers().map(normalizeServer);
+  const servers = [...members, ...configured.filter((s) => !members.includes(s))];
+  const all: Answer[] = await Promise.all(
     servers.map(async (server): Promise<Answer> => {
       try {
         return { server, status: await client.status({ server, signal: ctx.signal }) };
@@ -45,6 +53,7 @@ async function runStatus(ctx: CliContext, o: Record<string, unknown>): Promise<v
       }
     }),
   );
+  const answers = all.filter((a) => members.includes(a.server) || !('error' in a));
   for (const a of answers) {
     if (o.json) {
       const line = 'error' in a ? { server: a.server, error: { code: a.error.code, message: a.error.message } } : { server: a.server, ...a.status };
@@ -76,7 +85,7 @@ export function register(cli: CAC, ctx: CliContext): void {
     .action((o: Record<string, unknown>) => runEnd(ctx, o));
 
   cli
-    .command('status', 'Show the status of every configured server (exit 2 if any is unreachable)')
+    .command('status', 'Show the status of every cluster member (exit 2 if any is unreachable)')
     .option('--json', 'One JSON object per server per line')
     .example('loglog status')
     .example('loglog status --json --server http://10.0.0.1:7400,http://10.0.0.2:7400')

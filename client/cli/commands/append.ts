@@ -68,7 +68,7 @@ async function run(ctx: CliContext, o: Record<string, unknown>): Promise<void> {
   const file = ctx.raw('file');
   const input: AsyncIterable<Buffer | string> = file !== undefined && file !== '-' ? createReadStream(file) : ctx.io.stdin;
 
-  const client = ctx.getClient();
+  const client = ctx.getClient(o.offload === false ? { offload: false } : {});
   const summary: AppendSummary = { entries: 0, records: 0, bytes: 0, first: null, last: null };
   const noteOffset = (offset: number) => {
     if (summary.first === null || offset < summary.first) summary.first = offset;
@@ -127,7 +127,7 @@ async function run(ctx: CliContext, o: Record<string, unknown>): Promise<void> {
 }
 
 export function register(cli: CAC, ctx: CliContext): void {
-  cli
+  const cmd = cli
     .command('append', 'Append records from stdin (one per line) or a file, batched into entries')
     .option('--file <path>', 'Read records from this file instead of stdin')
     .option('--raw', 'Append the whole input as one entry, as is (no envelope, no line splitting)')
@@ -136,8 +136,11 @@ export function register(cli: CAC, ctx: CliContext): void {
     .option('--batch-bytes <size>', 'Largest batch (entry) size, e.g. 256KiB (default 1MiB)')
     .option('--max-in-flight <n>', 'Appends outstanding at once (default 1: input order is kept; more is faster but batches may land out of order)')
     .option('--digest <algo>', 'Add a SHA-256 digest to each batch (sha256)')
+    .option('--no-offload', 'Do not upload copies of the entries to the followers (they fetch each one from the leader)')
     .example('printf "a\\nb\\nc\\n" | loglog append')
     .example('loglog append --file events.ndjson --acks all --batch-bytes 256KiB')
     .example('loglog append --raw < image.png')
     .action((o: Record<string, unknown>) => run(ctx, o));
+  // cac gives negated flags a default of true and prints it; "offload" means "the client's default".
+  for (const opt of cmd.options) if (opt.name === 'offload') delete opt.config.default;
 }
