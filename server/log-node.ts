@@ -19,6 +19,8 @@ import { UploadBuffer } from './upload-buffer.ts';
 /** What the node needs from the cluster transport (none for a cluster of one). */
 export interface PeerTransport {
   send(to: NodeId, msg: Message): void;
+  /** Message bytes sent to peers so far (for `/v1/status`), if the transport counts them. */
+  readonly stats?: { messageBytes: number };
   /** Payload bytes of a placed frame at a peer (written, not necessarily committed). */
   fetchPayload(peer: NodeId, meta: EntryMeta): Promise<Buffer>;
   /** Committed frames [start, to) from a peer, in chunks, each a buffer of whole frames. */
@@ -55,6 +57,12 @@ export class LogNode extends EventEmitter {
   private retentionTimer: NodeJS.Timeout | null = null;
   private closed = false;
   private readonly t0 = performance.now();
+  /** Payload bytes of client appends this node received complete as leader (for `/v1/status`). */
+  appendedBytes = 0;
+  /** Payload bytes peers fetched from this node (`/v1/peer/payload`). */
+  peerPayloadBytes = 0;
+  /** Frame bytes peers copied from this node to catch up (reads marked `x-loglog-peer`). */
+  peerCopyBytes = 0;
 
   private constructor(readonly config: NodeConfig, log: SegmentLog, replica: Replica) {
     super();
@@ -312,6 +320,20 @@ export class LogNode extends EventEmitter {
       members: r.config.members,
       leaderUrl: this.peerUrl(r.leader),
       peers: this.config.peers,
+      traffic: this.traffic(),
+    };
+  }
+
+  /**
+   * Byte counters since start: client payload appended here as leader, and everything sent
+   * to peers (the leader's egress, which client-offloaded replication keeps near zero).
+   */
+  traffic(): { appendedBytes: number; peerSentBytes: number; peerMessageBytes: number; peerPayloadBytes: number; peerCopyBytes: number } {
+    const messages = this.transport?.stats?.messageBytes ?? 0;
+    return {
+      appendedBytes: this.appendedBytes,
+      peerSentBytes: messages + this.peerPayloadBytes + this.peerCopyBytes,
+      peerMessageBytes: messages, peerPayloadBytes: this.peerPayloadBytes, peerCopyBytes: this.peerCopyBytes,
     };
   }
 

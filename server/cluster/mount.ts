@@ -24,6 +24,7 @@ export function mountCluster(node: LogNode, api: ApiServer, config: NodeConfig, 
     const payload = await node.readPayload(parseOffset('offset', q.get('offset')), parseOffset('length', q.get('length')), parseOffset('term', q.get('term')));
     res.writeHead(200, { 'content-type': 'application/octet-stream', 'content-length': payload.length });
     res.end(payload);
+    node.peerPayloadBytes += payload.length;
   });
   transport.start();
   return transport;

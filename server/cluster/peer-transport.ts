@@ -44,7 +44,7 @@ export class WsPeerTransport implements PeerTransport {
   private links = new Map<NodeId, Link>();
   private wss = new WebSocketServer({ noServer: true, perMessageDeflate: false, maxPayload: 64 * 1024 * 1024 });
   private closed = false;
-  /** Bytes this node sent to peers on the message channel and as fetched payloads. */
+  /** Messages this node sent to peers on the channel (bytes include the WebSocket framing). */
   readonly stats = { messageBytes: 0, messages: 0, dropped: 0 };
 
   constructor(private readonly opts: PeerTransportOptions) {
@@ -123,7 +123,9 @@ export class WsPeerTransport implements PeerTransport {
     const ws = this.links.get(to)?.ws;
     if (!ws || ws.readyState !== WebSocket.OPEN || ws.bufferedAmount > HIGH_WATER) { this.stats.dropped++; return; }
     const data = JSON.stringify(msg);
-    this.stats.messageBytes += Buffer.byteLength(data);
+    const n = Buffer.byteLength(data);
+    // + the frame header of a masked (client-side) WebSocket frame
+    this.stats.messageBytes += n + (n < 126 ? 6 : n < 65536 ? 8 : 14);
     this.stats.messages++;
     ws.send(data);
   }
@@ -146,7 +148,10 @@ export class WsPeerTransport implements PeerTransport {
     if (!link) throw new Error(`unknown peer ${peer}`);
     let at = start;
     while (at < to) {
-      const r = await link.pool.request({ method: 'GET', path: `/v1/read?offset=${at}&limit=${COPY_CHUNK}`, headersTimeout: 10_000, bodyTimeout: 60_000 });
+      const r = await link.pool.request({
+        method: 'GET', path: `/v1/read?offset=${at}&limit=${COPY_CHUNK}`, headersTimeout: 10_000, bodyTimeout: 60_000,
+        headers: { 'x-loglog-peer': this.opts.self }, // only so the serving node counts its egress to peers
+      });
       const body = Buffer.from(await r.body.arrayBuffer());
       if (r.statusCode !== 200) throw new Error(`peer ${peer} answered ${r.statusCode} reading at ${at}: ${body.toString().slice(0, 200)}`);
       if (body.length === 0) break;

@@ -106,7 +106,7 @@ export function handleAppend(node: LogNode, req: IncomingMessage, res: ServerRes
     flush();
     finished = true;
     Promise.all(writes).then(
-      () => node.bodyDone(reqId, true, running),
+      () => { node.appendedBytes += length; node.bodyDone(reqId, true, running); },
       () => node.bodyDone(reqId, false, 0),
     );
   });

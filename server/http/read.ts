@@ -35,4 +35,6 @@ export async function handleRead(node: LogNode, req: IncomingMessage, res: Serve
     'x-loglog-next': next,
   });
   res.end(data);
+  // A peer catching up (peer-transport copyFrames) says so; its bytes count as egress to peers.
+  if (req.headers['x-loglog-peer'] !== undefined) node.peerCopyBytes += data.length;
 }
