@@ -291,7 +291,7 @@ async function runDev(ctx: CliContext, o: Record<string, unknown>): Promise<void
   const server = isDefault ? '' : ` --server ${urls.join(',')}`;
   const lines = [
     `${n} node${n === 1 ? '' : 's'} up; leader ${leader.id} at ${leader.url}`,
-    ...cluster.nodes.map((x) => `  ${x.id.padEnd(width)}  ${x.url}  ${x === leader ? 'leader' : 'follower'}  data ${x.dataDir}`),
+    ...cluster.nodes.map((x) => `  ${x.id.padEnd(width)}  ${x.url}  ${(x === leader ? 'leader' : 'follower').padEnd(8)}  pid ${x.proc.pid}  data ${x.dataDir}`),
     `  cluster secret in ${cluster.secretFile}`,
     'try, in another terminal:',
     `  seq 1 5 | npx loglog append${server}`,
