@@ -464,7 +464,9 @@ export class LogClient {
     const end = typeof fate.end === 'number' ? fate.end : offset + frameSize(length);
     if (typeof fate.term === 'number') return { offset, end, term: fate.term };
     // The fate answer has no term: read it from the entry's header (and check it is ours).
-    const res = await this.transport.request(server, { method: 'GET', path: '/v1/read', query: { offset, limit: 1 }, signal });
+    const res = await this.transport.request(server, {
+      method: 'GET', path: '/v1/read', query: { offset, limit: 1, minCommit: end, wait: MIN_COMMIT_WAIT_MS }, signal, longPollMs: MIN_COMMIT_WAIT_MS,
+    });
     const h = decodeHeader(res.body, 0);
     if (!h.ok || h.header.length !== length || h.header.crc !== crc) {
       throw new LogError('internal', `fate says offset ${offset} holds the append, but the entry there does not match it`, { offset, server });
@@ -479,9 +481,10 @@ export class LogClient {
    * earlier entry). Yields data entries only (noop/config/aborted are skipped unless `all`).
    * Without `follow`, stops at the commit end seen by the first request (or `to`).
    *
-   * Each call reads from one replica (the next in round robin, moving on if it fails). A
-   * non-leader is asked to answer only once it has committed this client's acknowledged
-   * appends, and `from` itself (so a lagging follower does not answer "out of range").
+   * Each call reads from one replica (the next in round robin, moving on if it fails). The
+   * replica is asked (`minCommit`) to answer only once it serves this client's acknowledged
+   * appends and `from` itself, so a lagging replica waits (or the read moves on) instead of
+   * answering "nothing there" or "out of range".
    *
    * @throws LogError `trimmed` (details.start), `bad_offset`, `out_of_range`,
    *   `checksum_mismatch` (details.offset, details.replica) when no replica serves good bytes.
@@ -522,8 +525,10 @@ export class LogClient {
   ): Promise<Chunk> {
     try {
       return await this.withRetry('read', q.signal, q.pinned, (server) => {
-        // A non-leader may lag: make it wait until it has committed our writes and `offset`.
-        const min = this.leaderKnown && server === this.leaderUrl ? q.userMin : Math.max(q.mustSee, offset) || undefined;
+        // Any replica may lag, the leader too (followers holding the client's copies can
+        // commit an entry before the leader has written its own frame): have it answer only
+        // once it serves our acknowledged writes and `offset` itself.
+        const min = Math.max(q.mustSee, offset) || undefined;
         let wait = q.wait;
         if (wait === undefined && min !== undefined && min > offset) wait = MIN_COMMIT_WAIT_MS;
         return this.fetchChunk(server, offset, { limit: q.limit, wait, minCommit: min, signal: q.signal });

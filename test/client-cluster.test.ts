@@ -1,0 +1,175 @@
+/**
+ * The SDK and CLI against real 3-node clusters (real loglogd processes on loopback, temp
+ * dirs): client-offloaded appends and the leader's egress, reads spread over replicas with
+ * read-your-writes, a corrupt replica reported by name, ack levels end to end (a stopped
+ * follower holds `all` but not `quorum`), linearizable end, and appends across a failover.
+ */
+import test from 'ava';
+import { openSync, readSync, writeSync, closeSync } from 'node:fs';
+import { join } from 'node:path';
+import { randomBytes } from 'node:crypto';
+import { PassThrough } from 'node:stream';
+import { LogClient } from '../client/log-client.ts';
+import { LogError } from '../spec/errors.ts';
+import { HEADER_SIZE } from '../spec/frame.ts';
+import type { CorruptionReport, Entry } from '../client/types.ts';
+import { run } from '../client/cli/run.ts';
+import { Cluster, type ClusterNode } from './helpers/cluster.ts';
+
+interface Traffic { appendedBytes: number; peerSentBytes: number; peerMessageBytes: number; peerPayloadBytes: number; peerCopyBytes: number }
+
+async function traffic(n: ClusterNode): Promise<Traffic> {
+  const st = (await n.status()) as unknown as { traffic: Traffic } | null;
+  if (!st) throw new Error(`${n.id} did not answer /v1/status`);
+  return st.traffic;
+}
+
+async function collect(it: AsyncIterable<Entry>): Promise<Entry[]> {
+  const out: Entry[] = [];
+  for await (const e of it) out.push(e);
+  return out;
+}
+
+function client(t: { teardown(fn: () => unknown): void }, servers: string[], extra: ConstructorParameters<typeof LogClient>[0] = {}): LogClient {
+  const c = new LogClient({ servers, ...extra });
+  t.teardown(() => c.close());
+  return c;
+}
+
+/** Runs the CLI in-process; resolves with its exit code and output. */
+async function cli(args: string[], stdin = ''): Promise<{ code: number; out: string; err: string }> {
+  const input = new PassThrough();
+  input.end(stdin);
+  const out: Buffer[] = [];
+  const err: Buffer[] = [];
+  const sink = (into: Buffer[]) => {
+    const s = new PassThrough();
+    s.on('data', (d: Buffer) => into.push(d));
+    return s;
+  };
+  const code = await run(['node', 'loglog', ...args], { stdin: input, stdout: sink(out), stderr: sink(err), env: {} });
+  return { code, out: Buffer.concat(out).toString(), err: Buffer.concat(err).toString() };
+}
+
+test.serial('offloaded appends: followers take the client copies, the leader serves no payload; without offload followers fetch', async (t) => {
+  const c = await Cluster.start(t);
+  const leader = await c.waitLeader();
+  const follower = c.nodes.find((n) => n !== leader)!;
+  // Seeded with one follower only: the client discovers the members and the leader.
+  const sdk = client(t, [follower.url]);
+  const view = await sdk.discover();
+  t.deepEqual([...view.members].sort(), c.nodes.map((n) => n.url).sort());
+  t.is(view.leader, leader.url);
+  t.true(sdk.offloading, 'offload is the default with several members');
+
+  const before = await traffic(leader);
+  const payloads = Array.from({ length: 40 }, () => randomBytes(1024));
+  for (const p of payloads) await sdk.append(p);
+  const end = await c.waitConverged();
+  const after = await traffic(leader);
+  const appended = after.appendedBytes - before.appendedBytes;
+  const served = after.peerPayloadBytes - before.peerPayloadBytes;
+  t.log(`offload: ${appended} payload bytes appended, ${served} payload bytes served to peers, ${after.peerMessageBytes - before.peerMessageBytes} message bytes`);
+  t.is(appended, 40 * 1024);
+  t.true(served <= appended * 0.1, `followers fetched ${served} of ${appended} bytes from the leader`);
+  c.compareSegments(end);
+
+  // Without offload every follower fetches every payload from the leader.
+  const plain = client(t, [leader.url], { offload: false });
+  t.false(plain.offloading);
+  for (let i = 0; i < 5; i++) await plain.append(randomBytes(1024));
+  const end2 = await c.waitConverged();
+  const fetched = (await traffic(leader)).peerPayloadBytes - after.peerPayloadBytes;
+  t.true(fetched >= 2 * 5 * 1024, `followers fetched ${fetched} bytes`);
+  c.compareSegments(end2);
+});
+
+test.serial('reads spread over replicas see the client\'s own writes; linearizable end at the leader; a corrupt replica is named', async (t) => {
+  const c = await Cluster.start(t);
+  const leader = await c.waitLeader();
+  const sdk = client(t, c.nodes.map((n) => n.url));
+  const written: { offset: number; end: number; payload: Buffer }[] = [];
+  // Each read goes to the next replica; a follower must not answer before it has committed
+  // the append this client just had acknowledged.
+  for (let i = 0; i < 30; i++) {
+    const payload = Buffer.from(`entry ${i} ${randomBytes(8).toString('hex')}`);
+    const r = await sdk.append(payload);
+    written.push({ ...r, payload });
+    const got = await collect(sdk.read(r.offset));
+    t.deepEqual(got.map((e) => e.payload.toString()), [payload.toString()], `read ${i} sees its own write`);
+  }
+  const last = written[written.length - 1];
+  t.is(sdk.lastAckedEnd, last.end);
+  t.true((await sdk.end({ linearizable: true })) >= last.end);
+  // The CLI, pointed at a follower, asks the leader.
+  const follower = c.nodes.find((n) => n !== leader)!;
+  const lin = await cli(['end', '--linearizable', '--server', follower.url]);
+  t.is(lin.code, 0, lin.err);
+  t.is(Number(lin.out), (await leader.status())!.commit);
+  await c.waitConverged();
+
+  // Flip one payload byte of a committed entry in the follower's segment file.
+  const victim = written[7];
+  const seg = join(follower.dataDir, `${'0'.repeat(16)}.seg`);
+  const fd = openSync(seg, 'r+');
+  const b = Buffer.alloc(1);
+  readSync(fd, b, 0, 1, victim.offset + HEADER_SIZE);
+  b[0] ^= 0xff;
+  writeSync(fd, b, 0, 1, victim.offset + HEADER_SIZE);
+  closeSync(fd);
+  const reports: CorruptionReport[] = [];
+  const reader = client(t, c.nodes.map((n) => n.url), { onCorruption: (r) => reports.push(r) });
+  const got = await collect(reader.read(written[0].offset, { server: follower.url }));
+  t.deepEqual(got.map((e) => e.payload.toString()), written.map((w) => w.payload.toString()), 'the bad entry is read intact from another replica');
+  t.deepEqual(reports, [{ offset: victim.offset, replica: follower.url, reason: 'checksum' }]);
+});
+
+test.serial('ack levels end to end: with a follower stopped, quorum and leader acks answer, all waits for it', async (t) => {
+  const c = await Cluster.start(t);
+  const leader = await c.waitLeader();
+  const sdk = client(t, c.nodes.map((n) => n.url));
+  await sdk.append(Buffer.from('warm up'), { acks: 'all' });
+  const bad = await t.throwsAsync(sdk.append(Buffer.from('x'), { acks: 'some' as 'all' }), { instanceOf: LogError });
+  t.is(bad?.code, 'bad_request', 'the server reads the ack level');
+
+  const stopped = c.nodes.find((n) => n !== leader)!;
+  stopped.proc!.kill('SIGSTOP');
+  t.teardown(() => { if (stopped.alive) stopped.proc!.kill('SIGCONT'); });
+  let allDone = false;
+  const all = sdk.append(Buffer.from('needs everyone'), { acks: 'all' }).then((r) => { allDone = true; return r; });
+  const q = await sdk.append(Buffer.from('needs a majority'), { acks: 'quorum' });
+  const l = await sdk.append(Buffer.from('needs the leader'), { acks: 'leader' });
+  t.false(allDone, 'acks=all is still waiting for the stopped follower');
+  stopped.proc!.kill('SIGCONT');
+  const a = await all;
+  t.true(a.offset < q.offset && q.offset < l.offset);
+
+  const cliAll = await cli(['append', '--acks', 'all', '--server', c.nodes.map((n) => n.url).join(',')], 'one\ntwo\n');
+  t.is(cliAll.code, 0, cliAll.err);
+  t.like(JSON.parse(cliAll.out), { records: 2 });
+  const cliBad = await cli(['append', '--acks', 'most', '--server', leader.url], 'x\n');
+  t.is(cliBad.code, 1);
+  t.regex(cliBad.err, /--acks must be one of leader, quorum, all/);
+});
+
+test.serial('across a failover (leader killed -9) appends retry onto the new leader, each entry exactly once', async (t) => {
+  const c = await Cluster.start(t);
+  const leader = await c.waitLeader();
+  const sdk = client(t, c.nodes.map((n) => n.url), { retry: { retries: 12, minDelayMs: 25, maxDelayMs: 1000 } });
+  const payloads = Array.from({ length: 30 }, (_, i) => Buffer.from(`failover ${i} ${randomBytes(6).toString('hex')}`));
+  for (const p of payloads.slice(0, 10)) await sdk.append(p);
+  // Appends in flight while the leader dies: their replies are lost; the client asks their
+  // fate (upload id) on the new leader before sending again.
+  const inFlight = payloads.slice(10).map((p) => sdk.append(p));
+  await leader.kill();
+  const results = await Promise.allSettled(inFlight);
+  const failed = results.filter((r) => r.status === 'rejected');
+  t.is(failed.length, 0, failed.map((f) => String((f as PromiseRejectedResult).reason)).join('; '));
+  const next = await c.waitLeader();
+  t.not(next.id, leader.id);
+  t.is(sdk.leader, next.url);
+  await c.waitConverged();
+  const all = await collect(sdk.read(0));
+  const seen = all.map((e) => e.payload.toString());
+  for (const p of payloads) t.is(seen.filter((s) => s === p.toString()).length, 1, `${p} once`);
+});
