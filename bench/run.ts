@@ -3,10 +3,12 @@
  * readable report on stderr and, as its last line on stdout, one JSON object of figures.
  */
 import { benchSingle } from './single.ts';
+import { benchCluster } from './cluster.ts';
 
 const [which = 'single', ...rest] = process.argv.slice(2);
 const benches: Record<string, (argv: string[]) => Promise<Record<string, unknown>>> = {
   single: benchSingle,
+  cluster: benchCluster,
   sim: async (argv) => (await import('./sim.ts')).benchSim(argv),
 };
 const run = benches[which];

@@ -12,6 +12,7 @@ import { mkdtemp, rm, open as openFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { LogClient, Producer } from '../client/index.ts';
+import type { LogClientOptions } from '../client/index.ts';
 import { SegmentLog } from '../server/storage/segment-log.ts';
 import { Kind, crc32c, encodeFrame, frameSize } from '../spec/frame.ts';
 import { percentile, say, flag } from './util.ts';
@@ -28,25 +29,33 @@ export async function startDaemon(dataDir: string, args: string[] = []): Promise
   return { url, stop: async () => { proc.kill('SIGINT'); await new Promise((r) => proc.once('exit', r)); } };
 }
 
-/** Baseline: write `size`-byte blocks sequentially, fdatasync after each, for `ms`. */
-async function baseline(dir: string, size: number, totalBytes: number): Promise<{ mbps: number; syncsPerSec: number }> {
+/**
+ * Baseline: write `size`-byte blocks sequentially, fdatasync after each, until `totalBytes`.
+ * Also the latency of each write + fdatasync (p50/p99, ms).
+ */
+export async function baseline(dir: string, size: number, totalBytes: number): Promise<{ mbps: number; syncsPerSec: number; p50: number; p99: number }> {
   const fh = await openFile(join(dir, 'baseline.bin'), 'w+');
   const block = Buffer.alloc(size, 0x5a);
+  const lat: number[] = [];
   const t0 = performance.now();
   let pos = 0, n = 0;
   while (pos < totalBytes) {
+    const t1 = performance.now();
     await fh.write(block, 0, block.length, pos);
     await fh.datasync();
+    lat.push(performance.now() - t1);
     pos += block.length;
     n++;
   }
   const s = (performance.now() - t0) / 1000;
   await fh.close();
-  return { mbps: pos / s / 1e6, syncsPerSec: n / s };
+  lat.sort((a, b) => a - b);
+  return { mbps: pos / s / 1e6, syncsPerSec: n / s, p50: percentile(lat, 0.5), p99: percentile(lat, 0.99) };
 }
 
-async function producerRun(url: string, records: number, recordSize: number): Promise<{ recordsPerSec: number; mbps: number; p50: number; p99: number; entries: number; avgEntryBytes: number }> {
-  const client = new LogClient({ servers: [url] });
+/** `records` records of `recordSize` bytes through a Producer (linger 2 ms, 1 MiB batches, 4 in flight). */
+export async function producerRun(servers: string | string[], records: number, recordSize: number, clientOpts: Omit<LogClientOptions, 'servers'> = {}): Promise<{ recordsPerSec: number; mbps: number; p50: number; p99: number; entries: number; avgEntryBytes: number }> {
+  const client = new LogClient({ ...clientOpts, servers: Array.isArray(servers) ? servers : [servers] });
   const producer = new Producer({ client, lingerMs: 2, maxBatchBytes: 1024 * 1024, maxInFlight: 4 });
   const record = Buffer.alloc(recordSize, 0x42);
   const latencies = new Float64Array(records);

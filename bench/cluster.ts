@@ -1,0 +1,114 @@
+/**
+ * Cluster benchmark: three real loglogd processes on loopback (temp dirs), acks at `quorum`
+ * (committed: fdatasync'ed on a majority), appends offloaded by the client.
+ *
+ * 1. 1 KiB records through the Producer: records/s, MB/s, ack latency p50/p99, and the
+ *    leader's egress ratio: bytes it sent to peers / payload bytes appended (from the
+ *    leader's `/v1/status` `traffic`, before and after; target <= 0.02).
+ * 2. Single 1 KiB appends, one at a time: latency p50/p99 (target p50 <= 1.5 ms).
+ * 3. This machine's baseline, measured in the same run (bench/single.ts): sequential writes
+ *    of the Producer's average entry size with fdatasync after each, and the latency of one
+ *    1 KiB write + fdatasync.
+ *
+ *   npm run bench -- cluster [--records 200000] [--singles 2000] [--no-offload] [--profile DIR]
+ *
+ * `--profile DIR` runs the nodes with `--cpu-prof` and writes their profiles (and the
+ * benchmark process's, if run with `node --cpu-prof`) to DIR.
+ */
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { request } from 'undici';
+import { LogClient } from '../client/index.ts';
+import { freePortRange, startLocalCluster, type LocalNode } from '../client/cli/commands/dev.ts';
+import { baseline, producerRun } from './single.ts';
+import { flag, percentile, say } from './util.ts';
+
+interface Traffic { appendedBytes: number; peerSentBytes: number; peerMessageBytes: number; peerPayloadBytes: number; peerCopyBytes: number }
+
+async function traffic(node: LocalNode): Promise<Traffic> {
+  const r = await request(`${node.url}/v1/status`);
+  const st = (await r.body.json()) as { traffic?: Traffic };
+  if (!st.traffic) throw new Error(`${node.id}: /v1/status has no traffic counters`);
+  return st.traffic;
+}
+
+function delta(a: Traffic, b: Traffic): Traffic {
+  return {
+    appendedBytes: b.appendedBytes - a.appendedBytes, peerSentBytes: b.peerSentBytes - a.peerSentBytes,
+    peerMessageBytes: b.peerMessageBytes - a.peerMessageBytes, peerPayloadBytes: b.peerPayloadBytes - a.peerPayloadBytes,
+    peerCopyBytes: b.peerCopyBytes - a.peerCopyBytes,
+  };
+}
+
+async function singleAppends(servers: string[], n: number, size: number, offload: boolean): Promise<{ p50: number; p99: number; mean: number }> {
+  const client = new LogClient({ servers, acks: 'quorum', offload: offload ? undefined : false });
+  const payload = Buffer.alloc(size, 0x61);
+  for (let i = 0; i < 50; i++) await client.append(payload); // warm up connections and the JIT
+  const lat = new Float64Array(n);
+  for (let i = 0; i < n; i++) {
+    const t0 = performance.now();
+    await client.append(payload);
+    lat[i] = performance.now() - t0;
+  }
+  await client.close();
+  const sorted = Array.from(lat).sort((a, b) => a - b);
+  return { p50: percentile(sorted, 0.5), p99: percentile(sorted, 0.99), mean: sorted.reduce((x, y) => x + y, 0) / n };
+}
+
+export async function benchCluster(argv: string[]): Promise<Record<string, unknown>> {
+  const records = Number(flag(argv, '--records', '200000'));
+  const singles = Number(flag(argv, '--singles', '2000'));
+  const offload = !argv.includes('--no-offload');
+  const profileDir = argv.includes('--profile') ? resolve(flag(argv, '--profile', 'profiles')) : null;
+  const recordSize = 1024;
+  const work = await mkdtemp(join(tmpdir(), 'loglog-bench-cluster-'));
+  const first = await freePortRange(3);
+  const ports = [first, first + 1, first + 2];
+  const cluster = await startLocalCluster({
+    nodes: 3, dataDir: join(work, 'data'), ports,
+    nodeArgs: profileDir ? ['--cpu-prof', '--cpu-prof-dir', profileDir] : [],
+    onLine: (id, line) => { if (/warning|fatal|error/i.test(line)) say(`  [${id}] ${line}`); },
+  });
+  try {
+    const leader = await cluster.waitForLeader();
+    const servers = cluster.nodes.map((n) => n.url);
+    say(`cluster: 3 loglogd processes on 127.0.0.1:${ports[0]}-${ports[2]}, leader ${leader.id}; acks quorum (fdatasync on a majority), offload ${offload ? 'on' : 'off'}`);
+
+    say(`producer: ${records} records of ${recordSize} B (linger 2 ms, 1 MiB batches, 4 in flight)`);
+    const t0 = await traffic(leader);
+    const run = await producerRun(servers, records, recordSize, { acks: 'quorum', offload: offload ? undefined : false });
+    const eg = delta(t0, await traffic(leader));
+    const egress = eg.peerSentBytes / Math.max(1, eg.appendedBytes);
+    say(`  loglog:   ${run.recordsPerSec.toFixed(0)} records/s, ${run.mbps.toFixed(1)} MB/s, ack p50 ${run.p50.toFixed(2)} ms, p99 ${run.p99.toFixed(2)} ms (${run.entries} entries of ~${(run.avgEntryBytes / 1024).toFixed(0)} KiB)`);
+    say(`  leader egress: ${eg.peerSentBytes} B to peers (messages ${eg.peerMessageBytes}, payloads ${eg.peerPayloadBytes}, catch-up ${eg.peerCopyBytes}) for ${eg.appendedBytes} B appended: ratio ${egress.toFixed(4)} (target <= 0.02)`);
+
+    say(`single appends: ${singles} appends of ${recordSize} B, one at a time`);
+    const one = await singleAppends(servers, singles, recordSize, offload);
+    say(`  loglog:   p50 ${one.p50.toFixed(2)} ms, p99 ${one.p99.toFixed(2)} ms, mean ${one.mean.toFixed(2)} ms (target p50 <= 1.5 ms)`);
+
+    const codes = await cluster.stop();
+    if (codes.some((c) => c !== 0)) say(`  note: node exit codes ${codes.join(', ')}`);
+
+    const base = await baseline(work, Math.round(run.avgEntryBytes), Math.min(records * recordSize, 256 * 1024 * 1024));
+    const base1k = await baseline(work, recordSize, 4 * 1024 * 1024);
+    say(`baseline (this machine, same run): ${base.mbps.toFixed(1)} MB/s writing ${(run.avgEntryBytes / 1024).toFixed(0)} KiB blocks with fdatasync each; one 1 KiB write + fdatasync p50 ${base1k.p50.toFixed(2)} ms, p99 ${base1k.p99.toFixed(2)} ms`);
+    const ratio = run.mbps / base.mbps;
+    say(`  ratio loglog cluster/baseline: ${ratio.toFixed(2)} MB/s; single append p50 = ${(one.p50 / base1k.p50).toFixed(1)} x one fdatasync`);
+    if (profileDir) say(`CPU profiles in ${profileDir}`);
+    return {
+      bench: 'cluster', nodes: 3, acks: 'quorum', offload, records, recordBytes: recordSize,
+      recordsPerSec: Math.round(run.recordsPerSec), mbPerSec: +run.mbps.toFixed(1),
+      ackP50Ms: +run.p50.toFixed(2), ackP99Ms: +run.p99.toFixed(2),
+      entries: run.entries, avgEntryBytes: Math.round(run.avgEntryBytes),
+      leaderPeerBytes: eg.peerSentBytes, leaderPeerPayloadBytes: eg.peerPayloadBytes, leaderPeerMessageBytes: eg.peerMessageBytes,
+      appendedBytes: eg.appendedBytes, egressRatio: +egress.toFixed(4), egressTarget: 0.02,
+      singles, singleP50Ms: +one.p50.toFixed(3), singleP99Ms: +one.p99.toFixed(3), singleP50TargetMs: 1.5,
+      baselineMbPerSec: +base.mbps.toFixed(1), ratioToBaseline: +ratio.toFixed(2),
+      baselineSync1KiBP50Ms: +base1k.p50.toFixed(3), baselineSync1KiBP99Ms: +base1k.p99.toFixed(3),
+    };
+  } finally {
+    await cluster.stop();
+    await rm(work, { recursive: true, force: true });
+  }
+}
