@@ -5,7 +5,7 @@
  */
 import test from 'ava';
 import { Cluster } from './helpers/cluster.ts';
-import { AppendLoad, History, TailReader, verifyCluster } from './helpers/history.ts';
+import { AppendLoad, History, startWorkload, verifyCluster } from './helpers/history.ts';
 import { until } from './helpers/cluster.ts';
 
 const MB = 1024 * 1024;
@@ -37,8 +37,8 @@ const behindBy100MB = test.macro(async (t, restartOthers: boolean) => {
   t.log(`appended ${(bulk.bytesOk / MB).toFixed(1)} MB in ${bulk.ok} entries in ${Date.now() - t0} ms; leader end ${behind.end}, ${lagging.id} stopped at ${left}`);
 
   // Restart the lagging node under a light load and time its catch-up.
-  const light = new AppendLoad(cluster, history, { name: 'light', clients: 2 }).start();
-  const reader = new TailReader(cluster, history).start();
+  const work = startWorkload(cluster, history, { name: 'light', clients: 2 });
+  const light = work.load;
   const restartedAt = Date.now();
   try {
     await lagging.start();
@@ -49,8 +49,7 @@ const behindBy100MB = test.macro(async (t, restartOthers: boolean) => {
     t.log(`${lagging.id} caught up ${(behind.end / MB).toFixed(1)} MB in ${Date.now() - restartedAt} ms`);
     await light.waitMore(100);
   } finally {
-    await light.stop();
-    await reader.stop();
+    await work.stop();
   }
   const { end } = await verifyCluster(t, cluster, history, { convergeMs: 60_000 });
   t.true(end > behind.end);

@@ -135,6 +135,15 @@ export class ClusterNode {
     await this.exited;
   }
 
+  /** SIGSTOP: the process freezes (a long GC pause, a stalled VM) until `resume`. */
+  pause(): void {
+    if (this.alive) this.proc!.kill('SIGSTOP');
+  }
+
+  resume(): void {
+    if (this.alive) this.proc!.kill('SIGCONT');
+  }
+
   /** kill -9 (if running), then start again on the same data directory and port. */
   async restart(): Promise<void> {
     await this.kill();

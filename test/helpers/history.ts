@@ -21,6 +21,8 @@ import { type Cluster, type ClusterNode, dataEntries, until } from './cluster.ts
 
 export class History {
   readonly ops: HistoryOp[] = [];
+  /** The node each append was sent to (not part of the history format). */
+  readonly sentTo = new Map<AppendOp, string>();
   private readonly t0 = performance.now();
 
   now(): number {
@@ -80,26 +82,40 @@ export interface LoadOptions {
   name?: string;
   /** Upload copies to the followers (default true). */
   upload?: boolean;
+  /**
+   * Chance that an append skips its upload to one follower (default 0.1), so that
+   * followers also fetch payloads from peers while faults happen.
+   */
+  skipUpload?: number;
   /** Only these nodes are ever sent appends (default: whichever leads). */
   target?: () => ClusterNode | null;
 }
 
 type Outcome = { result: 'ok' | 'fail' | 'unknown'; offset: number | null; leaderHint: string | null; error?: string };
 
+const uploadsInFlight = new Map<ClusterNode, number>();
+
 const appendAgent = new Agent({ connections: 64, keepAliveTimeout: 2000, connect: { timeout: 2000 } });
 
 /** One append with upload copies; the outcome as the history records it. */
-export async function appendOnce(cluster: Cluster, history: History, client: string, leader: ClusterNode, payload: Buffer, opts: { upload?: boolean; timeoutMs?: number } = {}): Promise<AppendOp & { leaderHint: string | null; error?: string }> {
+export async function appendOnce(cluster: Cluster, history: History, client: string, leader: ClusterNode, payload: Buffer, opts: { upload?: boolean; skipUpload?: number; timeoutMs?: number } = {}): Promise<AppendOp & { leaderHint: string | null; error?: string }> {
   const uploadId = `${client}-${randomBytes(6).toString('hex')}`;
   const crc = crc32c(payload);
   const invoke = history.now();
-  const uploads = opts.upload === false ? [] : cluster.alive().filter((n) => n !== leader).map((n) =>
-    request(`${n.url}/v1/upload/${uploadId}`, { method: 'PUT', body: payload, dispatcher: appendAgent, headers: { 'content-length': String(payload.length) }, headersTimeout: 5000, bodyTimeout: 5000 })
-      .then((r) => r.body.dump(), () => {}));
-  const outcome = await postAppend(leader, payload, crc, uploadId, opts.timeoutMs ?? 15_000);
+  const skip = opts.skipUpload ?? 0;
+  // Uploads are not waited for (a slow or frozen follower must not slow the writer); a node
+  // with too many uploads outstanding is skipped, as a client with bounded buffers would.
+  const targets = opts.upload === false ? [] : cluster.alive().filter((n) => n !== leader && !(skip > 0 && Math.random() < skip) && (uploadsInFlight.get(n) ?? 0) < 16);
+  for (const n of targets) {
+    uploadsInFlight.set(n, (uploadsInFlight.get(n) ?? 0) + 1);
+    request(`${n.url}/v1/upload/${uploadId}`, { method: 'PUT', body: payload, dispatcher: appendAgent, headers: { 'content-length': String(payload.length) }, headersTimeout: 3000, bodyTimeout: 3000 })
+      .then((r) => r.body.dump(), () => {})
+      .finally(() => uploadsInFlight.set(n, uploadsInFlight.get(n)! - 1));
+  }
+  const outcome = await postAppend(leader, payload, crc, uploadId, opts.timeoutMs ?? 5000);
   const op: AppendOp = { client, op: 'append', invoke_ms: invoke, complete_ms: history.now(), result: outcome.result, upload_id: uploadId, offset: outcome.offset, len: payload.length, crc };
   history.add(op);
-  await Promise.all(uploads);
+  history.sentTo.set(op, leader.id);
   return { ...op, leaderHint: outcome.leaderHint, error: outcome.error };
 }
 
@@ -134,6 +150,7 @@ export class AppendLoad {
   private finding: Promise<ClusterNode | null> | null = null;
   readonly errors: string[] = [];
   ok = 0;
+  failures = 0;
   bytesOk = 0;
   private seq = 0;
 
@@ -161,16 +178,19 @@ export class AppendLoad {
       if (this.stopped) return;
       if (!leader) continue;
       const size = min + Math.floor(Math.random() * (max - min + 1));
-      const op = await appendOnce(this.cluster, this.history, client, leader, makePayload(client, this.seq++, size), { upload: this.opts.upload });
+      const op = await appendOnce(this.cluster, this.history, client, leader, makePayload(client, this.seq++, size), { upload: this.opts.upload, skipUpload: this.opts.skipUpload ?? 0.1 });
       if (op.result === 'ok') {
         this.ok++;
         this.bytesOk += op.len;
       } else {
         if (this.errors.length < 50) this.errors.push(`${client} -> ${leader.id}: ${op.error}`);
+        this.failures++;
         if (this.cached === leader) {
           const hint = op.leaderHint ? this.cluster.nodes.find((x) => x.id === op.leaderHint) : undefined;
           this.cached = hint && hint !== leader && hint.alive ? hint : null;
         }
+        // Pace retries against a node that keeps refusing (e.g. a deposed leader).
+        await new Promise((r) => setTimeout(r, 20));
       }
     }
   }
@@ -231,23 +251,65 @@ export class TailReader {
   }
 }
 
+/** Asks the replicas in turn for a linearizable end (read index at the leader), recording each answer. */
+export class EndProbe {
+  private stopped = false;
+  private loop: Promise<void> | null = null;
+  answers = 0;
+  private turn = 0;
+
+  constructor(readonly cluster: Cluster, readonly history: History, readonly client = 'e1') {}
+
+  start(): this {
+    this.loop = this.run();
+    return this;
+  }
+
+  private async run(): Promise<void> {
+    while (!this.stopped) {
+      const alive = this.cluster.alive();
+      const node = alive[this.turn++ % Math.max(1, alive.length)];
+      if (!node) { await new Promise((r) => setTimeout(r, 20)); continue; }
+      const invoke = this.history.now();
+      try {
+        const r = await request(`${node.url}/v1/end?linearizable=1`, { dispatcher: appendAgent, headersTimeout: 3000, bodyTimeout: 3000 });
+        const text = await r.body.text();
+        if (r.statusCode === 200) {
+          const j = JSON.parse(text) as { end: number; linearizable?: boolean };
+          this.history.add({ client: this.client, op: 'end', invoke_ms: invoke, complete_ms: this.history.now(), end: j.end });
+          this.answers++;
+        }
+      } catch {
+        // down or deposed: try the next replica
+      }
+      await new Promise((r) => setTimeout(r, 10));
+    }
+  }
+
+  async stop(): Promise<void> {
+    this.stopped = true;
+    await this.loop;
+  }
+}
+
 /**
  * The end of every fault test: wait until the running replicas converge, read each one's
  * whole committed log, check the history against every replica (acknowledged appends at
  * their offsets exactly once, reads consistent), check that all replicas hold the same
  * frames, and compare their segment files byte for byte over the committed prefix.
  */
-export async function verifyCluster(t: ExecutionContext, cluster: Cluster, history: History, opts: { convergeMs?: number } = {}): Promise<{ end: number; finals: Map<string, FinalLog> }> {
+export async function verifyCluster(t: ExecutionContext, cluster: Cluster, history: History, opts: { convergeMs?: number; nodes?: ClusterNode[] } = {}): Promise<{ end: number; finals: Map<string, FinalLog> }> {
   let end: number;
   try {
-    end = await cluster.waitConverged({ ms: opts.convergeMs ?? 30_000 });
+    end = await cluster.waitConverged({ ms: opts.convergeMs ?? 30_000, nodes: opts.nodes });
   } catch (e) {
     history.save(t.title);
     t.log(cluster.logs());
     throw e;
   }
   const finals = new Map<string, FinalLog>();
-  for (const n of cluster.alive()) {
+  const nodes = opts.nodes ?? cluster.alive();
+  for (const n of nodes) {
     const final = await n.finalLog();
     finals.set(n.id, final);
     history.add({ client: `final-${n.id}`, op: 'read', from: final.start, entries: dataEntries(final), node: n.id });
@@ -257,10 +319,50 @@ export async function verifyCluster(t: ExecutionContext, cluster: Cluster, histo
   for (const [id, final] of finals) {
     t.is(final.end, end, `${id} serves the converged end`);
     const report = history.check(t, final, id);
-    if (id === cluster.alive()[0].id) t.log(`history: ${JSON.stringify(report.stats)}`);
+    if (id === nodes[0].id) t.log(`history: ${JSON.stringify(report.stats)}`);
   }
   const [ref, ...others] = [...finals.entries()];
   for (const [id, f] of others) t.deepEqual(f.frames, ref[1].frames, `${id} and ${ref[0]} hold the same frames`);
-  cluster.compareSegments(end, cluster.alive());
+  cluster.compareSegments(end, nodes);
+  await checkFates(t, cluster, history, ref[1]);
   return { end, finals };
+}
+
+/**
+ * Asks the leader what became of every append whose outcome the client did not learn
+ * (`GET /v1/fate/:id`): "committed at X" must be true of the final log, "aborted" must
+ * not be data in it. ("unknown" promises nothing: fates are not kept across restarts.)
+ */
+async function checkFates(t: ExecutionContext, cluster: Cluster, history: History, final: FinalLog): Promise<void> {
+  const leader = await cluster.waitLeader();
+  const byOffset = new Map(final.frames.map((f) => [f[0], f]));
+  const unknown = history.appends().filter((a) => a.result === 'unknown' && a.upload_id !== null);
+  const states = new Map<string, number>();
+  for (const a of unknown) {
+    const r = await request(`${leader.url}/v1/fate/${a.upload_id}`, { dispatcher: appendAgent, headersTimeout: 5000, bodyTimeout: 5000 });
+    const j = (await r.body.json()) as { state: string; offset?: number };
+    if (r.statusCode !== 200) { t.fail(`fate of ${a.upload_id}: ${r.statusCode} ${JSON.stringify(j)}`); continue; }
+    states.set(j.state, (states.get(j.state) ?? 0) + 1);
+    const f = j.offset !== undefined ? byOffset.get(j.offset) : undefined;
+    if (j.state === 'committed') {
+      if (!f || f[3] !== 'data' || f[1] !== a.len || f[2] !== a.crc) t.fail(`fate says ${a.upload_id} is committed at ${j.offset}, but the log holds ${JSON.stringify(f ?? null)} there`);
+    } else if (j.state === 'aborted') {
+      if (f && f[3] === 'data') t.fail(`fate says ${a.upload_id} was aborted, but the log holds data at ${j.offset}`);
+    } else if (j.state === 'pending') {
+      t.fail(`fate of ${a.upload_id} is still pending after the cluster converged`);
+    }
+  }
+  if (unknown.length > 0) t.log(`fates of ${unknown.length} unknown appends: ${JSON.stringify(Object.fromEntries(states))}`);
+}
+
+/** Writers, a tail reader and a linearizable-end probe, started and stopped together. */
+export function startWorkload(cluster: Cluster, history: History, opts: LoadOptions = {}): { load: AppendLoad; reader: TailReader; ends: EndProbe; stop(): Promise<void>; summary(): string } {
+  const load = new AppendLoad(cluster, history, opts).start();
+  const reader = new TailReader(cluster, history).start();
+  const ends = new EndProbe(cluster, history).start();
+  return {
+    load, reader, ends,
+    async stop() { await Promise.all([load.stop(), reader.stop(), ends.stop()]); },
+    summary: () => `acknowledged ${load.ok} appends (${load.failures} not), ${reader.reads} reads, ${ends.answers} linearizable ends`,
+  };
 }

@@ -1,0 +1,155 @@
+/**
+ * Network partitions made by TCP proxies between the nodes of a real 3-node cluster.
+ *
+ * Every ordered pair of nodes talks through its own proxy (helpers/tcp-proxy.ts); cutting
+ * "holds" the link like a partition does to TCP: nothing moves, and on heal every held
+ * byte (stale messages included) is delivered late. Clients always reach nodes directly.
+ */
+import test from 'ava';
+import { Cluster, type ClusterNode, until } from './helpers/cluster.ts';
+import { AppendLoad, History, startWorkload, verifyCluster } from './helpers/history.ts';
+
+const ELECTION_MS = 300;
+/**
+ * Small segments so that rolls, truncations and copies cross segment files often; a short
+ * upload deadline so that followers race late uploads against fetches from peers.
+ */
+const CONFIG = { segmentBytes: '256KiB', uploadDeadline: '50ms' };
+
+/** Polls a node's status while a partition lasts, keeping the highest commit end it reported. */
+function watchCommit(node: ClusterNode): { stop(): Promise<number> } {
+  let max = 0;
+  let stopped = false;
+  const loop = (async () => {
+    while (!stopped) {
+      const s = await node.status(500);
+      if (s) max = Math.max(max, s.commit);
+      await new Promise((r) => setTimeout(r, 20));
+    }
+  })();
+  return { async stop() { stopped = true; await loop; return max; } };
+}
+
+const isolateLeader = test.macro(async (t, mode: 'both' | 'inbound') => {
+  const cluster = await Cluster.start(t, { proxied: true, config: CONFIG });
+  const history = new History();
+  const work = startWorkload(cluster, history);
+  const load = work.load;
+  let old: ClusterNode;
+  let endAtCut: number;
+  let maxCommit: number;
+  let cutAt: number;
+  let healAt: number;
+  let minority: AppendLoad | null = null;
+  try {
+    await load.waitMore(200);
+    old = await cluster.waitLeader();
+    const oldTerm = (await old.status())!.term;
+    const others = cluster.nodes.filter((n) => n !== old).map((n) => n.id);
+    // both: the leader can neither send to nor hear from the others.
+    // inbound: the others' links to the leader are cut (their acks and vote replies never
+    // arrive); the leader still reaches them, so they keep hearing heartbeats for a while.
+    if (mode === 'both') cluster.partition([old.id], others);
+    else cluster.partition(others, [old.id], { oneWay: true });
+    cutAt = history.now();
+    const cutMs = Date.now();
+    endAtCut = (await old.status())!.end;
+    const watch = watchCommit(old);
+    // Clients that keep appending to the isolated leader for the whole partition.
+    minority = new AppendLoad(cluster, history, { name: 'm', clients: 2, target: () => old }).start();
+
+    await until('the isolated leader to step down', 10_000, async () => ((await old.status())?.role !== 'leader' ? true : undefined));
+    const stepDown = Date.now() - cutMs;
+    const next = await cluster.waitLeader({ among: cluster.nodes.filter((n) => n !== old), minTerm: oldTerm + 1, ms: 10_000 });
+    const elected = Date.now() - cutMs;
+    t.log(`${old.id} (term ${oldTerm}) stepped down ${stepDown} ms after the cut; ${next.id} leads the majority after ${elected} ms`);
+    // check-quorum: a leader that has not heard a majority for 2 election timeouts steps down.
+    t.true(stepDown < 10 * ELECTION_MS, `the isolated leader steps down within a few election timeouts (${stepDown} ms)`);
+    await load.waitMore(300);
+    await minority.stop();
+    maxCommit = await watch.stop();
+    healAt = history.now();
+    cluster.heal();
+    await load.waitMore(200);
+  } finally {
+    await minority?.stop();
+    await work.stop();
+  }
+  t.log(`${work.summary()}; the minority side got ${minority!.ok} acks and ${minority!.failures} refusals`);
+
+  const { finals } = await verifyCluster(t, cluster, history);
+
+  // The minority side commits nothing: nothing sent to the isolated leader while cut was acknowledged...
+  const toOld = history.appends().filter((a) => history.sentTo.get(a) === old!.id && a.invoke_ms >= cutAt! && a.invoke_ms < healAt!);
+  t.true(toOld.length > 0, 'appends were sent to the isolated leader');
+  t.deepEqual(toOld.filter((a) => a.result === 'ok'), [], 'no append sent to the isolated leader succeeded');
+  // ...its commit end never passed what it had placed when the partition began...
+  t.true(maxCommit! <= endAtCut!, `the isolated leader's commit end (${maxCommit!}) stayed within its log at the cut (${endAtCut!})`);
+  // ...and, when it could not even send, none of it reached the final log.
+  if (mode === 'both') {
+    const final = finals.values().next().value!;
+    const present = new Set(final.frames.filter((f) => f[3] === 'data').map((f) => `${f[1]}:${f[2]}`));
+    t.deepEqual(toOld.filter((a) => present.has(`${a.len}:${a.crc}`)).map((a) => a.upload_id), [], 'nothing appended on the minority side is in the log');
+  }
+});
+
+test.serial('a partition isolating the leader: it steps down, the minority commits nothing, the majority continues, all converge after healing', isolateLeader, 'both');
+test.serial('a one-way partition (the leader hears nobody, everybody hears it): pre-vote and check-quorum let the majority move on', isolateLeader, 'inbound');
+
+test.serial('a node with the wrong cluster secret is refused, and says so in its log', async (t) => {
+  const cluster = await Cluster.start(t, { secrets: { n3: 'not-the-cluster-secret' }, config: CONFIG });
+  const history = new History();
+  const intruder = cluster.node('n3');
+  const members = [cluster.node('n1'), cluster.node('n2')];
+  const leader = await cluster.waitLeader({ among: members });
+  t.not(leader.id, 'n3');
+  const load = new AppendLoad(cluster, history, { clients: 2 }).start();
+  try {
+    await load.waitMore(100);
+  } finally {
+    await load.stop();
+  }
+  // The refusal shows in the refused node's log and in the refusing nodes' logs.
+  await until('the refusal in the logs', 10_000, () => (/refused this node: wrong cluster secret/.test(intruder.log) && members.every((m) => /refused a peer connection: n3 does not know the cluster secret/.test(m.log)) ? true : undefined),
+    () => cluster.logs());
+  t.regex(intruder.log, /peer n[12] refused this node: wrong cluster secret\? \(HTTP 401\)/);
+  // The intruder never joined: it learned nothing and elected nobody.
+  const s = (await intruder.status())!;
+  t.is(s.term, 0);
+  t.is(s.leader, null);
+  t.is(s.commit, 0);
+  t.is(s.end, 0);
+  // The two members carry the log on their own.
+  await verifyCluster(t, cluster, history, { nodes: members });
+});
+
+test.serial('a frozen leader (SIGSTOP) is replaced; when it thaws it steps down and nothing acknowledged is lost', async (t) => {
+  const cluster = await Cluster.start(t, { config: CONFIG });
+  const history = new History();
+  const work = startWorkload(cluster, history);
+  const load = work.load;
+  let old: ClusterNode | null = null;
+  try {
+    await load.waitMore(200);
+    old = await cluster.waitLeader();
+    const term = (await old.status())!.term;
+    old.pause();
+    const frozenAt = Date.now();
+    const others = cluster.nodes.filter((n) => n !== old);
+    const next = await cluster.waitLeader({ among: others, minTerm: term + 1, ms: 10_000 });
+    t.log(`${old.id} frozen in term ${term}; ${next.id} leads after ${Date.now() - frozenAt} ms`);
+    await load.waitMore(300);
+    old.resume();
+    const nextTerm = (await next.status())!.term;
+    await until(`${old.id} to thaw and follow`, 10_000, async () => {
+      const s = await old!.status();
+      return s && s.role !== 'leader' && s.term >= nextTerm ? true : undefined;
+    });
+    await load.waitMore(200);
+  } finally {
+    old?.resume();
+    await work.stop();
+  }
+  t.log(work.summary());
+  await verifyCluster(t, cluster, history);
+});
