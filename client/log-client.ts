@@ -483,8 +483,8 @@ export class LogClient {
    *
    * Each call reads from one replica (the next in round robin, moving on if it fails). The
    * replica is asked (`minCommit`) to answer only once it serves this client's acknowledged
-   * appends and `from` itself, so a lagging replica waits (or the read moves on) instead of
-   * answering "nothing there" or "out of range".
+   * appends, so a lagging replica waits (or the read moves on) instead of answering "nothing
+   * there"; an "out of range" from a follower is checked with the leader.
    *
    * @throws LogError `trimmed` (details.start), `bad_offset`, `out_of_range`,
    *   `checksum_mismatch` (details.offset, details.replica) when no replica serves good bytes.
@@ -506,7 +506,7 @@ export class LogClient {
     const mustSee = Math.max(opts.minCommit ?? 0, this.ackedEnd);
     for (;;) {
       if (stopAt !== undefined && offset >= stopAt) return;
-      const chunk = await this.readChunk(offset, { limit, wait, mustSee, userMin: opts.minCommit, signal: opts.signal, pinned, start: server });
+      const chunk = await this.readChunk(offset, { limit, wait, mustSee, signal: opts.signal, pinned, start: server });
       server = chunk.server;
       if (first && !opts.follow) stopAt = Math.min(stopAt ?? Infinity, chunk.commit);
       first = false;
@@ -521,17 +521,26 @@ export class LogClient {
 
   private async readChunk(
     offset: number,
-    q: { limit: number; wait?: number; mustSee: number; userMin?: number; signal?: AbortSignal; pinned?: string; start: string },
+    q: { limit: number; wait?: number; mustSee: number; signal?: AbortSignal; pinned?: string; start: string },
   ): Promise<Chunk> {
     try {
-      return await this.withRetry('read', q.signal, q.pinned, (server) => {
+      return await this.withRetry('read', q.signal, q.pinned, async (server) => {
         // Any replica may lag, the leader too (followers holding the client's copies can
         // commit an entry before the leader has written its own frame): have it answer only
-        // once it serves our acknowledged writes and `offset` itself.
-        const min = Math.max(q.mustSee, offset) || undefined;
+        // once it serves our acknowledged writes.
+        const minCommit = q.mustSee > 0 ? q.mustSee : undefined;
         let wait = q.wait;
-        if (wait === undefined && min !== undefined && min > offset) wait = MIN_COMMIT_WAIT_MS;
-        return this.fetchChunk(server, offset, { limit: q.limit, wait, minCommit: min, signal: q.signal });
+        if (wait === undefined && minCommit !== undefined && minCommit > offset) wait = MIN_COMMIT_WAIT_MS;
+        const req = { limit: q.limit, wait, minCommit, signal: q.signal };
+        try {
+          return await this.fetchChunk(server, offset, req);
+        } catch (e) {
+          // "Beyond the commit end" from a follower may only mean it lags: the leader decides.
+          if (!q.pinned && e instanceof LogError && e.code === 'out_of_range' && this.leaderKnown && server !== this.leaderUrl) {
+            return await this.fetchChunk(this.leaderUrl, offset, req);
+          }
+          throw e;
+        }
       }, q.start);
     } catch (e) {
       if (!(e instanceof CorruptRead)) throw e;

@@ -672,3 +672,15 @@ test('a single node listing no peers is the whole cluster: dead default addresse
   for (let i = 0; i < 4; i++) t.is((await collect(c.read(0))).length, 1);
   t.is(await c.end(), log.end);
 });
+
+test('out_of_range from a lagging follower is checked with the leader', async (t) => {
+  const log = new FakeLog();
+  const [n1, n2, n3] = await fakeCluster(t, log);
+  log.add(Kind.Data, Buffer.from('x'));
+  const c = client(t, [n1.url]);
+  await c.discover();
+  for (const f of [n2, n3]) f.knobs.failNext = { count: 1, code: 'out_of_range', status: 416 };
+  for (let i = 0; i < 3; i++) t.deepEqual((await collect(c.read(0))).map((e) => e.payload.toString()), ['x']);
+  t.is(n2.knobs.failNext!.count + n3.knobs.failNext!.count, 0, 'both followers answered 416 once');
+  t.is(n1.hits.filter((h) => h === 'GET /v1/read').length, 3, 'the leader served its own read and both retries');
+});
