@@ -57,6 +57,8 @@ export class LogNode extends EventEmitter {
   private retentionTimer: NodeJS.Timeout | null = null;
   private closed = false;
   private readonly t0 = performance.now();
+  /** A complete body handed over with bodyDone, for the write effect of that step. */
+  private heldBody: { offset: number; chunks: Buffer[] } | null = null;
   /** Payload bytes of client appends this node received complete as leader (for `/v1/status`). */
   appendedBytes = 0;
   /** Payload bytes peers fetched from this node (`/v1/peer/payload`). */
@@ -172,7 +174,9 @@ export class LogNode extends EventEmitter {
         frame = encodeFrame(meta);
       }
     }
-    const done = frame ? this.log.writeAt(meta.offset, frame) : this.sealBody(meta);
+    let held: Buffer[] | null = null;
+    if (source === 'body' && this.heldBody?.offset === meta.offset) held = this.heldBody.chunks;
+    const done = frame ? this.log.writeAt(meta.offset, frame) : this.sealBody(meta, held);
     done.then(
       () => this.step({ type: 'writeDone', seq }),
       (err) => this.fatal(`write at ${meta.offset} failed: ${(err as Error).message}`),
@@ -180,7 +184,11 @@ export class LogNode extends EventEmitter {
   }
 
   /** Header and trailer of a streamed body; an aborted body's payload is zeroed first. */
-  private async sealBody(meta: EntryMeta): Promise<void> {
+  private async sealBody(meta: EntryMeta, held: Buffer[] | null): Promise<void> {
+    if (held && meta.kind === Kind.Data) {
+      await this.log.writeAt(meta.offset, [encodeHeader(meta), ...held, Buffer.from([trailerFor(meta.kind)])]);
+      return;
+    }
     const writes: Promise<void>[] = [];
     if (meta.kind === Kind.Aborted && meta.length > 0) writes.push(this.log.writeAt(meta.offset + HEADER_SIZE, Buffer.alloc(meta.length)));
     writes.push(this.log.writeAt(meta.offset, encodeHeader(meta)));
@@ -232,8 +240,18 @@ export class LogNode extends EventEmitter {
     return this.log.writeAt(offset, chunk);
   }
 
-  bodyDone(reqId: number, ok: boolean, crc: number): void {
-    this.step({ type: 'bodyDone', reqId, ok, crc });
+  /**
+   * The body of an allocated append is complete (or lost). `held`: the whole body, not
+   * written yet; the replica's write effect for it (in this same step) writes it with the
+   * frame's header and trailer.
+   */
+  bodyDone(reqId: number, ok: boolean, crc: number, held?: { offset: number; chunks: Buffer[] }): void {
+    this.heldBody = held ?? null;
+    try {
+      this.step({ type: 'bodyDone', reqId, ok, crc });
+    } finally {
+      this.heldBody = null;
+    }
   }
 
   readIndex(): Promise<ReplyResult> {

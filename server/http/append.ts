@@ -103,8 +103,17 @@ export function handleAppend(node: LogNode, req: IncomingMessage, res: ServerRes
   req.on('end', () => {
     if (finished) return;
     if (received !== length) { fail(); return; }
-    flush();
     finished = true;
+    if (writes.length === 0 && meta) {
+      // The whole body is still in memory (small): the node writes it with the frame's
+      // header and trailer in one writev, and replication starts without waiting for a write.
+      node.appendedBytes += length;
+      node.bodyDone(reqId, true, running, { offset: meta.offset, chunks: pending });
+      pending = [];
+      pendingBytes = 0;
+      return;
+    }
+    flush();
     Promise.all(writes).then(
       () => { node.appendedBytes += length; node.bodyDone(reqId, true, running); },
       () => node.bodyDone(reqId, false, 0),
