@@ -854,8 +854,9 @@ export class Replica {
 
   /** Far behind the leader's metadata window: copy committed frames verbatim from a peer. */
   private startCatchUp(leader: NodeId, from: number, to: number, leaderEpochs: Epoch[]): void {
-    // Our suffix beyond `from` may diverge from the leader's: drop it from the first term mismatch.
-    let keep = Math.min(this.end, to);
+    // Our log below `to` may diverge from the leader's: find the first term mismatch.
+    const known = Math.min(this.end, to);
+    let keep = known;
     for (let o = from; o < keep;) {
       const mineTerm = this.termAt(o), theirs = termAt(leaderEpochs, o);
       if (mineTerm !== theirs) { keep = o; break; }
@@ -866,11 +867,18 @@ export class Replica {
       if (nextMine !== nextTheirs && step < keep) { keep = step; break; }
       o = step;
     }
+    if (keep === known && this.end >= to) {
+      // We already hold [from, to) as the leader has it (a repeated or stale catch-up, still
+      // on the wire when an earlier one completed): nothing to drop. What lies past `to` was
+      // possibly acknowledged already; later appends check it as usual.
+      this.matchedEnd = Math.max(this.matchedEnd, to);
+      this.advanceFollowerCommit(to);
+      return;
+    }
     // Entries not yet written locally are copied again rather than waited for.
     keep = Math.min(keep, this.writtenEnd);
     if (keep < this.end) this.truncateTo(keep, true);
-    this.matchedEnd = Math.max(this.matchedEnd, Math.min(this.end, to));
-    if (this.end >= to) { this.advanceFollowerCommit(to); return; }
+    this.matchedEnd = Math.max(this.matchedEnd, this.end);
     this.copying = true;
     this.out.push({ type: 'copy', peer: leader, start: this.end, to });
   }
