@@ -1,11 +1,11 @@
 /**
- * A frame chain: the valid frames at the start of a byte image, with a running CRC32C over
- * all their bytes. It is the checker's ground truth about a disk image (live or durable):
+ * A frame chain: the valid frames at the start of a byte image, with a running fingerprint
+ * (CRC32C) over all their bytes. It is the checker's ground truth about a disk image (live or durable):
  * two images agree on the prefix [0, E) exactly when both chains have a frame boundary at E
  * with the same running CRC (up to CRC collisions). Maintained incrementally: `invalidate`
  * drops frames whose bytes changed, `advance` parses newly valid frames.
  */
-import { checkFrame, crc32c, Kind } from '../spec/frame.ts';
+import { HEADER_SIZE, checkFrame, crc32c, Kind } from '../spec/frame.ts';
 
 export interface ChainFrame {
   offset: number;
@@ -15,10 +15,22 @@ export interface ChainFrame {
   length: number;
   /** The header's payload checksum. */
   crc: number;
-  /** CRC32C of the whole frame's bytes. */
+  /** Fingerprint of the frame's bytes (see `fingerprint`). */
   fcrc: number;
-  /** CRC32C of every byte from offset 0 to `end`. */
+  /** Running fingerprint of every frame from offset 0 to `end`. */
   cum: number;
+}
+
+/**
+ * CRC32C of a frame's bytes, continuing `seed`, *without* the header's own CRC field
+ * (bytes 28..31). A CRC over a message followed by its CRC is a constant (the CRC residue),
+ * so including that field would make every valid header look alike: two frames differing
+ * only in their term would fingerprint equal. The field is a function of bytes 0..27, so
+ * leaving it out loses nothing.
+ */
+export function fingerprint(buf: Buffer, from: number, to: number, seed: number): number {
+  const c = crc32c(buf.subarray(from, from + HEADER_SIZE - 4), seed);
+  return crc32c(buf.subarray(from + HEADER_SIZE, to), c);
 }
 
 export class FrameChain {
@@ -48,10 +60,9 @@ export class FrameChain {
     while (at < image.length) {
       const r = checkFrame(image, at, 0, true);
       if (!r.ok) break;
-      const bytes = image.subarray(at, r.next);
       const fr = r.frame;
-      cum = crc32c(bytes, cum);
-      this.frames.push({ offset: at, end: r.next, term: fr.term, kind: fr.kind, length: fr.length, crc: fr.crc, fcrc: crc32c(bytes), cum });
+      cum = fingerprint(image, at, r.next, cum);
+      this.frames.push({ offset: at, end: r.next, term: fr.term, kind: fr.kind, length: fr.length, crc: fr.crc, fcrc: fingerprint(image, at, r.next, 0), cum });
       at = r.next;
     }
   }

@@ -11,6 +11,7 @@
  * - commit-without-durable-majority: a leader's commit is held durably by a majority;
  * - committed-prefix-changed: a commit contradicts the canonical log (it moved back or changed);
  * - follower-commit-uncommitted: a follower's commit end is not a committed boundary;
+ * - truncated-committed: a replica drops a committed frame whose bytes it holds;
  * - replica-divergence: a replica's readable bytes (min(commit, written)) differ from the
  *   canonical log (committed prefixes must be byte-identical on every replica);
  * - ack-not-committed / ack-wrong-entry: a quorum/all acknowledgement names an offset that is
@@ -21,9 +22,9 @@
  * - final-*: after the drain, every replica's live and durable images hold the canonical log.
  */
 import type { Effect, ReplyResult, Role } from '../spec/messages.ts';
-import { Kind, crc32c, decodeHeader, frameSize } from '../spec/frame.ts';
+import { Kind, decodeHeader, frameSize } from '../spec/frame.ts';
 import type { FinalLog, FrameKindName } from '../spec/history.ts';
-import { FrameChain, type ChainFrame } from './chain.ts';
+import { FrameChain, fingerprint, type ChainFrame } from './chain.ts';
 import type { SimNode, AppendAttempt } from './node.ts';
 import type { World } from './world.ts';
 
@@ -139,6 +140,19 @@ export class Checker {
         if (c.role === 'leader') this.leaderCommit(n, e.end);
         else this.followerCommit(n, e.end);
         break;
+      case 'truncate': {
+        // Dropping a committed frame whose bytes this node holds is never right (catch-up
+        // drops committed entries only where their bytes were never written).
+        if (e.to >= this.canon.end) break;
+        const live = this.live(n);
+        const i = live.indexAt(e.to);
+        if (i < 0) break;
+        const f = live.frames[i];
+        if (f.end <= this.canon.end && this.canon.cumAt(f.end) === f.cum) {
+          this.violation('truncated-committed', `${n.id} truncated its log to ${e.to}, dropping the committed frame [${f.offset}, ${f.end}) it holds`, n.id);
+        }
+        break;
+      }
       default:
         break;
     }
@@ -150,10 +164,12 @@ export class Checker {
     const groups = new Map<number, SimNode[]>();
     const ends: string[] = [];
     for (const m of w.nodes) {
+      // Held durably *and* still in the file: a durable prefix the node has already
+      // truncated (the truncation not yet synced) is as good as gone.
       const d = this.durable(m);
       ends.push(`${m.id}:${d.end}`);
       const cum = d.cumAt(end);
-      if (cum === null) continue;
+      if (cum === null || this.live(m).cumAt(end) !== cum) continue;
       const g = groups.get(cum);
       if (g) g.push(m); else groups.set(cum, [m]);
     }
@@ -165,7 +181,7 @@ export class Checker {
     }
     const term = n.replica?.term ?? -1;
     if (best.length < majority) {
-      this.violation('commit-without-durable-majority', `${n.id} (leader, term ${term}) committed ${end} but only ${best.length} of ${w.nodes.length} nodes hold [0, ${end}) durably (durable valid ends ${ends.join(' ')})`, n.id);
+      this.violation('commit-without-durable-majority', `${n.id} (leader, term ${term}) committed ${end} but only ${best.length} of ${w.nodes.length} nodes hold [0, ${end}) durably (durable valid ends ${ends.join(' ')}; a prefix counts if it is durable and still in the file)`, n.id);
       return;
     }
     if (end <= this.canon.end) {
@@ -219,7 +235,7 @@ export class Checker {
       }
       const next = at + frameSize(h.header.length);
       const f = this.canon.frames[i];
-      if (next > bytes.length || f.end !== from + next || crc32c(bytes.subarray(at, next)) !== f.fcrc) {
+      if (next > bytes.length || f.end !== from + next || fingerprint(bytes, at, next, 0) !== f.fcrc) {
         this.violation(kind === 'read' ? 'read-divergent' : 'copy-uncommitted', `${n.id} served the frame at ${from + at} to ${to} with bytes that differ from the committed frame`, n.id);
         return;
       }

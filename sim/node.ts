@@ -133,6 +133,14 @@ export class SimNode {
     const image = this.disk.view();
     const scan = scanFrames(image, 0, { bugs: w.bugs });
     if (scan.validEnd < this.disk.liveLen) this.disk.truncate(scan.validEnd);
+    // Like the server's recovery: what remains is fdatasynced before the replica may treat
+    // the recovered log as durable (a killed process leaves its writes in the page cache).
+    if (!this.disk.syncComplete(this.disk.syncMark(), w.rng.disk, w.params.sectorFate, w.stats.mangling)) {
+      w.countFault('fsync-error');
+      this.downReason = 'fdatasync failed during recovery';
+      if (w.trace.on) w.trace.line(w.q.now, this.id, 'START failed: fdatasync failed during recovery');
+      return;
+    }
     const tail = scan.entries.slice(Math.max(0, scan.entries.length - this.config.windowEntries));
     const replica = new Replica({
       config: this.config,

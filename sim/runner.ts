@@ -39,6 +39,8 @@ export interface RunOptions {
   keepGoing?: boolean;
   /** Return the client history. */
   keepHistory?: boolean;
+  /** Events after which a run is stopped as a runaway (default 4,000,000). */
+  maxEvents?: number;
 }
 
 export interface RunResult {
@@ -121,7 +123,17 @@ export function run(seed: number, opts: RunOptions = {}): RunResult {
   if (opts.scenario) scheduleScenario(w, nemesis, opts.scenario);
   else nemesis.start(params.faultPhaseMs);
 
-  const failed = () => !opts.keepGoing && w.checker.violations.length > 0;
+  // A message storm (a replica answering every reply with another message) grows without
+  // bound; stop such a run rather than exhausting memory.
+  const maxEvents = opts.maxEvents ?? 4_000_000;
+  let runaway = false;
+  const failed = () => {
+    if (!runaway && q.processed > maxEvents) {
+      runaway = true;
+      w.checker.violation('runaway', `more than ${maxEvents} events by ${q.now.toFixed(0)} ms of simulated time: a message storm (${q.size} events queued)`);
+    }
+    return runaway || (!opts.keepGoing && w.checker.violations.length > 0);
+  };
 
   // ---- fault phase
   q.runUntil(params.faultPhaseMs, failed);
