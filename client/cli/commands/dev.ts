@@ -156,6 +156,10 @@ export async function startLocalCluster(opts: LocalClusterOptions): Promise<Loca
       });
     }));
   }
+  // The nodes run detached (see above): if this process dies without stopping them (a crash,
+  // process.exit), take them along rather than leave orphans holding the ports.
+  const onExit = () => { for (const node of nodes) if (node.alive) node.proc.kill('SIGKILL'); };
+  process.once('exit', onExit);
   let stopping: Promise<(number | null)[]> | null = null;
   const cluster: LocalCluster = {
     nodes,
@@ -189,7 +193,7 @@ export async function startLocalCluster(opts: LocalClusterOptions): Promise<Loca
         } finally {
           clearTimeout(killer);
         }
-      }));
+      })).finally(() => process.removeListener('exit', onExit));
       return stopping;
     },
   };
