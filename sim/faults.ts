@@ -10,6 +10,8 @@ import { Prng } from './prng.ts';
 
 export const FAULT_KINDS = [
   'kill', 'power', 'pause', 'isolate', 'halves', 'oneway', 'clientFollower', 'clog', 'fsyncError', 'diskFull',
+  // Not scheduled on a timer: strikes a node soon after it wins an election.
+  'churn',
 ] as const;
 export type FaultKind = typeof FAULT_KINDS[number];
 

@@ -24,13 +24,29 @@ export class Nemesis {
   /** Starts injecting random faults until `until` (virtual ms). */
   start(until: number): void {
     const w = this.w;
-    if (w.params.faults.length === 0) return;
+    if (w.params.faults.includes('churn')) {
+      // Leader churn: a new leader is struck (crashed, powered off or isolated) within a few
+      // milliseconds of its election, while its first entries are still in flight. This is
+      // where Raft's subtle cases live (e.g. committing a previous term's entries).
+      w.onLeader = (node) => {
+        if (w.healed || w.q.now >= until || !w.rng.faults.chance(0.5)) return;
+        const inc = node.incarnation;
+        w.q.after(w.rng.faults.exp(3), () => {
+          if (w.healed || node.incarnation !== inc || !node.up) return;
+          const how = w.rng.faults.pick(['kill', 'power', 'isolate'] as const);
+          w.countFault('churn');
+          this.inject(how, node, 20 + w.rng.faults.exp(w.params.faultMeanDurationMs));
+        });
+      };
+    }
+    const timed = w.params.faults.filter((k) => k !== 'churn');
+    if (timed.length === 0) return;
     const next = () => {
       const t = w.q.now + w.rng.faults.exp(w.params.faultMeanIntervalMs);
       if (t >= until) return;
       w.q.at(t, () => {
         if (w.healed) return;
-        this.inject(w.rng.faults.pick(w.params.faults));
+        this.inject(w.rng.faults.pick(timed));
         next();
       });
     };
@@ -87,6 +103,8 @@ export class Nemesis {
         w.q.after(dur, () => { node.disk.spaceLimit = Infinity; });
         return;
       }
+      case 'churn':
+        return;
       case 'clog': {
         const a = this.randomNode(), b = this.randomNode();
         if (a === b) return;

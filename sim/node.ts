@@ -327,7 +327,10 @@ export class SimNode {
         break;
       case 'role':
         tr.mix(49, e.term, e.role === 'leader' ? 2 : e.role === 'candidate' ? 1 : 0);
-        if (e.role === 'leader') w.stats.elections++;
+        if (e.role === 'leader') {
+          w.stats.elections++;
+          if (w.onLeader) w.onLeader(this);
+        }
         if (e.term > w.stats.maxTerm) w.stats.maxTerm = e.term;
         if (tr.on) tr.line(w.q.now, this.id, `role ${e.role} term ${e.term} leader ${e.leader}`);
         break;

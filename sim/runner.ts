@@ -96,6 +96,7 @@ export function run(seed: number, opts: RunOptions = {}): RunResult {
     healed: false,
     history: [] as HistoryOp[],
     countFault(kind: string) { stats.faults[kind] = (stats.faults[kind] ?? 0) + 1; },
+    onLeader: null as ((n: SimNode) => void) | null,
   } satisfies ClientWorld;
   w.net = new Network(q, w.rng.net, names, params.net);
   w.checker = new Checker(w);

@@ -44,4 +44,6 @@ export interface World {
   /** True once the fault phase is over (no new faults; clients stop misbehaving). */
   healed: boolean;
   countFault(kind: string): void;
+  /** Called when a node becomes leader (the nemesis' leader churn listens). */
+  onLeader: ((node: SimNode) => void) | null;
 }
