@@ -415,9 +415,12 @@ export class LogClient {
         'x-loglog-upload-id': uploadId,
       };
       if (acks) headers['x-loglog-acks'] = acks;
+      // The leader's copy goes out first: it gates everything (the followers can only write
+      // their copies once the leader has sequenced the entry and sent them its metadata).
+      const post = this.transport.json<AppendResult>(server, { method: 'POST', path: '/v1/append', headers, body: data, signal: opts.signal });
       if (this.offloading) this.uploadCopies(server, uploadId, data, crc, copies);
       try {
-        const res = await this.transport.json<AppendResult>(server, { method: 'POST', path: '/v1/append', headers, body: data, signal: opts.signal });
+        const res = await post;
         return { offset: res.offset, end: res.end, term: res.term };
       } catch (e) {
         const err = toLogError(e, server, opts.signal);
