@@ -15,6 +15,8 @@ import { HEADER_SIZE } from '../spec/frame.ts';
 import type { CorruptionReport, Entry } from '../client/types.ts';
 import { run } from '../client/cli/run.ts';
 import { Cluster, type ClusterNode } from './helpers/cluster.ts';
+import { startNode } from './helpers/node-process.ts';
+import { freePortRange } from '../client/cli/commands/dev.ts';
 
 interface Traffic { appendedBytes: number; peerSentBytes: number; peerMessageBytes: number; peerPayloadBytes: number; peerCopyBytes: number }
 
@@ -172,4 +174,25 @@ test.serial('across a failover (leader killed -9) appends retry onto the new lea
   const all = await collect(sdk.read(0));
   const seen = all.map((e) => e.payload.toString());
   for (const p of payloads) t.is(seen.filter((s) => s === p.toString()).length, 1, `${p} once`);
+});
+
+test.serial('a single loglogd behind a three-address server list: the CLI works and says nothing on stderr', async (t) => {
+  const node = await startNode(t);
+  const dead = [await freePortRange(1), await freePortRange(1)].map((p) => `http://127.0.0.1:${p}`);
+  const servers = [node.url, ...dead].join(',');
+  const ap = await cli(['append', '--server', servers], 'one\ntwo\n');
+  t.is(ap.code, 0, ap.err);
+  t.is(ap.err, '');
+  for (let i = 0; i < 3; i++) {
+    const rd = await cli(['read', '--from', '0', '--server', servers]);
+    t.is(rd.out, 'one\ntwo\n');
+    t.is(rd.err, '');
+  }
+  const st = await cli(['status', '--server', servers]);
+  t.is(st.code, 0, st.err);
+  t.is(st.err, '');
+  t.is(st.out.split('\n').filter((l) => l.startsWith('http')).length, 1, 'only the node itself is listed');
+  const end = await cli(['end', '--linearizable', '--server', servers]);
+  t.is(end.code, 0, end.err);
+  t.regex(end.out, /^\d+\n$/);
 });
