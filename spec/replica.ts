@@ -277,7 +277,10 @@ export class Replica {
     const leaderAlive = this.role === 'leader' || this.now - this.lastLeaderContact < this.config.electionMs;
     if (m.pre) {
       const granted = m.term > this.term && !leaderAlive && this.logUpToDate(m.lastTerm, m.lastEnd);
-      this.send(from, { type: 'voteReply', term: m.term, pre: true, granted });
+      // A denial carries our own term: a candidate that is behind in terms adopts it, else it
+      // could never win our pre-vote (its proposed term is not above ours) while we could not
+      // win its (its log is more up to date): two connected nodes stuck without a leader.
+      this.send(from, { type: 'voteReply', term: granted ? m.term : this.term, pre: true, granted });
       return;
     }
     if (m.term > this.term) {
@@ -296,6 +299,7 @@ export class Replica {
 
   private onVoteReply(from: NodeId, m: VoteReplyMsg): void {
     if (m.pre) {
+      if (!m.granted && m.term > this.term) { this.stepDown(m.term, null); return; }
       if (!this.preVoting || m.term !== this.term + 1 || !m.granted) return;
       this.votes.add(from);
       if (this.votes.size >= this.majority) this.startElection();
@@ -319,9 +323,13 @@ export class Replica {
     }
     this.checkQuorumAt = this.now + this.config.electionMs * 2;
     this.readWaits = [];
-    // A noop in the new term lets entries of older terms commit (Raft §5.4.2).
-    const meta = this.placeNew(Kind.Noop, 0, 0, null);
-    this.writeSlot(this.slotAt(meta.offset)!, 'zero');
+    // A noop in the new term lets entries of older terms commit (Raft §5.4.2). The planted
+    // commitOldTerm bug commits them by counting replicas instead, and like the
+    // implementations that make that mistake it has no use for the noop (Raft's Figure 8).
+    if (!this.bugs.commitOldTerm) {
+      const meta = this.placeNew(Kind.Noop, 0, 0, null);
+      this.writeSlot(this.slotAt(meta.offset)!, 'zero');
+    }
     this.broadcast(true);
     this.advanceCommit();
   }
