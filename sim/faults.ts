@@ -61,6 +61,9 @@ export interface SimParams {
   /** Fault kinds the nemesis uses in this run, and the mean time between two faults. */
   faults: FaultKind[];
   faultMeanIntervalMs: number;
+  /** Leader churn: probability that a new leader is struck soon after its election, and the mean delay of the strike, ms. */
+  churnP: number;
+  churnDelayMs: number;
   /** How long a fault lasts (partitions, clogs, pauses, full disks) / until a crashed node restarts, ms. */
   faultMeanDurationMs: number;
   faultPhaseMs: number;
@@ -87,6 +90,8 @@ export function baseParams(nodes = 3): SimParams {
     },
     faults: [],
     faultMeanIntervalMs: 1000,
+    churnP: 0.5,
+    churnDelayMs: 5,
     faultMeanDurationMs: 500,
     faultPhaseMs: 4000,
     drainMs: 15_000,
@@ -144,6 +149,8 @@ export function drawParams(seed: number, nodes = 3): SimParams {
 
   p.faults = FAULT_KINDS.filter(() => on(0.45));
   p.faultMeanIntervalMs = r.pick([150, 400, 1000]);
+  p.churnP = r.pick([0.3, 0.7, 1]);
+  p.churnDelayMs = r.pick([1, 5, 20]);
   p.faultMeanDurationMs = r.pick([100, 400, 1500]);
   p.faultPhaseMs = r.pick([2000, 4000, 6000]);
   p.drainMs = 20_000;
@@ -158,7 +165,7 @@ export function describeParams(p: SimParams): string {
     `network: delay ${p.net.minDelay}+exp(${p.net.meanDelay}) ms${p.net.tailP ? `, tail ${p.net.tailP}×${p.net.tailFactor}` : ''}${p.net.drop ? `, drop ${p.net.drop}` : ''}${p.net.duplicate ? `, duplicate ${p.net.duplicate}` : ''}`,
     `disk: write ${p.disk.writeMin}+exp(${p.disk.writeMean}) ms, sync ${p.disk.syncMin}+exp(${p.disk.syncMean}) ms${p.disk.slowP ? `, slow ${p.disk.slowP}` : ''}, sector fate keep/lose/partial/garbage ${p.sectorFate.keep}/${p.sectorFate.lose}/${p.sectorFate.partial}/${p.sectorFate.garbage}`,
     `clients: ${c.appenders} appenders, ${c.readers} readers, think ${c.thinkMs} ms, payload ≤ ${c.maxPayload} B, acks=all ${c.acksAllP}, declared crc ${c.declareCrcP}, upload lost/corrupt/late ${c.uploadLossP}/${c.uploadCorruptP}/${c.uploadLateP}, body stall/die/corrupt ${c.bodyStallP}/${c.bodyDieP}/${c.bodyCorruptP}, body delay ${c.bodyDelayMs} ms, fate ${c.fateP}, timeout ${c.appendTimeoutMs} ms, end ${c.endP}`,
-    `faults: ${p.faults.length > 0 ? p.faults.join(' ') : 'none'} every ~${p.faultMeanIntervalMs} ms lasting ~${p.faultMeanDurationMs} ms, fault phase ${p.faultPhaseMs} ms, drain ≤ ${p.drainMs} ms`,
+    `faults: ${p.faults.length > 0 ? p.faults.join(' ') : 'none'} every ~${p.faultMeanIntervalMs} ms${p.faults.includes('churn') ? ` (churn ${p.churnP} after ~${p.churnDelayMs} ms)` : ''} lasting ~${p.faultMeanDurationMs} ms, fault phase ${p.faultPhaseMs} ms, drain ≤ ${p.drainMs} ms`,
   ];
   return parts.join('\n');
 }

@@ -17,8 +17,6 @@ export function currentLeader(w: World): SimNode | null {
 }
 
 export class Nemesis {
-  private partitionUntil = 0;
-
   constructor(private readonly w: World) {}
 
   /** Starts injecting random faults until `until` (virtual ms). */
@@ -28,14 +26,18 @@ export class Nemesis {
       // Leader churn: a new leader is struck (crashed, powered off or isolated) within a few
       // milliseconds of its election, while its first entries are still in flight. This is
       // where Raft's subtle cases live (e.g. committing a previous term's entries).
+      // Half the strikes isolate the leader at once, before its first append leaves: its noop
+      // then exists on that node alone (the "entry on one node" of Raft's Figure 8).
       w.onLeader = (node) => {
-        if (w.healed || w.q.now >= until || !w.rng.faults.chance(0.5)) return;
+        const f = w.rng.faults;
+        if (w.healed || w.q.now >= until || !f.chance(w.params.churnP)) return;
+        const dur = 20 + f.exp(w.params.faultMeanDurationMs);
+        w.countFault('churn');
+        if (f.chance(0.5)) { this.isolateFromPeers(node, dur); return; }
         const inc = node.incarnation;
-        w.q.after(w.rng.faults.exp(3), () => {
+        w.q.after(f.exp(w.params.churnDelayMs), () => {
           if (w.healed || node.incarnation !== inc || !node.up) return;
-          const how = w.rng.faults.pick(['kill', 'power', 'isolate'] as const);
-          w.countFault('churn');
-          this.inject(how, node, 20 + w.rng.faults.exp(w.params.faultMeanDurationMs));
+          this.inject(f.pick(['kill', 'power', 'isolate'] as const), node, dur);
         });
       };
     }
@@ -121,39 +123,52 @@ export class Nemesis {
 
   private partition(kind: FaultKind, node: SimNode, dur: number, note: (t: string) => void): void {
     const w = this.w;
-    if (w.q.now < this.partitionUntil) return;
     const n = w.nodes.length;
     const all = w.net.size;
+    const links: [number, number][] = [];
     switch (kind) {
       case 'isolate':
         note(`isolate ${node.id} for ${dur.toFixed(0)} ms`);
-        for (let i = 0; i < all; i++) { w.net.block(node.idx, i); w.net.block(i, node.idx); }
+        for (let i = 0; i < all; i++) if (i !== node.idx) { links.push([node.idx, i], [i, node.idx]); }
         break;
       case 'halves': {
         const side = w.nodes.map(() => w.rng.faults.chance(0.5));
         note(`halves {${w.nodes.filter((_, i) => side[i]).map((x) => x.id)}} | {${w.nodes.filter((_, i) => !side[i]).map((x) => x.id)}} for ${dur.toFixed(0)} ms`);
-        for (let i = 0; i < n; i++) for (let j = 0; j < n; j++) if (side[i] !== side[j]) w.net.block(i, j);
+        for (let i = 0; i < n; i++) for (let j = 0; j < n; j++) if (side[i] !== side[j]) links.push([i, j]);
         break;
       }
       case 'oneway': {
         const other = this.randomNode();
         if (other === node) return;
         note(`one-way ${node.id} -> ${other.id} blocked for ${dur.toFixed(0)} ms`);
-        w.net.block(node.idx, other.idx);
+        links.push([node.idx, other.idx]);
         break;
       }
       case 'clientFollower': {
         const leader = currentLeader(w);
         const followers = w.nodes.filter((x) => x !== leader);
         note(`clients cannot reach ${followers.map((x) => x.id)} for ${dur.toFixed(0)} ms`);
-        for (const f of followers) for (let c = n; c < all; c++) w.net.block(c, f.idx);
+        for (const f of followers) for (let c = n; c < all; c++) links.push([c, f.idx]);
         break;
       }
       default:
         return;
     }
-    this.partitionUntil = w.q.now + dur;
-    w.q.after(dur, () => { if (!w.healed) w.net.heal(); });
+    w.net.partition(links, dur);
+  }
+
+  /**
+   * Cuts a node off from the other nodes but not from the clients: a leader on the minority
+   * side keeps accepting appends it cannot replicate until check-quorum deposes it.
+   */
+  isolateFromPeers(node: SimNode, dur: number): void {
+    const w = this.w;
+    w.countFault('isolatePeers');
+    w.trace.mix(91, w.q.now, node.idx);
+    if (w.trace.on) w.trace.line(w.q.now, 'NEM', `cut ${node.id} off from the other nodes (clients still reach it) for ${dur.toFixed(0)} ms`);
+    const links: [number, number][] = [];
+    for (const m of w.nodes) if (m !== node) links.push([node.idx, m.idx], [m.idx, node.idx]);
+    w.net.partition(links, dur);
   }
 
   /** Ends every fault: partitions, clogs, pauses, full disks, armed fsync errors; restarts nodes. */

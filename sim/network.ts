@@ -33,32 +33,51 @@ export interface NetStats {
 
 export class Network {
   readonly size: number;
-  private blocked: Uint8Array;
+  private blocked: Uint16Array;
   private clogUntil: Float64Array;
   private clogFactor: Float64Array;
   cfg: NetConfig;
+  /** Bumped by `heal`: lifts scheduled before it no longer apply. */
+  private generation = 0;
   readonly stats: NetStats = { sent: 0, delivered: 0, dropped: 0, partitioned: 0, duplicated: 0 };
 
   /** @param names every endpoint (nodes first, then clients); links are addressed by index. */
   constructor(private readonly queue: EventQueue, private readonly rng: Prng, readonly names: readonly string[], cfg: NetConfig) {
     this.size = names.length;
-    this.blocked = new Uint8Array(this.size * this.size);
+    this.blocked = new Uint16Array(this.size * this.size);
     this.clogUntil = new Float64Array(this.size * this.size);
     this.clogFactor = new Float64Array(this.size * this.size).fill(1);
     this.cfg = cfg;
   }
 
   isBlocked(from: number, to: number): boolean {
-    return this.blocked[from * this.size + to] === 1;
+    return this.blocked[from * this.size + to] > 0;
   }
 
+  /** Blocks from→to. Blocks nest: each `block` is undone by one `unblock`. */
   block(from: number, to: number): void {
-    if (from !== to) this.blocked[from * this.size + to] = 1;
+    if (from !== to) this.blocked[from * this.size + to]++;
+  }
+
+  unblock(from: number, to: number): void {
+    const i = from * this.size + to;
+    if (from !== to && this.blocked[i] > 0) this.blocked[i]--;
+  }
+
+  /**
+   * Applies a partition (a set of blocked directed links) for `ms`, then lifts exactly those
+   * blocks, so partitions may overlap.
+   */
+  partition(links: [number, number][], ms: number): void {
+    for (const [a, b] of links) this.block(a, b);
+    const gen = this.generation;
+    this.queue.after(ms, () => { if (gen === this.generation) for (const [a, b] of links) this.unblock(a, b); });
   }
 
   /** Removes every partition. */
   heal(): void {
     this.blocked.fill(0);
+    this.generation++;
   }
 
   unclog(): void {

@@ -11,9 +11,11 @@
  * Node selectors: a node id ("n2"), "leader" (the current leader, or nothing if there is
  * none), "follower" (some node that is not the leader), "all", or a label saved by an earlier
  * step's "as". Actions: crash (kind kill|power), restart, pause (ms), isolate (ms),
- * halves (groups: [["n1"],["n2","n3"]], ms), oneway (node → to, ms), clientFollower
+ * halves (groups: [["n1"],["n2","n3"]] or [["leader"],["rest"]], ms; clients reach every node), oneway (node → to, ms), clientFollower
  * (clients cannot reach `node`, ms), clog (node ↔ to, factor, ms), fsyncError, diskFull
- * (slack bytes, ms), heal (partitions and clogs). The random nemesis is off; the run's seed
+ * (slack bytes, ms), heal (partitions and clogs), cutNextLeader (the next node elected is cut
+ * off from its peers, clients still reaching it, before its first append leaves; "as" labels
+ * it). The random nemesis is off; the run's seed
  * still drives delays, clients and the disk's fate on power loss.
  */
 import { readFileSync } from 'node:fs';
@@ -24,7 +26,7 @@ import type { SimNode } from './node.ts';
 
 export interface ScenarioStep {
   at: number;
-  do: 'crash' | 'restart' | 'pause' | 'isolate' | 'halves' | 'oneway' | 'clientFollower' | 'clog' | 'fsyncError' | 'diskFull' | 'heal';
+  do: 'crash' | 'restart' | 'pause' | 'isolate' | 'halves' | 'oneway' | 'clientFollower' | 'clog' | 'fsyncError' | 'diskFull' | 'heal' | 'cutNextLeader';
   node?: string;
   to?: string;
   kind?: 'kill' | 'power';
@@ -64,7 +66,7 @@ export function scheduleScenario(w: World, nemesis: Nemesis, s: Scenario): void 
   };
   for (const step of s.steps) {
     w.q.at(step.at, () => {
-      const targets = select(step.node);
+      const targets = step.do === 'cutNextLeader' ? [] : select(step.node);
       if (step.as) labels.set(step.as, targets);
       if (w.trace.on) w.trace.line(w.q.now, 'SCN', `${step.do} ${targets.map((n) => n.id).join(',') || '(nobody)'}${step.ms ? ` for ${step.ms} ms` : ''}`);
       const ms = step.ms ?? 1000;
@@ -81,23 +83,31 @@ export function scheduleScenario(w: World, nemesis: Nemesis, s: Scenario): void 
             w.q.after(ms, () => { n.disk.spaceLimit = Infinity; });
           }
           break;
-        case 'clientFollower':
+        case 'clientFollower': {
           w.countFault('clientFollower');
-          for (const n of targets) for (let c = w.nodes.length; c < w.net.size; c++) w.net.block(c, n.idx);
-          w.q.after(ms, () => w.net.heal());
+          const links: [number, number][] = [];
+          for (const n of targets) for (let c = w.nodes.length; c < w.net.size; c++) links.push([c, n.idx]);
+          w.net.partition(links, ms);
           break;
+        }
         case 'halves': {
           w.countFault('halves');
-          const groups = (step.groups ?? []).map((g) => g.flatMap((x) => select(x)));
-          for (const a of groups) for (const b of groups) if (a !== b) for (const x of a) for (const y of b) w.net.block(x.idx, y.idx);
-          w.q.after(ms, () => w.net.heal());
+          // A group ["rest"] holds every node not named in another group.
+          const named = (step.groups ?? []).map((g) => (g.length === 1 && g[0] === 'rest' ? null : g.flatMap((x) => select(x))));
+          const taken = new Set(named.flat().filter((x) => x !== null));
+          const groups = named.map((g) => g ?? w.nodes.filter((n) => !taken.has(n)));
+          if (step.as) labels.set(step.as, groups[0] ?? []);
+          const links: [number, number][] = [];
+          for (const a of groups) for (const b of groups) if (a !== b) for (const x of a) for (const y of b) links.push([x.idx, y.idx]);
+          w.net.partition(links, ms);
           break;
         }
         case 'oneway': {
           w.countFault('oneway');
           const to = select(step.to);
-          for (const x of targets) for (const y of to) w.net.block(x.idx, y.idx);
-          w.q.after(ms, () => w.net.heal());
+          const links: [number, number][] = [];
+          for (const x of targets) for (const y of to) links.push([x.idx, y.idx]);
+          w.net.partition(links, ms);
           break;
         }
         case 'clog': {
@@ -107,6 +117,14 @@ export function scheduleScenario(w: World, nemesis: Nemesis, s: Scenario): void 
           break;
         }
         case 'heal': w.net.heal(); w.net.unclog(); break;
+        case 'cutNextLeader':
+          w.onLeader = (node) => {
+            w.onLeader = null;
+            if (step.as) labels.set(step.as, [node]);
+            if (w.trace.on) w.trace.line(w.q.now, 'SCN', `${node.id} elected: cut off from its peers`);
+            nemesis.isolateFromPeers(node, ms);
+          };
+          break;
       }
     });
   }
