@@ -16,7 +16,8 @@
  *   truncation), including fetches still on the wire.
  * - ENOSPC on any write stops the node (`fatal`): the executor never guesses which bytes of
  *   a failed write reached the page cache. The node comes back on the next restart.
- * - fatal (fdatasync failure, ENOSPC): the process stops; a restart recovers from disk.
+ * - fatal (fdatasync failure, ENOSPC): the process stops; its supervisor restarts it a little
+ *   later, and the restart recovers from disk.
  *
  * Crash = drop every volatile thing (replica, uploads, requests, bodies, in-flight work;
  * an in-flight write lands or not); power loss additionally mangles unsynced writes.
@@ -187,6 +188,16 @@ export class SimNode {
     if (w.trace.on) w.trace.line(w.q.now, this.id, `CRASH (${kind}): ${why}`);
   }
 
+  /** The process exits on a fatal error; a supervisor (systemd, say) restarts it a little later. */
+  private fatal(reason: string): void {
+    const w = this.w;
+    this.crash('fatal', reason);
+    const inc = this.incarnation;
+    w.q.after(50 + w.rng.faults.exp(200), () => {
+      if (inc === this.incarnation && !this.up && !w.healed) this.start();
+    });
+  }
+
   pause(ms: number): void {
     if (!this.up || this.paused) return;
     this.paused = true;
@@ -336,7 +347,7 @@ export class SimNode {
         break;
       case 'fatal':
         tr.mix(50);
-        this.crash('fatal', e.reason);
+        this.fatal(e.reason);
         break;
     }
   }
@@ -361,7 +372,7 @@ export class SimNode {
           this.inflight.delete(r);
           if (!r.discarded && !this.disk.write(r.at, r.data)) {
             this.w.countFault('enospc-hit');
-            this.crash('fatal', `ENOSPC writing ${r.data.length} bytes at ${r.at}`);
+            this.fatal(`ENOSPC writing ${r.data.length} bytes at ${r.at}`);
             return;
           }
           if (--left === 0) done();
@@ -396,53 +407,61 @@ export class SimNode {
     switch (a.body.kind) {
       case 'ok':
       case 'corrupt':
-        this.schedule(a.body.delay, () => {
-          // A partition between the client and this node holds the body back: the client
-          // eventually times out and closes the connection.
-          if (w.net.isBlocked(a.client, this.idx)) { this.schedule(closeIn, () => this.bodyClosed(b)); return; }
-          let data = a.payload;
-          if (a.body.kind === 'corrupt' && data.length > 0) {
-            data = Buffer.from(data);
-            data[w.rng.clients.int(data.length)] ^= 0x5a;
-          }
-          this.streamBody(b, data, true);
-        });
+      case 'die': {
+        let data = a.payload;
+        if (a.body.kind === 'corrupt' && data.length > 0) {
+          data = Buffer.from(data);
+          data[w.rng.clients.int(data.length)] ^= 0x5a;
+        }
+        const upto = a.body.kind === 'die' ? w.rng.clients.int(data.length + 1) : data.length;
+        this.streamBody(b, data, upto, a.body.kind !== 'die', a.body.delay, closeIn);
         break;
-      case 'die':
-        this.schedule(a.body.delay, () => {
-          const part = a.payload.subarray(0, w.rng.clients.int(a.payload.length + 1));
-          this.streamBody(b, part, false);
-        });
-        break;
+      }
       case 'stall':
         this.schedule(closeIn, () => this.bodyClosed(b));
         break;
     }
   }
 
-  /** Writes body bytes into the payload area, then reports the body done (or broken). */
-  private streamBody(b: BodyState, data: Buffer, complete: boolean): void {
-    if (b.cancelled || b.finished) return;
+  /**
+   * Streams body bytes [0, upto) into the payload area in 1 KiB chunks spread over `delay`
+   * ms, each written as it arrives; once all landed, `bodyDone` (ok only if `complete`).
+   * A partition between client and node holds the rest back until the client gives up.
+   */
+  private streamBody(b: BodyState, data: Buffer, upto: number, complete: boolean, delay: number, closeIn: number): void {
+    const w = this.w;
     const base = b.meta.offset + HEADER_SIZE;
-    const parts: { at: number; data: Buffer }[] = [];
-    const nChunks = data.length > 1024 ? 2 : 1;
-    const cut = Math.floor(data.length / nChunks);
-    for (let i = 0; i < nChunks; i++) {
-      const from = i * cut, to = i === nChunks - 1 ? data.length : from + cut;
-      if (to > from) parts.push({ at: base + from, data: Buffer.from(data.subarray(from, to)) });
-    }
-    const finish = () => {
-      b.chunksInFlight = 0;
+    const CHUNK = 1024;
+    const n = Math.max(1, Math.ceil(upto / CHUNK));
+    const t0 = w.q.now;
+    let arrived = 0;
+    const settle = () => {
+      if (b.chunksInFlight > 0) return;
       const waiters = b.waiters;
       b.waiters = [];
       for (const fn of waiters) fn();
-      if (b.cancelled || b.finished) return;
+      if (arrived < n || b.cancelled || b.finished) return;
       b.finished = true;
       this.step({ type: 'bodyDone', reqId: b.reqId, ok: complete, crc: complete ? crc32c(data) : 0 });
     };
-    if (parts.length === 0) { finish(); return; }
-    b.chunksInFlight = parts.length;
-    this.diskWrite(parts, finish);
+    for (let i = 0; i < n; i++) {
+      this.schedule((delay * (i + 1)) / n, () => {
+        if (b.cancelled || b.finished || arrived < i) return;
+        if (w.net.isBlocked(b.attempt.client, this.idx)) {
+          arrived = -1;
+          this.schedule(Math.max(0, closeIn - (w.q.now - t0)), () => this.bodyClosed(b));
+          return;
+        }
+        arrived = i + 1;
+        const from = i * CHUNK, to = Math.min(upto, from + CHUNK);
+        if (to <= from) { settle(); return; }
+        b.chunksInFlight++;
+        this.diskWrite([{ at: base + from, data: Buffer.from(data.subarray(from, to)) }], () => {
+          b.chunksInFlight--;
+          settle();
+        });
+      });
+    }
   }
 
   /** The client closed the connection before the body completed. */

@@ -13,6 +13,7 @@ import * as append from './commands/append.ts';
 import * as read from './commands/read.ts';
 import * as admin from './commands/admin.ts';
 import * as dev from './commands/dev.ts';
+import * as sim from '../../sim/cli.ts';
 
 /**
  * Every command module, in help order. Each exports `register(cli, ctx)`.
@@ -24,7 +25,7 @@ export const COMMANDS: CommandModule[] = [
   append,
   read,
   admin,
-  // sim,   <- `loglog sim`  (owned by sim/)
+  sim,
   dev,
 ];
 

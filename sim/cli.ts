@@ -1,0 +1,275 @@
+/**
+ * `loglog sim`: the deterministic simulator from the command line.
+ *
+ *   loglog sim --seed N [--trace] [--nodes 3] [--bug NAME] [--history FILE]   replay one seed
+ *   loglog sim --seeds 1000 [--from S] [--nodes 3] [--bug NAME] [--json]       sweep seeds
+ *   loglog sim --scenario FILE [--seed N] [--trace] [--bug NAME]               scripted faults
+ *
+ * A sweep prints seeds/s, simulated events/s, the faults injected by kind and every
+ * violation with the seed that reproduces it; it exits 1 when any seed fails. Progress goes
+ * to stderr when stderr is a terminal. --bug takes a planted bug (spec/bugs.ts), or several
+ * separated by commas.
+ */
+import { writeFileSync } from 'node:fs';
+import type { CAC } from 'cac';
+import { BUG_NAMES, type BugName } from '../spec/bugs.ts';
+import { formatHistory } from '../spec/history.ts';
+import { run, type RunResult } from './runner.ts';
+import { loadScenario } from './scenario.ts';
+
+/** The bits of the CLI context the command uses (client/cli/context.ts provides them). */
+export interface SimCliContext {
+  out: { write(s: string): Promise<void> | void; flush(): Promise<void> | void };
+  io: { stderr: NodeJS.WritableStream & { isTTY?: boolean } };
+  signal?: AbortSignal;
+  exitCode: number;
+}
+
+export class SimUsageError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'UsageError';
+  }
+}
+
+function processContext(): SimCliContext {
+  return {
+    out: { write: (s: string) => { process.stdout.write(s); }, flush: () => undefined },
+    io: { stderr: process.stderr },
+    get exitCode() { return Number(process.exitCode ?? 0); },
+    set exitCode(v: number) { process.exitCode = v; },
+  };
+}
+
+function integer(v: unknown, name: string, min: number, max = Number.MAX_SAFE_INTEGER): number {
+  const raw = String(v).trim();
+  if (!/^[0-9]+$/.test(raw)) throw new SimUsageError(`--${name} must be a whole number, got "${raw}"`);
+  const n = Number(raw);
+  if (!Number.isSafeInteger(n) || n < min || n > max) throw new SimUsageError(`--${name} must be between ${min} and ${max}, got ${raw}`);
+  return n;
+}
+
+function bugs(v: unknown): BugName[] {
+  if (v === undefined || v === false) return [];
+  const names = (Array.isArray(v) ? v : [v]).flatMap((x) => String(x).split(',')).map((x) => x.trim()).filter(Boolean);
+  for (const n of names) {
+    if (!BUG_NAMES.includes(n as BugName)) throw new SimUsageError(`--bug ${n}: unknown planted bug; choose from ${BUG_NAMES.join(', ')}`);
+  }
+  return names as BugName[];
+}
+
+const fmt = (n: number, digits = 0) => n.toLocaleString('en-US', { maximumFractionDigits: digits, minimumFractionDigits: digits });
+
+function reproduce(r: RunResult, scenarioFile?: string): string {
+  const parts = ['loglog sim', scenarioFile ? `--scenario ${scenarioFile}` : '', `--seed ${r.seed}`, `--nodes ${r.nodes}`];
+  if (r.bugs.length) parts.push(`--bug ${r.bugs.join(',')}`);
+  parts.push('--trace');
+  return parts.filter(Boolean).join(' ');
+}
+
+function faultsLine(faults: Record<string, number>): string {
+  const kinds = Object.keys(faults).sort();
+  return kinds.length ? kinds.map((k) => `${k}×${faults[k]}`).join(' ') : 'none';
+}
+
+/** The report of one run (single seed or scenario). */
+export function describeRun(r: RunResult, wallMs: number, scenarioFile?: string): string {
+  const s = r.stats;
+  const lines = [
+    `${r.scenario ? `scenario ${r.scenario}, ` : ''}seed ${r.seed}${r.bugs.length ? ` with planted ${r.bugs.join(', ')}` : ''}: ${r.verdict === 'pass' ? 'PASS' : 'FAIL'}`,
+    `  ${fmt(r.events)} events, ${fmt(r.simMs / 1000, 1)} s simulated, ${fmt(wallMs / 1000, 2)} s wall (${fmt(r.events / Math.max(wallMs, 1) * 1000)} events/s), digest ${r.digest}`,
+    ...r.mix.split('\n').map((l) => `  ${l}`),
+    `  appends ok ${s.appends.ok}, failed ${s.appends.fail}, unknown ${s.appends.unknown}; reads ${s.reads} (${s.readEntries} entries); committed ${fmt(s.committedEnd)} bytes`,
+    `  elections ${s.elections}, highest term ${s.maxTerm}, fetches ${s.fetches}, catch-up copies ${s.copies}; network sent ${s.net.sent}, dropped ${s.net.dropped}, partitioned ${s.net.partitioned}, duplicated ${s.net.duplicated}`,
+    `  faults injected: ${faultsLine(s.faults)}; uploads lost ${s.uploadsLost}, corrupted ${s.uploadsCorrupted}; sectors on power loss kept/lost/partial/garbage ${s.mangling.sectorsKept}/${s.mangling.sectorsLost}/${s.mangling.sectorsPartial}/${s.mangling.sectorsGarbage}`,
+  ];
+  for (const v of r.violations) lines.push(`  VIOLATION ${v.check} at ${fmt(v.time, 3)} ms: ${v.message}`);
+  if (r.verdict === 'fail') lines.push(`  reproduce: ${reproduce(r, scenarioFile)}`);
+  return `${lines.join('\n')}\n`;
+}
+
+export interface SweepOptions {
+  from: number;
+  seeds: number;
+  nodes: number;
+  bugs: BugName[];
+  /** Called after each seed (progress). */
+  onSeed?: (done: number, r: RunResult, wallMs: number) => void;
+  /** Checked between seeds; a sweep stops early when it returns true. */
+  stop?: () => boolean;
+}
+
+export interface SweepResult {
+  from: number;
+  seeds: number;
+  nodes: number;
+  bugs: BugName[];
+  passed: number;
+  failed: number;
+  wallMs: number;
+  events: number;
+  simMs: number;
+  seedsPerSecond: number;
+  eventsPerSecond: number;
+  faults: Record<string, number>;
+  /** Failing seeds by the first check that failed. */
+  byCheck: Record<string, number[]>;
+  violations: { seed: number; check: string; message: string; reproduce: string }[];
+}
+
+/** Runs seeds [from, from+seeds) and aggregates. Wall time is measured outside the runs. */
+export async function sweep(o: SweepOptions): Promise<SweepResult> {
+  const res: SweepResult = {
+    from: o.from, seeds: 0, nodes: o.nodes, bugs: o.bugs, passed: 0, failed: 0, wallMs: 0, events: 0, simMs: 0,
+    seedsPerSecond: 0, eventsPerSecond: 0, faults: {}, byCheck: {}, violations: [],
+  };
+  const t0 = performance.now();
+  let lastYield = t0;
+  for (let seed = o.from; seed < o.from + o.seeds; seed++) {
+    const s0 = performance.now();
+    const r = run(seed, { nodes: o.nodes, bugs: o.bugs });
+    const wall = performance.now() - s0;
+    res.seeds++;
+    res.events += r.events;
+    res.simMs += r.simMs;
+    for (const [k, n] of Object.entries(r.stats.faults)) res.faults[k] = (res.faults[k] ?? 0) + n;
+    const net = r.stats.net;
+    if (net.dropped) res.faults['net-drop'] = (res.faults['net-drop'] ?? 0) + net.dropped;
+    if (net.duplicated) res.faults['net-duplicate'] = (res.faults['net-duplicate'] ?? 0) + net.duplicated;
+    if (r.stats.uploadsLost) res.faults['upload-lost'] = (res.faults['upload-lost'] ?? 0) + r.stats.uploadsLost;
+    if (r.stats.uploadsCorrupted) res.faults['upload-corrupt'] = (res.faults['upload-corrupt'] ?? 0) + r.stats.uploadsCorrupted;
+    if (r.verdict === 'pass') res.passed++;
+    else {
+      res.failed++;
+      const first = r.violations[0];
+      (res.byCheck[first.check] ??= []).push(seed);
+      for (const v of r.violations) res.violations.push({ seed, check: v.check, message: v.message, reproduce: reproduce(r) });
+    }
+    o.onSeed?.(res.seeds, r, wall);
+    // Let Ctrl-C and stream writes through now and then (between runs, never inside one).
+    if (performance.now() - lastYield > 250) {
+      await new Promise((resolve) => setImmediate(resolve));
+      lastYield = performance.now();
+      if (o.stop?.()) break;
+    }
+  }
+  res.wallMs = performance.now() - t0;
+  res.seedsPerSecond = res.seeds / (res.wallMs / 1000);
+  res.eventsPerSecond = res.events / (res.wallMs / 1000);
+  return res;
+}
+
+export function describeSweep(s: SweepResult): string {
+  const lines = [
+    `sim sweep: seeds ${s.from}..${s.from + s.seeds - 1}, ${s.nodes} nodes${s.bugs.length ? `, planted ${s.bugs.join(', ')}` : ''}: ${s.failed === 0 ? 'all passed' : `${s.failed} of ${s.seeds} FAILED`}`,
+    `  ${fmt(s.wallMs / 1000, 1)} s wall, ${fmt(s.seedsPerSecond, 1)} seeds/s (${fmt(s.seedsPerSecond * 60)} seeds/min), ${fmt(s.eventsPerSecond)} simulated events/s, ${fmt(s.events)} events, ${fmt(s.simMs / 1000)} s simulated`,
+    `  faults injected: ${faultsLine(s.faults)}`,
+  ];
+  for (const [check, seeds] of Object.entries(s.byCheck)) lines.push(`  ${check}: seeds ${seeds.slice(0, 20).join(', ')}${seeds.length > 20 ? `, ... (${seeds.length})` : ''}`);
+  const shown = new Set<number>();
+  for (const v of s.violations) {
+    if (shown.has(v.seed) || shown.size >= 50) continue;
+    shown.add(v.seed);
+    lines.push(`  seed ${v.seed}: ${v.check}: ${v.message}`);
+    lines.push(`    reproduce: ${v.reproduce}`);
+  }
+  return `${lines.join('\n')}\n`;
+}
+
+async function action(ctx: SimCliContext, o: Record<string, unknown>): Promise<void> {
+  const nodes = o.nodes === undefined ? undefined : integer(o.nodes, 'nodes', 1, 9);
+  const planted = bugs(o.bug);
+  const write = async (s: string) => { await ctx.out.write(s); await ctx.out.flush(); };
+
+  if (o.scenario !== undefined) {
+    const file = String(o.scenario);
+    const sc = loadScenario(file);
+    const seed = o.seed === undefined ? sc.seed ?? 1 : integer(o.seed, 'seed', 0);
+    const t0 = performance.now();
+    const r = run(seed, { scenario: sc, nodes, bugs: planted, trace: o.trace === true, keepHistory: o.history !== undefined });
+    const wall = performance.now() - t0;
+    if (o.trace === true) await write(`${r.trace.join('\n')}\n`);
+    if (o.history !== undefined) writeFileSync(String(o.history), formatHistory(r.history ?? []));
+    await write(o.json === true ? `${JSON.stringify(summary(r, wall))}\n` : describeRun(r, wall, file));
+    if (r.verdict === 'fail') ctx.exitCode = 1;
+    return;
+  }
+
+  if (o.seeds !== undefined) {
+    if (o.seed !== undefined) throw new SimUsageError('use either --seed (replay one) or --seeds (sweep), not both');
+    const count = integer(o.seeds, 'seeds', 1);
+    const from = o.from === undefined ? 1 : integer(o.from, 'from', 0);
+    const tty = ctx.io.stderr.isTTY === true;
+    let t0 = performance.now();
+    let failing = 0;
+    let events = 0;
+    const res = await sweep({
+      from, seeds: count, nodes: nodes ?? 3, bugs: planted,
+      stop: () => ctx.signal?.aborted === true,
+      onSeed: (done, r) => {
+        events += r.events;
+        if (r.verdict === 'fail') failing++;
+        if (!tty) return;
+        const el = (performance.now() - t0) / 1000;
+        if (done === 1) t0 = performance.now() - 1;
+        ctx.io.stderr.write(`\rsim: ${done}/${count} seeds, ${fmt(done / el * 60)} seeds/min, ${fmt(events / el)} events/s, ${failing} failing   `);
+      },
+    });
+    if (tty) ctx.io.stderr.write('\n');
+    await write(o.json === true ? `${JSON.stringify(res)}\n` : describeSweep(res));
+    if (res.failed > 0) ctx.exitCode = 1;
+    return;
+  }
+
+  const seed = o.seed === undefined ? 1 : integer(o.seed, 'seed', 0);
+  const t0 = performance.now();
+  const r = run(seed, { nodes, bugs: planted, trace: o.trace === true, keepHistory: o.history !== undefined });
+  const wall = performance.now() - t0;
+  if (o.trace === true) await write(`${r.trace.join('\n')}\n`);
+  if (o.history !== undefined) writeFileSync(String(o.history), formatHistory(r.history ?? []));
+  await write(o.json === true ? `${JSON.stringify(summary(r, wall))}\n` : describeRun(r, wall));
+  if (r.verdict === 'fail') ctx.exitCode = 1;
+}
+
+function summary(r: RunResult, wallMs: number): Record<string, unknown> {
+  return {
+    seed: r.seed, nodes: r.nodes, bugs: r.bugs, scenario: r.scenario, verdict: r.verdict, violations: r.violations,
+    digest: r.digest, events: r.events, simMs: r.simMs, wallMs, stats: r.stats, mix: r.mix,
+  };
+}
+
+/** Registers `loglog sim` on a cac program. */
+export function registerSimCommand(cli: CAC, ctx: SimCliContext = processContext()): void {
+  cli
+    .command('sim', 'Run the deterministic simulator: replay a seed, sweep seeds, or play a scenario')
+    .option('--seed <n>', 'Replay one seed (default 1)')
+    .option('--seeds <count>', 'Sweep this many seeds')
+    .option('--from <seed>', 'First seed of a sweep (default 1)')
+    .option('--nodes <n>', 'Cluster size (default 3)')
+    .option('--bug <name>', `Enable a planted bug (${BUG_NAMES.join(', ')}); comma-separate several`)
+    .option('--scenario <file>', 'Play a scripted fault schedule (sim/scenarios/*.json)')
+    .option('--trace', 'Print the timeline of the run, ending with the verdict')
+    .option('--history <file>', 'Write the client history of the run as JSON lines')
+    .option('--json', 'Print the result as one JSON object')
+    .example('loglog sim --seed 42 --trace')
+    .example('loglog sim --seeds 1000 --from 1')
+    .example('loglog sim --seeds 200 --bug ackBeforeFsync')
+    .example('loglog sim --scenario sim/scenarios/leader-crash-mid-upload.json')
+    .action(async (o: Record<string, unknown>) => {
+      try {
+        await action(ctx, o);
+      } catch (e) {
+        if (e instanceof SimUsageError) {
+          ctx.io.stderr.write(`loglog sim: ${e.message}\n`);
+          ctx.exitCode = 1;
+          return;
+        }
+        throw e;
+      }
+    });
+}
+
+/** The command-module shape client/cli/run.ts registers. */
+export function register(cli: CAC, ctx: SimCliContext): void {
+  registerSimCommand(cli, ctx);
+}
