@@ -17,7 +17,7 @@ export interface ChainFrame {
   crc: number;
   /** Fingerprint of the frame's bytes (see `fingerprint`). */
   fcrc: number;
-  /** Running fingerprint of every frame from offset 0 to `end`. */
+  /** Running fingerprint of every frame from offset 0 to `end` (see `chainCum`). */
   cum: number;
 }
 
@@ -28,6 +28,15 @@ export interface ChainFrame {
  * only in their term would fingerprint equal. The field is a function of bytes 0..27, so
  * leaving it out loses nothing.
  */
+const pair = Buffer.alloc(8);
+
+/** The running fingerprint after a frame: CRC32C over (previous running value, frame fingerprint). */
+export function chainCum(prev: number, fcrc: number): number {
+  pair.writeUInt32LE(prev >>> 0, 0);
+  pair.writeUInt32LE(fcrc >>> 0, 4);
+  return crc32c(pair);
+}
+
 export function fingerprint(buf: Buffer, from: number, to: number, seed: number): number {
   const c = crc32c(buf.subarray(from, from + HEADER_SIZE - 4), seed);
   return crc32c(buf.subarray(from + HEADER_SIZE, to), c);
@@ -61,8 +70,9 @@ export class FrameChain {
       const r = checkFrame(image, at, 0, true);
       if (!r.ok) break;
       const fr = r.frame;
-      cum = fingerprint(image, at, r.next, cum);
-      this.frames.push({ offset: at, end: r.next, term: fr.term, kind: fr.kind, length: fr.length, crc: fr.crc, fcrc: fingerprint(image, at, r.next, 0), cum });
+      const fcrc = fingerprint(image, at, r.next, 0);
+      cum = chainCum(cum, fcrc);
+      this.frames.push({ offset: at, end: r.next, term: fr.term, kind: fr.kind, length: fr.length, crc: fr.crc, fcrc, cum });
       at = r.next;
     }
   }
