@@ -93,9 +93,22 @@ export function normalizeServer(s: string): string {
   return url.origin + url.pathname.replace(/\/+$/, '');
 }
 
+/** Origin and path prefix of each server base URL, parsed once (URL parsing is not free). */
+const parsedBases = new Map<string, { origin: string; prefix: string }>();
+
+function parseBase(base: string): { origin: string; prefix: string } {
+  let p = parsedBases.get(base);
+  if (!p) {
+    const u = new URL(base);
+    p = { origin: u.origin, prefix: u.pathname.replace(/\/+$/, '') };
+    if (parsedBases.size > 1024) parsedBases.clear();
+    parsedBases.set(base, p);
+  }
+  return p;
+}
+
 function buildPath(base: string, req: HttpRequest): string {
-  const prefix = new URL(base).pathname.replace(/\/+$/, '');
-  let path = prefix + req.path;
+  let path = parseBase(base).prefix + req.path;
   if (req.query) {
     const q = new URLSearchParams();
     for (const [k, v] of Object.entries(req.query)) if (v !== undefined) q.set(k, String(v));
@@ -118,7 +131,7 @@ export class Transport {
 
   private pool(server: string, longPoll: boolean): Pool {
     if (this.closed) throw new LogError('aborted', 'the client is closed');
-    const origin = new URL(server).origin;
+    const { origin } = parseBase(server);
     const map = longPoll ? this.longPools : this.pools;
     let p = map.get(origin);
     if (!p) {
