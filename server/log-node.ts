@@ -8,8 +8,8 @@ import { EventEmitter } from 'node:events';
 import { randomBytes } from 'node:crypto';
 import { Replica } from '../spec/replica.ts';
 import type { Effect, Input, Message, NodeId, ReplyResult } from '../spec/messages.ts';
-import type { EntryMeta } from '../spec/entry.ts';
-import { Kind, HEADER_SIZE, crc32c, decodeHeader, encodeFrame, encodeHeader, trailerFor } from '../spec/frame.ts';
+import { type EntryMeta, termAt } from '../spec/entry.ts';
+import { Kind, HEADER_SIZE, crc32c, decodeHeader, encodeFrame, encodeHeader, frameSize, trailerFor } from '../spec/frame.ts';
 import { LogError } from '../spec/errors.ts';
 import { SegmentLog } from './storage/segment-log.ts';
 import { loadHardState, saveHardStateSync } from './storage/hard-state.ts';
@@ -201,9 +201,24 @@ export class LogNode extends EventEmitter {
     this.transport.fetchPayload(peer, meta)
       .then((payload) => {
         if (payload.length !== meta.length || crc32c(payload) !== meta.crc) throw new Error('fetched payload does not match its checksum');
+        // The log may have been truncated while the fetch was in flight, and other frames
+        // placed over this range: write only into the frame the fetch was for. (Writes
+        // issued after a truncation land after it, so this check must be made now.)
+        if (!this.holdsFrame(meta)) throw new Error(`the frame at ${meta.offset} was truncated during the fetch`);
         return this.log.writeAt(meta.offset, encodeFrame(meta, payload));
       })
       .then(() => this.step({ type: 'writeDone', seq }), () => this.step({ type: 'writeFailed', seq, reason: 'fetch' }));
+  }
+
+  /**
+   * Whether the log has the frame `meta` describes placed right now: its range is in the
+   * log with the same term. (Every replica lays out a term's entries exactly as that
+   * term's leader placed them, so the same term at the same offset is the same frame.)
+   * Only in-memory bookkeeping: no frame index is loaded (a sealed segment's index reloaded
+   * while its frames are not all written yet would miss the unwritten ones).
+   */
+  private holdsFrame(meta: EntryMeta): boolean {
+    return meta.offset + frameSize(meta.length) <= this.log.end && termAt(this.log.epochs, meta.offset) === meta.term;
   }
 
   private copy(peer: NodeId, start: number, to: number): void {
