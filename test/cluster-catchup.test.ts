@@ -42,6 +42,16 @@ const behindBy100MB = test.macro(async (t, restartOthers: boolean) => {
   const restartedAt = Date.now();
   try {
     await lagging.start();
+    if (restartOthers) {
+      // Crash it in the middle of its catch-up copy; it recovers and resumes from its tail.
+      await until(`${lagging.id} to be mid-copy`, 60_000, async () => {
+        const s = await lagging.status();
+        return s && s.bytes > behind.end / 3 ? true : undefined;
+      });
+      const mid = (await lagging.status())!;
+      await lagging.restart();
+      t.log(`${lagging.id} killed holding ${mid.bytes} bytes (replica durable end ${mid.durable}, of ${behind.end}) and restarted`);
+    }
     await until(`${lagging.id} to catch up past ${behind.end}`, 60_000, async () => {
       const s = await lagging.status();
       return s && s.readable >= behind.end ? true : undefined;
@@ -51,7 +61,11 @@ const behindBy100MB = test.macro(async (t, restartOthers: boolean) => {
   } finally {
     await work.stop();
   }
-  const { end } = await verifyCluster(t, cluster, history, { convergeMs: 60_000 });
+  const traffic = await cluster.peerTraffic();
+  t.log(`peers served ${(traffic.payload / MB).toFixed(1)} MB of fetched payloads and ${(traffic.copy / MB).toFixed(1)} MB of catch-up copies`);
+  if (restartOthers) t.true(traffic.copy >= behind.end / 2, 'the lagging node copied frames (catch-up copy)');
+  else t.true(traffic.payload >= behind.end / 2, 'the lagging node fetched payloads from peers');
+  const { end } = await verifyCluster(t, cluster, history, { convergeMs: 60_000, sameSplits: true });
   t.true(end > behind.end);
   t.true(lagging.segmentBases().length >= 6, 'the copied log spans several segments');
 });

@@ -30,7 +30,7 @@ function watchCommit(node: ClusterNode): { stop(): Promise<number> } {
   return { async stop() { stopped = true; await loop; return max; } };
 }
 
-const isolateLeader = test.macro(async (t, mode: 'both' | 'inbound') => {
+const isolateLeader = test.macro(async (t, mode: 'both' | 'inbound', restartMajority = false) => {
   const cluster = await Cluster.start(t, { proxied: true, config: CONFIG });
   const history = new History();
   const work = startWorkload(cluster, history);
@@ -49,14 +49,19 @@ const isolateLeader = test.macro(async (t, mode: 'both' | 'inbound') => {
     // both: the leader can neither send to nor hear from the others.
     // inbound: the others' links to the leader are cut (their acks and vote replies never
     // arrive); the leader still reaches them, so they keep hearing heartbeats for a while.
-    if (mode === 'both') cluster.partition([old.id], others);
+    // With restartMajority the links are reset, not held: held messages of the new term
+    // would otherwise reach the old leader on heal and fix its log before any catch-up.
+    if (mode === 'both') cluster.partition([old.id], others, { mode: restartMajority ? 'reset' : 'hold' });
     else cluster.partition(others, [old.id], { oneWay: true });
     cutAt = history.now();
     const cutMs = Date.now();
     endAtCut = (await old.status())!.end;
     const watch = watchCommit(old);
     // Clients that keep appending to the isolated leader for the whole partition.
-    minority = new AppendLoad(cluster, history, { name: 'm', clients: 2, target: () => old }).start();
+    // With restartMajority they send large entries: the isolated leader grows an
+    // uncommitted suffix spanning several (small) segment files.
+    // (Without upload copies: most of these are refused, and large copies nobody uses would only load the machine.)
+    minority = new AppendLoad(cluster, history, { name: 'm', clients: restartMajority ? 8 : 2, largeChance: restartMajority ? 1 : 0, upload: !restartMajority, target: () => old }).start();
 
     await until('the isolated leader to step down', 10_000, async () => ((await old.status())?.role !== 'leader' ? true : undefined));
     const stepDown = Date.now() - cutMs;
@@ -67,6 +72,22 @@ const isolateLeader = test.macro(async (t, mode: 'both' | 'inbound') => {
     t.true(stepDown < 10 * ELECTION_MS, `the isolated leader steps down within a few election timeouts (${stepDown} ms)`);
     await load.waitMore(300);
     await minority.stop();
+    if (restartMajority) {
+      // Restarted nodes keep entry metadata only for their recovered tails: after healing,
+      // the old leader is below the new leader's window, so it must cut its divergent
+      // suffix and copy committed frames (catch-up copy) rather than receive metadata.
+      // Twice: a node's recovered tail starts at its last checkpoint, and every start
+      // checkpoints its end, so after the second restart the window starts past anything
+      // the old leader holds.
+      const majority = cluster.nodes.filter((n) => n !== old);
+      for (let i = 0; i < 2; i++) {
+        await Promise.all(majority.map((n) => n.restart()));
+        await cluster.waitLeader({ among: majority, ms: 10_000 });
+        await load.waitMore(50);
+      }
+      const s = (await old.status())!;
+      t.log(`${old.id} holds ${s.end - endAtCut} bytes past its end at the cut, uncommitted`);
+    }
     maxCommit = await watch.stop();
     healAt = history.now();
     cluster.heal();
@@ -78,6 +99,11 @@ const isolateLeader = test.macro(async (t, mode: 'both' | 'inbound') => {
   t.log(`${work.summary()}; the minority side got ${minority!.ok} acks and ${minority!.failures} refusals`);
 
   const { finals } = await verifyCluster(t, cluster, history);
+  if (restartMajority) {
+    const traffic = await cluster.peerTraffic();
+    t.log(`catch-up copies served since the restarts: ${traffic.copy} bytes`);
+    t.true(traffic.copy > 0, 'the old leader caught up by copying frames');
+  }
 
   // The minority side commits nothing: nothing sent to the isolated leader while cut was acknowledged...
   const toOld = history.appends().filter((a) => history.sentTo.get(a) === old!.id && a.invoke_ms >= cutAt! && a.invoke_ms < healAt!);
@@ -94,6 +120,7 @@ const isolateLeader = test.macro(async (t, mode: 'both' | 'inbound') => {
 });
 
 test.serial('a partition isolating the leader: it steps down, the minority commits nothing, the majority continues, all converge after healing', isolateLeader, 'both');
+test.serial('a partition isolating the leader with a large uncommitted suffix, majority restarted: the old leader cuts its suffix and copies', isolateLeader, 'both', true);
 test.serial('a one-way partition (the leader hears nobody, everybody hears it): pre-vote and check-quorum let the majority move on', isolateLeader, 'inbound');
 
 test.serial('a node with the wrong cluster secret is refused, and says so in its log', async (t) => {
@@ -148,6 +175,37 @@ test.serial('a frozen leader (SIGSTOP) is replaced; when it thaws it steps down 
     await load.waitMore(200);
   } finally {
     old?.resume();
+    await work.stop();
+  }
+  t.log(work.summary());
+  await verifyCluster(t, cluster, history);
+});
+
+test.serial('an isolated follower rejoins without deposing the leader (pre-vote) and catches up', async (t) => {
+  const cluster = await Cluster.start(t, { proxied: true, config: CONFIG });
+  const history = new History();
+  const work = startWorkload(cluster, history);
+  const load = work.load;
+  try {
+    await load.waitMore(200);
+    const leader = await cluster.waitLeader();
+    const before = (await leader.status())!;
+    const lonely = cluster.nodes.find((n) => n !== leader)!;
+    cluster.partition([lonely.id], cluster.nodes.filter((n) => n !== lonely).map((n) => n.id));
+    // Many election timeouts pass: the lonely node keeps asking for (pre-)votes nobody sees.
+    await load.waitMore(400);
+    const mid = (await lonely.status())!;
+    t.is(mid.term, before.term, 'pre-vote: an isolated follower does not raise its term');
+    cluster.heal();
+    await until(`${lonely.id} to catch up`, 15_000, async () => {
+      const [s, l] = [await lonely.status(), await leader.status()];
+      return s && l && s.readable >= l.commit - 200_000 && s.leader === leader.id ? true : undefined;
+    });
+    await load.waitMore(200);
+    const after = (await leader.status())!;
+    t.is(after.role, 'leader');
+    t.is(after.term, before.term, 'the leader was never deposed');
+  } finally {
     await work.stop();
   }
   t.log(work.summary());

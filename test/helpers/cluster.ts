@@ -34,6 +34,10 @@ export interface NodeStatus {
   readable: number;
   durable: number;
   segments: number;
+  /** Bytes placed in the segment files (grows during a catch-up copy, before the replica's ends do). */
+  bytes: number;
+  /** Byte counters since the process started (payloads served to peers' fetches, frames served to catch-up copies). */
+  traffic?: { peerPayloadBytes: number; peerCopyBytes: number };
 }
 
 export interface ClusterOptions {
@@ -341,13 +345,15 @@ export class Cluster {
 
   /**
    * Asserts that every node's segment files hold exactly the same bytes over [from, to)
-   * (default: the whole committed prefix every node shares), and that the segments split
-   * the log at the same offsets.
+   * (the committed prefix every node shares). Returns how the nodes' segment files split
+   * that range where they differ; with `sameSplits` a difference fails too.
    */
-  compareSegments(to: number, nodes: ClusterNode[] = this.nodes, from = 0): void {
+  compareSegments(to: number, nodes: ClusterNode[] = this.nodes, opts: { from?: number; sameSplits?: boolean } = {}): string[] {
+    const from = opts.from ?? 0;
     const [first, ...rest] = nodes;
     const ref = first.segmentBytes(from, to);
     const refBases = first.segmentBases().filter((b) => b < to);
+    const splits: string[] = [];
     for (const n of rest) {
       const mine = n.segmentBytes(from, to);
       if (!mine.equals(ref)) {
@@ -356,8 +362,10 @@ export class Cluster {
         throw new Error(`segment bytes of ${n.id} differ from ${first.id} at offset ${from + i} (compared ${from}..${to})`);
       }
       const bases = n.segmentBases().filter((b) => b < to);
-      if (bases.join(',') !== refBases.join(',')) throw new Error(`${n.id} splits segments at ${bases.join(',')}, ${first.id} at ${refBases.join(',')}`);
+      if (bases.join(',') !== refBases.join(',')) splits.push(`${n.id} splits segments at ${bases.join(',')}, ${first.id} at ${refBases.join(',')}`);
     }
+    if (opts.sameSplits && splits.length > 0) throw new Error(splits.join('\n'));
+    return splits;
   }
 
   /** Cuts the links between the groups (both directions unless `oneWay`: only a→b). */
@@ -376,6 +384,16 @@ export class Cluster {
     const p = this.proxies.get(from)?.get(to);
     if (!p) throw new Error(`no proxy from ${from} to ${to} (start the cluster with proxied: true)`);
     return p;
+  }
+
+  /** Payload bytes served to peers' fetches and frame bytes served to catch-up copies, summed over the running nodes (since each started). */
+  async peerTraffic(): Promise<{ payload: number; copy: number }> {
+    let payload = 0, copy = 0;
+    for (const s of (await this.statuses()).values()) {
+      payload += s.traffic?.peerPayloadBytes ?? 0;
+      copy += s.traffic?.peerCopyBytes ?? 0;
+    }
+    return { payload, copy };
   }
 
   /** Every node's log, for failure messages. */

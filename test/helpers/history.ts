@@ -78,6 +78,8 @@ export interface LoadOptions {
   clients?: number;
   minBytes?: number;
   maxBytes?: number;
+  /** Chance that an entry is large: 64..320 KiB (larger than a small test segment). */
+  largeChance?: number;
   /** Name prefix of the writers in the history. */
   name?: string;
   /** Upload copies to the followers (default true). */
@@ -177,7 +179,8 @@ export class AppendLoad {
       const leader = await this.leader();
       if (this.stopped) return;
       if (!leader) continue;
-      const size = min + Math.floor(Math.random() * (max - min + 1));
+      const large = Math.random() < (this.opts.largeChance ?? 0);
+      const size = large ? 64 * 1024 + Math.floor(Math.random() * 256 * 1024) : min + Math.floor(Math.random() * (max - min + 1));
       const op = await appendOnce(this.cluster, this.history, client, leader, makePayload(client, this.seq++, size), { upload: this.opts.upload, skipUpload: this.opts.skipUpload ?? 0.1 });
       if (op.result === 'ok') {
         this.ok++;
@@ -190,7 +193,7 @@ export class AppendLoad {
           this.cached = hint && hint !== leader && hint.alive ? hint : null;
         }
         // Pace retries against a node that keeps refusing (e.g. a deposed leader).
-        await new Promise((r) => setTimeout(r, 20));
+        await new Promise((r) => setTimeout(r, 50));
       }
     }
   }
@@ -298,7 +301,7 @@ export class EndProbe {
  * their offsets exactly once, reads consistent), check that all replicas hold the same
  * frames, and compare their segment files byte for byte over the committed prefix.
  */
-export async function verifyCluster(t: ExecutionContext, cluster: Cluster, history: History, opts: { convergeMs?: number; nodes?: ClusterNode[] } = {}): Promise<{ end: number; finals: Map<string, FinalLog> }> {
+export async function verifyCluster(t: ExecutionContext, cluster: Cluster, history: History, opts: { convergeMs?: number; nodes?: ClusterNode[]; sameSplits?: boolean } = {}): Promise<{ end: number; finals: Map<string, FinalLog> }> {
   let end: number;
   try {
     end = await cluster.waitConverged({ ms: opts.convergeMs ?? 30_000, nodes: opts.nodes });
@@ -323,7 +326,10 @@ export async function verifyCluster(t: ExecutionContext, cluster: Cluster, histo
   }
   const [ref, ...others] = [...finals.entries()];
   for (const [id, f] of others) t.deepEqual(f.frames, ref[1].frames, `${id} and ${ref[0]} hold the same frames`);
-  cluster.compareSegments(end, nodes);
+  const splits = cluster.compareSegments(end, nodes, { sameSplits: opts.sameSplits });
+  // Known: a truncation exactly at a segment's base keeps that (empty) segment file, so a
+  // replica that cut a divergent suffix may split the same bytes at other offsets.
+  if (splits.length > 0) t.log(`same bytes, different segment splits:\n${splits.join('\n')}`);
   await checkFates(t, cluster, history, ref[1]);
   return { end, finals };
 }
