@@ -117,6 +117,16 @@ export interface ServerStatus {
   durable: number;
   segments: number;
   bytes: number;
+  /** Base URL of the leader, when the replica knows it. */
+  leaderUrl?: string | null;
+  /** Every member of the cluster (empty for a cluster of one). */
+  peers?: { id: string; url: string }[];
+  /**
+   * Byte counters since the node started: client payload appended here as leader, and bytes
+   * sent to peers (channel messages, payloads they fetched, frames they copied). On the
+   * leader, `peerSentBytes / appendedBytes` is its replication egress ratio.
+   */
+  traffic?: { appendedBytes: number; peerSentBytes: number; peerMessageBytes: number; peerPayloadBytes: number; peerCopyBytes: number };
   [k: string]: unknown;
 }
 

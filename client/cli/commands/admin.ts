@@ -27,6 +27,11 @@ export function formatStatus(a: Answer): string {
     `  log      start ${s.start}  end ${s.end}  commit ${s.commit}  durable ${s.durable}`,
     `  storage  ${s.segments} segment${s.segments === 1 ? '' : 's'}, ${typeof s.bytes === 'number' ? formatBytes(s.bytes) : '?'}`,
   ];
+  const tr = s.traffic;
+  if (tr && (tr.appendedBytes > 0 || tr.peerSentBytes > 0)) {
+    const ratio = tr.appendedBytes >= 1 << 20 ? ` (${(tr.peerSentBytes / tr.appendedBytes).toFixed(3)} per byte appended)` : '';
+    lines.push(`  traffic  appended ${formatBytes(tr.appendedBytes)} as leader, sent ${formatBytes(tr.peerSentBytes)} to peers${ratio}`);
+  }
   return `${lines.join('\n')}\n`;
 }
 
