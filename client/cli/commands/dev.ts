@@ -312,7 +312,7 @@ async function runDev(ctx: CliContext, o: Record<string, unknown>): Promise<void
     ctx.exitCode = 2;
     return;
   }
-  const codes = await stop('Ctrl-C');
+  const codes = await stop('interrupted');
   if (codes.some((c) => c !== 0)) ctx.exitCode = 2;
 }
 
