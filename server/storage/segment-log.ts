@@ -721,8 +721,13 @@ export class SegmentLog {
     if (seg === this.active()) return;
     this.indexCache.delete(seg);
     this.indexCache.add(seg);
+    if (this.indexCache.size <= INDEX_CACHE_SEGMENTS) return;
+    const frontier = this.written.value;
     for (const s of this.indexCache) {
       if (this.indexCache.size <= INDEX_CACHE_SEGMENTS) break;
+      // A segment with frames placed but not yet written (a follower catching up) cannot
+      // rebuild its index from the file: keep it in memory until its bytes are all there.
+      if (s === seg || this.segmentEnd(this.segAt(s.base)) > frontier) continue;
       this.indexCache.delete(s);
       s.index = null;
     }
