@@ -78,7 +78,12 @@ export function createApiServer(node: LogNode): ApiServer {
     }
   });
 
+  // Upgraded sockets (peer channels, tails) still count as the server's connections:
+  // server.close() would wait for them, so close() ends them itself.
+  const upgraded = new Set<Duplex>();
   server.on('upgrade', (req, socket, head) => {
+    upgraded.add(socket);
+    socket.once('close', () => upgraded.delete(socket));
     const url = new URL(req.url ?? '/', 'http://x');
     const other = upgrades.get(url.pathname);
     if (other) { other(req, socket, head); return; }
@@ -92,6 +97,7 @@ export function createApiServer(node: LogNode): ApiServer {
     async close() {
       for (const ws of wss.clients) ws.terminate();
       wss.close();
+      for (const socket of upgraded) socket.destroy();
       server.closeIdleConnections();
       await new Promise<void>((resolve) => { server.close(() => resolve()); setTimeout(() => { server.closeAllConnections(); resolve(); }, 2000).unref(); });
     },
