@@ -25,7 +25,7 @@ test.serial('kill -9 of the leader under load: a new leader soon, writers contin
   try {
     // Twice: the second time the leader is one elected after a failover.
     for (let round = 1; round <= 2; round++) {
-      await load.waitMore(300);
+      await load.waitMore(150);
       const old = await cluster.waitLeader();
       const before = (await old.status())!.term;
       const killedAt = Date.now();
@@ -36,9 +36,9 @@ test.serial('kill -9 of the leader under load: a new leader soon, writers contin
       t.not(next.id, old.id);
       // A few election timeouts (pre-vote + vote), with slack for a busy 2-core machine.
       t.true(took < 12 * ELECTION_MS, `a new leader within a few election timeouts (took ${took} ms)`);
-      await load.waitMore(300);
+      await load.waitMore(150);
       await old.start();
-      await load.waitMore(200);
+      await load.waitMore(100);
     }
   } finally {
     await work.stop();
@@ -53,14 +53,14 @@ test.serial('kill -9 of a follower under load, then restart: it catches up and n
   const work = startWorkload(cluster, history, { largeChance: 0.02 });
   const load = work.load;
   try {
-    await load.waitMore(300);
+    await load.waitMore(150);
     const leader = await cluster.waitLeader();
     const follower = cluster.nodes.find((n) => n !== leader)!;
     await follower.kill();
-    await load.waitMore(500);
+    await load.waitMore(250);
     const lead = (await leader.status())!;
     await follower.start();
-    await load.waitMore(300);
+    await load.waitMore(150);
     t.log(`${follower.id} was down while the log grew past ${lead.end}`);
   } finally {
     await work.stop();
@@ -75,13 +75,13 @@ test.serial('restart of the whole cluster (kill -9 all, restart all) under load:
   const work = startWorkload(cluster, history, { largeChance: 0.02 });
   const load = work.load;
   try {
-    await load.waitMore(400);
+    await load.waitMore(200);
     await Promise.all(cluster.nodes.map((n) => n.kill()));
     const downAt = Date.now();
     await Promise.all(cluster.nodes.map((n) => n.start()));
     const leader = await cluster.waitLeader();
     t.log(`${leader.id} leads ${Date.now() - downAt} ms after all nodes were killed`);
-    await load.waitMore(400);
+    await load.waitMore(200);
   } finally {
     await work.stop();
   }

@@ -42,7 +42,7 @@ const isolateLeader = test.macro(async (t, mode: 'both' | 'inbound', restartMajo
   let healAt: number;
   let minority: AppendLoad | null = null;
   try {
-    await load.waitMore(200);
+    await load.waitMore(100);
     old = await cluster.waitLeader();
     const oldTerm = (await old.status())!.term;
     const others = cluster.nodes.filter((n) => n !== old).map((n) => n.id);
@@ -70,7 +70,7 @@ const isolateLeader = test.macro(async (t, mode: 'both' | 'inbound', restartMajo
     t.log(`${old.id} (term ${oldTerm}) stepped down ${stepDown} ms after the cut; ${next.id} leads the majority after ${elected} ms`);
     // check-quorum: a leader that has not heard a majority for 2 election timeouts steps down.
     t.true(stepDown < 10 * ELECTION_MS, `the isolated leader steps down within a few election timeouts (${stepDown} ms)`);
-    await load.waitMore(300);
+    await load.waitMore(150);
     await minority.stop();
     if (restartMajority) {
       // Restarted nodes keep entry metadata only for their recovered tails: after healing,
@@ -91,7 +91,7 @@ const isolateLeader = test.macro(async (t, mode: 'both' | 'inbound', restartMajo
     maxCommit = await watch.stop();
     healAt = history.now();
     cluster.heal();
-    await load.waitMore(200);
+    await load.waitMore(100);
   } finally {
     await minority?.stop();
     await work.stop();
@@ -132,7 +132,7 @@ test.serial('a node with the wrong cluster secret is refused, and says so in its
   t.not(leader.id, 'n3');
   const load = new AppendLoad(cluster, history, { clients: 2 }).start();
   try {
-    await load.waitMore(100);
+    await load.waitMore(50);
   } finally {
     await load.stop();
   }
@@ -157,7 +157,7 @@ test.serial('a frozen leader (SIGSTOP) is replaced; when it thaws it steps down 
   const load = work.load;
   let old: ClusterNode | null = null;
   try {
-    await load.waitMore(200);
+    await load.waitMore(100);
     old = await cluster.waitLeader();
     const term = (await old.status())!.term;
     old.pause();
@@ -165,14 +165,14 @@ test.serial('a frozen leader (SIGSTOP) is replaced; when it thaws it steps down 
     const others = cluster.nodes.filter((n) => n !== old);
     const next = await cluster.waitLeader({ among: others, minTerm: term + 1, ms: 10_000 });
     t.log(`${old.id} frozen in term ${term}; ${next.id} leads after ${Date.now() - frozenAt} ms`);
-    await load.waitMore(300);
+    await load.waitMore(150);
     old.resume();
     const nextTerm = (await next.status())!.term;
     await until(`${old.id} to thaw and follow`, 10_000, async () => {
       const s = await old!.status();
       return s && s.role !== 'leader' && s.term >= nextTerm ? true : undefined;
     });
-    await load.waitMore(200);
+    await load.waitMore(100);
   } finally {
     old?.resume();
     await work.stop();
@@ -187,13 +187,13 @@ test.serial('an isolated follower rejoins without deposing the leader (pre-vote)
   const work = startWorkload(cluster, history);
   const load = work.load;
   try {
-    await load.waitMore(200);
+    await load.waitMore(100);
     const leader = await cluster.waitLeader();
     const before = (await leader.status())!;
     const lonely = cluster.nodes.find((n) => n !== leader)!;
     cluster.partition([lonely.id], cluster.nodes.filter((n) => n !== lonely).map((n) => n.id));
     // Many election timeouts pass: the lonely node keeps asking for (pre-)votes nobody sees.
-    await load.waitMore(400);
+    await load.waitMore(250);
     const mid = (await lonely.status())!;
     t.is(mid.term, before.term, 'pre-vote: an isolated follower does not raise its term');
     cluster.heal();
@@ -201,7 +201,7 @@ test.serial('an isolated follower rejoins without deposing the leader (pre-vote)
       const [s, l] = [await lonely.status(), await leader.status()];
       return s && l && s.readable >= l.commit - 200_000 && s.leader === leader.id ? true : undefined;
     });
-    await load.waitMore(200);
+    await load.waitMore(100);
     const after = (await leader.status())!;
     t.is(after.role, 'leader');
     t.is(after.term, before.term, 'the leader was never deposed');

@@ -199,7 +199,7 @@ export class AppendLoad {
   }
 
   /** Resolves once `n` more appends than now were acknowledged. */
-  async waitMore(n: number, ms = 20_000): Promise<void> {
+  async waitMore(n: number, ms = 30_000): Promise<void> {
     const target = this.ok + n;
     await until(`${n} more acknowledged appends (have ${this.ok}, want ${target})`, ms, () => (this.ok >= target ? true : undefined), () => this.errors.slice(-5).join('\n'));
   }
