@@ -20,7 +20,7 @@ const CONFIG = { segmentBytes: '256KiB', uploadDeadline: '50ms' };
 test.serial('kill -9 of the leader under load: a new leader soon, writers continue, nothing acknowledged is lost', async (t) => {
   const cluster = await Cluster.start(t, { config: CONFIG });
   const history = new History();
-  const work = startWorkload(cluster, history, { largeChance: 0.02 });
+  const work = startWorkload(cluster, history, { largeChance: 0.02, abandonChance: 0.02 });
   const load = work.load;
   try {
     // Twice: the second time the leader is one elected after a failover.
@@ -50,7 +50,7 @@ test.serial('kill -9 of the leader under load: a new leader soon, writers contin
 test.serial('kill -9 of a follower under load, then restart: it catches up and nothing is lost', async (t) => {
   const cluster = await Cluster.start(t, { config: CONFIG });
   const history = new History();
-  const work = startWorkload(cluster, history, { largeChance: 0.02 });
+  const work = startWorkload(cluster, history, { largeChance: 0.02, abandonChance: 0.02 });
   const load = work.load;
   try {
     await load.waitMore(150);
@@ -72,7 +72,7 @@ test.serial('kill -9 of a follower under load, then restart: it catches up and n
 test.serial('restart of the whole cluster (kill -9 all, restart all) under load: nothing acknowledged is lost', async (t) => {
   const cluster = await Cluster.start(t, { config: CONFIG });
   const history = new History();
-  const work = startWorkload(cluster, history, { largeChance: 0.02 });
+  const work = startWorkload(cluster, history, { largeChance: 0.02, abandonChance: 0.02 });
   const load = work.load;
   try {
     await load.waitMore(200);

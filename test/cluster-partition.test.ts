@@ -33,7 +33,7 @@ function watchCommit(node: ClusterNode): { stop(): Promise<number> } {
 const isolateLeader = test.macro(async (t, mode: 'both' | 'inbound', restartMajority = false) => {
   const cluster = await Cluster.start(t, { proxied: true, config: CONFIG });
   const history = new History();
-  const work = startWorkload(cluster, history);
+  const work = startWorkload(cluster, history, { abandonChance: 0.02 });
   const load = work.load;
   let old: ClusterNode;
   let endAtCut: number;

@@ -12,6 +12,7 @@
  */
 import { randomBytes } from 'node:crypto';
 import { mkdirSync, writeFileSync } from 'node:fs';
+import net from 'node:net';
 import path from 'node:path';
 import type { ExecutionContext } from 'ava';
 import { Agent, request } from 'undici';
@@ -78,6 +79,8 @@ export interface LoadOptions {
   clients?: number;
   minBytes?: number;
   maxBytes?: number;
+  /** Chance that a writer sends only half of an append's body and disconnects (an aborted frame). */
+  abandonChance?: number;
   /** Chance that an entry is large: 64..320 KiB (larger than a small test segment). */
   largeChance?: number;
   /** Name prefix of the writers in the history. */
@@ -144,6 +147,29 @@ async function postAppend(leader: ClusterNode, payload: Buffer, crc: number, upl
   }
 }
 
+/**
+ * An append whose client vanishes mid-body: the head and half the body go out on a raw
+ * socket, which is then destroyed. The node cannot have the whole body, so the append
+ * certainly fails (the range becomes an aborted frame, or nothing if the node was not the
+ * leader): recorded as `fail`, which the checker holds against the final log.
+ */
+export async function abandonOnce(history: History, client: string, leader: ClusterNode, payload: Buffer): Promise<AppendOp> {
+  const uploadId = `${client}-${randomBytes(6).toString('hex')}`;
+  const crc = crc32c(payload);
+  const invoke = history.now();
+  await new Promise<void>((resolve) => {
+    const s = net.connect(leader.port, '127.0.0.1', () => {
+      s.write(`POST /v1/append HTTP/1.1\r\nHost: x\r\nContent-Length: ${payload.length}\r\nx-loglog-crc32c: ${crc}\r\nx-loglog-upload-id: ${uploadId}\r\n\r\n`);
+      s.write(payload.subarray(0, payload.length >> 1), () => setTimeout(() => { s.destroy(); resolve(); }, 5));
+    });
+    s.on('error', () => resolve());
+  });
+  const op: AppendOp = { client, op: 'append', invoke_ms: invoke, complete_ms: history.now(), result: 'fail', upload_id: uploadId, offset: null, len: payload.length, crc };
+  history.add(op);
+  history.sentTo.set(op, leader.id);
+  return op;
+}
+
 /** Concurrent writers that follow the leader; every completed append goes into the history. */
 export class AppendLoad {
   private stopped = false;
@@ -153,6 +179,7 @@ export class AppendLoad {
   readonly errors: string[] = [];
   ok = 0;
   failures = 0;
+  abandoned = 0;
   bytesOk = 0;
   private seq = 0;
 
@@ -181,6 +208,11 @@ export class AppendLoad {
       if (!leader) continue;
       const large = Math.random() < (this.opts.largeChance ?? 0);
       const size = large ? 64 * 1024 + Math.floor(Math.random() * 256 * 1024) : min + Math.floor(Math.random() * (max - min + 1));
+      if (Math.random() < (this.opts.abandonChance ?? 0)) {
+        await abandonOnce(this.history, client, leader, makePayload(client, this.seq++, Math.max(size, 64)));
+        this.abandoned++;
+        continue;
+      }
       const op = await appendOnce(this.cluster, this.history, client, leader, makePayload(client, this.seq++, size), { upload: this.opts.upload, skipUpload: this.opts.skipUpload ?? 0.1 });
       if (op.result === 'ok') {
         this.ok++;
@@ -369,6 +401,6 @@ export function startWorkload(cluster: Cluster, history: History, opts: LoadOpti
   return {
     load, reader, ends,
     async stop() { await Promise.all([load.stop(), reader.stop(), ends.stop()]); },
-    summary: () => `acknowledged ${load.ok} appends (${load.failures} not), ${reader.reads} reads, ${ends.answers} linearizable ends`,
+    summary: () => `acknowledged ${load.ok} appends (${load.failures} not, ${load.abandoned} abandoned mid-body), ${reader.reads} reads, ${ends.answers} linearizable ends`,
   };
 }
