@@ -20,7 +20,8 @@ export interface VoteReplyMsg { type: 'voteReply'; term: number; pre: boolean; g
 /**
  * AppendEntries over byte offsets: `entries` follow the entry ending at `prevEnd` (whose
  * term is `prevTerm`). Empty `entries` is a heartbeat. `catchUp` tells a follower whose
- * position is below the leader's metadata window to copy committed frames instead.
+ * position is below the leader's metadata window to copy the leader's frames up to `to`
+ * instead (committed or not: `commit` alone says what is committed).
  */
 export interface AppendMsg {
   type: 'append';
@@ -59,7 +60,7 @@ export type Input =
   | { type: 'uploadArrived'; uploadId: string }
   /** The `sync` effect finished; `ok` false means fdatasync failed (the replica stops). */
   | { type: 'syncDone'; upTo: number; ok: boolean }
-  /** A `copy` effect finished: frames [start, to) are written verbatim, with these term boundaries. */
+  /** A `copy` effect finished: frames [start, to) are written verbatim, with these term boundaries (`to` may fall short of the request). */
   | { type: 'copyDone'; start: number; to: number; epochs: Epoch[]; ok: boolean }
   /** A linearizable read of the commit end (read index). */
   | { type: 'readIndex'; reqId: number }
@@ -96,11 +97,21 @@ export type Effect =
   | { type: 'write'; seq: number; meta: EntryMeta; source: 'body' | 'zero' | 'upload' }
   /** Fetch the payload of an already placed frame from `peer`, write it, input writeDone/writeFailed. */
   | { type: 'fetch'; seq: number; meta: EntryMeta; peer: NodeId }
-  /** Copy committed frames [start, to) verbatim from `peer` (catch-up); input `copyDone`. */
-  | { type: 'copy'; peer: NodeId; start: number; to: number }
+  /**
+   * Copy frames [start, to) verbatim from `peer`, the leader of `term` (catch-up); input
+   * `copyDone` with the end actually reached. The frames are the leader's log, not
+   * necessarily committed: the peer serves whole frames it has written, up to `to`, and
+   * only while its own term is still `term` (else nothing: its log may have changed).
+   */
+  | { type: 'copy'; peer: NodeId; start: number; to: number; term: number }
   /** fdatasync everything written so far (covers at least up to `upTo`); input `syncDone`. */
   | { type: 'sync'; upTo: number }
-  /** Drop the log from `to` on (after in-flight writes to that range have settled). */
+  /**
+   * Drop the log from `to` on (after in-flight writes to that range have settled), durably
+   * (ftruncate + fsync) before any later write lands: otherwise a crash could keep some of
+   * the new frames written in that range and bring back stale ones around them, a log that
+   * passes every frame check but is not any leader's log.
+   */
   | { type: 'truncate'; to: number }
   | { type: 'reply'; reqId: number; result: ReplyResult }
   /** The commit end advanced (wake readers and tails). */

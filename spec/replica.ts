@@ -144,6 +144,8 @@ export class Replica {
   private syncInFlight = false;
   private syncFloor = Infinity;
   private copying = false;
+  /** Term in which the outstanding copy was requested. */
+  private copyTerm = 0;
   private nextSeq = 1;
   private stopped = false;
   private out: Effect[] = [];
@@ -689,9 +691,12 @@ export class Replica {
     if (pr.next < this.windowStart || (pr.next < this.start)) {
       if (!heartbeat && pr.catchingUp) return;
       pr.catchingUp = true;
+      // Copy what the metadata window no longer describes: everything below it (the leader
+      // wrote all of it), committed or not. Only `commit` says what is committed.
+      const to = Math.max(this.commitEnd, Math.min(this.windowStart, this.writtenEnd));
       this.send(peer, {
         type: 'append', term: this.term, prevEnd: pr.next, prevTerm: this.termBefore(pr.next), entries: [],
-        commit: this.commitEnd, seq: this.hbSeq, catchUp: { to: this.commitEnd, epochs: this.epochs.map((e) => ({ ...e })) },
+        commit: this.commitEnd, seq: this.hbSeq, catchUp: { to, epochs: this.epochs.map((e) => ({ ...e })) },
       });
       return;
     }
@@ -717,8 +722,10 @@ export class Replica {
     pr.heardAt = this.now;
     pr.ackedSeq = Math.max(pr.ackedSeq, m.seq);
     if (m.ok) {
-      pr.catchingUp = false;
       if (m.end > pr.match) pr.match = Math.min(m.end, this.end);
+      // A follower acknowledges a catch-up instruction at once; until its copy reached the
+      // window, more instructions would only bounce back and forth (heartbeats repeat them).
+      if (pr.match >= this.windowStart) pr.catchingUp = false;
       if (pr.next < pr.match) pr.next = pr.match;
       this.advanceCommit();
       this.answerAcks();
@@ -821,7 +828,7 @@ export class Replica {
       }
     }
     if (this.copying) { this.sendAck(from, m.seq); return; }
-    if (m.catchUp) { this.startCatchUp(from, m.prevEnd, m.catchUp.to, m.catchUp.epochs); this.sendAck(from, m.seq); return; }
+    if (m.catchUp) { this.startCatchUp(from, m.prevEnd, m.catchUp.to, m.catchUp.epochs, m.commit); this.sendAck(from, m.seq); return; }
 
     let matched = m.prevEnd;
     for (const e of m.entries) {
@@ -861,7 +868,7 @@ export class Replica {
   }
 
   /** Far behind the leader's metadata window: copy committed frames verbatim from a peer. */
-  private startCatchUp(leader: NodeId, from: number, to: number, leaderEpochs: Epoch[]): void {
+  private startCatchUp(leader: NodeId, from: number, to: number, leaderEpochs: Epoch[], commit: number): void {
     // Our log below `to` may diverge from the leader's: find the first term mismatch.
     const known = Math.min(this.end, to);
     let keep = known;
@@ -880,15 +887,17 @@ export class Replica {
       // on the wire when an earlier one completed): nothing to drop. What lies past `to` was
       // possibly acknowledged already; later appends check it as usual.
       this.matchedEnd = Math.max(this.matchedEnd, to);
-      this.advanceFollowerCommit(to);
+      this.advanceFollowerCommit(commit);
       return;
     }
     // Entries not yet written locally are copied again rather than waited for.
     keep = Math.min(keep, this.writtenEnd);
     if (keep < this.end) this.truncateTo(keep, true);
     this.matchedEnd = Math.max(this.matchedEnd, this.end);
+    this.advanceFollowerCommit(commit);
     this.copying = true;
-    this.out.push({ type: 'copy', peer: leader, start: this.end, to });
+    this.copyTerm = this.term;
+    this.out.push({ type: 'copy', peer: leader, start: this.end, to, term: this.term });
   }
 
   private onCopyDone(start: number, to: number, epochs: Epoch[], ok: boolean): void {
@@ -901,7 +910,8 @@ export class Replica {
     this.windowStart = to;
     this.end = to;
     this.writtenEnd = to;
-    this.matchedEnd = to;
+    // The frames are the log of the leader of the copy's term: matched only in that term.
+    if (this.term === this.copyTerm) this.matchedEnd = to;
     this.maybeSync();
     this.advanceFollowerCommit();
     if (this.leader) this.sendAck(this.leader, this.hbSeq);
