@@ -16,8 +16,9 @@
  *   canonical log (committed prefixes must be byte-identical on every replica);
  * - ack-not-committed / ack-wrong-entry: a quorum/all acknowledgement names an offset that is
  *   not committed, or that holds some other entry;
- * - read-uncommitted / read-divergent / copy-uncommitted: bytes served to a reader (or copied
- *   to a lagging replica) beyond the canonical log, or different from it;
+ * - read-uncommitted / read-divergent: bytes served to a reader beyond the canonical log, or
+ *   different from it; copy-divergent: committed frames copied to a lagging replica that
+ *   differ from the canonical log;
  * - replica-invariant: the replica threw (its own internal assertion);
  * - final-*: after the drain, every replica's live and durable images hold the canonical log.
  */
@@ -217,8 +218,22 @@ export class Checker {
     }
   }
 
-  /** Bytes served to a reader or to a catching-up replica must be committed frames. */
+  /**
+   * Bytes served to a reader must be committed frames. Catch-up copies may carry the
+   * leader's uncommitted frames too; their committed part must match the committed log.
+   */
   onServe(n: SimNode, kind: 'read' | 'copy', from: number, bytes: Buffer, to: string): void {
+    if (kind === 'copy' && from + bytes.length > this.canon.end) {
+      let at = 0;
+      while (at < bytes.length) {
+        const h = decodeHeader(bytes, at);
+        if (!h.ok) break;
+        const next = at + frameSize(h.header.length);
+        if (from + next > this.canon.end) break;
+        at = next;
+      }
+      bytes = bytes.subarray(0, at);
+    }
     const end = from + bytes.length;
     if (bytes.length === 0) return;
     if (end > this.canon.end) {
@@ -230,13 +245,13 @@ export class Checker {
       const h = decodeHeader(bytes, at);
       const i = this.canon.indexAt(from + at);
       if (!h.ok || i < 0) {
-        this.violation(kind === 'read' ? 'read-divergent' : 'copy-uncommitted', `${n.id} served a frame at ${from + at} to ${to} that is not a committed frame`, n.id);
+        this.violation(kind === 'read' ? 'read-divergent' : 'copy-divergent', `${n.id} served a frame at ${from + at} to ${to} that is not a committed frame`, n.id);
         return;
       }
       const next = at + frameSize(h.header.length);
       const f = this.canon.frames[i];
       if (next > bytes.length || f.end !== from + next || fingerprint(bytes, at, next, 0) !== f.fcrc) {
-        this.violation(kind === 'read' ? 'read-divergent' : 'copy-uncommitted', `${n.id} served the frame at ${from + at} to ${to} with bytes that differ from the committed frame`, n.id);
+        this.violation(kind === 'read' ? 'read-divergent' : 'copy-divergent', `${n.id} served the frame at ${from + at} to ${to} with bytes that differ from the committed frame`, n.id);
         return;
       }
       at = next;

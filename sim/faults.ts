@@ -9,7 +9,7 @@ import type { SectorFate } from './disk.ts';
 import { Prng } from './prng.ts';
 
 export const FAULT_KINDS = [
-  'kill', 'power', 'pause', 'isolate', 'halves', 'oneway', 'clientFollower', 'clog', 'fsyncError', 'diskFull',
+  'kill', 'power', 'pause', 'isolate', 'isolatePeers', 'halves', 'oneway', 'clientFollower', 'clog', 'fsyncError', 'diskFull',
   // Not scheduled on a timer: strikes a node soon after it wins an election.
   'churn',
 ] as const;

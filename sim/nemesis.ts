@@ -38,7 +38,7 @@ export class Nemesis {
         const inc = node.incarnation;
         w.q.after(f.exp(w.params.churnDelayMs), () => {
           if (w.healed || node.incarnation !== inc || !node.up) return;
-          this.inject(f.pick(['kill', 'power', 'isolate'] as const), node, dur);
+          this.inject(f.pick(['kill', 'power', 'isolate', 'isolatePeers'] as const), node, dur);
         });
       };
     }
@@ -107,6 +107,11 @@ export class Nemesis {
         return;
       }
       case 'churn':
+        return;
+      case 'isolatePeers':
+        if (w.q.now < this.partitionUntil) return;
+        this.partitionUntil = w.q.now + dur;
+        this.isolateFromPeers(node, dur);
         return;
       case 'clog': {
         const a = this.randomNode(), b = this.randomNode();

@@ -13,7 +13,8 @@
  * - fetch / copy: ask a peer for one frame's payload / for committed frames, then write.
  * - sync: fdatasync; covers the operations in the file when it was issued.
  * - truncate: in-flight writes to the dropped range are discarded (they "settle" before the
- *   truncation), including fetches still on the wire.
+ *   truncation), including fetches still on the wire; the cut is made durable (fsync) before
+ *   any later write lands, as the server's SegmentLog.truncate does.
  * - ENOSPC on any write stops the node (`fatal`): the executor never guesses which bytes of
  *   a failed write reached the page cache. The node comes back on the next restart.
  * - fatal (fdatasync failure, ENOSPC): the process stops; its supervisor restarts it a little
@@ -292,7 +293,7 @@ export class SimNode {
       }
       case 'write': this.onWrite(e.seq, e.meta, e.source); break;
       case 'fetch': this.onFetch(e.seq, e.meta, e.peer); break;
-      case 'copy': this.onCopy(e.peer, e.start, e.to); break;
+      case 'copy': this.onCopy(e.peer, e.start, e.to, e.term); break;
       case 'sync': {
         tr.mix(45, e.upTo);
         const mark = this.disk.syncMark();
@@ -318,7 +319,14 @@ export class SimNode {
           else if (wr.at + wr.data.length > e.to) wr.data = wr.data.subarray(0, e.to - wr.at);
         }
         for (const o of this.outstanding) if (o.offset >= e.to) o.done = true;
+        // Like the server (ftruncate + fsync before any later write lands): the cut is
+        // durable at once. Left pending, a power loss could bring back stale frames in front
+        // of newer ones: a log that passes every frame check but is not one leader's log.
         this.disk.truncate(e.to);
+        if (!this.disk.syncComplete(this.disk.syncMark(), w.rng.disk, w.params.sectorFate, w.stats.mangling)) {
+          w.countFault('fsync-error');
+          this.fatal(`fsync after truncating to ${e.to} failed`);
+        }
         break;
       }
       case 'reply': {
@@ -541,7 +549,7 @@ export class SimNode {
     return Buffer.from(f.payload);
   }
 
-  private onCopy(peer: string, start: number, to: number): void {
+  private onCopy(peer: string, start: number, to: number, term: number): void {
     const w = this.w;
     w.stats.copies++;
     w.trace.mix(51, start, to, w.nodeIndex.get(peer)!);
@@ -579,13 +587,16 @@ export class SimNode {
         });
       }, false);
     };
-    w.net.send(this.idx, pi, () => w.nodes[pi].deliver(() => back(w.nodes[pi].serveCopy(start, to, this.id))), false);
+    w.net.send(this.idx, pi, () => w.nodes[pi].deliver(() => back(w.nodes[pi].serveCopy(start, to, term, this.id))), false);
   }
 
-  /** Peer side of catch-up: whole valid frames from `start`, up to `to` and what this node may serve. */
-  serveCopy(start: number, to: number, forNode: string): Buffer | null {
-    if (!this.up || !this.replica) return null;
-    const limit = Math.min(to, this.replica.readableEnd());
+  /**
+   * Peer side of catch-up: whole valid frames of this node's log from `start`, up to `to`
+   * and its written end, while it is still in `term` (the copy's leader's term).
+   */
+  serveCopy(start: number, to: number, term: number, forNode: string): Buffer | null {
+    if (!this.up || !this.replica || this.replica.term !== term) return null;
+    const limit = Math.min(to, this.replica.writtenEnd);
     const image = this.disk.view();
     let at = start;
     while (at < limit) {

@@ -21,6 +21,7 @@ class Harness {
   /** Effects seen, per node. */
   seen = new Map<NodeId, Effect[]>();
   uploads = new Set<string>();
+  copyTerm = 1;
 
   constructor(inits: Partial<Record<NodeId, ReplicaInit>> = {}) {
     let seed = 1;
@@ -54,6 +55,8 @@ class Harness {
             else queue.push({ type: 'writeDone', seq: e.seq });
             break;
           case 'sync': queue.push({ type: 'syncDone', upTo: e.upTo, ok: true }); break;
+          // Catch-up copies succeed at once, from a log of term-1 entries.
+          case 'copy': queue.push({ type: 'copyDone', start: e.start, to: e.to, epochs: [{ term: this.copyTerm, offset: e.start }], ok: e.to > e.start }); break;
           default: break;
         }
       }
@@ -184,5 +187,22 @@ test('a catch-up instruction still drops a divergent suffix below its target', (
   h.step('c', { type: 'message', from: 'a', msg: { type: 'append', term: 2, prevEnd: n, prevTerm: 1, entries: [], commit: 0, seq: 1, catchUp: { to: 4 * n, epochs: [{ term: 1, offset: 0 }, { term: 2, offset: n }] } } });
   const fx = h.effects('c');
   t.deepEqual(fx.filter((e) => e.type === 'truncate'), [{ type: 'truncate', to: n }]);
-  t.deepEqual(fx.filter((e) => e.type === 'copy'), [{ type: 'copy', peer: 'a', start: n, to: 4 * n }]);
+  t.deepEqual(fx.filter((e) => e.type === 'copy'), [{ type: 'copy', peer: 'a', start: n, to: 4 * n, term: 2 }]);
+});
+
+test('a restarted leader catches up followers below its metadata window although nothing is committed yet', (t) => {
+  // After a whole-cluster restart nothing is known to be committed (commit = start); the
+  // leader's recovered window starts at its last entry, the followers hold nothing.
+  const n = frameSize(0);
+  const tail = [noop(3 * n, 1)];
+  const h = new Harness({ a: { term: 1, votedFor: 'a', start: 0, end: 4 * n, epochs: [{ term: 1, offset: 0 }], tail } });
+  h.run(2000);
+  const a = h.get('a');
+  t.is(a.role, 'leader');
+  const copies = [...h.effects('b'), ...h.effects('c')].filter((e) => e.type === 'copy');
+  t.true(copies.length > 0 && copies.every((e) => e.type === 'copy' && e.to >= 3 * n), 'followers copy the frames below the window');
+  t.is(a.commitEnd, a.end, 'and the leader commits');
+  t.is(h.get('b').commitEnd, a.end);
+  const catchUps = h.effects('a').filter((e) => e.type === 'send' && e.msg.type === 'append' && e.msg.catchUp).length;
+  t.true(catchUps < 50, `catch-up instructions do not bounce back and forth (${catchUps} sent)`);
 });
