@@ -42,14 +42,18 @@ export class History {
     return this.appends().filter((a) => a.result === 'ok');
   }
 
-  /** Writes the history as JSON lines if LOGLOG_HISTORY_DIR is set; returns the path. */
-  save(name: string): string | null {
+  /**
+   * Writes the history as JSON lines if LOGLOG_HISTORY_DIR is set (and, given, the final
+   * log it was checked against next to it, as `<name>.final.json`); returns the path.
+   */
+  save(name: string, final?: FinalLog): string | null {
     const dir = process.env.LOGLOG_HISTORY_DIR;
     if (!dir) return null;
     mkdirSync(dir, { recursive: true });
-    const file = path.join(dir, `${name.replace(/[^A-Za-z0-9_.-]+/g, '-').replace(/^-|-$/g, '').slice(0, 120)}.jsonl`);
-    writeFileSync(file, formatHistory(this.ops));
-    return file;
+    const base = path.join(dir, name.replace(/[^A-Za-z0-9_.-]+/g, '-').replace(/^-|-$/g, '').slice(0, 120));
+    writeFileSync(`${base}.jsonl`, formatHistory(this.ops));
+    if (final) writeFileSync(`${base}.final.json`, JSON.stringify(final));
+    return `${base}.jsonl`;
   }
 
   /** Runs the shared checker against one replica's final log; fails the test with its violations. */
@@ -349,7 +353,7 @@ export async function verifyCluster(t: ExecutionContext, cluster: Cluster, histo
     finals.set(n.id, final);
     history.add({ client: `final-${n.id}`, op: 'read', from: final.start, entries: dataEntries(final), node: n.id });
   }
-  const file = history.save(t.title);
+  const file = history.save(t.title, finals.get(nodes[0].id));
   if (file) t.log(`history: ${file}`);
   for (const [id, final] of finals) {
     t.is(final.end, end, `${id} serves the converged end`);
