@@ -362,7 +362,11 @@ export class Cluster {
         throw new Error(`segment bytes of ${n.id} differ from ${first.id} at offset ${from + i} (compared ${from}..${to})`);
       }
       const bases = n.segmentBases().filter((b) => b < to);
-      if (bases.join(',') !== refBases.join(',')) splits.push(`${n.id} splits segments at ${bases.join(',')}, ${first.id} at ${refBases.join(',')}`);
+      if (bases.join(',') !== refBases.join(',')) {
+        let i = 0;
+        while (i < bases.length && bases[i] === refBases[i]) i++;
+        splits.push(`${n.id} has ${bases.length} segments below ${to}, ${first.id} ${refBases.length}; the first split that differs: ${n.id} at ${bases[i] ?? '-'}, ${first.id} at ${refBases[i] ?? '-'}`);
+      }
     }
     if (opts.sameSplits && splits.length > 0) throw new Error(splits.join('\n'));
     return splits;
