@@ -117,8 +117,13 @@ export class LogNode extends EventEmitter {
   /** Feeds one input to the replica and executes its effects in order. */
   step(input: Input): void {
     if (this.closed) return;
+    const readable = this.readableEnd();
     const effects = this.replica.step(input);
     for (const e of effects) this.execute(e);
+    // Readers wait for the readable end, min(commit, written): on a follower the commit end
+    // often arrives before the bytes (the payload is still uploading or being fetched), and
+    // then it is a write, not a commit, that makes the entry readable. Wake them either way.
+    if (!this.closed && this.readableEnd() > readable) this.emit('readable', this.readableEnd());
   }
 
   private execute(e: Effect): void {
@@ -298,15 +303,14 @@ export class LogNode extends EventEmitter {
     return new Promise((resolve) => {
       const finish = (v: boolean) => {
         clearTimeout(timer);
-        this.off('commit', onCommit);
-        this.off('written', onCommit);
+        this.off('readable', onReadable);
         signal?.removeEventListener('abort', onAbort);
         resolve(v);
       };
-      const onCommit = () => { if (this.readableEnd() > offset) finish(true); };
+      const onReadable = () => { if (this.readableEnd() > offset) finish(true); };
       const onAbort = () => finish(false);
       const timer = setTimeout(() => finish(this.readableEnd() > offset), ms);
-      this.on('commit', onCommit);
+      this.on('readable', onReadable);
       signal?.addEventListener('abort', onAbort);
     });
   }
