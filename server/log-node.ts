@@ -24,7 +24,8 @@ export interface PeerTransport {
   /** Payload bytes of a placed frame at a peer (written, not necessarily committed). */
   fetchPayload(peer: NodeId, meta: EntryMeta): Promise<Buffer>;
   /** Committed frames [start, to) from a peer, in chunks, each a buffer of whole frames. */
-  copyFrames(peer: NodeId, start: number, to: number, onChunk: (offset: number, frames: Buffer) => Promise<void>): Promise<number>;
+  /** Frames [start, to) from a peer's written log while the peer is still in `term` (catch-up). */
+  copyFrames(peer: NodeId, start: number, to: number, term: number, onChunk: (offset: number, frames: Buffer) => Promise<void>): Promise<number>;
   close(): Promise<void>;
 }
 
@@ -52,6 +53,8 @@ export class LogNode extends EventEmitter {
   private transport: PeerTransport | null = null;
   private pending = new Map<number, Pending>();
   private bodies = new Map<number, BodySink>();
+  /** In-flight body chunk writes, by frame offset. */
+  private bodyWrites = new Map<number, Set<Promise<void>>>();
   private nextReq = 1;
   private ticker: NodeJS.Timeout | null = null;
   private retentionTimer: NodeJS.Timeout | null = null;
@@ -137,7 +140,7 @@ export class LogNode extends EventEmitter {
       case 'cancelBody': this.bodies.get(e.reqId)?.cancel(); this.bodies.delete(e.reqId); break;
       case 'write': this.write(e.seq, e.meta, e.source); break;
       case 'fetch': this.fetch(e.seq, e.meta, e.peer); break;
-      case 'copy': this.copy(e.peer, e.start, e.to); break;
+      case 'copy': this.copy(e.peer, e.start, e.to, e.term); break;
       case 'sync':
         this.log.sync().then(
           () => this.step({ type: 'syncDone', upTo: e.upTo, ok: true }),
@@ -190,6 +193,10 @@ export class LogNode extends EventEmitter {
 
   /** Header and trailer of a streamed body; an aborted body's payload is zeroed first. */
   private async sealBody(meta: EntryMeta, held: Buffer[] | null): Promise<void> {
+    // Body chunks still in flight (a body cut short) must land before the zeroing does.
+    const inflight = this.bodyWrites.get(meta.offset);
+    this.bodyWrites.delete(meta.offset);
+    if (inflight && inflight.size > 0) await Promise.allSettled([...inflight]);
     if (held && meta.kind === Kind.Data) {
       await this.log.writeAt(meta.offset, [encodeHeader(meta), ...held, Buffer.from([trailerFor(meta.kind)])]);
       return;
@@ -226,10 +233,10 @@ export class LogNode extends EventEmitter {
     return meta.offset + frameSize(meta.length) <= this.log.end && termAt(this.log.epochs, meta.offset) === meta.term;
   }
 
-  private copy(peer: NodeId, start: number, to: number): void {
+  private copy(peer: NodeId, start: number, to: number, term: number): void {
     if (!this.transport) { queueMicrotask(() => this.step({ type: 'copyDone', start, to: start, epochs: [], ok: false })); return; }
     const epochsBefore = this.log.epochs.length;
-    this.transport.copyFrames(peer, start, to, (offset, frames) => this.log.appendFrames(offset, frames))
+    this.transport.copyFrames(peer, start, to, term, (offset, frames) => this.log.appendFrames(offset, frames))
       .then((reached) => this.step({ type: 'copyDone', start, to: reached, epochs: this.log.epochs.slice(Math.max(0, epochsBefore - 1)), ok: reached > start }))
       .catch((err) => { this.emit('warn', `catch-up from ${peer} failed: ${(err as Error).message}`); this.step({ type: 'copyDone', start, to: start, epochs: [], ok: false }); });
   }
@@ -255,9 +262,15 @@ export class LogNode extends EventEmitter {
     return { reqId, result };
   }
 
-  /** Writes a chunk of an allocated body into the segment file. */
-  writeBody(offset: number, chunk: Buffer): Promise<void> {
-    return this.log.writeAt(offset, chunk);
+  /** Writes a chunk of the body of the frame at `frame` into the segment file at `at`. */
+  writeBody(frame: number, at: number, chunk: Buffer): Promise<void> {
+    const w = this.log.writeAt(at, chunk);
+    let set = this.bodyWrites.get(frame);
+    if (!set) this.bodyWrites.set(frame, (set = new Set()));
+    set.add(w);
+    const drop = () => { set.delete(w); };
+    w.then(drop, drop);
+    return w;
   }
 
   /**
@@ -326,6 +339,12 @@ export class LogNode extends EventEmitter {
     const h = decodeHeader(data);
     if (!h.ok || h.header.length !== length || h.header.term !== term) throw new LogError('not_found', `the frame at ${offset} is not the one asked for`);
     return data.subarray(HEADER_SIZE, HEADER_SIZE + length);
+  }
+
+  /** Written frames for a peer's catch-up copy, up to `to`, while this node is in `term`. */
+  async readFramesForPeer(offset: number, maxBytes: number, to: number, term: number): Promise<{ data: Buffer; next: number }> {
+    if (this.replica.term !== term) throw new LogError('unavailable', `this node is in term ${this.replica.term}, not ${term}`);
+    return this.log.read(offset, maxBytes, Math.min(to, this.replica.writtenEnd));
   }
 
   async read(offset: number, maxBytes: number): Promise<{ data: Buffer; next: number }> {

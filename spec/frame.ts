@@ -145,6 +145,8 @@ export function checkFrame(buf: Buffer, at: number, base: number, verifyPayload 
   if (trailer !== trailerFor(header.kind)) return { ok: false, reason: 'trailer' };
   const payload = buf.subarray(at + HEADER_SIZE, end - TRAILER_SIZE);
   if (verifyPayload && header.kind === Kind.Data && crc32c(payload) !== header.crc) return { ok: false, reason: 'checksum' };
+  // Aborted payloads are zero on every replica; a torn zeroing write must not survive recovery.
+  if (verifyPayload && header.kind === Kind.Aborted && !isZero(payload, 0, payload.length)) return { ok: false, reason: 'checksum' };
   return { ok: true, frame: { ...header, offset: base + at, payload }, next: end };
 }
 

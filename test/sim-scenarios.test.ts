@@ -43,12 +43,10 @@ test('figure-8 catches the planted commitOldTerm bug', (t) => {
 });
 
 /**
- * Known bug, outside sim/ (spec/frame.ts checkFrame, used by spec/recovery.ts): an aborted
- * frame's payload is not checked to be zero. When the zeroing write of an aborted body is
- * torn by a power loss while its header and trailer survive, recovery keeps the frame with
- * the client's partial bytes (or garbage) in it, and that replica's committed bytes differ
- * from the others'. Marked failing until checkFrame rejects a non-zero aborted payload; ava
- * will then report it as passing unexpectedly, and `test.failing` should become `test`.
+ * Regression (found by the simulator): when the zeroing write of an aborted body is torn by
+ * a power loss while its header and trailer survive, recovery must not keep the frame with
+ * the client's partial bytes in it, or that replica's committed bytes differ from the
+ * others'. checkFrame (spec/frame.ts) rejects an aborted frame whose payload is not zero.
  */
 const abortedTorn: Scenario = {
   name: 'aborted-frame-torn',
@@ -67,7 +65,7 @@ const abortedTorn: Scenario = {
   ],
 };
 
-test.failing('KNOWN BUG (spec/frame.ts): a torn aborted frame keeps non-zero payload bytes through recovery', (t) => {
+test('a torn aborted frame does not keep non-zero payload bytes through recovery', (t) => {
   for (const seed of [78, 102]) {
     const r = run(seed, { scenario: abortedTorn });
     t.deepEqual(r.violations, [], `seed ${seed}`);

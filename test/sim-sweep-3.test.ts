@@ -1,18 +1,11 @@
 import test from 'ava';
-import { KNOWN_BUG_SEEDS, failingSeeds } from '../sim/testing.ts';
-import { run } from '../sim/runner.ts';
+import { failingSeeds } from '../sim/testing.ts';
 
 // Part 3 of the fixed sweep (seeds 1..200, 3 nodes, every fault mix the swarm draws),
 // sharded so ava runs the parts in parallel processes.
 test('seeds 101..150 pass every check', (t) => {
-  const { failures, events, wallMs } = failingSeeds(101, 50, { nodes: 3 }, KNOWN_BUG_SEEDS);
+  const { failures, events, wallMs } = failingSeeds(101, 50, { nodes: 3 });
   t.log(`${events} events in ${Math.round(wallMs)} ms (${Math.round(events / wallMs * 1000)} events/s)`);
   t.deepEqual(failures, [], failures.map((f) => `seed ${f.seed}: ${f.check}: ${f.message}\n  reproduce: loglog sim --seed ${f.seed} --trace`).join('\n'));
 });
 
-for (const [seed, why] of KNOWN_BUG_SEEDS) {
-  if (seed < 101 || seed > 150) continue;
-  test.failing(`KNOWN BUG: seed ${seed} (${why})`, (t) => {
-    t.deepEqual(run(seed, { nodes: 3 }).violations, []);
-  });
-}

@@ -26,6 +26,19 @@ export function mountCluster(node: LogNode, api: ApiServer, config: NodeConfig, 
     res.end(payload);
     node.peerPayloadBytes += payload.length;
   });
+  // Catch-up: the leader's written frames (committed or not) up to `to`, only while this node
+  // is still in the catch-up's term (the replica decides what a follower may copy; see
+  // startCatchUp in spec/replica.ts).
+  api.routes.set('GET /v1/peer/frames', async (req, res, url) => {
+    transport.authorize(req, '/v1/peer/frames');
+    const q = url.searchParams;
+    const { data, next } = await node.readFramesForPeer(
+      parseOffset('offset', q.get('offset')), parseOffset('limit', q.get('limit')), parseOffset('to', q.get('to')), parseOffset('term', q.get('term')),
+    );
+    res.writeHead(200, { 'content-type': 'application/octet-stream', 'content-length': data.length, 'x-loglog-next': next });
+    res.end(data);
+    node.peerCopyBytes += data.length;
+  });
   transport.start();
   return transport;
 }

@@ -143,14 +143,15 @@ export class WsPeerTransport implements PeerTransport {
     return body;
   }
 
-  async copyFrames(peer: NodeId, start: number, to: number, onChunk: (offset: number, frames: Buffer) => Promise<void>): Promise<number> {
+  async copyFrames(peer: NodeId, start: number, to: number, term: number, onChunk: (offset: number, frames: Buffer) => Promise<void>): Promise<number> {
     const link = this.links.get(peer);
     if (!link) throw new Error(`unknown peer ${peer}`);
+    const path = '/v1/peer/frames';
     let at = start;
     while (at < to) {
       const r = await link.pool.request({
-        method: 'GET', path: `/v1/read?offset=${at}&limit=${COPY_CHUNK}`, headersTimeout: 10_000, bodyTimeout: 60_000,
-        headers: { 'x-loglog-peer': this.opts.self }, // only so the serving node counts its egress to peers
+        method: 'GET', path: `${path}?offset=${at}&limit=${COPY_CHUNK}&to=${to}&term=${term}`, headersTimeout: 10_000, bodyTimeout: 60_000,
+        headers: { ...signPeer(this.opts.secret, this.opts.self, path) },
       });
       const body = Buffer.from(await r.body.arrayBuffer());
       if (r.statusCode !== 200) throw new Error(`peer ${peer} answered ${r.statusCode} reading at ${at}: ${body.toString().slice(0, 200)}`);

@@ -50,7 +50,7 @@ export function handleAppend(node: LogNode, req: IncomingMessage, res: ServerRes
     pending = [];
     pendingBytes = 0;
     inflight++;
-    const w = node.writeBody(at, chunk).finally(() => {
+    const w = node.writeBody(meta.offset, at, chunk).finally(() => {
       inflight--;
       if (inflight < MAX_INFLIGHT_WRITES && req.isPaused() && !finished) req.resume();
     });

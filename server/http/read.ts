@@ -36,5 +36,4 @@ export async function handleRead(node: LogNode, req: IncomingMessage, res: Serve
   });
   res.end(data);
   // A peer catching up (peer-transport copyFrames) says so; its bytes count as egress to peers.
-  if (req.headers['x-loglog-peer'] !== undefined) node.peerCopyBytes += data.length;
 }
