@@ -558,7 +558,8 @@ export class Replica {
     if (slot.seq !== seq) return;
     slot.seq = 0;
     if (reason === 'missing') {
-      slot.fetchAt = this.now + this.config.uploadDeadlineMs;
+      // Without an upload id no client copy can come: fetch at once instead of waiting.
+      slot.fetchAt = slot.meta.uploadId === null ? this.now : this.now + this.config.uploadDeadlineMs;
       if (slot.meta.uploadId !== null) this.awaitingUpload.set(slot.meta.uploadId, slot);
     } else {
       slot.fetchTries++;

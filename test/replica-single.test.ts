@@ -74,3 +74,26 @@ test('the read index of a single node is its commit end', (t) => {
   const fx = r.step({ type: 'readIndex', reqId: 3 });
   t.deepEqual(fx.find((e) => e.type === 'reply'), { type: 'reply', reqId: 3, result: { type: 'readIndex', end: r.commitEnd } });
 });
+
+test('a follower fetches an entry without an upload id at once, and waits for an upload otherwise', (t) => {
+  const r = new Replica({
+    config: { ...DEFAULT_CONFIG, id: 'n2', members: ['n1', 'n2', 'n3'] },
+    init: { term: 0, votedFor: null, start: 0, end: 0, epochs: [], tail: [] },
+    random: () => 0.5,
+    now: 0,
+  });
+  const entries = [
+    { offset: 0, length: 3, term: 1, kind: Kind.Data, crc: 1, uploadId: null },
+    { offset: frameSize(3), length: 3, term: 1, kind: Kind.Data, crc: 2, uploadId: 'u2' },
+  ];
+  const fx = r.step({ type: 'message', from: 'n1', msg: { type: 'append', term: 1, prevEnd: 0, prevTerm: 0, entries, commit: 0, seq: 1 } });
+  const writes = fx.filter((e) => e.type === 'write');
+  t.is(writes.length, 2);
+  const seqs = writes.map((w) => (w.type === 'write' ? w.seq : 0));
+  const a = r.step({ type: 'writeFailed', seq: seqs[0], reason: 'missing' });
+  t.deepEqual(a.filter((e) => e.type === 'fetch').map((e) => (e.type === 'fetch' ? [e.meta.offset, e.peer] : [])), [[0, 'n1']]);
+  const b = r.step({ type: 'writeFailed', seq: seqs[1], reason: 'missing' });
+  t.false(b.some((e) => e.type === 'fetch'), 'an upload may still come');
+  const later = r.step({ type: 'tick', now: DEFAULT_CONFIG.uploadDeadlineMs + 1 });
+  t.true(later.some((e) => e.type === 'fetch' && e.meta.offset === frameSize(3)), 'past the deadline it fetches');
+});
