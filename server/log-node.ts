@@ -147,6 +147,10 @@ export class LogNode extends EventEmitter {
           (err) => { this.emit('warn', `fdatasync failed: ${(err as Error).message}`); this.step({ type: 'syncDone', upTo: e.upTo, ok: false }); },
         );
         break;
+      case 'reset':
+        // Bookkeeping now (the copy that follows places frames from `to` on); files fenced.
+        this.log.reset(e.to).catch((err) => this.fatal(`reset failed: ${(err as Error).message}`));
+        break;
       case 'truncate': {
         // SegmentLog cuts its bookkeeping now and orders the file work after earlier writes.
         this.log.truncate(e.to).catch((err) => this.fatal(`truncate failed: ${(err as Error).message}`));

@@ -32,7 +32,11 @@ export interface AppendMsg {
   commit: number;
   /** Heartbeat round number, echoed in replies (read index, check-quorum). */
   seq: number;
-  catchUp?: { to: number; epochs: Epoch[] };
+  /**
+   * `start`: the leader's log start. A follower whose whole log lies below it (the others
+   * trimmed that range while it was away) starts its log over, empty, there.
+   */
+  catchUp?: { to: number; epochs: Epoch[]; start?: number };
 }
 /**
  * `ok`: `end` is the follower's durable end verified against this leader.
@@ -113,6 +117,11 @@ export type Effect =
    * passes every frame check but is not any leader's log.
    */
   | { type: 'truncate'; to: number }
+  /**
+   * Drop the whole log and continue it, empty, at `to` (a follower whose log ends below
+   * the leader's start: everything below `to` is committed and was trimmed by the others).
+   */
+  | { type: 'reset'; to: number }
   | { type: 'reply'; reqId: number; result: ReplyResult }
   /** The commit end advanced (wake readers and tails). */
   | { type: 'commit'; end: number }

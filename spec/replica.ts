@@ -90,6 +90,8 @@ interface Progress {
   heardAt: number;
   /** A catch-up instruction was sent and not yet answered. */
   catchingUp: boolean;
+  /** The follower's log ends below this leader's start (trimmed): only a catch-up from the start helps. */
+  belowStart: boolean;
 }
 
 interface ReadWait { reqId: number; commit: number; seq: number }
@@ -321,7 +323,7 @@ export class Replica {
     this.truncateTo(Math.max(this.writtenEnd, this.commitEnd));
     this.progress.clear();
     for (const p of this.peers()) {
-      this.progress.set(p, { next: this.end, match: 0, ackedSeq: 0, heardAt: this.now, catchingUp: false });
+      this.progress.set(p, { next: this.end, match: 0, ackedSeq: 0, heardAt: this.now, catchingUp: false, belowStart: false });
     }
     this.checkQuorumAt = this.now + this.config.electionMs * 2;
     this.readWaits = [];
@@ -689,7 +691,7 @@ export class Replica {
 
   private sendAppend(peer: NodeId, pr: Progress, heartbeat: boolean): void {
     const sealed = this.sealedEnd();
-    if (pr.next < this.windowStart || (pr.next < this.start)) {
+    if (pr.next < this.windowStart || pr.next < this.start || pr.belowStart) {
       if (!heartbeat && pr.catchingUp) return;
       pr.catchingUp = true;
       // Copy what the metadata window no longer describes: everything below it (the leader
@@ -697,7 +699,7 @@ export class Replica {
       const to = Math.max(this.commitEnd, Math.min(this.windowStart, this.writtenEnd));
       this.send(peer, {
         type: 'append', term: this.term, prevEnd: pr.next, prevTerm: this.termBefore(pr.next), entries: [],
-        commit: this.commitEnd, seq: this.hbSeq, catchUp: { to, epochs: this.epochs.map((e) => ({ ...e })) },
+        commit: this.commitEnd, seq: this.hbSeq, catchUp: { to, epochs: this.epochs.map((e) => ({ ...e })), start: this.start },
       });
       return;
     }
@@ -723,6 +725,7 @@ export class Replica {
     pr.heardAt = this.now;
     pr.ackedSeq = Math.max(pr.ackedSeq, m.seq);
     if (m.ok) {
+      if (m.end >= this.start) pr.belowStart = false;
       if (m.end > pr.match) pr.match = Math.min(m.end, this.end);
       // A follower acknowledges a catch-up instruction at once; until its copy reached the
       // window, more instructions would only bounce back and forth (heartbeats repeat them).
@@ -736,6 +739,7 @@ export class Replica {
     }
     // Skip back a whole term at a time (Raft's fast backup, Kafka's epoch lookup).
     pr.catchingUp = false;
+    pr.belowStart = m.end < this.start;
     const next = Math.min(m.end, this.endOfTerm(m.conflictTerm));
     pr.next = Math.max(Math.min(next, pr.next, this.end), pr.match, this.start);
     this.sendAppend(from, pr, true);
@@ -815,6 +819,7 @@ export class Replica {
     this.lastLeaderContact = this.now;
     this.resetElectionTimer();
     this.hbSeq = Math.max(this.hbSeq, m.seq);
+    if (m.catchUp && (m.catchUp.start ?? 0) > this.end && !this.copying) this.restartLogAt(m.catchUp.start!, m.catchUp.epochs);
 
     if (!this.bugs.skipPrevCheck && m.prevEnd > this.commitEnd) {
       if (m.prevEnd > this.end) {
@@ -866,6 +871,33 @@ export class Replica {
   private sendAck(to: NodeId, seq: number): void {
     const end = this.bugs.skipPrevCheck ? this.durableEnd : Math.min(this.durableEnd, this.matchedEnd);
     this.send(to, { type: 'appendReply', term: this.term, ok: true, end, conflictTerm: 0, seq });
+  }
+
+  /**
+   * Everything this follower holds lies below the leader's log start: the others trimmed
+   * it (retention) while this node was away, so no peer can serve what comes after its end.
+   * Start the log over, empty, at the leader's start, with the leader's terms below it;
+   * the catch-up then copies from there. Nothing is lost: below the leader's start the log
+   * was committed (trims never pass the commit end) and deleted on purpose.
+   */
+  private restartLogAt(start: number, leaderEpochs: Epoch[]): void {
+    for (const s of this.slots) {
+      if (s.seq) this.bySeq.delete(s.seq);
+      if (s.meta.uploadId !== null) this.awaitingUpload.delete(s.meta.uploadId);
+      this.fetchQueue.delete(s);
+    }
+    this.slots = [];
+    this.windowStart = start;
+    this.start = start;
+    this.end = start;
+    this.writtenEnd = start;
+    this.durableEnd = start;
+    this.syncFloor = Math.min(this.syncFloor, start);
+    this.matchedEnd = start;
+    this.epochs.length = 0;
+    for (const e of leaderEpochs) if (e.offset < start) this.epochs.push({ ...e });
+    this.out.push({ type: 'reset', to: start });
+    this.setCommit(start);
   }
 
   /** Far behind the leader's metadata window: copy committed frames verbatim from a peer. */
