@@ -113,3 +113,52 @@ test.serial('a follower catching up over many segments serves every frame to a r
   t.log(`${lagging.id} served ${reads} reads while catching up ${(target / MB).toFixed(1)} MB over ${lagging.segmentBases().length} segments`);
   await verifyCluster(t, cluster, history, { sameSplits: true });
 });
+
+test.serial('a follower whose log ends below the start the others trimmed to catches up from their start', async (t) => {
+  const cluster = await Cluster.start(t, { config: { segmentBytes: '64KiB' } });
+  const history = new History();
+  const leader = await cluster.waitLeader();
+  const lagging = cluster.nodes.find((n) => n !== leader)!;
+  const work = startWorkload(cluster, history, { clients: 2 });
+  try {
+    await work.load.waitMore(100);
+    await lagging.kill();
+    const left = lagging.segmentBases();
+    await work.load.waitMore(300);
+    // Retention (here an explicit trim) on the running nodes deletes every segment the lagging node has.
+    const before = (await leader.status())!.commit;
+    for (const n of cluster.alive()) {
+      const r = await request(`${n.url}/v1/trim?before=${before}`, { method: 'POST' });
+      const j = (await r.body.json()) as { start: number };
+      t.is(r.statusCode, 200);
+      t.log(`${n.id} trimmed to ${j.start}`);
+    }
+    const starts = [...(await cluster.statuses()).values()].map((s) => s.start);
+    t.true(Math.min(...starts) > 0, 'the running nodes trimmed');
+    t.log(`${lagging.id} stopped with segments ${left.join(',')}; the others now start at ${starts.join(', ')}`);
+    await lagging.start();
+    await until(`${lagging.id} to catch up`, 20_000, async () => {
+      const [s, l] = [await lagging.status(), await (await cluster.waitLeader()).status()];
+      return s && l && s.readable >= l.commit - 100_000 ? true : undefined;
+    }, () => lagging.log.split('\n').slice(-5).join('\n'));
+    await work.load.waitMore(100);
+  } finally {
+    await work.stop();
+  }
+  // Every node now starts where the others trimmed to, and holds the same bytes from there.
+  const end = await cluster.waitConverged();
+  const starts = new Set([...(await cluster.statuses()).values()].map((s) => s.start));
+  t.is(starts.size, 1, `every node starts at the same offset (${[...starts].join(', ')})`);
+  const [from] = starts;
+  t.true(from > 0);
+  cluster.compareSegments(end, cluster.nodes, { from });
+  // The history from the trimmed start on checks out against every replica.
+  const since = history.from(from);
+  for (const n of cluster.nodes) {
+    const final = await n.finalLog();
+    t.is(final.start, from);
+    t.is(final.end, end);
+    since.check(t, final, n.id, { checkUnseen: false });
+  }
+  t.log(work.summary());
+});

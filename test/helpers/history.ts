@@ -43,6 +43,26 @@ export class History {
   }
 
   /**
+   * The history as seen from `offset` on (the log below it was trimmed): appends
+   * acknowledged below it, reads from below it and linearizable ends below it are left out.
+   */
+  from(offset: number): History {
+    const h = new History();
+    for (const op of this.ops) {
+      if (op.op === 'append') {
+        if (op.result === 'ok' && op.offset !== null && op.offset < offset) continue;
+        h.ops.push(op);
+      } else if (op.op === 'read') {
+        if (op.from < offset) continue;
+        h.ops.push(op);
+      } else if (op.end >= offset) {
+        h.ops.push(op);
+      }
+    }
+    return h;
+  }
+
+  /**
    * Writes the history as JSON lines if LOGLOG_HISTORY_DIR is set (and, given, the final
    * log it was checked against next to it, as `<name>.final.json`); returns the path.
    */
