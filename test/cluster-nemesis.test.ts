@@ -1,7 +1,7 @@
 /**
  * Random faults against a real 3-node cluster under load, for as long as asked:
  *
- *   LOGLOG_NEMESIS_SECONDS=120 npx ava test/cluster-nemesis.test.ts
+ *   LOGLOG_NEMESIS_SECONDS=120 [LOGLOG_NEMESIS_NODES=5] [LOGLOG_NEMESIS_SEED=n] npx ava test/cluster-nemesis.test.ts
  *
  * (skipped unless that variable is set: the default suite runs the targeted fault tests).
  * Every step picks one of: kill -9 a node (the leader more often), freeze one (SIGSTOP),
@@ -15,6 +15,7 @@ import { History, startWorkload, verifyCluster } from './helpers/history.ts';
 
 const SECONDS = Number(process.env.LOGLOG_NEMESIS_SECONDS ?? 0);
 const SEED = Number(process.env.LOGLOG_NEMESIS_SEED ?? Date.now() % 1_000_000);
+const NODES = Number(process.env.LOGLOG_NEMESIS_NODES ?? 3);
 
 /** A small seeded PRNG so a run's fault schedule can be replayed (timing still varies). */
 function prng(seed: number): () => number {
@@ -25,12 +26,12 @@ function prng(seed: number): () => number {
   };
 }
 
-(SECONDS > 0 ? test.serial : test.skip)(`nemesis: random crashes, freezes and partitions for ${SECONDS || 'N'} s`, async (t) => {
+(SECONDS > 0 ? test.serial : test.skip)(`nemesis: random crashes, freezes and partitions of ${NODES} nodes for ${SECONDS || 'N'} s`, async (t) => {
   t.timeout((SECONDS + 120) * 1000);
   const rnd = prng(SEED);
   const pick = <T>(xs: T[]): T => xs[Math.floor(rnd() * xs.length)];
   t.log(`seed ${SEED}`);
-  const cluster = await Cluster.start(t, { proxied: true, config: { segmentBytes: '256KiB', uploadDeadline: '50ms' } });
+  const cluster = await Cluster.start(t, { size: NODES, proxied: true, config: { segmentBytes: '256KiB', uploadDeadline: '50ms' } });
   const history = new History();
   const work = startWorkload(cluster, history, { largeChance: 0.02, abandonChance: 0.02 });
   const faults: string[] = [];
@@ -55,8 +56,12 @@ function prng(seed: number): () => number {
         victim.resume();
       } else if (r < 0.7) {
         const mode = rnd() < 0.5 ? 'hold' : 'reset';
-        faults.push(`isolate ${victim.id} (${mode})`);
-        cluster.partition([victim.id], others, { mode });
+        // A minority: the victim and, in larger clusters, up to (n-1)/2 - 1 more nodes.
+        const group = [victim.id];
+        const extra = Math.floor(rnd() * Math.floor((cluster.nodes.length - 1) / 2));
+        for (const id of others) if (group.length <= extra) group.push(id);
+        faults.push(`isolate ${group.join('+')} (${mode})`);
+        cluster.partition(group, cluster.nodes.map((n) => n.id).filter((id) => !group.includes(id)), { mode });
         await sleep(hold);
         cluster.heal();
       } else if (r < 0.9) {
