@@ -267,7 +267,7 @@ export class LogNode extends EventEmitter {
   }
 
   /** Writes a chunk of the body of the frame at `frame` into the segment file at `at`. */
-  writeBody(frame: number, at: number, chunk: Buffer): Promise<void> {
+  writeBody(frame: number, at: number, chunk: Buffer | Buffer[]): Promise<void> {
     const w = this.log.writeAt(at, chunk);
     let set = this.bodyWrites.get(frame);
     if (!set) this.bodyWrites.set(frame, (set = new Set()));
