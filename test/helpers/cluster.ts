@@ -98,7 +98,7 @@ export class ClusterNode {
   log = '';
   runs = 0;
 
-  constructor(readonly cluster: Cluster, readonly id: string, readonly port: number, readonly dataDir: string, readonly secret: string) {}
+  constructor(readonly cluster: Cluster, readonly id: string, public port: number, readonly dataDir: string, readonly secret: string) {}
 
   get url(): string {
     return `http://127.0.0.1:${this.port}`;
@@ -273,7 +273,23 @@ export class Cluster {
         c.proxies.set(a.id, m);
       }
     }
-    await Promise.all(c.nodes.map((n) => n.start()));
+    for (let attempt = 1; ; attempt++) {
+      try {
+        await Promise.all(c.nodes.map((n) => n.start()));
+        break;
+      } catch (e) {
+        if (attempt >= 3 || !/EADDRINUSE/.test((e as Error).message)) throw e;
+        // Another process took a port between the check and the listen: every node gets a
+        // new one (each node's peer list names them all) and a fresh data directory.
+        await Promise.all(c.nodes.map((n) => n.kill()));
+        for (const n of c.nodes) {
+          n.port = await freePort();
+          fs.rmSync(n.dataDir, { recursive: true, force: true });
+          fs.mkdirSync(n.dataDir);
+          for (const m of c.proxies.values()) { const p = m.get(n.id); if (p) p.targetPort = n.port; }
+        }
+      }
+    }
     if (!opts.noWait) await c.waitLeader();
     return c;
   }
