@@ -15,6 +15,7 @@ import { SegmentLog } from './storage/segment-log.ts';
 import { loadHardState, saveHardStateSync } from './storage/hard-state.ts';
 import type { NodeConfig } from './config.ts';
 import { UploadBuffer } from './upload-buffer.ts';
+import { FatesFile } from './storage/fates-file.ts';
 
 /** What the node needs from the cluster transport (none for a cluster of one). */
 export interface PeerTransport {
@@ -69,7 +70,7 @@ export class LogNode extends EventEmitter {
   /** Frame bytes peers copied from this node to catch up (reads marked `x-loglog-peer`). */
   peerCopyBytes = 0;
 
-  private constructor(readonly config: NodeConfig, log: SegmentLog, replica: Replica) {
+  private constructor(readonly config: NodeConfig, log: SegmentLog, replica: Replica, private readonly fatesFile: FatesFile) {
     super();
     this.setMaxListeners(0);
     this.log = log;
@@ -80,6 +81,7 @@ export class LogNode extends EventEmitter {
   static async open(config: NodeConfig): Promise<LogNode> {
     const log = await SegmentLog.open(config.dataDir, { segmentBytes: config.segmentBytes });
     const hard = loadHardState(config.dataDir);
+    const fates = FatesFile.open(config.dataDir);
     const members = config.peers.length > 0 ? config.peers.map((p) => p.id) : [config.id];
     const replica = new Replica({
       config: {
@@ -88,11 +90,11 @@ export class LogNode extends EventEmitter {
         bodyDeadlineMs: config.bodyDeadlineMs, uploadDeadlineMs: config.uploadDeadlineMs,
         maxEntryBytes: config.maxEntryBytes, maxBatchEntries: 1024, windowEntries: 200_000,
       },
-      init: { term: hard.term, votedFor: hard.votedFor, start: log.start, end: log.end, epochs: log.epochs, tail: log.recoveredTail },
+      init: { term: hard.term, votedFor: hard.votedFor, start: log.start, end: log.end, epochs: log.epochs, tail: log.recoveredTail, fates: fates.fates },
       random: makeRandom(),
       now: 0,
     });
-    const node = new LogNode(config, log, replica);
+    const node = new LogNode(config, log, replica, fates.file);
     return node;
   }
 
@@ -138,7 +140,10 @@ export class LogNode extends EventEmitter {
         this.bodies.get(e.reqId)?.start(e.meta);
         break;
       case 'cancelBody': this.bodies.get(e.reqId)?.cancel(); this.bodies.delete(e.reqId); break;
-      case 'write': this.write(e.seq, e.meta, e.source); break;
+      case 'write':
+        if (e.meta.uploadId !== null) this.fatesFile.add(e.meta);
+        this.write(e.seq, e.meta, e.source);
+        break;
       case 'fetch': this.fetch(e.seq, e.meta, e.peer); break;
       case 'copy': this.copy(e.peer, e.start, e.to, e.term); break;
       case 'sync':
@@ -419,6 +424,7 @@ export class LogNode extends EventEmitter {
     this.closed = true;
     await this.transport?.close();
     await this.log.close();
+    await this.fatesFile.close();
     for (const [, p] of this.pending) p({ type: 'error', code: 'unavailable', message: 'the node is shutting down' });
     this.pending.clear();
   }

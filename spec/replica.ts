@@ -52,6 +52,8 @@ export interface ReplicaInit {
   tail: EntryMeta[];
   /** The commit end learned before, if the executor persisted a hint (else `start`). */
   commitHint?: number;
+  /** Upload ids and the frames they were placed in, oldest first (fates across restarts). */
+  fates?: EntryMeta[];
 }
 
 export interface ReplicaOptions {
@@ -169,6 +171,7 @@ export class Replica {
     this.epochs = i.epochs.map((e) => ({ ...e }));
     this.windowStart = i.tail.length > 0 ? i.tail[0].offset : i.end;
     for (const meta of i.tail) this.slots.push(this.newSlot(meta, true));
+    for (const f of (i.fates ?? []).slice(-this.config.windowEntries)) if (f.uploadId !== null) this.fates.set(f.uploadId, { ...f });
     this.resetElectionTimer();
   }
 

@@ -1,0 +1,126 @@
+/**
+ * The `fates` file: upload id → frame, so that what became of an append (committed at X,
+ * aborted, unknown) can still be answered after a restart, and a client that lost a reply
+ * does not append the same entry twice. Frames themselves do not carry upload ids.
+ *
+ * Records, appended in order: u8 id length, the id (ASCII), u64 offset, u32 payload length,
+ * u64 term, u8 kind, u32 CRC32C of the bytes before it. Appended without fsync: a killed
+ * process loses nothing (the page cache survives), a power loss may lose the last records,
+ * whose fates then answer `unknown` as they did before this file existed. Loading stops at
+ * the first damaged record. When the file passes MAX_BYTES it is rewritten (temp + rename)
+ * with the newest KEEP records, so loading it stays bounded.
+ */
+import fs from 'node:fs';
+import path from 'node:path';
+import { crc32c } from '../../spec/frame.ts';
+import type { Kind } from '../../spec/frame.ts';
+import type { EntryMeta } from '../../spec/entry.ts';
+import { writeFileAtomicSync } from './fs-util.ts';
+
+const FILE = 'fates';
+const MAX_BYTES = 16 * 1024 * 1024;
+const KEEP = 100_000;
+const FIXED = 1 + 8 + 4 + 8 + 1 + 4;
+
+export function encodeFate(m: EntryMeta): Buffer {
+  const id = Buffer.from(m.uploadId ?? '', 'latin1');
+  const b = Buffer.alloc(FIXED + id.length);
+  b[0] = id.length;
+  id.copy(b, 1);
+  let at = 1 + id.length;
+  b.writeUInt32LE(m.offset % 0x1_0000_0000, at); b.writeUInt32LE(Math.floor(m.offset / 0x1_0000_0000), at + 4); at += 8;
+  b.writeUInt32LE(m.length, at); at += 4;
+  b.writeUInt32LE(m.term % 0x1_0000_0000, at); b.writeUInt32LE(Math.floor(m.term / 0x1_0000_0000), at + 4); at += 8;
+  b[at] = m.kind; at += 1;
+  b.writeUInt32LE(crc32c(b.subarray(0, at)), at);
+  return b;
+}
+
+/** Records of a fates file, oldest first, up to the first damaged one. */
+export function decodeFates(buf: Buffer): EntryMeta[] {
+  const out: EntryMeta[] = [];
+  let at = 0;
+  while (at < buf.length) {
+    const n = buf[at];
+    const end = at + FIXED + n;
+    if (n === 0 || end > buf.length) break;
+    const crcAt = end - 4;
+    if (crc32c(buf.subarray(at, crcAt)) !== buf.readUInt32LE(crcAt)) break;
+    let p = at + 1 + n;
+    const offset = buf.readUInt32LE(p) + buf.readUInt32LE(p + 4) * 0x1_0000_0000; p += 8;
+    const length = buf.readUInt32LE(p); p += 4;
+    const term = buf.readUInt32LE(p) + buf.readUInt32LE(p + 4) * 0x1_0000_0000; p += 8;
+    const kind = buf[p] as Kind;
+    out.push({ uploadId: buf.toString('latin1', at + 1, at + 1 + n), offset, length, term, kind, crc: 0 });
+    at = end;
+  }
+  return out;
+}
+
+export class FatesFile {
+  private fd: number;
+  private size: number;
+  private queue: Buffer[] = [];
+  private writing: Promise<void> | null = null;
+  /** The newest records, for rewriting the file when it grows too large. */
+  private recent: EntryMeta[];
+
+  private constructor(private readonly dir: string, fd: number, size: number, recent: EntryMeta[]) {
+    this.fd = fd;
+    this.size = size;
+    this.recent = recent;
+  }
+
+  /** Loads the file (bounded by MAX_BYTES) and opens it for appending. */
+  static open(dir: string): { file: FatesFile; fates: EntryMeta[] } {
+    const p = path.join(dir, FILE);
+    let buf: Buffer = Buffer.alloc(0);
+    try { buf = fs.readFileSync(p); } catch (e) { if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw e; }
+    const fates = decodeFates(buf).slice(-KEEP);
+    const valid = fates.reduce((n, f) => n + FIXED + (f.uploadId?.length ?? 0), 0);
+    if (valid !== buf.length) writeFileAtomicSync(p, Buffer.concat(fates.map(encodeFate)), false);
+    const fd = fs.openSync(p, 'a');
+    return { file: new FatesFile(dir, fd, valid, fates), fates };
+  }
+
+  /** Records the frame an upload id was placed in (asynchronously, in order). */
+  add(meta: EntryMeta): void {
+    if (meta.uploadId === null || meta.uploadId.length === 0 || meta.uploadId.length > 255) return;
+    const rec = encodeFate(meta);
+    this.queue.push(rec);
+    this.recent.push(meta);
+    if (this.recent.length > 2 * KEEP) this.recent = this.recent.slice(-KEEP);
+    this.writing ??= this.drain();
+  }
+
+  /** Best effort: a failed write only means those fates answer `unknown` after a restart. */
+  private async drain(): Promise<void> {
+    try {
+      while (this.queue.length > 0) {
+        const batch = Buffer.concat(this.queue.splice(0));
+        await new Promise<void>((resolve, reject) => fs.write(this.fd, batch, (err) => (err ? reject(err) : resolve())));
+        this.size += batch.length;
+        if (this.size > MAX_BYTES) this.rewrite();
+      }
+    } catch {
+      this.queue = [];
+    } finally {
+      this.writing = null;
+    }
+  }
+
+  /** Keeps only the newest records (the queue is empty here: drain calls it between writes). */
+  private rewrite(): void {
+    this.recent = this.recent.slice(-KEEP);
+    const data = Buffer.concat(this.recent.map(encodeFate));
+    fs.closeSync(this.fd);
+    writeFileAtomicSync(path.join(this.dir, FILE), data, false);
+    this.fd = fs.openSync(path.join(this.dir, FILE), 'a');
+    this.size = data.length;
+  }
+
+  async close(): Promise<void> {
+    while (this.writing) await this.writing;
+    fs.closeSync(this.fd);
+  }
+}

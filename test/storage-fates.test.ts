@@ -1,0 +1,44 @@
+import test from 'ava';
+import { appendFileSync, readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { request } from 'undici';
+import { FatesFile, decodeFates, encodeFate } from '../server/storage/fates-file.ts';
+import { Kind } from '../spec/frame.ts';
+import { startNode, tempDir } from './helpers/node-process.ts';
+
+const meta = (id: string, offset: number, kind = Kind.Data) => ({ uploadId: id, offset, length: 10, term: 3, kind, crc: 0 });
+
+test('fate records round trip and loading stops at a damaged record', async (t) => {
+  const dir = await tempDir(t);
+  const { file, fates } = FatesFile.open(dir);
+  t.deepEqual(fates, []);
+  file.add(meta('a', 33));
+  file.add(meta('b', 2 ** 40, Kind.Aborted));
+  await file.close();
+  const again = FatesFile.open(dir);
+  t.deepEqual(again.fates.map((f) => [f.uploadId, f.offset, f.kind, f.term]), [['a', 33, Kind.Data, 3], ['b', 2 ** 40, Kind.Aborted, 3]]);
+  await again.file.close();
+  // A torn last record (power loss mid-append) is dropped, and the file is cut back to the valid part.
+  appendFileSync(join(dir, 'fates'), encodeFate(meta('c', 99)).subarray(0, 7));
+  const torn = FatesFile.open(dir);
+  t.is(torn.fates.length, 2);
+  t.is(readFileSync(join(dir, 'fates')).length, encodeFate(meta('a', 33)).length + encodeFate(meta('b', 2 ** 40)).length);
+  await torn.file.close();
+  const bad = Buffer.concat([encodeFate(meta('x', 1)), encodeFate(meta('y', 2))]);
+  bad[bad.length - 6] ^= 0xff;
+  writeFileSync(join(dir, 'fates'), bad);
+  t.deepEqual(decodeFates(bad).map((f) => f.uploadId), ['x']);
+});
+
+test('the fate of an acknowledged append survives kill -9 of the node', async (t) => {
+  const n = await startNode(t);
+  const body = Buffer.from('remember me');
+  const r = await request(`${n.url}/v1/append`, { method: 'POST', body, headers: { 'content-length': String(body.length), 'x-loglog-upload-id': 'up-1' } });
+  const { offset } = (await r.body.json()) as { offset: number };
+  await n.kill();
+  const again = await startNode(t, { dataDir: n.dataDir });
+  const f = await request(`${again.url}/v1/fate/up-1`);
+  t.deepEqual(await f.body.json(), { state: 'committed', offset, end: offset + 33 + body.length });
+  const unknown = await request(`${again.url}/v1/fate/never-seen`);
+  t.is(((await unknown.body.json()) as { state: string }).state, 'unknown');
+});
