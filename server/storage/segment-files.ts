@@ -7,6 +7,7 @@
  * epochs                 term boundaries (see epochs-file.ts)
  * checkpoint             last checkpointed durable frame boundary (see checkpoint.ts)
  * hardstate              Raft term and vote (see hard-state.ts)
+ * fates                  upload id -> frame, for fates after a restart (see fates-file.ts)
  * ```
  *
  * Fixed-width hex names sort in offset order and stay exact up to 2^53.
