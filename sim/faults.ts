@@ -5,6 +5,7 @@
  * of the mix during the fault phase; `describeParams` prints the mix of a run.
  */
 import type { NetConfig } from './network.ts';
+import type { ReplicaConfig } from '../spec/replica.ts';
 import type { SectorFate } from './disk.ts';
 import { Prng } from './prng.ts';
 
@@ -44,15 +45,7 @@ export interface ClientParams {
 export interface SimParams {
   nodes: number;
   tickMs: number;
-  replica: {
-    electionMs: number;
-    heartbeatMs: number;
-    bodyDeadlineMs: number;
-    uploadDeadlineMs: number;
-    maxEntryBytes: number;
-    maxBatchEntries: number;
-    windowEntries: number;
-  };
+  replica: Omit<ReplicaConfig, 'id' | 'members'>;
   net: NetConfig;
   disk: { writeMin: number; writeMean: number; syncMin: number; syncMean: number; slowP: number };
   sectorFate: SectorFate;

@@ -266,40 +266,30 @@ export class AppendLoad {
   }
 }
 
-/** Reads committed frames from the replicas in turn (long-polling), recording each read. */
-export class TailReader {
+/** A background loop that asks the live replicas in turn, until stopped. */
+abstract class RoundRobinPoller {
   private stopped = false;
   private loop: Promise<void> | null = null;
-  from = 0;
-  reads = 0;
   private turn = 0;
 
-  constructor(readonly cluster: Cluster, readonly history: History, readonly client = 'r1') {}
+  constructor(readonly cluster: Cluster, readonly history: History, readonly client: string) {}
 
   start(): this {
     this.loop = this.run();
     return this;
   }
 
+  /** One request to `node`; errors mean it is down or deposed, and the next turn asks another. */
+  protected abstract poll(node: ClusterNode): Promise<void>;
+
   private async run(): Promise<void> {
     while (!this.stopped) {
       const alive = this.cluster.alive();
       if (alive.length === 0) { await new Promise((r) => setTimeout(r, 20)); continue; }
-      const node = alive[this.turn++ % alive.length];
-      const invoke = this.history.now();
       try {
-        const q = `offset=${this.from}&limit=${256 * 1024}&wait=200${this.from > 0 ? `&minCommit=${this.from}` : ''}`;
-        const r = await request(`${node.url}/v1/read?${q}`, { dispatcher: appendAgent, headersTimeout: 3000, bodyTimeout: 3000 });
-        const body = Buffer.from(await r.body.arrayBuffer());
-        if (r.statusCode !== 200 || body.length === 0) continue;
-        const entries: [number, number, number][] = [];
-        for (const f of parseFrames(body, this.from)) if (f.kind === Kind.Data) entries.push([f.offset, f.length, f.crc]);
-        const op: ReadOp = { client: this.client, op: 'read', from: this.from, entries, invoke_ms: invoke, complete_ms: this.history.now(), node: node.id };
-        this.history.add(op);
-        this.reads++;
-        this.from = Number(r.headers['x-loglog-next']);
+        await this.poll(alive[this.turn++ % alive.length]);
       } catch {
-        // node down or restarting: the next turn reads from another replica
+        // node down, restarting or deposed
       }
     }
   }
@@ -310,44 +300,51 @@ export class TailReader {
   }
 }
 
-/** Asks the replicas in turn for a linearizable end (read index at the leader), recording each answer. */
-export class EndProbe {
-  private stopped = false;
-  private loop: Promise<void> | null = null;
-  answers = 0;
-  private turn = 0;
+/** Reads committed frames from the replicas in turn (long-polling), recording each read. */
+export class TailReader extends RoundRobinPoller {
+  from = 0;
+  reads = 0;
 
-  constructor(readonly cluster: Cluster, readonly history: History, readonly client = 'e1') {}
-
-  start(): this {
-    this.loop = this.run();
-    return this;
+  constructor(cluster: Cluster, history: History, client = 'r1') {
+    super(cluster, history, client);
   }
 
-  private async run(): Promise<void> {
-    while (!this.stopped) {
-      const alive = this.cluster.alive();
-      const node = alive[this.turn++ % Math.max(1, alive.length)];
-      if (!node) { await new Promise((r) => setTimeout(r, 20)); continue; }
+  protected async poll(node: ClusterNode): Promise<void> {
+    const invoke = this.history.now();
+    const q = `offset=${this.from}&limit=${256 * 1024}&wait=200${this.from > 0 ? `&minCommit=${this.from}` : ''}`;
+    const r = await request(`${node.url}/v1/read?${q}`, { dispatcher: appendAgent, headersTimeout: 3000, bodyTimeout: 3000 });
+    const body = Buffer.from(await r.body.arrayBuffer());
+    if (r.statusCode !== 200 || body.length === 0) return;
+    const entries: [number, number, number][] = [];
+    for (const f of parseFrames(body, this.from)) if (f.kind === Kind.Data) entries.push([f.offset, f.length, f.crc]);
+    const op: ReadOp = { client: this.client, op: 'read', from: this.from, entries, invoke_ms: invoke, complete_ms: this.history.now(), node: node.id };
+    this.history.add(op);
+    this.reads++;
+    this.from = Number(r.headers['x-loglog-next']);
+  }
+}
+
+/** Asks the replicas in turn for a linearizable end (read index at the leader), recording each answer. */
+export class EndProbe extends RoundRobinPoller {
+  answers = 0;
+
+  constructor(cluster: Cluster, history: History, client = 'e1') {
+    super(cluster, history, client);
+  }
+
+  protected async poll(node: ClusterNode): Promise<void> {
+    try {
       const invoke = this.history.now();
-      try {
-        const r = await request(`${node.url}/v1/end?linearizable=1`, { dispatcher: appendAgent, headersTimeout: 3000, bodyTimeout: 3000 });
-        const text = await r.body.text();
-        if (r.statusCode === 200) {
-          const j = JSON.parse(text) as { end: number; linearizable?: boolean };
-          this.history.add({ client: this.client, op: 'end', invoke_ms: invoke, complete_ms: this.history.now(), end: j.end });
-          this.answers++;
-        }
-      } catch {
-        // down or deposed: try the next replica
+      const r = await request(`${node.url}/v1/end?linearizable=1`, { dispatcher: appendAgent, headersTimeout: 3000, bodyTimeout: 3000 });
+      const text = await r.body.text();
+      if (r.statusCode === 200) {
+        const j = JSON.parse(text) as { end: number; linearizable?: boolean };
+        this.history.add({ client: this.client, op: 'end', invoke_ms: invoke, complete_ms: this.history.now(), end: j.end });
+        this.answers++;
       }
+    } finally {
       await new Promise((r) => setTimeout(r, 10));
     }
-  }
-
-  async stop(): Promise<void> {
-    this.stopped = true;
-    await this.loop;
   }
 }
 
