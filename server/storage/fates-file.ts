@@ -58,6 +58,7 @@ export function decodeFates(buf: Buffer): EntryMeta[] {
 }
 
 export class FatesFile {
+  /** -1 once writing has failed: the descriptor is never reused after a failure. */
   private fd: number;
   private size: number;
   private queue: Buffer[] = [];
@@ -71,7 +72,7 @@ export class FatesFile {
     this.recent = recent;
   }
 
-  /** Loads the file (bounded by MAX_BYTES) and opens it for appending. */
+  /** Loads the file (kept near MAX_BYTES by rewrites) and opens it for appending. */
   static open(dir: string): { file: FatesFile; fates: EntryMeta[] } {
     const p = path.join(dir, FILE);
     let buf: Buffer = Buffer.alloc(0);
@@ -85,7 +86,7 @@ export class FatesFile {
 
   /** Records the frame an upload id was placed in (asynchronously, in order). */
   add(meta: EntryMeta): void {
-    if (meta.uploadId === null || meta.uploadId.length === 0 || meta.uploadId.length > 255) return;
+    if (this.fd < 0 || meta.uploadId === null || meta.uploadId.length === 0 || meta.uploadId.length > 255) return;
     const rec = encodeFate(meta);
     this.queue.push(rec);
     this.recent.push(meta);
@@ -98,29 +99,49 @@ export class FatesFile {
     try {
       while (this.queue.length > 0) {
         const batch = Buffer.concat(this.queue.splice(0));
-        await new Promise<void>((resolve, reject) => fs.write(this.fd, batch, (err) => (err ? reject(err) : resolve())));
+        await appendAll(this.fd, batch);
         this.size += batch.length;
         if (this.size > MAX_BYTES) this.rewrite();
       }
     } catch {
+      // A torn record ends what loading keeps; stop rather than append past it.
       this.queue = [];
+      this.abandon();
     } finally {
       this.writing = null;
     }
   }
 
-  /** Keeps only the newest records (the queue is empty here: drain calls it between writes). */
+  /**
+   * Keeps only the newest records. Records queued meanwhile are in `recent` too and get
+   * appended again after the rewrite: harmless, the last record of an id wins.
+   */
   private rewrite(): void {
     this.recent = this.recent.slice(-KEEP);
     const data = Buffer.concat(this.recent.map(encodeFate));
-    fs.closeSync(this.fd);
+    this.abandon();
     writeFileAtomicSync(path.join(this.dir, FILE), data, false);
     this.fd = fs.openSync(path.join(this.dir, FILE), 'a');
     this.size = data.length;
   }
 
+  /** Closes the file and stops recording (fates then answer `unknown` after a restart). */
+  private abandon(): void {
+    if (this.fd < 0) return;
+    const fd = this.fd;
+    this.fd = -1;
+    try { fs.closeSync(fd); } catch { /* already unusable */ }
+  }
+
   async close(): Promise<void> {
     while (this.writing) await this.writing;
-    fs.closeSync(this.fd);
+    this.abandon();
+  }
+}
+
+/** Appends all of `buf` (fs.write may write less than asked). */
+async function appendAll(fd: number, buf: Buffer): Promise<void> {
+  for (let at = 0; at < buf.length;) {
+    at += await new Promise<number>((resolve, reject) => fs.write(fd, buf, at, buf.length - at, null, (err, n) => (err ? reject(err) : resolve(n))));
   }
 }
