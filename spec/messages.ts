@@ -10,7 +10,6 @@ export type Role = 'follower' | 'candidate' | 'leader';
 
 /** How durable an append must be before the client hears back. */
 export type AckLevel = 'leader' | 'quorum' | 'all';
-export const ACK_LEVELS: readonly AckLevel[] = ['leader', 'quorum', 'all'];
 
 // ---------------------------------------------------------------- peer messages
 

@@ -6,7 +6,7 @@
  * completions as inputs. The server (server/executor.ts) and the simulator (sim/) execute
  * the effects; both run this exact code. See DESIGN.md "Cluster protocol".
  */
-import { Kind, frameSize } from './frame.ts';
+import { Kind } from './frame.ts';
 import { type EntryMeta, type Epoch, entryEnd, noteEpoch, termAt, truncateEpochs } from './entry.ts';
 import type { AckLevel, AppendMsg, AppendReplyMsg, Effect, Input, Message, NodeId, ReplyResult, Role, VoteMsg, VoteReplyMsg } from './messages.ts';
 import { NO_BUGS, type PlantedBugs } from './bugs.ts';
@@ -993,7 +993,3 @@ export class Replica {
   }
 }
 
-/** Convenience for executors: size of the frame a meta describes. */
-export function metaFrameSize(meta: EntryMeta): number {
-  return frameSize(meta.length);
-}
