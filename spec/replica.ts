@@ -992,4 +992,3 @@ export class Replica {
     this.reply(reqId, { type: 'fate', state: kind === Kind.Aborted ? 'aborted' : 'committed', offset: meta.offset, end });
   }
 }
-
