@@ -49,17 +49,6 @@ export interface HttpResponse {
   body: Buffer;
 }
 
-const NETWORK_CODES = new Set([
-  'ECONNREFUSED', 'ECONNRESET', 'EPIPE', 'ETIMEDOUT', 'EHOSTUNREACH', 'ENETUNREACH', 'ENOTFOUND',
-  'EAI_AGAIN', 'ECONNABORTED', 'EADDRNOTAVAIL',
-]);
-
-/** True if `e` is a failure of the transport (not an HTTP answer). */
-export function isNetworkError(e: unknown): boolean {
-  const code = (e as { code?: unknown } | null)?.code;
-  return typeof code === 'string' && (code.startsWith('UND_ERR_') || NETWORK_CODES.has(code));
-}
-
 /** The error to throw when `signal` was aborted. */
 export function abortedError(signal?: AbortSignal): LogError {
   return new LogError('aborted', 'the operation was aborted', {}, { cause: signal?.reason });

@@ -145,11 +145,8 @@ function verifyFrames(buf: Buffer, base: number, server: string): { entries: Ent
   const entries: Entry[] = [];
   let next = base;
   try {
-    for (const f of parseFrames(buf, base, false)) {
-      if (f.kind === Kind.Data && crc32c(f.payload) !== f.crc) {
-        if (entries.length > 0) return { entries, next };
-        throw new CorruptRead({ offset: f.offset, replica: server, reason: 'checksum' });
-      }
+    // parseFrames verifies each data frame's CRC32C (FrameError 'checksum', handled below).
+    for (const f of parseFrames(buf, base)) {
       const end = f.offset + frameSize(f.length);
       entries.push({ offset: f.offset, end, term: f.term, kind: kindName(f.kind) as EntryKind, payload: f.payload });
       next = end;
@@ -165,10 +162,10 @@ function verifyFrames(buf: Buffer, base: number, server: string): { entries: Ent
 /** A member as `/v1/status` lists it. */
 function peersOf(st: ServerStatus): { id: string; url: string }[] | null {
   const peers = st.peers;
+  if (!peers || typeof peers !== 'object') return null;
   const pairs: [unknown, unknown][] = Array.isArray(peers)
     ? peers.map((p) => [(p as { id?: unknown })?.id, (p as { url?: unknown })?.url])
-    : peers && typeof peers === 'object' ? Object.entries(peers) : [];
-  if (!Array.isArray(peers) && !(peers && typeof peers === 'object')) return null;
+    : Object.entries(peers);
   const out: { id: string; url: string }[] = [];
   for (const [id, u] of pairs) {
     const url = asUrl(u);
@@ -208,7 +205,6 @@ export class LogClient {
   private discovery: Promise<void> | null = null;
   private discovered = false;
   private nextDiscoveryAt = 0;
-  private clusterKnown = false;
   private rr = 0;
   /** End of this client's last append acknowledged at `quorum` or `all` (read your writes). */
   private ackedEnd = 0;
@@ -311,7 +307,6 @@ export class LogClient {
     if (first && !this.discovered) {
       this.discovered = true;
       if (peers !== null) {
-        this.clusterKnown = true;
         this.members = peers.length === 0
           ? [server]
           : [...new Set(peers.map((p) => (p.id === st.id ? server : (this.idToUrl.get(p.id) ?? p.url))))];

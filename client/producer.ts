@@ -80,6 +80,7 @@ export class Producer {
   private readonly client: EntryAppender;
   private readonly digest?: 'sha256';
   private readonly acks?: Acks;
+  private readonly appendOpts: AppendOptions;
 
   private open: Batch | null = null;
   private readonly sealed: Batch[] = [];
@@ -102,6 +103,7 @@ export class Producer {
     this.maxBufferedBytes = opts.maxBufferedBytes ?? 32 << 20;
     this.digest = opts.digest;
     this.acks = opts.acks;
+    this.appendOpts = this.acks ? { acks: this.acks } : {};
     for (const [k, v] of [['lingerMs', this.lingerMs], ['maxBatchBytes', this.maxBatchBytes], ['maxInFlight', this.maxInFlight], ['maxBufferedBytes', this.maxBufferedBytes]] as const) {
       if (!Number.isFinite(v) || v < 0 || (k !== 'lingerMs' && v < 1)) throw new LogError('bad_request', `invalid ${k}: ${v}`);
     }
@@ -166,6 +168,7 @@ export class Producer {
     const n = p.record.byteLength;
     this.buffered += n;
     this.counters.records++;
+    // The envelope with this record: seal the open batch first if it would not fit.
     if (this.open && batchSize(this.open.bytes + n, this.open.items.length + 1, this.digest) > this.maxBatchBytes) this.seal();
     if (!this.open) {
       this.open = { items: [], bytes: 0 };
@@ -196,7 +199,7 @@ export class Producer {
 
   private dispatch(b: Batch): void {
     this.inFlight++;
-    const opts: AppendOptions = this.acks ? { acks: this.acks } : {};
+    const opts = this.appendOpts;
     let payload: Buffer;
     try {
       payload = encodeBatch(b.items.map((p) => p.record), { digest: this.digest });

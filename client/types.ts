@@ -102,6 +102,9 @@ export interface Fate {
   state: 'committed' | 'aborted' | 'pending' | 'unknown';
   /** The entry's offset, when committed (or pending, if allocated). */
   offset?: number;
+  /** One past the entry's frame, when the offset is known. */
+  end?: number;
+  term?: number;
   [k: string]: unknown;
 }
 

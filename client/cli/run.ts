@@ -18,8 +18,6 @@ import * as sim from '../../sim/cli.ts';
 /**
  * Every command module, in help order. Each exports `register(cli, ctx)`.
  *
- * >>> `loglog sim` and `loglog dev` register HERE: import their modules (e.g.
- * >>> `import * as sim from '../../sim/cli.ts'`) and add them to this list.
  */
 export const COMMANDS: CommandModule[] = [
   append,
