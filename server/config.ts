@@ -4,6 +4,7 @@
 import { readFileSync } from 'node:fs';
 import { LogError } from '../spec/errors.ts';
 import { DEFAULT_CONFIG } from '../spec/replica.ts';
+import { DEFAULT_SEGMENT_BYTES } from './storage/segment-log.ts';
 
 export interface PeerAddress { id: string; url: string }
 
@@ -38,7 +39,7 @@ export const DEFAULT_NODE_CONFIG: NodeConfig = {
   port: 7400,
   peers: [],
   clusterSecret: null,
-  segmentBytes: 64 * 1024 * 1024,
+  segmentBytes: DEFAULT_SEGMENT_BYTES,
   maxEntryBytes: DEFAULT_CONFIG.maxEntryBytes,
   bodyDeadlineMs: DEFAULT_CONFIG.bodyDeadlineMs,
   electionMs: DEFAULT_CONFIG.electionMs,

@@ -24,7 +24,6 @@ export interface PeerTransport {
   readonly stats?: { messageBytes: number };
   /** Payload bytes of a placed frame at a peer (written, not necessarily committed). */
   fetchPayload(peer: NodeId, meta: EntryMeta): Promise<Buffer>;
-  /** Committed frames [start, to) from a peer, in chunks, each a buffer of whole frames. */
   /** Frames [start, to) from a peer's written log while the peer is still in `term` (catch-up). */
   copyFrames(peer: NodeId, start: number, to: number, term: number, onChunk: (offset: number, frames: Buffer) => Promise<void>): Promise<number>;
   close(): Promise<void>;
@@ -67,7 +66,7 @@ export class LogNode extends EventEmitter {
   appendedBytes = 0;
   /** Payload bytes peers fetched from this node (`/v1/peer/payload`). */
   peerPayloadBytes = 0;
-  /** Frame bytes peers copied from this node to catch up (reads marked `x-loglog-peer`). */
+  /** Frame bytes peers copied from this node to catch up (GET /v1/peer/frames). */
   peerCopyBytes = 0;
 
   private constructor(readonly config: NodeConfig, log: SegmentLog, replica: Replica, private readonly fatesFile: FatesFile) {
@@ -342,9 +341,12 @@ export class LogNode extends EventEmitter {
    * necessarily committed), with the expected length and term.
    */
   async readPayload(offset: number, length: number, term: number): Promise<Buffer> {
-    const end = offset + HEADER_SIZE + length + 1;
-    if (end > this.replica.writtenEnd || !this.log.isFrameStart(offset)) throw new LogError('not_found', `no written frame at ${offset}`);
-    const { data } = await this.log.read(offset, end - offset, this.replica.writtenEnd);
+    const end = offset + frameSize(length);
+    if (end > this.replica.writtenEnd) throw new LogError('not_found', `no written frame at ${offset}`);
+    // read() checks that offset is a frame start (without a synchronous index load).
+    const { data } = await this.log.read(offset, end - offset, this.replica.writtenEnd).catch((e: unknown) => {
+      throw e instanceof LogError && e.code === 'bad_offset' ? new LogError('not_found', `no frame starts at ${offset}`) : e;
+    });
     const h = decodeHeader(data);
     if (!h.ok || h.header.length !== length || h.header.term !== term) throw new LogError('not_found', `the frame at ${offset} is not the one asked for`);
     return data.subarray(HEADER_SIZE, HEADER_SIZE + length);

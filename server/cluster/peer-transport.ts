@@ -45,7 +45,7 @@ export class WsPeerTransport implements PeerTransport {
   private wss = new WebSocketServer({ noServer: true, perMessageDeflate: false, maxPayload: 64 * 1024 * 1024 });
   private closed = false;
   /** Messages this node sent to peers on the channel (bytes include the WebSocket framing). */
-  readonly stats = { messageBytes: 0, messages: 0, dropped: 0 };
+  readonly stats = { messageBytes: 0 };
 
   constructor(private readonly opts: PeerTransportOptions) {
     for (const peer of opts.peers) {
@@ -121,12 +121,11 @@ export class WsPeerTransport implements PeerTransport {
 
   send(to: NodeId, msg: Message): void {
     const ws = this.links.get(to)?.ws;
-    if (!ws || ws.readyState !== WebSocket.OPEN || ws.bufferedAmount > HIGH_WATER) { this.stats.dropped++; return; }
+    if (!ws || ws.readyState !== WebSocket.OPEN || ws.bufferedAmount > HIGH_WATER) return;
     const data = JSON.stringify(msg);
     const n = Buffer.byteLength(data);
     // + the frame header of a masked (client-side) WebSocket frame
     this.stats.messageBytes += n + (n < 126 ? 6 : n < 65536 ? 8 : 14);
-    this.stats.messages++;
     ws.send(data);
   }
 

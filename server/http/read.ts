@@ -35,5 +35,4 @@ export async function handleRead(node: LogNode, req: IncomingMessage, res: Serve
     'x-loglog-next': next,
   });
   res.end(data);
-  // A peer catching up (peer-transport copyFrames) says so; its bytes count as egress to peers.
 }

@@ -15,7 +15,7 @@ import path from 'node:path';
 import { crc32c } from '../../spec/frame.ts';
 import type { Kind } from '../../spec/frame.ts';
 import type { EntryMeta } from '../../spec/entry.ts';
-import { writeFileAtomicSync } from './fs-util.ts';
+import { readFileOrNullSync, writeFileAtomicSync } from './fs-util.ts';
 
 const FILE = 'fates';
 const MAX_BYTES = 16 * 1024 * 1024;
@@ -75,8 +75,7 @@ export class FatesFile {
   /** Loads the file (kept near MAX_BYTES by rewrites) and opens it for appending. */
   static open(dir: string): { file: FatesFile; fates: EntryMeta[] } {
     const p = path.join(dir, FILE);
-    let buf: Buffer = Buffer.alloc(0);
-    try { buf = fs.readFileSync(p); } catch (e) { if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw e; }
+    const buf = readFileOrNullSync(p) ?? Buffer.alloc(0);
     const fates = decodeFates(buf).slice(-KEEP);
     const valid = fates.reduce((n, f) => n + FIXED + (f.uploadId?.length ?? 0), 0);
     if (valid !== buf.length) writeFileAtomicSync(p, Buffer.concat(fates.map(encodeFate)), false);

@@ -8,8 +8,4 @@ export class Mutex {
     return result;
   }
 
-  /** Resolves once everything queued so far has finished. */
-  idle(): Promise<void> {
-    return this.tail;
-  }
 }
