@@ -6,6 +6,16 @@ import test from 'ava';
 import { connect } from 'node:net';
 import { request } from 'undici';
 import { startNode } from './helpers/node-process.ts';
+import { until } from './helpers/cluster.ts';
+
+async function status(url: string): Promise<{ end: number; commit: number }> {
+  const r = await request(`${url}/v1/status`);
+  return (await r.body.json()) as { end: number; commit: number };
+}
+
+async function commitEnd(url: string): Promise<number> {
+  return (await status(url)).commit;
+}
 import { crc32c, parseFrames, Kind } from '../spec/frame.ts';
 
 async function readAll(url: string): Promise<Buffer> {
@@ -21,7 +31,7 @@ async function readAll(url: string): Promise<Buffer> {
   }
 }
 
-/** Raw HTTP: send the head and part of the body, then do `then` with the socket. */
+/** Raw HTTP: send the head and part of the body; resolves with the socket, still open. */
 function partialAppend(url: string, length: number, sent: number): Promise<import('node:net').Socket> {
   const u = new URL(url);
   return new Promise((resolve, reject) => {
@@ -52,7 +62,7 @@ test('kill -9 under load: every acknowledged append is read back intact at its o
   };
   const writers = Array.from({ length: 8 }, writer);
   // Kill once a good number of appends were acknowledged, while writers are mid-flight.
-  while (acked.size < 400) await new Promise((r) => setImmediate(r));
+  await until('400 appends acknowledged', 60_000, () => (acked.size >= 400 ? true : undefined));
   await first.kill();
   stop = true;
   await Promise.all(writers);
@@ -73,8 +83,12 @@ test('kill -9 under load: every acknowledged append is read back intact at its o
 
 test('a client that disconnects mid-body leaves an aborted frame and appends continue', async (t) => {
   const n = await startNode(t);
+  const endBefore = await commitEnd(n.url);
   const s = await partialAppend(n.url, 1000, 400);
-  // The node learns of the disconnect from the socket close; wait for the aborted frame to commit.
+  // The range is allocated once the node has read the head: only then can the next append
+  // be sure to land after it.
+  await until('the partial append is allocated', 10_000, async () => ((await status(n.url)).end > endBefore ? true : undefined));
+  // The node learns of the disconnect from the socket close and seals the range as aborted.
   s.destroy();
   const body = Buffer.from('after the abort');
   const r = await request(`${n.url}/v1/append`, { method: 'POST', body, headers: { 'content-length': String(body.length) } });
