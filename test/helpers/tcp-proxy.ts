@@ -28,8 +28,6 @@ export class TcpProxy {
   private readonly pairs = new Set<Pair>();
   private state: 'open' | CutMode = 'open';
   private closed = false;
-  /** Connections accepted over the proxy's life (for tests that want to see traffic). */
-  accepted = 0;
 
   private constructor(server: net.Server, readonly port: number, public targetPort: number, readonly host: string) {
     this.server = server;
@@ -52,12 +50,7 @@ export class TcpProxy {
     return `http://${this.host}:${this.port}`;
   }
 
-  get isCut(): boolean {
-    return this.state !== 'open';
-  }
-
   private accept(client: net.Socket): void {
-    this.accepted++;
     if (this.closed || this.state === 'reset') { client.destroy(); return; }
     const pair: Pair = { client, upstream: null, piped: false };
     this.pairs.add(pair);
@@ -114,11 +107,6 @@ export class TcpProxy {
       if (!pair.upstream) this.connect(pair);
       else this.flow(pair);
     }
-  }
-
-  /** Destroys every connection on the link now (the link stays in its state). */
-  resetConnections(): void {
-    for (const pair of [...this.pairs]) this.drop(pair);
   }
 
   async close(): Promise<void> {
