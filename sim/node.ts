@@ -26,8 +26,7 @@
  */
 import { Replica, type ReplicaConfig } from '../spec/replica.ts';
 import type { Effect, Input, Message, ReplyResult } from '../spec/messages.ts';
-import type { EntryMeta, Epoch } from '../spec/entry.ts';
-import { noteEpoch } from '../spec/entry.ts';
+import type { EntryMeta } from '../spec/entry.ts';
 import { HEADER_SIZE, Kind, checkFrame, crc32c, decodeHeader, encodeFrame, encodeHeader, frameSize, trailerFor } from '../spec/frame.ts';
 import { scanFrames } from '../spec/recovery.ts';
 import type { Action } from './queue.ts';
@@ -572,14 +571,8 @@ export class SimNode {
           if (o.done) return;
           if (!bytes || bytes.length === 0) { fail(); return; }
           o.done = true;
-          const epochs: Epoch[] = [];
-          let at = 0;
-          while (at < bytes.length) {
-            const h = decodeHeader(bytes, at);
-            if (!h.ok) break;
-            noteEpoch(epochs, h.header.term, start + at);
-            at += frameSize(h.header.length);
-          }
+          // serveCopy sent only checked frames: their term boundaries are all we need.
+          const { epochs } = scanFrames(bytes, start, { verifyPayload: false });
           this.diskWrite([{ at: start, data: bytes }], () => {
             this.outstanding.delete(o);
             this.step({ type: 'copyDone', start, to: start + bytes.length, epochs, ok: true });

@@ -68,8 +68,6 @@ export interface ReplicaOptions {
 /** Where one entry of the local log stands. */
 interface Slot {
   meta: EntryMeta;
-  /** Leader: body still streaming. */
-  open: boolean;
   /** Bytes are in the file. */
   written: boolean;
   /** Seq of the outstanding write/fetch effect (0 when none). */
@@ -101,6 +99,8 @@ interface ReadWait { reqId: number; commit: number; seq: number }
 export class Replica {
   readonly id: NodeId;
   readonly config: ReplicaConfig;
+  /** Every member but this one (fixed for the replica's life). */
+  private readonly peerIds: readonly NodeId[];
   private readonly bugs: PlantedBugs;
   private readonly random: () => number;
 
@@ -157,6 +157,7 @@ export class Replica {
   constructor(opts: ReplicaOptions) {
     this.config = opts.config;
     this.id = opts.config.id;
+    this.peerIds = opts.config.members.filter((m) => m !== opts.config.id);
     this.bugs = { ...NO_BUGS, ...(opts.bugs ?? {}) };
     this.random = opts.random;
     this.now = opts.now;
@@ -194,10 +195,6 @@ export class Replica {
   /** Term of the entry ending exactly at `end` (0 for the empty prefix). */
   termBefore(end: number): number {
     return end > 0 ? termAt(this.epochs, end - 1) : 0;
-  }
-
-  isStopped(): boolean {
-    return this.stopped;
   }
 
   // ------------------------------------------------------------------ the one entry point
@@ -379,12 +376,11 @@ export class Replica {
     for (const s of this.openSlots) firstOpen = Math.min(firstOpen, s.meta.offset);
     for (const s of this.byReq.values()) {
       if (s.reqId === null) continue;
-      if (s.open) this.out.push({ type: 'cancelBody', reqId: s.reqId });
+      if (this.openSlots.has(s)) this.out.push({ type: 'cancelBody', reqId: s.reqId });
       this.replyError(s, 'not_leader', 'leadership was lost before the append was acknowledged; ask its fate by upload id');
     }
     this.byReq.clear();
     this.openSlots.clear();
-    for (const s of this.slots) s.open = false;
     this.ackQueues = { leader: [], quorum: [], all: [] };
     for (const w of this.readWaits) this.reply(w.reqId, { type: 'error', code: 'not_leader', message: 'leadership lost', details: { leader: null } });
     this.readWaits = [];
@@ -409,8 +405,8 @@ export class Replica {
     this.out.push({ type: 'send', to, msg });
   }
 
-  private peers(): NodeId[] {
-    return this.config.members.filter((m) => m !== this.id);
+  private peers(): readonly NodeId[] {
+    return this.peerIds;
   }
 
   private persist(): void {
@@ -430,7 +426,6 @@ export class Replica {
     }
     const meta = this.placeNew(Kind.Data, length, crc ?? 0, uploadId);
     const slot = this.slotAt(meta.offset)!;
-    slot.open = true;
     slot.expectCrc = crc;
     this.openSlots.add(slot);
     slot.reqId = reqId;
@@ -442,7 +437,7 @@ export class Replica {
 
   private onBodyDone(reqId: number, ok: boolean, crc: number): void {
     const slot = this.byReq.get(reqId);
-    if (!slot || !slot.open) return;
+    if (!slot || !this.openSlots.has(slot)) return;
     this.seal(slot);
     if (!ok) {
       this.sealAborted(slot);
@@ -460,7 +455,6 @@ export class Replica {
   }
 
   private seal(slot: Slot): void {
-    slot.open = false;
     this.openSlots.delete(slot);
   }
 
@@ -505,7 +499,7 @@ export class Replica {
   }
 
   private newSlot(meta: EntryMeta, written: boolean): Slot {
-    return { meta, open: false, written, seq: 0, reqId: null, acks: null, fetchAt: Infinity, fetchTries: 0, openDeadline: Infinity, expectCrc: null };
+    return { meta, written, seq: 0, reqId: null, acks: null, fetchAt: Infinity, fetchTries: 0, openDeadline: Infinity, expectCrc: null };
   }
 
   private writeSlot(slot: Slot, source: 'body' | 'zero' | 'upload'): void {
