@@ -381,7 +381,10 @@ export class LogClient {
 
   private async appendOne(data: Uint8Array, opts: AppendOptions): Promise<AppendResult> {
     if (!(data instanceof Uint8Array)) throw new LogError('bad_request', 'append takes a Uint8Array (or an array of them)');
-    const crc = crc32c(data);
+    if (opts.crc32c !== undefined && !(Number.isInteger(opts.crc32c) && opts.crc32c >= 0 && opts.crc32c <= 0xffffffff)) {
+      throw new LogError('bad_request', `crc32c must be a u32, got ${opts.crc32c}`);
+    }
+    const crc = opts.crc32c ?? crc32c(data);
     const acks = opts.acks ?? this.acks;
     let uploadId = opts.uploadId ?? randomUUID();
     // Set when a failed attempt may have been written: ask the server before resending.

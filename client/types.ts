@@ -40,6 +40,12 @@ export interface AppendOptions {
    * can ask what became of an append whose answer it lost (`fate`). Only for a single entry.
    */
   uploadId?: string;
+  /**
+   * The payload's CRC32C when the caller already has it (the Producer derives it from the
+   * envelope's own CRC), saving the client a pass over the bytes. A wrong value is caught:
+   * the server refuses the append with `checksum_mismatch`.
+   */
+  crc32c?: number;
 }
 
 /** Kind of a log entry, from its frame header. */

@@ -19,7 +19,9 @@
  * A frame's offset is the byte position of its header; the next frame starts at
  * offset + HEADER_SIZE + len + TRAILER_SIZE. Frames are byte-identical on every replica.
  */
-import { crc32c as nativeCrc32c } from '@node-rs/crc32';
+import { crc32c } from './crc32c.ts';
+
+export { crc32c };
 
 export const HEADER_SIZE = 32;
 export const TRAILER_SIZE = 1;
@@ -44,11 +46,6 @@ export function kindName(kind: Kind): string {
     case Kind.Aborted: return 'aborted';
     default: return `unknown(${kind})`;
   }
-}
-
-/** CRC32C (Castagnoli), the checksum of payloads and headers. `seed` continues a running CRC. */
-export function crc32c(data: Uint8Array, seed = 0): number {
-  return nativeCrc32c(Buffer.isBuffer(data) ? data : Buffer.from(data.buffer, data.byteOffset, data.byteLength), seed) >>> 0;
 }
 
 /** Everything the header says about a frame. */

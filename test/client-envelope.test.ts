@@ -2,7 +2,7 @@ import test from 'ava';
 import { LogError } from '../spec/errors.ts';
 import { crc32c } from '../spec/frame.ts';
 import {
-  BATCH_HEADER_SIZE, DIGEST_SIZE, batchSize, decodeBatch, encodeBatch, isBatch,
+  BATCH_HEADER_SIZE, DIGEST_SIZE, batchSize, decodeBatch, encodeBatch, envelopeCrc, isBatch,
 } from '../client/envelope.ts';
 import { entryRecords } from '../client/consumer.ts';
 
@@ -92,4 +92,13 @@ test('non-envelope entries are single opaque records', (t) => {
   const e = t.throws(() => entryRecords({ ...entry, payload: bad }), { instanceOf: LogError });
   t.is(e?.code, 'checksum_mismatch');
   t.is(e?.details.offset, 100);
+});
+
+test('envelopeCrc is the CRC32C of the whole envelope', (t) => {
+  for (const rs of [[], recs, [Buffer.alloc(1 << 20, 7)]]) {
+    for (const digest of [undefined, 'sha256'] as const) {
+      const b = encodeBatch(rs, { digest });
+      t.is(envelopeCrc(b), crc32c(b));
+    }
+  }
 });

@@ -260,6 +260,23 @@ test('append sends length, CRC32C and upload id; read returns the entries', asyn
   t.is((await collect(c.read(0, { limit: 1 }))).length, 4);
 });
 
+test('a caller-supplied crc32c is sent as is; a malformed one is refused before sending', async (t) => {
+  const log = new FakeLog();
+  const a = await startFake(t, log, 'a');
+  const c = client(t, [a.url]);
+  const body = Buffer.from('precomputed');
+  await c.append(body, { crc32c: crc32c(body) });
+  t.is(a.headers[0]['x-loglog-crc32c'], String(crc32c(body)));
+  // A wrong value reaches the server, which refuses the body.
+  const wrong = await t.throwsAsync(c.append(body, { crc32c: (crc32c(body) + 1) >>> 0 }), { instanceOf: LogError });
+  t.is(wrong?.code, 'checksum_mismatch');
+  for (const bad of [-1, 2 ** 32, 1.5, Number.NaN]) {
+    const e = await t.throwsAsync(c.append(body, { crc32c: bad }), { instanceOf: LogError });
+    t.is(e?.code, 'bad_request');
+  }
+  t.is(a.headers.length, 2, 'malformed values never left the client');
+});
+
 test('read skips noop and aborted frames unless asked, and stops at the commit end', async (t) => {
   const log = new FakeLog();
   log.add(Kind.Noop, Buffer.alloc(0));

@@ -3,6 +3,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { LogError } from '../spec/errors.ts';
 import { frameSize } from '../spec/frame.ts';
 import { decodeBatch, batchSize } from '../client/envelope.ts';
+import { crc32c } from '../spec/frame.ts';
 import { Producer } from '../client/producer.ts';
 import type { AppendOptions, AppendResult } from '../client/types.ts';
 
@@ -169,6 +170,7 @@ test('acks and digest are passed through; send after close rejects', async (t) =
   await p.send(rec('secure'));
   t.is(client.calls[0].opts?.acks, 'all');
   t.is(client.calls[0].payload[5], 1, 'digest flag set');
+  t.is(client.calls[0].opts?.crc32c, crc32c(client.calls[0].payload), 'the entry CRC is derived from the envelope');
   t.deepEqual(client.records(0), ['secure']);
   await p.close();
   const e = await t.throwsAsync(p.send(rec('late')), { instanceOf: LogError });
@@ -183,6 +185,13 @@ test('flush waits for everything sent so far, including records waiting for buff
   await p.flush();
   t.is(settled, 10);
   t.is(p.stats().bufferedBytes, 0);
+});
+
+test('the default buffer holds the batches in flight plus two', (t) => {
+  const client = new FakeClient();
+  t.is(new Producer({ client }).maxBufferedBytes, 6 << 20);
+  t.is(new Producer({ client, maxInFlight: 1, maxBatchBytes: 1000 }).maxBufferedBytes, 3000);
+  t.is(new Producer({ client, maxBufferedBytes: 123 }).maxBufferedBytes, 123);
 });
 
 test('invalid options are rejected', (t) => {

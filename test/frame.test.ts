@@ -1,4 +1,5 @@
 import test from 'ava';
+import { crc32cCombine } from '../spec/crc32c.ts';
 import {
   FRAME_OVERHEAD, HEADER_SIZE, Kind, TRAILER_ABORTED, TRAILER_OK, checkFrame, crc32c, decodeHeader,
   encodeFrame, encodeHeader, frameSize, parseFrames,
@@ -77,4 +78,15 @@ test('short, zero and foreign headers are told apart', (t) => {
   const f = encodeFrame(header, body);
   t.deepEqual(checkFrame(f.subarray(0, f.length - 1), 0, 0), { ok: false, reason: 'short' });
   t.throws(() => [...parseFrames(f.subarray(0, 40), 0)], { message: /invalid frame at offset 0: short/ });
+});
+
+test('crc32cCombine gives the CRC of the concatenation for any split', (t) => {
+  const data = Buffer.alloc(70_000);
+  for (let i = 0; i < data.length; i++) data[i] = (i * 2654435761) >>> 24;
+  for (const cut of [0, 1, 15, 16, 17, 4096, 65_537, data.length - 1, data.length]) {
+    const a = data.subarray(0, cut), b = data.subarray(cut);
+    t.is(crc32cCombine(crc32c(a), crc32c(b), b.length), crc32c(data), `cut at ${cut}`);
+  }
+  // Lengths past 2^32 bytes use the same arithmetic: combining with a zero-length B is a no-op.
+  t.is(crc32cCombine(0x12345678, 0, 0), 0x12345678);
 });

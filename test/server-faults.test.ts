@@ -7,6 +7,16 @@ import { connect } from 'node:net';
 import { request } from 'undici';
 import { startNode } from './helpers/node-process.ts';
 import { until } from './helpers/cluster.ts';
+import { STAGING_BYTES } from '../server/http/staging.ts';
+import { readdirSync, statSync } from 'node:fs';
+import { join } from 'node:path';
+
+/** Bytes in the segment files of a data directory (what has reached the files). */
+function segmentBytes(dataDir: string): number {
+  let n = 0;
+  for (const f of readdirSync(dataDir)) if (/^[0-9a-f]{16}\.seg$/.test(f)) n += statSync(join(dataDir, f)).size;
+  return n;
+}
 
 async function status(url: string): Promise<{ end: number; commit: number }> {
   const r = await request(`${url}/v1/status`);
@@ -81,27 +91,37 @@ test('kill -9 under load: every acknowledged append is read back intact at its o
   await after.body.dump();
 });
 
-test('a client that disconnects mid-body leaves an aborted frame and appends continue', async (t) => {
-  const n = await startNode(t);
-  const endBefore = await commitEnd(n.url);
-  const s = await partialAppend(n.url, 1000, 400);
-  // The range is allocated once the node has read the head: only then can the next append
-  // be sure to land after it.
-  await until('the partial append is allocated', 10_000, async () => ((await status(n.url)).end > endBefore ? true : undefined));
-  // The node learns of the disconnect from the socket close and seals the range as aborted.
-  s.destroy();
-  const body = Buffer.from('after the abort');
-  const r = await request(`${n.url}/v1/append`, { method: 'POST', body, headers: { 'content-length': String(body.length) } });
-  t.is(r.statusCode, 200);
-  const { offset } = (await r.body.json()) as { offset: number };
-  const frames = [...parseFrames(await readAll(n.url), 0)];
-  const aborted = frames.find((f) => f.kind === Kind.Aborted);
-  t.truthy(aborted, 'the abandoned range is an aborted frame');
-  t.is(aborted!.length, 1000);
-  t.true(aborted!.payload.every((b) => b === 0), 'aborted payloads are zeroed on disk');
-  t.true(aborted!.offset < offset);
-  t.deepEqual(frames.filter((f) => f.kind === Kind.Data).map((f) => f.payload.toString()), ['after the abort']);
+const disconnectMidBody = test.macro({
+  async exec(t, length: number, sent: number) {
+    const n = await startNode(t);
+    const endBefore = await commitEnd(n.url);
+    const s = await partialAppend(n.url, length, sent);
+    // The range is allocated once the node has read the head: only then can the next append
+    // be sure to land after it. A large body is also written as it arrives (in staging
+    // buffers): wait until some of it is in the segment file, so the abort has bytes to zero.
+    await until('the partial append is allocated', 10_000, async () => ((await status(n.url)).end > endBefore ? true : undefined));
+    if (sent >= 2 * STAGING_BYTES) {
+      await until('part of the body is written', 10_000, async () => (segmentBytes(n.dataDir) >= endBefore + STAGING_BYTES ? true : undefined));
+    }
+    // The node learns of the disconnect from the socket close and seals the range as aborted.
+    s.destroy();
+    const body = Buffer.from('after the abort');
+    const r = await request(`${n.url}/v1/append`, { method: 'POST', body, headers: { 'content-length': String(body.length) } });
+    t.is(r.statusCode, 200);
+    const { offset } = (await r.body.json()) as { offset: number };
+    const frames = [...parseFrames(await readAll(n.url), 0)];
+    const aborted = frames.find((f) => f.kind === Kind.Aborted);
+    t.truthy(aborted, 'the abandoned range is an aborted frame');
+    t.is(aborted!.length, length);
+    t.true(aborted!.payload.every((b) => b === 0), 'aborted payloads are zeroed on disk');
+    t.true(aborted!.offset < offset);
+    t.deepEqual(frames.filter((f) => f.kind === Kind.Data).map((f) => f.payload.toString()), ['after the abort']);
+  },
+  title: (_, length: number, sent: number) => `a client that disconnects mid-body (${sent} of ${length} bytes) leaves an aborted frame and appends continue`,
 });
+
+test(disconnectMidBody, 1000, 400);
+test(disconnectMidBody, 1 << 20, 600 * 1024);
 
 test('a body that stalls past the deadline gets 504 and becomes an aborted frame', async (t) => {
   const n = await startNode(t, { args: ['--body-deadline', '300ms'] });
