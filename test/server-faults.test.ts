@@ -7,7 +7,6 @@ import { connect } from 'node:net';
 import { request } from 'undici';
 import { startNode } from './helpers/node-process.ts';
 import { until } from './helpers/cluster.ts';
-import { STAGING_BYTES } from '../server/http/staging.ts';
 import { readdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 
@@ -97,11 +96,11 @@ const disconnectMidBody = test.macro({
     const endBefore = await commitEnd(n.url);
     const s = await partialAppend(n.url, length, sent);
     // The range is allocated once the node has read the head: only then can the next append
-    // be sure to land after it. A large body is also written as it arrives (in staging
-    // buffers): wait until some of it is in the segment file, so the abort has bytes to zero.
+    // be sure to land after it. A large body is also written as it arrives (256 KiB at a
+    // time): wait until some of it is in the segment file, so the abort has bytes to zero.
     await until('the partial append is allocated', 10_000, async () => ((await status(n.url)).end > endBefore ? true : undefined));
-    if (sent >= 2 * STAGING_BYTES) {
-      await until('part of the body is written', 10_000, async () => (segmentBytes(n.dataDir) >= endBefore + STAGING_BYTES ? true : undefined));
+    if (sent >= 512 * 1024) {
+      await until('part of the body is written', 10_000, async () => (segmentBytes(n.dataDir) >= endBefore + 256 * 1024 ? true : undefined));
     }
     // The node learns of the disconnect from the socket close and seals the range as aborted.
     s.destroy();

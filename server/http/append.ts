@@ -9,8 +9,9 @@ import { LogError } from '../../spec/errors.ts';
 import type { LogNode } from '../log-node.ts';
 import { parseAcks, parseCrc, parseUploadId } from './params.ts';
 import { sendError, sendJson } from './respond.ts';
-import { STAGING_BYTES, releaseStaging, takeStaging } from './staging.ts';
 
+/** Chunks are coalesced to this size before a positional write. */
+const WRITE_CHUNK = 256 * 1024;
 /** Writes in flight per request before the socket is paused. */
 const MAX_INFLIGHT_WRITES = 8;
 
@@ -35,43 +36,27 @@ export function handleAppend(node: LogNode, req: IncomingMessage, res: ServerRes
   let meta: EntryMeta | null = null;
   let received = 0;
   let running = 0;
-  // A body that fits one staging buffer stays as the socket's chunks and is written with
-  // its frame's header and trailer in one writev (see 'end'); a larger one is copied into
-  // staging buffers (see staging.ts) and written a buffer at a time as it arrives.
   let pending: Buffer[] = [];
-  let staging: Buffer | null = null;
-  let staged = 0;
+  let pendingBytes = 0;
   let inflight = 0;
   const writes: Promise<void>[] = [];
   let finished = false;
   let reqId = 0;
 
   const flush = () => {
-    if (!meta || staging === null || staged === 0) return;
-    const buf = staging;
-    const at = meta.offset + HEADER_SIZE + received - staged;
-    const n = staged;
-    staging = null;
-    staged = 0;
+    if (!meta || pendingBytes === 0) return;
+    // Handed to writev as they came off the socket: no copy.
+    const chunk = pending;
+    const at = meta.offset + HEADER_SIZE + received - pendingBytes;
+    pending = [];
+    pendingBytes = 0;
     inflight++;
-    const w = node.writeBody(meta.offset, at, n === buf.length ? buf : buf.subarray(0, n)).finally(() => {
-      releaseStaging(buf);
+    const w = node.writeBody(meta.offset, at, chunk).finally(() => {
       inflight--;
       if (inflight < MAX_INFLIGHT_WRITES && req.isPaused() && !finished) req.resume();
     });
     writes.push(w);
     if (inflight >= MAX_INFLIGHT_WRITES) req.pause();
-  };
-
-  /** Copies a chunk into staging buffers, writing each one that fills. */
-  const stage = (chunk: Buffer) => {
-    for (let from = 0; from < chunk.length;) {
-      staging ??= takeStaging();
-      const n = chunk.copy(staging, staged, from);
-      staged += n;
-      from += n;
-      if (staged === staging.length) flush();
-    }
   };
 
   const fail = () => {
@@ -112,22 +97,21 @@ export function handleAppend(node: LogNode, req: IncomingMessage, res: ServerRes
     if (received + chunk.length > length) { fail(); req.destroy(); return; }
     running = crc32c(chunk, running);
     received += chunk.length;
-    if (length <= STAGING_BYTES) {
-      pending.push(chunk);
-    } else {
-      stage(chunk);
-    }
+    pending.push(chunk);
+    pendingBytes += chunk.length;
+    if (pendingBytes >= WRITE_CHUNK) flush();
   });
   req.on('end', () => {
     if (finished) return;
     if (received !== length) { fail(); return; }
     finished = true;
-    if (length <= STAGING_BYTES && meta) {
+    if (writes.length === 0 && meta) {
       // The whole body is still in memory (small): the node writes it with the frame's
       // header and trailer in one writev, and replication starts without waiting for a write.
       node.appendedBytes += length;
       node.bodyDone(reqId, true, running, { offset: meta.offset, chunks: pending });
       pending = [];
+      pendingBytes = 0;
       return;
     }
     flush();
