@@ -17,19 +17,18 @@ import { spawn } from 'node:child_process';
 import { mkdtemp, rm, open as openFile } from 'node:fs/promises';
 import { readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
+import { join } from 'node:path';
 import { LogClient, Producer } from '../client/index.ts';
 import type { LogClientOptions } from '../client/index.ts';
 import { SegmentLog } from '../server/storage/segment-log.ts';
+import { loglogdArgv } from '../server/daemon-argv.ts';
 import { Kind, crc32c, encodeFrame, frameSize } from '../spec/frame.ts';
 import { percentile, say, flag } from './util.ts';
-
-const ROOT = resolve(import.meta.dirname, '..');
 
 export interface Daemon { url: string; pid: number; stop: () => Promise<void> }
 
 export async function startDaemon(dataDir: string, args: string[] = []): Promise<Daemon> {
-  const proc = spawn(process.execPath, [join(ROOT, 'server', 'loglogd.js'), '--data', dataDir, '--listen', '127.0.0.1:0', ...args], { stdio: ['ignore', 'ignore', 'pipe'] });
+  const proc = spawn(process.execPath, loglogdArgv(['--data', dataDir, '--listen', '127.0.0.1:0', ...args]), { stdio: ['ignore', 'ignore', 'pipe'] });
   let err = '';
   const url = await new Promise<string>((res, rej) => {
     proc.stderr!.on('data', (d: Buffer) => { err += d; const m = /serving (http:\/\/\S+),/.exec(err); if (m) res(m[1]); });

@@ -20,7 +20,7 @@ import type { ExecutionContext } from 'ava';
 import { Agent, request } from 'undici';
 import { FRAME_OVERHEAD, Kind, kindName, parseFrames } from '../../spec/frame.ts';
 import type { FinalLog, FrameKindName } from '../../spec/history.ts';
-import { LOGLOGD } from './node-process.ts';
+import { loglogdArgv } from '../../server/daemon-argv.ts';
 import { TcpProxy } from './tcp-proxy.ts';
 
 export interface NodeStatus {
@@ -114,11 +114,11 @@ export class ClusterNode {
     this.runs++;
     this.log += `----- run ${this.runs} of ${this.id} -----\n`;
     const peers = this.cluster.nodes.map((n) => `${n.id}=${this.cluster.peerUrl(this.id, n.id)}`).join(',');
-    const args = [LOGLOGD, '--id', this.id, '--data', this.dataDir, '--listen', `127.0.0.1:${this.port}`, '--peers', peers, '--cluster-secret', this.secret];
+    const args = ['--id', this.id, '--data', this.dataDir, '--listen', `127.0.0.1:${this.port}`, '--peers', peers, '--cluster-secret', this.secret];
     if (this.cluster.configFile) args.push('--config', this.cluster.configFile);
     const env = { ...process.env };
     delete env.LOGLOG_CLUSTER_SECRET;
-    const proc = spawn(process.execPath, args, { stdio: ['ignore', 'ignore', 'pipe'], env });
+    const proc = spawn(process.execPath, loglogdArgv(args), { stdio: ['ignore', 'ignore', 'pipe'], env });
     this.proc = proc;
     this.exited = new Promise<void>((res) => proc.once('exit', () => res()));
     let mine = '';

@@ -8,9 +8,9 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import type { ExecutionContext } from 'ava';
+import { loglogdArgv } from '../../server/daemon-argv.ts';
 
 export const ROOT = resolve(import.meta.dirname, '..', '..');
-export const LOGLOGD = join(ROOT, 'server', 'loglogd.js');
 export const LOGLOG = join(ROOT, 'client', 'cli', 'loglog.js');
 
 export interface NodeProcess {
@@ -32,7 +32,7 @@ export async function tempDir(t: ExecutionContext, prefix = 'loglog-'): Promise<
 
 export async function startNode(t: ExecutionContext, opts: { dataDir?: string; args?: string[]; port?: number } = {}): Promise<NodeProcess> {
   const dataDir = opts.dataDir ?? (await tempDir(t));
-  const args = [LOGLOGD, '--data', dataDir, '--listen', `127.0.0.1:${opts.port ?? 0}`, ...(opts.args ?? [])];
+  const args = loglogdArgv(['--data', dataDir, '--listen', `127.0.0.1:${opts.port ?? 0}`, ...(opts.args ?? [])]);
   const proc = spawn(process.execPath, args, { stdio: ['ignore', 'ignore', 'pipe'] });
   let err = '';
   const exited = new Promise<number | null>((res) => proc.once('exit', (code) => res(code)));

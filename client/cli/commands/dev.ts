@@ -16,7 +16,7 @@ import { mkdirSync, readFileSync, writeFileSync, existsSync, statSync, chmodSync
 import { createServer } from 'node:net';
 import { join, resolve } from 'node:path';
 import { createInterface } from 'node:readline';
-import { fileURLToPath } from 'node:url';
+import { loglogdArgv } from '../../../server/daemon-argv.ts';
 import type { CAC } from 'cac';
 import { request } from 'undici';
 import { LogError } from '../../../spec/errors.ts';
@@ -25,7 +25,6 @@ import { UsageError, parseInteger } from '../args.ts';
 import type { CliContext } from '../context.ts';
 
 /** The daemon's bin (run with this Node, so the CLI and the nodes share a runtime). */
-export const LOGLOGD = fileURLToPath(new URL('../../../server/loglogd.js', import.meta.url));
 
 /** One running node of a local cluster. */
 export interface LocalNode {
@@ -125,10 +124,10 @@ export async function startLocalCluster(opts: LocalClusterOptions): Promise<Loca
   for (const [i, id] of ids.entries()) {
     const port = ports[i];
     const dir = join(dataDir, id);
-    const args = [...(opts.nodeArgs ?? []), LOGLOGD, '--data', dir, '--listen', `127.0.0.1:${port}`];
+    const args = ['--data', dir, '--listen', `127.0.0.1:${port}`];
     if (n > 1) args.push('--id', id, '--peers', peers);
     args.push(...(opts.args ?? []));
-    const proc = spawn(process.execPath, args, {
+    const proc = spawn(process.execPath, loglogdArgv(args, opts.nodeArgs), {
       stdio: ['ignore', 'pipe', 'pipe'],
       env: { ...process.env, LOGLOG_CLUSTER_SECRET: secret },
       detached: true,
