@@ -20,6 +20,7 @@
  * offset + HEADER_SIZE + len + TRAILER_SIZE. Frames are byte-identical on every replica.
  */
 import { crc32c } from './crc32c.ts';
+import { readU64LE, writeU64LE } from './u64.ts';
 
 export { crc32c };
 
@@ -68,8 +69,7 @@ export function encodeHeader(h: FrameHeader, out: Buffer = Buffer.alloc(HEADER_S
   out.writeUInt16LE(0, at + 6);
   out.writeUInt32LE(h.length, at + 8);
   out.writeUInt32LE(h.crc >>> 0, at + 12);
-  out.writeUInt32LE(h.term % 0x1_0000_0000, at + 16);
-  out.writeUInt32LE(Math.floor(h.term / 0x1_0000_0000), at + 20);
+  writeU64LE(out, h.term, at + 16);
   out.writeUInt32LE(0, at + 24);
   out.writeUInt32LE(crc32c(out.subarray(at, at + 28)), at + 28);
   return out;
@@ -94,7 +94,7 @@ export function decodeHeader(buf: Uint8Array, at = 0): HeaderCheck {
       kind,
       length: b.readUInt32LE(at + 8),
       crc: b.readUInt32LE(at + 12),
-      term: b.readUInt32LE(at + 16) + b.readUInt32LE(at + 20) * 0x1_0000_0000,
+      term: readU64LE(b, at + 16),
     },
   };
 }

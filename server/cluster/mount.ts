@@ -5,6 +5,7 @@ import type { NodeConfig } from '../config.ts';
 import { LogError } from '../../spec/errors.ts';
 import { WsPeerTransport } from './peer-transport.ts';
 import { parseOffset } from '../http/params.ts';
+import { sendBytes } from '../http/respond.ts';
 
 export function mountCluster(node: LogNode, api: ApiServer, config: NodeConfig, log: (line: string) => void): WsPeerTransport {
   if (!config.peers.some((p) => p.id === config.id)) {
@@ -22,8 +23,7 @@ export function mountCluster(node: LogNode, api: ApiServer, config: NodeConfig, 
     transport.authorize(req, '/v1/peer/payload');
     const q = url.searchParams;
     const payload = await node.readPayload(parseOffset('offset', q.get('offset')), parseOffset('length', q.get('length')), parseOffset('term', q.get('term')));
-    res.writeHead(200, { 'content-type': 'application/octet-stream', 'content-length': payload.length });
-    res.end(payload);
+    sendBytes(res, 200, payload);
     node.peerPayloadBytes += payload.length;
   });
   // Catch-up: the leader's written frames (committed or not) up to `to`, only while this node
@@ -35,8 +35,7 @@ export function mountCluster(node: LogNode, api: ApiServer, config: NodeConfig, 
     const { data, next } = await node.readFramesForPeer(
       parseOffset('offset', q.get('offset')), parseOffset('limit', q.get('limit')), parseOffset('to', q.get('to')), parseOffset('term', q.get('term')),
     );
-    res.writeHead(200, { 'content-type': 'application/octet-stream', 'content-length': data.length, 'x-loglog-next': next });
-    res.end(data);
+    sendBytes(res, 200, data, { 'x-loglog-next': next });
     node.peerCopyBytes += data.length;
   });
   transport.start();

@@ -10,7 +10,7 @@
  */
 import type { IncomingMessage } from 'node:http';
 import type { Duplex } from 'node:stream';
-import { Pool } from 'undici';
+import { type Dispatcher, Pool } from 'undici';
 import WebSocket, { WebSocketServer } from 'ws';
 import type { EntryMeta } from '../../spec/entry.ts';
 import { LogError } from '../../spec/errors.ts';
@@ -129,33 +129,49 @@ export class WsPeerTransport implements PeerTransport {
     ws.send(data);
   }
 
-  async fetchPayload(peer: NodeId, meta: EntryMeta): Promise<Buffer> {
+  private link(peer: NodeId): Link {
     const link = this.links.get(peer);
     if (!link) throw new Error(`unknown peer ${peer}`);
-    const path = '/v1/peer/payload';
+    return link;
+  }
+
+  /**
+   * A signed GET of `path?query` from a peer. The whole body is read, then an answer other
+   * than 200 throws an Error with the message `failure(status, body)`.
+   */
+  private async peerGet(
+    link: Link, path: string, query: string, timeouts: { headersTimeout: number; bodyTimeout: number },
+    failure: (status: number, body: Buffer) => string,
+  ): Promise<{ body: Buffer; headers: Dispatcher.ResponseData['headers'] }> {
     const r = await link.pool.request({
-      method: 'GET', path: `${path}?offset=${meta.offset}&length=${meta.length}&term=${meta.term}`,
-      headers: { ...signPeer(this.opts.secret, this.opts.self, path) }, headersTimeout: 5000, bodyTimeout: 10_000,
+      method: 'GET', path: `${path}?${query}`, ...timeouts,
+      headers: { ...signPeer(this.opts.secret, this.opts.self, path) },
     });
     const body = Buffer.from(await r.body.arrayBuffer());
-    if (r.statusCode !== 200) throw new Error(`peer ${peer} answered ${r.statusCode} for payload at ${meta.offset}`);
+    if (r.statusCode !== 200) throw new Error(failure(r.statusCode, body));
+    return { body, headers: r.headers };
+  }
+
+  async fetchPayload(peer: NodeId, meta: EntryMeta): Promise<Buffer> {
+    const { body } = await this.peerGet(
+      this.link(peer), '/v1/peer/payload', `offset=${meta.offset}&length=${meta.length}&term=${meta.term}`, { headersTimeout: 5000, bodyTimeout: 10_000 },
+      (status) => `peer ${peer} answered ${status} for payload at ${meta.offset}`,
+    );
     return body;
   }
 
   async copyFrames(peer: NodeId, start: number, to: number, term: number, onChunk: (offset: number, frames: Buffer) => Promise<void>): Promise<number> {
-    const link = this.links.get(peer);
-    if (!link) throw new Error(`unknown peer ${peer}`);
-    const path = '/v1/peer/frames';
+    const link = this.link(peer);
     let at = start;
     while (at < to) {
-      const r = await link.pool.request({
-        method: 'GET', path: `${path}?offset=${at}&limit=${COPY_CHUNK}&to=${to}&term=${term}`, headersTimeout: 10_000, bodyTimeout: 60_000,
-        headers: { ...signPeer(this.opts.secret, this.opts.self, path) },
-      });
-      const body = Buffer.from(await r.body.arrayBuffer());
-      if (r.statusCode !== 200) throw new Error(`peer ${peer} answered ${r.statusCode} reading at ${at}: ${body.toString().slice(0, 200)}`);
+      const { body, headers } = await this.peerGet(
+        link, '/v1/peer/frames', `offset=${at}&limit=${COPY_CHUNK}&to=${to}&term=${term}`, { headersTimeout: 10_000, bodyTimeout: 60_000 },
+        (status, b) => `peer ${peer} answered ${status} reading at ${at}: ${b.toString().slice(0, 200)}`,
+      );
       if (body.length === 0) break;
-      const next = Number(r.headers['x-loglog-next']);
+      const next = Number(headers['x-loglog-next']);
+      // A peer that answers bytes without moving forward would have us ask again forever.
+      if (!Number.isSafeInteger(next) || next <= at) throw new Error(`peer ${peer} answered frames at ${at} with next offset ${String(headers['x-loglog-next'])}`);
       const upto = Math.min(next, to);
       await onChunk(at, body.subarray(0, upto - at));
       at = upto;

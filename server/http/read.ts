@@ -3,6 +3,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import { LogError } from '../../spec/errors.ts';
 import type { LogNode } from '../log-node.ts';
 import { parseOffset } from './params.ts';
+import { sendBytes } from './respond.ts';
 
 const DEFAULT_LIMIT = 1024 * 1024;
 const MAX_LIMIT = 64 * 1024 * 1024;
@@ -27,12 +28,5 @@ export async function handleRead(node: LogNode, req: IncomingMessage, res: Serve
   if (offset === end && wait > 0) await node.waitReadable(offset, wait, closed.signal);
   const { data, next } = await node.read(offset, limit);
   if (res.destroyed) return;
-  res.writeHead(200, {
-    'content-type': 'application/octet-stream',
-    'content-length': data.length,
-    'x-loglog-start': node.log.start,
-    'x-loglog-commit': node.readableEnd(),
-    'x-loglog-next': next,
-  });
-  res.end(data);
+  sendBytes(res, 200, data, { 'x-loglog-start': node.log.start, 'x-loglog-commit': node.readableEnd(), 'x-loglog-next': next });
 }

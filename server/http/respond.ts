@@ -1,4 +1,4 @@
-/** JSON replies and the one error shape of the API: `{"error":{"code","message",...}}`. */
+/** JSON and raw-bytes replies, and the one error shape of the API: `{"error":{"code","message",...}}`. */
 import type { ServerResponse } from 'node:http';
 import { LogError } from '../../spec/errors.ts';
 
@@ -6,6 +6,16 @@ export function sendJson(res: ServerResponse, status: number, body: unknown, hea
   if (res.headersSent || res.destroyed) return;
   const data = Buffer.from(JSON.stringify(body));
   res.writeHead(status, { 'content-type': 'application/json', 'content-length': data.length, ...headers });
+  res.end(data);
+}
+
+/**
+ * A raw bytes reply (frames, payloads). Unlike sendJson it does not skip a response that is
+ * already answered or gone: a caller that may find the client gone checks `res.destroyed`
+ * itself (as handleRead does).
+ */
+export function sendBytes(res: ServerResponse, status: number, data: Uint8Array, headers: Record<string, string | number> = {}): void {
+  res.writeHead(status, { 'content-type': 'application/octet-stream', 'content-length': data.length, ...headers });
   res.end(data);
 }
 

@@ -13,6 +13,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { crc32c } from '../../spec/frame.ts';
+import { readU64LE, writeU64LE } from '../../spec/u64.ts';
 import { readFileOrNullSync, writeFileAtomicSync } from './fs-util.ts';
 
 export const CHECKPOINT_FILE = 'checkpoint';
@@ -34,10 +35,8 @@ export function encodeCheckpoint(c: Checkpoint): Buffer {
   const b = Buffer.alloc(SIZE);
   b.writeUInt32LE(MAGIC, 0);
   b.writeUInt32LE(c.count, 4);
-  b.writeUInt32LE(c.base % 0x1_0000_0000, 8);
-  b.writeUInt32LE(Math.floor(c.base / 0x1_0000_0000), 12);
-  b.writeUInt32LE(c.offset % 0x1_0000_0000, 16);
-  b.writeUInt32LE(Math.floor(c.offset / 0x1_0000_0000), 20);
+  writeU64LE(b, c.base, 8);
+  writeU64LE(b, c.offset, 16);
   b.writeUInt32LE(c.indexCrc >>> 0, 24);
   b.writeUInt32LE(crc32c(b.subarray(0, 28)), 28);
   return b;
@@ -48,8 +47,8 @@ export function decodeCheckpoint(b: Buffer | null): Checkpoint | null {
   if (crc32c(b.subarray(0, 28)) !== b.readUInt32LE(28)) return null;
   const c: Checkpoint = {
     count: b.readUInt32LE(4),
-    base: b.readUInt32LE(8) + b.readUInt32LE(12) * 0x1_0000_0000,
-    offset: b.readUInt32LE(16) + b.readUInt32LE(20) * 0x1_0000_0000,
+    base: readU64LE(b, 8),
+    offset: readU64LE(b, 16),
     indexCrc: b.readUInt32LE(24),
   };
   return c.offset >= c.base ? c : null;

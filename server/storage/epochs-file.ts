@@ -10,6 +10,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { crc32c } from '../../spec/frame.ts';
+import { readU64LE, writeU64LE } from '../../spec/u64.ts';
 import type { Epoch } from '../../spec/entry.ts';
 import { fsyncDirSync, readFileOrNullSync, writeFileAtomicSync } from './fs-util.ts';
 
@@ -18,10 +19,8 @@ const RECORD = 20;
 
 function encodeRecord(e: Epoch): Buffer {
   const b = Buffer.alloc(RECORD);
-  b.writeUInt32LE(e.term % 0x1_0000_0000, 0);
-  b.writeUInt32LE(Math.floor(e.term / 0x1_0000_0000), 4);
-  b.writeUInt32LE(e.offset % 0x1_0000_0000, 8);
-  b.writeUInt32LE(Math.floor(e.offset / 0x1_0000_0000), 12);
+  writeU64LE(b, e.term, 0);
+  writeU64LE(b, e.offset, 8);
   b.writeUInt32LE(crc32c(b.subarray(0, 16)), 16);
   return b;
 }
@@ -42,8 +41,8 @@ export function loadEpochs(dir: string): LoadedEpochs {
   for (; at + RECORD <= buf.length; at += RECORD) {
     if (crc32c(buf.subarray(at, at + 16)) !== buf.readUInt32LE(at + 16)) break;
     const e: Epoch = {
-      term: buf.readUInt32LE(at) + buf.readUInt32LE(at + 4) * 0x1_0000_0000,
-      offset: buf.readUInt32LE(at + 8) + buf.readUInt32LE(at + 12) * 0x1_0000_0000,
+      term: readU64LE(buf, at),
+      offset: readU64LE(buf, at + 8),
     };
     const prev = epochs[epochs.length - 1];
     if (prev && (e.term <= prev.term || e.offset < prev.offset)) break;

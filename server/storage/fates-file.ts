@@ -14,6 +14,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { crc32c } from '../../spec/frame.ts';
 import type { Kind } from '../../spec/frame.ts';
+import { readU64LE, writeU64LE } from '../../spec/u64.ts';
 import type { EntryMeta } from '../../spec/entry.ts';
 import { readFileOrNullSync, writeFileAtomicSync } from './fs-util.ts';
 
@@ -28,9 +29,9 @@ export function encodeFate(m: EntryMeta): Buffer {
   b[0] = id.length;
   id.copy(b, 1);
   let at = 1 + id.length;
-  b.writeUInt32LE(m.offset % 0x1_0000_0000, at); b.writeUInt32LE(Math.floor(m.offset / 0x1_0000_0000), at + 4); at += 8;
+  writeU64LE(b, m.offset, at); at += 8;
   b.writeUInt32LE(m.length, at); at += 4;
-  b.writeUInt32LE(m.term % 0x1_0000_0000, at); b.writeUInt32LE(Math.floor(m.term / 0x1_0000_0000), at + 4); at += 8;
+  writeU64LE(b, m.term, at); at += 8;
   b[at] = m.kind; at += 1;
   b.writeUInt32LE(crc32c(b.subarray(0, at)), at);
   return b;
@@ -47,9 +48,9 @@ export function decodeFates(buf: Buffer): EntryMeta[] {
     const crcAt = end - 4;
     if (crc32c(buf.subarray(at, crcAt)) !== buf.readUInt32LE(crcAt)) break;
     let p = at + 1 + n;
-    const offset = buf.readUInt32LE(p) + buf.readUInt32LE(p + 4) * 0x1_0000_0000; p += 8;
+    const offset = readU64LE(buf, p); p += 8;
     const length = buf.readUInt32LE(p); p += 4;
-    const term = buf.readUInt32LE(p) + buf.readUInt32LE(p + 4) * 0x1_0000_0000; p += 8;
+    const term = readU64LE(buf, p); p += 8;
     const kind = buf[p] as Kind;
     out.push({ uploadId: buf.toString('latin1', at + 1, at + 1 + n), offset, length, term, kind, crc: 0 });
     at = end;
