@@ -19,10 +19,9 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { request } from 'undici';
-import { LogClient } from '../client/index.ts';
 import { freePortRange, startLocalCluster, type LocalNode } from '../client/cli/commands/dev.ts';
-import { baseline, producerRun } from './single.ts';
-import { flag, percentile, say } from './util.ts';
+import { baseline, producerRun, singleAppends } from './single.ts';
+import { flag, say } from './util.ts';
 
 interface Traffic { appendedBytes: number; peerSentBytes: number; peerMessageBytes: number; peerPayloadBytes: number; peerCopyBytes: number }
 
@@ -39,21 +38,6 @@ function delta(a: Traffic, b: Traffic): Traffic {
     peerMessageBytes: b.peerMessageBytes - a.peerMessageBytes, peerPayloadBytes: b.peerPayloadBytes - a.peerPayloadBytes,
     peerCopyBytes: b.peerCopyBytes - a.peerCopyBytes,
   };
-}
-
-async function singleAppends(servers: string[], n: number, size: number, offload: boolean): Promise<{ p50: number; p99: number; mean: number }> {
-  const client = new LogClient({ servers, acks: 'quorum', offload: offload ? undefined : false });
-  const payload = Buffer.alloc(size, 0x61);
-  for (let i = 0; i < 50; i++) await client.append(payload); // warm up connections and the JIT
-  const lat = new Float64Array(n);
-  for (let i = 0; i < n; i++) {
-    const t0 = performance.now();
-    await client.append(payload);
-    lat[i] = performance.now() - t0;
-  }
-  await client.close();
-  const sorted = Array.from(lat).sort((a, b) => a - b);
-  return { p50: percentile(sorted, 0.5), p99: percentile(sorted, 0.99), mean: sorted.reduce((x, y) => x + y, 0) / n };
 }
 
 export async function benchCluster(argv: string[]): Promise<Record<string, unknown>> {
