@@ -8,14 +8,13 @@ import test from 'ava';
 import { openSync, readSync, writeSync, closeSync } from 'node:fs';
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
-import { PassThrough } from 'node:stream';
 import { LogClient } from '../client/log-client.ts';
 import { LogError } from '../spec/errors.ts';
 import { HEADER_SIZE } from '../spec/frame.ts';
 import type { CorruptionReport, Entry } from '../client/types.ts';
-import { run } from '../client/cli/run.ts';
 import { Cluster, type ClusterNode } from './helpers/cluster.ts';
 import { startNode } from './helpers/node-process.ts';
+import { runCliInProcess as cli } from './helpers/cli.ts';
 import { freePortRange } from '../client/cli/commands/dev.ts';
 
 interface Traffic { appendedBytes: number; peerSentBytes: number; peerMessageBytes: number; peerPayloadBytes: number; peerCopyBytes: number }
@@ -36,21 +35,6 @@ function client(t: { teardown(fn: () => unknown): void }, servers: string[], ext
   const c = new LogClient({ servers, ...extra });
   t.teardown(() => c.close());
   return c;
-}
-
-/** Runs the CLI in-process; resolves with its exit code and output. */
-async function cli(args: string[], stdin = ''): Promise<{ code: number; out: string; err: string }> {
-  const input = new PassThrough();
-  input.end(stdin);
-  const out: Buffer[] = [];
-  const err: Buffer[] = [];
-  const sink = (into: Buffer[]) => {
-    const s = new PassThrough();
-    s.on('data', (d: Buffer) => into.push(d));
-    return s;
-  };
-  const code = await run(['node', 'loglog', ...args], { stdin: input, stdout: sink(out), stderr: sink(err), env: {} });
-  return { code, out: Buffer.concat(out).toString(), err: Buffer.concat(err).toString() };
 }
 
 test.serial('offloaded appends: followers take the client copies, the leader serves no payload; without offload followers fetch', async (t) => {

@@ -8,9 +8,6 @@ import type { ExecutionContext } from 'ava';
 import { createServer } from 'node:http';
 import type { IncomingMessage, Server, ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { PassThrough } from 'node:stream';
-import { spawn } from 'node:child_process';
-import { fileURLToPath } from 'node:url';
 import { WebSocketServer } from 'ws';
 import { Kind, crc32c, encodeFrame, frameSize, parseFrames } from '../spec/frame.ts';
 import { LogError } from '../spec/errors.ts';
@@ -18,8 +15,8 @@ import type { ErrorCode } from '../spec/errors.ts';
 import { LogClient } from '../client/log-client.ts';
 import { Producer } from '../client/producer.ts';
 import { records } from '../client/consumer.ts';
-import { run } from '../client/cli/run.ts';
 import type { CorruptionReport } from '../client/types.ts';
+import { runCli, runCliInProcess, spawnCli } from './helpers/cli.ts';
 
 // ------------------------------------------------------------------ the fake cluster
 
@@ -521,29 +518,10 @@ test('producer batches into envelopes that records() unpacks; raw entries read a
 
 // ------------------------------------------------------------------ the CLI
 
-function fakeIO(stdinText = '') {
-  const stdin = new PassThrough();
-  stdin.end(stdinText);
-  const stdout = new PassThrough();
-  const stderr = new PassThrough();
-  const out: Buffer[] = [];
-  const err: Buffer[] = [];
-  stdout.on('data', (d: Buffer) => out.push(d));
-  stderr.on('data', (d: Buffer) => err.push(d));
-  return {
-    io: { stdin, stdout, stderr, env: {} },
-    stdout: () => Buffer.concat(out).toString(),
-    stderr: () => Buffer.concat(err).toString(),
-  };
-}
-
 test('CLI: append lines, read them back in every format, end, status, trim', async (t) => {
   const log = new FakeLog();
   const a = await startFake(t, log, 'a');
-  const cli = (args: string[], stdin = '') => {
-    const f = fakeIO(stdin);
-    return run(['node', 'loglog', ...args, '--server', a.url], f.io).then((code) => ({ code, out: f.stdout(), err: f.stderr() }));
-  };
+  const cli = (args: string[], stdin = '') => runCliInProcess([...args, '--server', a.url], stdin);
   const ap = await cli(['append', '--linger', '1'], 'alpha\nbeta\n\ngamma\n');
   t.is(ap.code, 0, ap.err);
   const summary = JSON.parse(ap.out);
@@ -576,10 +554,9 @@ test('CLI: append lines, read them back in every format, end, status, trim', asy
 });
 
 test('CLI: unreachable server is a one-line error with exit code 2', async (t) => {
-  const f = fakeIO();
-  const code = await run(['node', 'loglog', 'end', '--server', 'http://127.0.0.1:1'], f.io);
+  const { code, err } = await runCliInProcess(['end', '--server', 'http://127.0.0.1:1']);
   t.is(code, 2);
-  const lines = f.stderr().trim().split('\n');
+  const lines = err.trim().split('\n');
   t.is(lines.length, 1);
   t.regex(lines[0], /^loglog: .*\(network\); is loglogd running/);
 });
@@ -588,22 +565,14 @@ test('CLI bin: runs through tsx from any directory; EPIPE exits quietly', async 
   const log = new FakeLog();
   for (let i = 0; i < 2000; i++) log.add(Kind.Data, Buffer.from(`line ${i} ${'x'.repeat(100)}`));
   const a = await startFake(t, log, 'a');
-  const bin = fileURLToPath(new URL('../client/cli/loglog.js', import.meta.url));
-  const exec = (args: string[], closeEarly = false) => new Promise<{ code: number | null; out: string; err: string }>((resolve) => {
-    const p = spawn(process.execPath, [bin, ...args], { cwd: '/', env: { ...process.env, LOGLOG_SERVERS: a.url } });
-    let out = '';
-    let err = '';
-    p.stdout.on('data', (d: Buffer) => {
-      out += d.toString();
-      if (closeEarly) p.stdout.destroy();
-    });
-    p.stderr.on('data', (d: Buffer) => { err += d.toString(); });
-    p.on('close', (code) => resolve({ code, out, err }));
-  });
-  const end = await exec(['end']);
+  const opts = { cwd: '/', env: { ...process.env, LOGLOG_SERVERS: a.url } };
+  const end = await runCli(['end'], opts);
   t.is(end.code, 0, end.err);
   t.is(end.out, `${log.end}\n`);
-  const head = await exec(['read', '--from', '0'], true);
+  // The reader goes away after the first chunk of output.
+  const reading = spawnCli(['read', '--from', '0'], opts);
+  reading.proc.stdout!.on('data', () => reading.proc.stdout!.destroy());
+  const head = await reading.done;
   t.is(head.err, '');
   t.is(head.code, 0);
 });

@@ -4,52 +4,14 @@
  * SIGINT stops everything (every node exits, the command exits 0).
  */
 import test from 'ava';
-import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtemp, rm, stat, readFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { freePortRange, portFree } from '../client/cli/commands/dev.ts';
-import { LOGLOG } from './helpers/node-process.ts';
+import { runCli, spawnCli, type CliOptions } from './helpers/cli.ts';
 
-interface Proc {
-  proc: ChildProcess;
-  out: () => string;
-  err: () => string;
-  exited: Promise<number | null>;
-  /** Resolves with the first stderr match of `re` (rejects if the process exits first). */
-  waitErr(re: RegExp): Promise<RegExpExecArray>;
-}
-
-function cli(args: string[], stdin?: string): Proc {
-  const proc = spawn(process.execPath, [LOGLOG, ...args], { stdio: ['pipe', 'pipe', 'pipe'], env: { ...process.env, LOGLOG_SERVERS: '' } });
-  let out = '';
-  let err = '';
-  const waiters: { re: RegExp; res: (m: RegExpExecArray) => void }[] = [];
-  proc.stdout!.on('data', (d: Buffer) => { out += d.toString(); });
-  proc.stderr!.on('data', (d: Buffer) => {
-    err += d.toString();
-    for (const w of [...waiters]) {
-      const m = w.re.exec(err);
-      if (m) { waiters.splice(waiters.indexOf(w), 1); w.res(m); }
-    }
-  });
-  const exited = new Promise<number | null>((res) => proc.once('exit', (code) => res(code)));
-  if (stdin !== undefined) proc.stdin!.end(stdin);
-  else proc.stdin!.end();
-  return {
-    proc, exited,
-    out: () => out,
-    err: () => err,
-    waitErr(re) {
-      const m = re.exec(err);
-      if (m) return Promise.resolve(m);
-      return new Promise((res, rej) => {
-        waiters.push({ re, res });
-        void exited.then((code) => rej(new Error(`exited (${code}) before printing ${re}:\n${err}`)));
-      });
-    },
-  };
-}
+/** The CLI with no LOGLOG_SERVERS from the environment: every command names its servers. */
+const NO_SERVERS: CliOptions = { env: { ...process.env, LOGLOG_SERVERS: '' } };
 
 function alive(pid: number): boolean {
   try {
@@ -63,7 +25,7 @@ function alive(pid: number): boolean {
 test('loglog dev --nodes 3: leader printed, CLI appends and reads through the cluster, SIGINT stops every node', async (t) => {
   const data = await mkdtemp(join(tmpdir(), 'loglog-dev-'));
   const base = await freePortRange(3);
-  const dev = cli(['dev', '--nodes', '3', '--data', data, '--base-port', String(base)]);
+  const dev = spawnCli(['dev', '--nodes', '3', '--data', data, '--base-port', String(base)], NO_SERVERS);
   const pids: number[] = [];
   t.teardown(async () => {
     if (dev.proc.exitCode === null && dev.proc.signalCode === null) dev.proc.kill('SIGINT');
@@ -84,28 +46,29 @@ test('loglog dev --nodes 3: leader printed, CLI appends and reads through the cl
 
   // Point the CLI at one follower only: it discovers the rest of the cluster.
   const follower = servers.find((s) => s !== up[2])!;
-  const ap = cli(['append', '--server', follower], 'alpha\nbeta\ngamma\n');
-  t.is(await ap.exited, 0, ap.err());
-  t.like(JSON.parse(ap.out()), { entries: 1, records: 3 });
+  const ap = await runCli(['append', '--server', follower], { ...NO_SERVERS, stdin: 'alpha\nbeta\ngamma\n' });
+  t.is(ap.code, 0, ap.err);
+  t.like(JSON.parse(ap.out), { entries: 1, records: 3 });
   for (const s of servers) {
-    const rd = cli(['read', '--from', '0', '--server', s]);
-    t.is(await rd.exited, 0, rd.err());
-    t.is(rd.out(), 'alpha\nbeta\ngamma\n', `read through ${s}`);
+    const rd = await runCli(['read', '--from', '0', '--server', s], NO_SERVERS);
+    t.is(rd.code, 0, rd.err);
+    t.is(rd.out, 'alpha\nbeta\ngamma\n', `read through ${s}`);
   }
-  const st = cli(['status', '--json', '--server', servers.join(',')]);
-  t.is(await st.exited, 0, st.err());
-  const statuses = st.out().trim().split('\n').map((l) => JSON.parse(l) as { id: string; role: string });
+  const st = await runCli(['status', '--json', '--server', servers.join(',')], NO_SERVERS);
+  t.is(st.code, 0, st.err);
+  const statuses = st.out.trim().split('\n').map((l) => JSON.parse(l) as { id: string; role: string });
   t.deepEqual(statuses.map((s) => s.id).sort(), ['n1', 'n2', 'n3']);
   t.is(statuses.filter((s) => s.role === 'leader').length, 1);
 
   dev.proc.kill('SIGINT');
-  t.is(await dev.exited, 0, dev.err());
-  t.regex(dev.err(), /stopped \(n1 exit 0, n2 exit 0, n3 exit 0\)/);
+  const stopped = await dev.done;
+  t.is(stopped.code, 0, stopped.err);
+  t.regex(stopped.err, /stopped \(n1 exit 0, n2 exit 0, n3 exit 0\)/);
   for (const pid of pids) t.false(alive(pid), `node pid ${pid} exited`);
   for (let i = 0; i < 3; i++) t.true(await portFree(base + i), `port ${base + i} released`);
 
   // The data root remembers its size: restarting it with another node count is refused.
-  const wrong = cli(['dev', '--nodes', '2', '--data', data, '--base-port', String(base)]);
-  t.is(await wrong.exited, 1);
-  t.regex(wrong.err(), /holds a 3-node cluster; start it with --nodes 3/);
+  const wrong = await runCli(['dev', '--nodes', '2', '--data', data, '--base-port', String(base)], NO_SERVERS);
+  t.is(wrong.code, 1);
+  t.regex(wrong.err, /holds a 3-node cluster; start it with --nodes 3/);
 });

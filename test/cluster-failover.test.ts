@@ -5,9 +5,9 @@
  * offset, reads must have been consistent, and the replicas' segment files must be
  * byte-identical over the committed prefix (see helpers/history.ts verifyCluster).
  */
-import test from 'ava';
+import test, { type ExecutionContext } from 'ava';
 import { Cluster } from './helpers/cluster.ts';
-import { History, startWorkload, verifyCluster } from './helpers/history.ts';
+import { type AppendLoad, History, startWorkload, verifyCluster } from './helpers/history.ts';
 
 /** Default election timeout is 300 ms (each timeout drawn from [300, 600) ms). */
 const ELECTION_MS = 300;
@@ -17,29 +17,17 @@ const ELECTION_MS = 300;
  */
 const CONFIG = { segmentBytes: '256KiB', uploadDeadline: '50ms' };
 
-test.serial('kill -9 of the leader under load: a new leader soon, writers continue, nothing acknowledged is lost', async (t) => {
+/**
+ * Every test here: a cluster (CONFIG) under the usual workload (writers with a few large and
+ * abandoned appends, a tail reader, a linearizable-end probe), the test's `fault` done to it,
+ * the workload stopped (also when the fault fails), then every check of verifyCluster.
+ */
+const underLoad = test.macro(async (t, fault: (t: ExecutionContext, cluster: Cluster, load: AppendLoad) => Promise<void>) => {
   const cluster = await Cluster.start(t, { config: CONFIG });
   const history = new History();
   const work = startWorkload(cluster, history, { largeChance: 0.02, abandonChance: 0.02 });
-  const load = work.load;
   try {
-    // Twice: the second time the leader is one elected after a failover.
-    for (let round = 1; round <= 2; round++) {
-      await load.waitMore(150);
-      const old = await cluster.waitLeader();
-      const before = (await old.status())!.term;
-      const killedAt = Date.now();
-      await old.kill();
-      const next = await cluster.waitLeader({ minTerm: before + 1, ms: 10_000 });
-      const took = Date.now() - killedAt;
-      t.log(`${old.id} killed in term ${before}; ${next.id} leads after ${took} ms`);
-      t.not(next.id, old.id);
-      // A few election timeouts (pre-vote + vote), with slack for a busy 2-core machine.
-      t.true(took < 12 * ELECTION_MS, `a new leader within a few election timeouts (took ${took} ms)`);
-      await load.waitMore(150);
-      await old.start();
-      await load.waitMore(100);
-    }
+    await fault(t, cluster, work.load);
   } finally {
     await work.stop();
   }
@@ -47,44 +35,44 @@ test.serial('kill -9 of the leader under load: a new leader soon, writers contin
   await verifyCluster(t, cluster, history);
 });
 
-test.serial('kill -9 of a follower under load, then restart: it catches up and nothing is lost', async (t) => {
-  const cluster = await Cluster.start(t, { config: CONFIG });
-  const history = new History();
-  const work = startWorkload(cluster, history, { largeChance: 0.02, abandonChance: 0.02 });
-  const load = work.load;
-  try {
+test.serial('kill -9 of the leader under load: a new leader soon, writers continue, nothing acknowledged is lost', underLoad, async (t, cluster, load) => {
+  // Twice: the second time the leader is one elected after a failover.
+  for (let round = 1; round <= 2; round++) {
     await load.waitMore(150);
-    const leader = await cluster.waitLeader();
-    const follower = cluster.nodes.find((n) => n !== leader)!;
-    await follower.kill();
-    await load.waitMore(250);
-    const lead = (await leader.status())!;
-    await follower.start();
+    const old = await cluster.waitLeader();
+    const before = (await old.status())!.term;
+    const killedAt = Date.now();
+    await old.kill();
+    const next = await cluster.waitLeader({ minTerm: before + 1, ms: 10_000 });
+    const took = Date.now() - killedAt;
+    t.log(`${old.id} killed in term ${before}; ${next.id} leads after ${took} ms`);
+    t.not(next.id, old.id);
+    // A few election timeouts (pre-vote + vote), with slack for a busy 2-core machine.
+    t.true(took < 12 * ELECTION_MS, `a new leader within a few election timeouts (took ${took} ms)`);
     await load.waitMore(150);
-    t.log(`${follower.id} was down while the log grew past ${lead.end}`);
-  } finally {
-    await work.stop();
+    await old.start();
+    await load.waitMore(100);
   }
-  t.log(work.summary());
-  await verifyCluster(t, cluster, history);
 });
 
-test.serial('restart of the whole cluster (kill -9 all, restart all) under load: nothing acknowledged is lost', async (t) => {
-  const cluster = await Cluster.start(t, { config: CONFIG });
-  const history = new History();
-  const work = startWorkload(cluster, history, { largeChance: 0.02, abandonChance: 0.02 });
-  const load = work.load;
-  try {
-    await load.waitMore(200);
-    await Promise.all(cluster.nodes.map((n) => n.kill()));
-    const downAt = Date.now();
-    await Promise.all(cluster.nodes.map((n) => n.start()));
-    const leader = await cluster.waitLeader();
-    t.log(`${leader.id} leads ${Date.now() - downAt} ms after all nodes were killed`);
-    await load.waitMore(200);
-  } finally {
-    await work.stop();
-  }
-  t.log(work.summary());
-  await verifyCluster(t, cluster, history);
+test.serial('kill -9 of a follower under load, then restart: it catches up and nothing is lost', underLoad, async (t, cluster, load) => {
+  await load.waitMore(150);
+  const leader = await cluster.waitLeader();
+  const follower = cluster.nodes.find((n) => n !== leader)!;
+  await follower.kill();
+  await load.waitMore(250);
+  const lead = (await leader.status())!;
+  await follower.start();
+  await load.waitMore(150);
+  t.log(`${follower.id} was down while the log grew past ${lead.end}`);
+});
+
+test.serial('restart of the whole cluster (kill -9 all, restart all) under load: nothing acknowledged is lost', underLoad, async (t, cluster, load) => {
+  await load.waitMore(200);
+  await Promise.all(cluster.nodes.map((n) => n.kill()));
+  const downAt = Date.now();
+  await Promise.all(cluster.nodes.map((n) => n.start()));
+  const leader = await cluster.waitLeader();
+  t.log(`${leader.id} leads ${Date.now() - downAt} ms after all nodes were killed`);
+  await load.waitMore(200);
 });

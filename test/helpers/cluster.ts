@@ -9,7 +9,7 @@
  *
  * Nothing here sleeps for a fixed time: waits poll with a deadline and fail with what they saw.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import fs from 'node:fs';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
@@ -20,7 +20,7 @@ import type { ExecutionContext } from 'ava';
 import { Agent, request } from 'undici';
 import { FRAME_OVERHEAD, Kind, kindName, parseFrames } from '../../spec/frame.ts';
 import type { FinalLog, FrameKindName } from '../../spec/history.ts';
-import { loglogdArgv } from '../../server/daemon-argv.ts';
+import { spawnLoglogd } from './node-process.ts';
 import { TcpProxy } from './tcp-proxy.ts';
 
 export interface NodeStatus {
@@ -118,19 +118,10 @@ export class ClusterNode {
     if (this.cluster.configFile) args.push('--config', this.cluster.configFile);
     const env = { ...process.env };
     delete env.LOGLOG_CLUSTER_SECRET;
-    const proc = spawn(process.execPath, loglogdArgv(args), { stdio: ['ignore', 'ignore', 'pipe'], env });
-    this.proc = proc;
-    this.exited = new Promise<void>((res) => proc.once('exit', () => res()));
-    let mine = '';
-    await new Promise<void>((resolve, reject) => {
-      proc.stderr!.on('data', (d: Buffer) => {
-        const s = d.toString();
-        mine += s;
-        this.log += s;
-        if (/ serving http:/.test(mine)) resolve();
-      });
-      proc.once('exit', (code, sig) => reject(new Error(`${this.id} exited (${code ?? sig}) before serving:\n${mine}`)));
-    });
+    const daemon = spawnLoglogd(args, { name: this.id, env, onStderr: (chunk) => { this.log += chunk; } });
+    this.proc = daemon.proc;
+    this.exited = daemon.exited.then(() => undefined);
+    await daemon.serving;
   }
 
   /** kill -9, and wait until the process is gone. */

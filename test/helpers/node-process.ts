@@ -6,12 +6,42 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
+import { join } from 'node:path';
 import type { ExecutionContext } from 'ava';
 import { loglogdArgv } from '../../server/daemon-argv.ts';
 
-export const ROOT = resolve(import.meta.dirname, '..', '..');
-export const LOGLOG = join(ROOT, 'client', 'cli', 'loglog.js');
+/** A spawned loglogd, from the moment it is spawned (see `spawnLoglogd`). */
+export interface LoglogdProcess {
+  proc: ChildProcess;
+  /** Resolves when the process exits, with its exit code (null after a signal). */
+  exited: Promise<number | null>;
+  /** Everything it has written to stderr so far. */
+  stderr: () => string;
+  /** Resolves with the URL of its "serving http://..., data in ..." line; rejects if it exits first. */
+  serving: Promise<string>;
+}
+
+/**
+ * Spawns loglogd with `args`, with the Node flags it runs with (server/daemon-argv.ts), and
+ * collects its stderr (each chunk also goes to `onStderr`). Every test that starts a daemon
+ * starts it here: `startNode` for a single node, `ClusterNode.start` for cluster members.
+ */
+export function spawnLoglogd(args: readonly string[], opts: { name?: string; env?: NodeJS.ProcessEnv; onStderr?: (chunk: string) => void } = {}): LoglogdProcess {
+  const proc = spawn(process.execPath, loglogdArgv(args), { stdio: ['ignore', 'ignore', 'pipe'], env: opts.env });
+  let err = '';
+  const exited = new Promise<number | null>((res) => proc.once('exit', (code) => res(code)));
+  const serving = new Promise<string>((res, rej) => {
+    let served = false;
+    proc.stderr!.setEncoding('utf8').on('data', (s: string) => {
+      err += s;
+      opts.onStderr?.(s);
+      const m = served ? null : / serving (http:\/\/\S+),/.exec(err);
+      if (m) { served = true; res(m[1]); }
+    });
+    proc.once('exit', (code, signal) => rej(new Error(`${opts.name ?? 'loglogd'} exited (${code ?? signal}) before serving:\n${err}`)));
+  });
+  return { proc, exited, serving, stderr: () => err };
+}
 
 export interface NodeProcess {
   url: string;
@@ -32,22 +62,12 @@ export async function tempDir(t: ExecutionContext, prefix = 'loglog-'): Promise<
 
 export async function startNode(t: ExecutionContext, opts: { dataDir?: string; args?: string[]; port?: number } = {}): Promise<NodeProcess> {
   const dataDir = opts.dataDir ?? (await tempDir(t));
-  const args = loglogdArgv(['--data', dataDir, '--listen', `127.0.0.1:${opts.port ?? 0}`, ...(opts.args ?? [])]);
-  const proc = spawn(process.execPath, args, { stdio: ['ignore', 'ignore', 'pipe'] });
-  let err = '';
-  const exited = new Promise<number | null>((res) => proc.once('exit', (code) => res(code)));
-  const url = await new Promise<string>((res, rej) => {
-    const onData = (d: Buffer) => {
-      err += d.toString();
-      const m = /serving (http:\/\/\S+),/.exec(err);
-      if (m) res(m[1]);
-    };
-    proc.stderr!.on('data', onData);
-    void exited.then((code) => rej(new Error(`loglogd exited with ${code} before serving:\n${err}`)));
-  });
+  const daemon = spawnLoglogd(['--data', dataDir, '--listen', `127.0.0.1:${opts.port ?? 0}`, ...(opts.args ?? [])]);
+  const url = await daemon.serving;
+  const { proc, exited } = daemon;
   const node: NodeProcess = {
     url, dataDir, proc,
-    stderr: () => err,
+    stderr: daemon.stderr,
     async kill() {
       if (proc.exitCode === null && proc.signalCode === null) proc.kill('SIGKILL');
       await exited;
