@@ -11,13 +11,13 @@ import { run } from '../sim/runner.ts';
 const CAUGHT: { bug: BugName; seed: number; check: string }[] = [
   { bug: 'ackBeforeFsync', seed: 1, check: 'commit-without-durable-majority' },
   { bug: 'commitWithoutMajority', seed: 1, check: 'commit-without-durable-majority' },
-  { bug: 'skipPrevCheck', seed: 1, check: 'commit-without-durable-majority' },
-  { bug: 'skipPrevCheck', seed: 2, check: 'liveness' },
-  { bug: 'voteTwice', seed: 5, check: 'two-leaders' },
+  { bug: 'skipPrevCheck', seed: 5, check: 'commit-without-durable-majority' },
+  { bug: 'skipPrevCheck', seed: 1, check: 'liveness' },
+  { bug: 'voteTwice', seed: 8, check: 'two-leaders' },
   { bug: 'readPastCommit', seed: 1, check: 'read-uncommitted' },
   { bug: 'noSuffixTruncation', seed: 3, check: 'replica-divergence' },
-  { bug: 'noSuffixTruncation', seed: 12, check: 'commit-without-durable-majority' },
-  { bug: 'noTornTailTruncation', seed: 19, check: 'replica-divergence' },
+  { bug: 'noSuffixTruncation', seed: 15, check: 'commit-without-durable-majority' },
+  { bug: 'noTornTailTruncation', seed: 9, check: 'replica-divergence' },
   { bug: 'noTornTailTruncation', seed: 11, check: 'commit-without-durable-majority' },
 ];
 

@@ -35,11 +35,13 @@ test('the scenarios inject what they say', (t) => {
   t.is(mid.faults.power, 1);
 });
 
-test('figure-8 catches the planted commitOldTerm bug', (t) => {
+test('figure-8 catches the planted commitOldTerm bug, and passes without it', (t) => {
   const sc = loadScenario(new URL('figure-8.json', dir).pathname);
-  const r = run(1, { scenario: sc, bugs: ['commitOldTerm'] });
+  const r = run(sc.seed ?? 1, { scenario: sc, bugs: ['commitOldTerm'] });
+  t.is(r.violations[0]?.check, 'truncated-committed', 'a committed old-term entry is overwritten, as in Figure 8');
   t.is(r.verdict, 'fail');
   t.log(r.violations.map((v) => `${v.check}: ${v.message}`).join('\n'));
+  t.is(run(sc.seed ?? 1, { scenario: sc }).verdict, 'pass');
 });
 
 /**
