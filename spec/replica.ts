@@ -347,13 +347,15 @@ export class Replica {
 
   private becomeRole(role: Role, term: number, leader: NodeId | null): void {
     const changed = role !== this.role || term !== this.term || leader !== this.leader;
+    // Heartbeat sequence numbers are only meaningful per leader and term: the same node
+    // leading again in a later term counts from 1 again, and a follower that kept the old
+    // count would confirm its read-index rounds without hearing them.
+    if (leader !== this.leader || term !== this.term) this.hbSeq = 0;
     if (term !== this.term) {
       this.term = term;
       this.votedFor = null;
       this.matchedEnd = 0;
     }
-    // Heartbeat sequence numbers are only meaningful per leader.
-    if (leader !== this.leader) this.hbSeq = 0;
     const wasLeader = this.role === 'leader';
     this.role = role;
     this.leader = leader;

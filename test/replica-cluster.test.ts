@@ -206,3 +206,37 @@ test('a restarted leader catches up followers below its metadata window although
   const catchUps = h.effects('a').filter((e) => e.type === 'send' && e.msg.type === 'append' && e.msg.catchUp).length;
   t.true(catchUps < 50, `catch-up instructions do not bounce back and forth (${catchUps} sent)`);
 });
+
+// ------------------------------------------------------------------ follower acknowledgements
+
+function follower(): Replica {
+  return new Replica({ config: { ...DEFAULT_CONFIG, id: 'f', members: ['x', 'f', 'z'] }, init: { ...EMPTY, term: 1 }, random: () => 0.5, now: 0 });
+}
+const sends = (fx: Effect[]) => fx.flatMap((e) => (e.type === 'send' && e.msg.type === 'appendReply' ? [e.msg] : []));
+
+test('a follower acknowledges new entries once durable; heartbeat rounds and empty messages at once', (t) => {
+  const f = follower();
+  t.is(sends(f.step({ type: 'message', from: 'x', msg: { type: 'append', term: 1, prevEnd: 0, prevTerm: 0, entries: [], commit: 0, seq: 1 } })).length, 1, 'a heartbeat is answered at once');
+  // Same round, a new entry: no answer until it is durable.
+  const fx = f.step({ type: 'message', from: 'x', msg: { type: 'append', term: 1, prevEnd: 0, prevTerm: 0, entries: [noop(0, 1)], commit: 0, seq: 1 } });
+  t.is(sends(fx).length, 0, 'no non-durable acknowledgement');
+  const w = fx.find((e) => e.type === 'write')!;
+  const s = f.step({ type: 'writeDone', seq: (w as { seq: number }).seq }).find((e) => e.type === 'sync') as { upTo: number };
+  const acks = sends(f.step({ type: 'syncDone', upTo: s.upTo, ok: true }));
+  t.deepEqual(acks.map((m) => [m.ok, m.end]), [[true, frameSize(0)]], 'the durable acknowledgement carries the new end');
+  // A new round that also carries an entry is answered at once (check-quorum, read index).
+  const next = f.step({ type: 'message', from: 'x', msg: { type: 'append', term: 1, prevEnd: frameSize(0), prevTerm: 1, entries: [noop(frameSize(0), 1)], commit: 0, seq: 2 } });
+  t.deepEqual(sends(next).map((m) => m.seq), [2]);
+});
+
+test('heartbeat rounds count per term: a leader elected again starts over and is answered', (t) => {
+  const f = follower();
+  for (let seq = 1; seq <= 500; seq++) f.step({ type: 'message', from: 'x', msg: { type: 'append', term: 1, prevEnd: 0, prevTerm: 0, entries: [], commit: 0, seq } });
+  // x leads again in term 2 (f never saw the vote); its rounds restart at 1.
+  const fx = f.step({ type: 'message', from: 'x', msg: { type: 'append', term: 2, prevEnd: 0, prevTerm: 0, entries: [noop(0, 2)], commit: 0, seq: 1 } });
+  t.deepEqual(sends(fx).map((m) => m.seq), [1], 'round 1 of the new term is answered at once');
+  const w = fx.find((e) => e.type === 'write') as { seq: number };
+  const s = f.step({ type: 'writeDone', seq: w.seq }).find((e) => e.type === 'sync') as { upTo: number };
+  const acks = sends(f.step({ type: 'syncDone', upTo: s.upTo, ok: true }));
+  t.true(acks.every((m) => m.seq <= 1), `no acknowledgement claims a round of the old term (${acks.map((m) => m.seq)})`);
+});
