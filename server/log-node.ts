@@ -244,9 +244,15 @@ export class LogNode extends EventEmitter {
   private copy(peer: NodeId, start: number, to: number, term: number): void {
     if (!this.transport) { queueMicrotask(() => this.step({ type: 'copyDone', start, to: start, epochs: [], ok: false })); return; }
     const epochsBefore = this.log.epochs.length;
+    // Chunks are appended to the log as they arrive, so a copy that fails part way has still
+    // made progress: the replica is told how far (log.end), or its end and the log's would
+    // part and every later copy would start behind the file.
+    const done = () => {
+      const reached = this.log.end;
+      this.step({ type: 'copyDone', start, to: reached, epochs: this.log.epochs.slice(Math.max(0, epochsBefore - 1)), ok: reached > start });
+    };
     this.transport.copyFrames(peer, start, to, term, (offset, frames) => this.log.appendFrames(offset, frames))
-      .then((reached) => this.step({ type: 'copyDone', start, to: reached, epochs: this.log.epochs.slice(Math.max(0, epochsBefore - 1)), ok: reached > start }))
-      .catch((err) => { this.emit('warn', `catch-up from ${peer} failed: ${(err as Error).message}`); this.step({ type: 'copyDone', start, to: start, epochs: [], ok: false }); });
+      .then(done, (err) => { this.emit('warn', `catch-up from ${peer} failed at ${this.log.end}: ${(err as Error).message}`); done(); });
   }
 
   // ------------------------------------------------------------------ client operations

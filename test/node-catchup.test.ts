@@ -1,0 +1,49 @@
+/**
+ * The executor's side of catch-up (server/log-node.ts): frames are appended chunk by chunk as
+ * they arrive, so a copy that fails part way must report how far it got.
+ */
+import test from 'ava';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { LogNode, type PeerTransport } from '../server/log-node.ts';
+import { DEFAULT_NODE_CONFIG } from '../server/config.ts';
+import { Kind, crc32c, encodeFrame } from '../spec/frame.ts';
+import type { Message } from '../spec/messages.ts';
+import { until } from './helpers/cluster.ts';
+
+test('a catch-up that fails after its first chunk keeps that chunk, and the next copy goes on from it', async (t) => {
+  const dir = await mkdtemp(join(tmpdir(), 'loglog-catchup-'));
+  t.teardown(() => rm(dir, { recursive: true, force: true }));
+  const payload = Buffer.alloc(100, 7);
+  const frames = Array.from({ length: 4 }, () => encodeFrame({ kind: Kind.Data, length: payload.length, crc: crc32c(payload), term: 1 }, payload));
+  const all = Buffer.concat(frames);
+  const half = frames[0].length * 2;
+  const copies: { start: number; to: number }[] = [];
+  const transport: PeerTransport = {
+    send() {},
+    async fetchPayload() { throw new Error('not in this test'); },
+    async copyFrames(_peer, start, to, _term, onChunk) {
+      copies.push({ start, to });
+      if (copies.length === 1) {
+        await onChunk(start, all.subarray(start, half));
+        throw new Error('peer answered 503 reading at ' + half); // e.g. its term changed
+      }
+      await onChunk(start, all.subarray(start, to));
+      return to;
+    },
+    async close() {},
+  };
+  const peers = ['f', 'l', 'm'].map((id, i) => ({ id, url: `http://127.0.0.1:${9 + i}` }));
+  const node = await LogNode.open({ ...DEFAULT_NODE_CONFIG, id: 'f', dataDir: dir, peers });
+  t.teardown(() => node.close());
+  node.on('warn', () => {});
+  node.start(transport);
+  const catchUp = (seq: number, prevEnd = 0): Message => ({ type: 'append', term: 1, prevEnd, prevTerm: prevEnd > 0 ? 1 : 0, entries: [], commit: all.length, seq, catchUp: { to: all.length, epochs: [{ term: 1, offset: 0 }], start: 0 } });
+  node.step({ type: 'message', from: 'l', msg: catchUp(1) });
+  await until('the first copy has failed', 5000, async () => (copies.length === 1 && node.log.end === half && node.status().end === half ? true : undefined));
+  node.step({ type: 'message', from: 'l', msg: catchUp(2, half) });
+  await until('the second copy is done', 5000, async () => (node.status().end === all.length ? true : undefined));
+  t.deepEqual(copies, [{ start: 0, to: all.length }, { start: half, to: all.length }], 'the second copy starts where the first stopped');
+  t.is(node.log.end, all.length);
+});
