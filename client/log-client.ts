@@ -371,8 +371,8 @@ export class LogClient {
   append(data: Uint8Array | Uint8Array[], opts?: AppendOptions): Promise<AppendResult | AppendResult[]>;
   append(data: Uint8Array | Uint8Array[], opts: AppendOptions = {}): Promise<AppendResult | AppendResult[]> {
     if (Array.isArray(data)) {
-      if (opts.uploadId !== undefined) {
-        return Promise.reject(new LogError('bad_request', 'uploadId applies to a single entry, not an array'));
+      if (opts.uploadId !== undefined || opts.crc32c !== undefined) {
+        return Promise.reject(new LogError('bad_request', `${opts.uploadId !== undefined ? 'uploadId' : 'crc32c'} applies to a single entry, not an array`));
       }
       return Promise.all(data.map((d) => this.appendOne(d, opts)));
     }

@@ -33,12 +33,16 @@ function multModP(a: number, b: number): number {
   return p >>> 0;
 }
 
-/** X2N[k] = x^(2^k) mod P. */
+/**
+ * X2N[k] = x^(2^k) mod P, for every k a length below 2^53 bytes (2^56 bits) needs. zlib
+ * keeps 32 and wraps around (x^(2^32) = x for its polynomial); for Castagnoli's it does
+ * not, so the table is not folded.
+ */
 const X2N: number[] = (() => {
   const t: number[] = [];
   let p = 0x40000000; // x^1
   t.push(p);
-  for (let k = 1; k < 32; k++) t.push((p = multModP(p, p)));
+  for (let k = 1; k < 64; k++) t.push((p = multModP(p, p)));
   return t;
 })();
 
@@ -46,7 +50,7 @@ const X2N: number[] = (() => {
 function x2nModP(n: number, k: number): number {
   let p = 0x80000000; // x^0
   while (n > 0) {
-    if (n % 2 === 1) p = multModP(X2N[k & 31], p);
+    if (n % 2 === 1) p = multModP(X2N[k], p);
     n = Math.floor(n / 2);
     k++;
   }

@@ -271,6 +271,8 @@ test('a caller-supplied crc32c is sent as is; a malformed one is refused before 
     const e = await t.throwsAsync(c.append(body, { crc32c: bad }), { instanceOf: LogError });
     t.is(e?.code, 'bad_request');
   }
+  const arr = await t.throwsAsync(c.append([body, body], { crc32c: crc32c(body) }), { instanceOf: LogError });
+  t.is(arr?.code, 'bad_request', 'one checksum cannot describe several entries');
   t.is(a.headers.length, 2, 'malformed values never left the client');
 });
 

@@ -87,6 +87,15 @@ test('crc32cCombine gives the CRC of the concatenation for any split', (t) => {
     const a = data.subarray(0, cut), b = data.subarray(cut);
     t.is(crc32cCombine(crc32c(a), crc32c(b), b.length), crc32c(data), `cut at ${cut}`);
   }
-  // Lengths past 2^32 bytes use the same arithmetic: combining with a zero-length B is a no-op.
-  t.is(crc32cCombine(0x12345678, 0, 0), 0x12345678);
+  t.is(crc32cCombine(0x12345678, 0, 0), 0x12345678, 'combining with an empty B is a no-op');
+});
+
+test('crc32cCombine stays right for long second parts (up to 2^53 bytes)', (t) => {
+  // crc(A‖B‖C) computed both ways must agree, which tests shifts across the full range of
+  // lengths without allocating them: combine(combine(a, b, |B|), c, |C|) equals
+  // combine(a, combine(b, c, |C|), |B| + |C|).
+  const a = 0x1b2c3d4e, b = 0x9a8b7c6d, c = 0x01f2e3d4;
+  for (const [lb, lc] of [[1, 2 ** 29 - 1], [2 ** 28, 2 ** 28], [2 ** 31, 2 ** 31 + 7], [2 ** 40, 3], [2 ** 52, 2 ** 52 - 1]]) {
+    t.is(crc32cCombine(crc32cCombine(a, b, lb), c, lc), crc32cCombine(a, crc32cCombine(b, c, lc), lb + lc), `|B| ${lb}, |C| ${lc}`);
+  }
 });
