@@ -1,7 +1,7 @@
 /**
  * How to start a loglogd process: the Node flags it is meant to run with, its script, then
  * its own arguments. `loglog dev`, the benchmarks and the tests all start it this way; the
- * `loglogd` bin gets the same flags from the shebang of `loglogd.js`.
+ * `loglogd` bin gets the same flags from the first two lines of `loglogd.js`.
  *
  * `--max-semi-space-size=1` (MiB) keeps V8's young generation small. Node's HTTP parser
  * copies every body chunk of an append into a fresh off-heap buffer, and V8 counts those as
@@ -19,7 +19,7 @@ import { fileURLToPath } from 'node:url';
 /** The daemon's entry script. */
 export const LOGLOGD_SCRIPT = fileURLToPath(new URL('./loglogd.js', import.meta.url));
 
-/** Node flags loglogd runs with (keep in sync with the shebang of `loglogd.js`). */
+/** Node flags loglogd runs with (keep in sync with the exec line of `loglogd.js`). */
 export const LOGLOGD_NODE_FLAGS: readonly string[] = ['--max-semi-space-size=1'];
 
 /** Arguments for `spawn(process.execPath, ...)`: `nodeFlags` first (profiling, say), then ours. */

@@ -1,10 +1,32 @@
 import test from 'ava';
 import { readFileSync } from 'node:fs';
+import { spawn } from 'node:child_process';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { LOGLOGD_NODE_FLAGS, LOGLOGD_SCRIPT, loglogdArgv } from '../server/daemon-argv.ts';
 
 test('the loglogd bin runs with the same Node flags as spawned daemons', (t) => {
-  const shebang = readFileSync(LOGLOGD_SCRIPT, 'utf8').split('\n')[0];
-  t.is(shebang, `#!/usr/bin/env -S node ${LOGLOGD_NODE_FLAGS.join(' ')}`);
+  const [shebang, exec] = readFileSync(LOGLOGD_SCRIPT, 'utf8').split('\n');
+  t.is(shebang, '#!/bin/sh');
+  t.is(exec, `":" //; exec /usr/bin/env node ${LOGLOGD_NODE_FLAGS.join(' ')} "$0" "$@"`);
+});
+
+test('run as a program, the bin is node with those flags, under the same pid', async (t) => {
+  const dir = await mkdtemp(join(tmpdir(), 'loglog-bin-'));
+  t.teardown(() => rm(dir, { recursive: true, force: true }));
+  const proc = spawn(LOGLOGD_SCRIPT, ['--data', dir, '--listen', '127.0.0.1:0'], { stdio: ['ignore', 'ignore', 'pipe'] });
+  t.teardown(() => { proc.kill('SIGKILL'); });
+  let err = '';
+  await new Promise<void>((res, rej) => {
+    proc.stderr!.on('data', (d: Buffer) => { err += d; if (/serving http/.test(err)) res(); });
+    proc.once('exit', (c) => rej(new Error(`exited ${c}: ${err}`)));
+  });
+  const argv = readFileSync(`/proc/${proc.pid}/cmdline`, 'utf8').split('\0');
+  t.true(/(^|\/)node$/.test(argv[0]), argv.join(' '));
+  for (const f of LOGLOGD_NODE_FLAGS) t.true(argv.includes(f), `${f} in ${argv.join(' ')}`);
+  proc.kill('SIGINT');
+  t.is(await new Promise((res) => proc.once('exit', res)), 0);
 });
 
 test('loglogdArgv puts extra Node flags first, then ours, the script and its arguments', (t) => {
