@@ -209,8 +209,8 @@ test('a restarted leader catches up followers below its metadata window although
 
 // ------------------------------------------------------------------ follower acknowledgements
 
-function follower(): Replica {
-  return new Replica({ config: { ...DEFAULT_CONFIG, id: 'f', members: ['x', 'f', 'z'] }, init: { ...EMPTY, term: 1 }, random: () => 0.5, now: 0 });
+function follower(maxBatchEntries = DEFAULT_CONFIG.maxBatchEntries): Replica {
+  return new Replica({ config: { ...DEFAULT_CONFIG, id: 'f', members: ['x', 'f', 'z'], maxBatchEntries }, init: { ...EMPTY, term: 1 }, random: () => 0.5, now: 0 });
 }
 const sends = (fx: Effect[]) => fx.flatMap((e) => (e.type === 'send' && e.msg.type === 'appendReply' ? [e.msg] : []));
 
@@ -239,4 +239,13 @@ test('heartbeat rounds count per term: a leader elected again starts over and is
   const s = f.step({ type: 'writeDone', seq: w.seq }).find((e) => e.type === 'sync') as { upTo: number };
   const acks = sends(f.step({ type: 'syncDone', upTo: s.upTo, ok: true }));
   t.true(acks.every((m) => m.seq <= 1), `no acknowledgement claims a round of the old term (${acks.map((m) => m.seq)})`);
+});
+
+test('a full batch is answered at once, so a follower that is behind gets the next one without waiting for its disk', (t) => {
+  const f = follower(2);
+  f.step({ type: 'message', from: 'x', msg: { type: 'append', term: 1, prevEnd: 0, prevTerm: 0, entries: [], commit: 0, seq: 1 } });
+  const full = f.step({ type: 'message', from: 'x', msg: { type: 'append', term: 1, prevEnd: 0, prevTerm: 0, entries: [noop(0, 1), noop(frameSize(0), 1)], commit: 0, seq: 1 } });
+  t.deepEqual(sends(full).map((m) => [m.ok, m.end]), [[true, 0]], 'answered at once, with the old durable end');
+  const partial = f.step({ type: 'message', from: 'x', msg: { type: 'append', term: 1, prevEnd: 2 * frameSize(0), prevTerm: 1, entries: [noop(2 * frameSize(0), 1)], commit: 0, seq: 1 } });
+  t.is(sends(partial).length, 0, 'a batch that is not full waits for durability');
 });
