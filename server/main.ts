@@ -48,10 +48,7 @@ export async function startNode(config: NodeConfig, log: (line: string) => void 
 export async function runNode(config: NodeConfig): Promise<void> {
   const say = (line: string) => process.stderr.write(`loglogd: ${line}\n`);
   const running = await startNode(config, say);
-  const r = running.node.log.recovery;
-  say(`node ${config.id} serving ${running.url}, data in ${config.dataDir}`);
-  say(`recovered log ${running.node.log.start}..${running.node.log.end} in ${r.ms.toFixed(1)} ms (scanned ${r.bytesScanned} bytes${r.torn ? `, cut a torn tail of ${r.truncatedBytes} bytes` : ''})`);
-  say(`try:  echo hello | npx loglog append   then   npx loglog read --from 0   (Ctrl-C stops)`);
+  // Handlers first: whoever reads the 'serving' line may signal at once.
   running.node.on('fatal', (reason: string) => {
     say(`fatal: ${reason}; stopping so no unsynced write is acknowledged`);
     void running.stop().finally(() => process.exit(3));
@@ -64,4 +61,8 @@ export async function runNode(config: NodeConfig): Promise<void> {
   };
   process.on('SIGINT', () => onSignal('SIGINT'));
   process.on('SIGTERM', () => onSignal('SIGTERM'));
+  const r = running.node.log.recovery;
+  say(`node ${config.id} serving ${running.url}, data in ${config.dataDir}`);
+  say(`recovered log ${running.node.log.start}..${running.node.log.end} in ${r.ms.toFixed(1)} ms (scanned ${r.bytesScanned} bytes${r.torn ? `, cut a torn tail of ${r.truncatedBytes} bytes` : ''})`);
+  say(`try:  echo hello | npx loglog append   then   npx loglog read --from 0   (Ctrl-C stops)`);
 }
