@@ -245,14 +245,31 @@ export class LogNode extends EventEmitter {
     if (!this.transport) { queueMicrotask(() => this.step({ type: 'copyDone', start, to: start, epochs: [], ok: false })); return; }
     const epochsBefore = this.log.epochs.length;
     // Chunks are appended to the log as they arrive, so a copy that fails part way has still
-    // made progress: the replica is told how far (log.end), or its end and the log's would
-    // part and every later copy would start behind the file.
-    const done = () => {
-      const reached = this.log.end;
-      this.step({ type: 'copyDone', start, to: reached, epochs: this.log.epochs.slice(Math.max(0, epochsBefore - 1)), ok: reached > start });
+    // made progress: the replica is told how far (whole chunks written), or its end and the
+    // log's would part and every later copy would start behind the file. A chunk whose
+    // frames were placed but whose write failed leaves the log with a hole it has already
+    // counted: that is a disk failure, fatal like any failed write.
+    let reached = start;
+    let holed = false;
+    const onChunk = async (offset: number, frames: Buffer) => {
+      try {
+        await this.log.appendFrames(offset, frames);
+      } catch (e) {
+        // Frames that fail validation are refused before any is placed (the peer's fault).
+        holed = this.log.end > offset;
+        throw e;
+      }
+      reached = offset + frames.length;
     };
-    this.transport.copyFrames(peer, start, to, term, (offset, frames) => this.log.appendFrames(offset, frames))
-      .then(done, (err) => { this.emit('warn', `catch-up from ${peer} failed at ${this.log.end}: ${(err as Error).message}`); done(); });
+    const done = () => this.step({ type: 'copyDone', start, to: reached, epochs: this.log.epochs.slice(Math.max(0, epochsBefore - 1)), ok: reached > start });
+    this.transport.copyFrames(peer, start, to, term, onChunk).then(done, (err) => {
+      if (holed) {
+        this.fatal(`catch-up write failed: ${(err as Error).message}`);
+        return;
+      }
+      this.emit('warn', `catch-up from ${peer} failed at ${reached}: ${(err as Error).message}`);
+      done();
+    });
   }
 
   // ------------------------------------------------------------------ client operations
