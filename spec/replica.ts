@@ -246,6 +246,9 @@ export class Replica {
   private startPreVote(): void {
     this.resetElectionTimer();
     if (!this.config.members.includes(this.id)) return;
+    // A node copying frames does not stand: a copy may run past the commit end, and a leader
+    // elected mid-copy would write its noop into bytes the copy is still placing.
+    if (this.copying) return;
     this.preVoting = true;
     this.votes = new Set([this.id]);
     const msg: VoteMsg = { type: 'vote', term: this.term + 1, pre: true, lastEnd: this.writtenEnd, lastTerm: this.termBefore(this.writtenEnd) };
@@ -255,6 +258,7 @@ export class Replica {
 
   private startElection(): void {
     this.preVoting = false;
+    if (this.copying) return; // a copy began while the pre-vote was out (see startPreVote)
     this.becomeRole('candidate', this.term + 1, null);
     this.votedFor = this.id;
     this.persist();

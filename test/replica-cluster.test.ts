@@ -249,3 +249,13 @@ test('a full batch is answered at once, so a follower that is behind gets the ne
   const partial = f.step({ type: 'message', from: 'x', msg: { type: 'append', term: 1, prevEnd: 2 * frameSize(0), prevTerm: 1, entries: [noop(2 * frameSize(0), 1)], commit: 0, seq: 1 } });
   t.is(sends(partial).length, 0, 'a batch that is not full waits for durability');
 });
+
+test('a node does not stand for election while it copies frames, and does once the copy ends', (t) => {
+  const f = follower();
+  const fx = f.step({ type: 'message', from: 'x', msg: { type: 'append', term: 1, prevEnd: 0, prevTerm: 0, entries: [], commit: 0, seq: 1, catchUp: { to: 10_000, epochs: [{ term: 1, offset: 0 }], start: 0 } } });
+  t.true(fx.some((e) => e.type === 'copy'), 'the copy starts');
+  const votes = (effects: Effect[]) => effects.filter((e) => e.type === 'send' && e.msg.type === 'vote').length;
+  t.is(votes(f.step({ type: 'tick', now: 60_000 })), 0, 'the leader went quiet, but a copy is running');
+  f.step({ type: 'copyDone', start: 0, to: 0, epochs: [], ok: false });
+  t.true(votes(f.step({ type: 'tick', now: 120_000 })) > 0, 'after the copy it stands');
+});
