@@ -29,25 +29,28 @@ export function ftruncate(fd: number, len: number): Promise<void> {
   return new Promise((resolve, reject) => fs.ftruncate(fd, len, (err) => (err ? reject(err) : resolve())));
 }
 
-function writeOnce(fd: number, buf: Buffer, pos: number): Promise<number> {
-  return new Promise((resolve, reject) => fs.write(fd, buf, 0, buf.length, pos, (err, n) => (err ? reject(err) : resolve(n))));
-}
-
 function writevOnce(fd: number, bufs: Buffer[], pos: number): Promise<number> {
   return new Promise((resolve, reject) => fs.writev(fd, bufs, pos, (err, n) => (err ? reject(err) : resolve(n))));
 }
 
 /** Writes all of `buf` at `pos` (looping over the rare short write). */
-export async function writeAll(fd: number, buf: Buffer, pos: number): Promise<void> {
-  let done = 0;
-  while (done < buf.length) done += await writeOnce(fd, done === 0 ? buf : buf.subarray(done), pos + done);
+export function writeAll(fd: number, buf: Buffer, pos: number): Promise<void> {
+  return writevAll(fd, [buf], pos);
+}
+
+/** Writes the buffers back to back at `pos`, one writev at a time (looping over a short write). */
+export async function writevAll(fd: number, bufs: Buffer[], pos: number): Promise<void> {
+  for (let rest = sliceFrom(bufs, 0); rest.length > 0;) {
+    const n = await writevOnce(fd, rest, pos);
+    pos += n;
+    rest = sliceFrom(rest, n);
+  }
 }
 
 /** Synchronous twin of {@link writevAll}, for writes small enough to copy into the page cache inline. */
 export function writevAllSync(fd: number, bufs: Buffer[], pos: number): void {
-  let rest = sliceFrom(bufs, 0);
-  while (rest.length > 0) {
-    const n = rest.length === 1 ? fs.writeSync(fd, rest[0], 0, rest[0].length, pos) : fs.writevSync(fd, rest, pos);
+  for (let rest = sliceFrom(bufs, 0); rest.length > 0;) {
+    const n = fs.writevSync(fd, rest, pos);
     pos += n;
     rest = sliceFrom(rest, n);
   }
@@ -62,22 +65,6 @@ function sliceFrom(bufs: Buffer[], skip: number): Buffer[] {
     skip = 0;
   }
   return out;
-}
-
-/** Writes the buffers back to back at `pos` with one writev (looping over a short write). */
-export async function writevAll(fd: number, bufs: Buffer[], pos: number): Promise<void> {
-  let total = 0;
-  for (const b of bufs) total += b.length;
-  let done = await writevOnce(fd, bufs, pos);
-  if (done === total) return;
-  // Short writev: finish the remainder buffer by buffer.
-  let skip = done;
-  for (const b of bufs) {
-    if (skip >= b.length) { skip -= b.length; continue; }
-    await writeAll(fd, b.subarray(skip), pos + done);
-    done += b.length - skip;
-    skip = 0;
-  }
 }
 
 function readOnce(fd: number, buf: Buffer, off: number, len: number, pos: number): Promise<number> {

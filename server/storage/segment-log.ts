@@ -279,7 +279,6 @@ export class SegmentLog {
         // A small write is a few microseconds of copying into the page cache: done inline it
         // saves a threadpool round trip (0.1-0.3 ms measured here) on every small append.
         if (w.to - w.from <= INLINE_WRITE_BYTES) writevAllSync(fd, bufs, pos);
-        else if (bufs.length === 1) await writeAll(fd, bufs[0], pos);
         else await writevAll(fd, bufs, pos);
       } finally {
         this.release(seg);
