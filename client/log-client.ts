@@ -413,6 +413,8 @@ export class LogClient {
         'x-loglog-upload-id': uploadId,
       };
       if (acks) headers['x-loglog-acks'] = acks;
+      // Followers fetch at once what no client copy will bring (instead of waiting for it).
+      if (!this.offloading) headers['x-loglog-copies'] = 'none';
       // The leader's copy goes out first: it gates everything (the followers can only write
       // their copies once the leader has sequenced the entry and sent them its metadata).
       const post = this.transport.json<AppendResult>(server, { method: 'POST', path: '/v1/append', headers, body: data, signal: opts.signal });

@@ -78,18 +78,20 @@ export class Appender extends Client {
       else if (x < c.bodyStallP + c.bodyDieP) body = { kind: 'die', delay: rng.exp(Math.max(1, c.bodyDelayMs)) };
       else if (declaredCrc !== null && x < c.bodyStallP + c.bodyDieP + c.bodyCorruptP) body = { ...body, kind: 'corrupt' };
     }
+    // Only drawn when enabled, so runs without it draw exactly as before.
+    const copies = !(c.noCopiesP > 0 && rng.chance(c.noCopiesP));
     const invoke = w.q.now;
     const target = this.target;
     const a: AppendAttempt = {
-      client: this.idx, uploadId, payload, crc, declaredCrc, acks: rng.chance(c.acksAllP) ? 'all' : 'quorum', body, invoke,
+      client: this.idx, uploadId, payload, crc, declaredCrc, acks: rng.chance(c.acksAllP) ? 'all' : 'quorum', copies, body, invoke,
       closeAt: body.kind === 'die' ? invoke + body.delay + w.params.net.minDelay : invoke + c.appendTimeoutMs,
     };
     if (body.kind !== 'ok') w.countFault(`body-${body.kind}`);
     w.trace.mix(60, this.idx, target, len);
-    if (w.trace.on) w.trace.line(w.q.now, this.name, `append ${uploadId} (${len} B, acks=${a.acks}${declaredCrc === null ? '' : ', crc declared'}, body ${body.kind}) to ${w.nodes[target].id}`);
+    if (w.trace.on) w.trace.line(w.q.now, this.name, `append ${uploadId} (${len} B, acks=${a.acks}${declaredCrc === null ? '' : ', crc declared'}${copies ? '' : ', no copies'}, body ${body.kind}) to ${w.nodes[target].id}`);
 
     // Upload copies to every other node.
-    for (let j = 0; j < w.nodes.length; j++) {
+    for (let j = 0; j < w.nodes.length && copies; j++) {
       if (j === target) continue;
       let data = payload;
       let delay = 0;

@@ -50,6 +50,8 @@ export interface AppendAttempt {
   crc: number;
   declaredCrc: number | null;
   acks: 'quorum' | 'all';
+  /** Whether the client uploads copies to the followers (false: they fetch at once). */
+  copies: boolean;
   body: BodyPlan;
   invoke: number;
   /** When the client closes the connection (timeout or death), in virtual ms. */
@@ -396,7 +398,7 @@ export class SimNode {
   clientAppend(a: AppendAttempt, reply: AppendReply): void {
     const reqId = this.nextReq++;
     this.requests.set(reqId, { reply, allocated: false, attempt: a });
-    this.step({ type: 'appendHead', reqId, uploadId: a.uploadId, length: a.payload.length, crc: a.declaredCrc, acks: a.acks });
+    this.step({ type: 'appendHead', reqId, uploadId: a.uploadId, length: a.payload.length, crc: a.declaredCrc, acks: a.acks, copies: a.copies });
   }
 
   private onAllocated(reqId: number, meta: EntryMeta): void {

@@ -14,6 +14,12 @@ export interface EntryMeta {
   crc: number;
   /** The client's upload id, so a follower can match the uploaded copy; null for noop/aborted. */
   uploadId: string | null;
+  /**
+   * False when the client sends followers no copy of the payload (an SDK with offload off):
+   * they fetch the bytes from a peer at once instead of waiting out the upload deadline.
+   * Absent means copies are on their way (the field is left out to keep messages small).
+   */
+  copies?: false;
 }
 
 export function entryEnd(e: { offset: number; length: number }): number {

@@ -52,7 +52,7 @@ export type Input =
   | { type: 'tick'; now: number }
   | { type: 'message'; from: NodeId; msg: Message }
   /** A client's append request head arrived: the length is known, the body is still coming. */
-  | { type: 'appendHead'; reqId: number; uploadId: string | null; length: number; crc: number | null; acks: AckLevel }
+  | { type: 'appendHead'; reqId: number; uploadId: string | null; length: number; crc: number | null; acks: AckLevel; copies?: boolean }
   /** The body of an allocated append is complete (`ok`) or lost (client gone, stalled). */
   | { type: 'bodyDone'; reqId: number; ok: boolean; crc: number }
   /** A `write` or `fetch` effect's bytes are in the file (not yet synced). */

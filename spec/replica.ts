@@ -205,7 +205,7 @@ export class Replica {
     switch (input.type) {
       case 'tick': this.onTick(input.now); break;
       case 'message': this.onMessage(input.from, input.msg); break;
-      case 'appendHead': this.onAppendHead(input.reqId, input.uploadId, input.length, input.crc, input.acks); break;
+      case 'appendHead': this.onAppendHead(input.reqId, input.uploadId, input.length, input.crc, input.acks, input.copies ?? true); break;
       case 'bodyDone': this.onBodyDone(input.reqId, input.ok, input.crc); break;
       case 'writeDone': this.onWriteDone(input.seq); break;
       case 'writeFailed': this.onWriteFailed(input.seq, input.reason); break;
@@ -421,7 +421,7 @@ export class Replica {
 
   // ------------------------------------------------------------------ leader: appends
 
-  private onAppendHead(reqId: number, uploadId: string | null, length: number, crc: number | null, acks: AckLevel): void {
+  private onAppendHead(reqId: number, uploadId: string | null, length: number, crc: number | null, acks: AckLevel, copies: boolean): void {
     if (this.role !== 'leader') {
       this.reply(reqId, { type: 'error', code: 'not_leader', message: 'this node is not the leader', details: { leader: this.leader } });
       return;
@@ -431,6 +431,7 @@ export class Replica {
       return;
     }
     const meta = this.placeNew(Kind.Data, length, crc ?? 0, uploadId);
+    if (!copies) meta.copies = false;
     const slot = this.slotAt(meta.offset)!;
     slot.expectCrc = crc;
     this.openSlots.add(slot);
@@ -563,8 +564,9 @@ export class Replica {
     if (slot.seq !== seq) return;
     slot.seq = 0;
     if (reason === 'missing') {
-      // Without an upload id no client copy can come: fetch at once instead of waiting.
-      slot.fetchAt = slot.meta.uploadId === null ? this.now : this.now + this.config.uploadDeadlineMs;
+      // Without an upload id, or when the client said it sends none, no copy can come: fetch
+      // at once instead of waiting.
+      slot.fetchAt = slot.meta.uploadId === null || slot.meta.copies === false ? this.now : this.now + this.config.uploadDeadlineMs;
       if (slot.meta.uploadId !== null) this.awaitingUpload.set(slot.meta.uploadId, slot);
     } else {
       slot.fetchTries++;

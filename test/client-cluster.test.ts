@@ -37,8 +37,9 @@ function client(t: { teardown(fn: () => unknown): void }, servers: string[], ext
   return c;
 }
 
-test.serial('offloaded appends: followers take the client copies, the leader serves no payload; without offload followers fetch', async (t) => {
-  const c = await Cluster.start(t);
+test.serial('offloaded appends: followers take the client copies, the leader serves no payload; without offload followers fetch at once', async (t) => {
+  // Followers would wait this long for a copy that a client without offload never sends.
+  const c = await Cluster.start(t, { config: { uploadDeadline: '1h' } });
   const leader = await c.waitLeader();
   const follower = c.nodes.find((n) => n !== leader)!;
   // Seeded with one follower only: the client discovers the members and the leader.
@@ -60,8 +61,9 @@ test.serial('offloaded appends: followers take the client copies, the leader ser
   t.true(served <= appended * 0.1, `followers fetched ${served} of ${appended} bytes from the leader`);
   c.compareSegments(end);
 
-  // Without offload every follower fetches every payload from the leader.
-  const plain = client(t, [leader.url], { offload: false });
+  // Without offload every follower fetches every payload from the leader, at once: the
+  // client says it sends no copies (acks=all waits for both followers' bytes).
+  const plain = client(t, [leader.url], { offload: false, acks: 'all' });
   t.false(plain.offloading);
   for (let i = 0; i < 5; i++) await plain.append(randomBytes(1024));
   const end2 = await c.waitConverged();

@@ -259,3 +259,24 @@ test('a node does not stand for election while it copies frames, and does once t
   f.step({ type: 'copyDone', start: 0, to: 0, epochs: [], ok: false });
   t.true(votes(f.step({ type: 'tick', now: 120_000 })) > 0, 'after the copy it stands');
 });
+
+test('an entry the client sends no copies of is fetched at once; one with copies waits for its upload', (t) => {
+  const data = (offset: number, uploadId: string, copies?: false): EntryMeta => ({ offset, length: 10, term: 1, kind: Kind.Data, crc: 5, uploadId, ...(copies === false ? { copies } : {}) });
+  // The leader marks the entry when the client says it uploads none.
+  const h = new Harness();
+  h.run(1000);
+  const leader = h.leader()!;
+  const allocated = h.get(leader.id).step({ type: 'appendHead', reqId: 1, uploadId: 'u0', length: 10, crc: 5, acks: 'quorum', copies: false });
+  t.deepEqual(allocated.flatMap((e) => (e.type === 'allocated' ? [e.meta.copies] : [])), [false]);
+
+  const f = follower();
+  f.step({ type: 'message', from: 'x', msg: { type: 'append', term: 1, prevEnd: 0, prevTerm: 0, entries: [], commit: 0, seq: 1 } });
+  const missing = (fx: Effect[]) => fx.flatMap((e) => (e.type === 'write' ? [{ type: 'writeFailed' as const, seq: e.seq, reason: 'missing' as const }] : []));
+  // With copies on their way: the upload is missing, and the follower waits for it.
+  const [w1] = missing(f.step({ type: 'message', from: 'x', msg: { type: 'append', term: 1, prevEnd: 0, prevTerm: 0, entries: [data(0, 'u1')], commit: 0, seq: 1 } }));
+  t.false(f.step(w1).some((e) => e.type === 'fetch'), 'waits for the client copy');
+  // Without: fetched from the leader in the same step.
+  const [w2] = missing(f.step({ type: 'message', from: 'x', msg: { type: 'append', term: 1, prevEnd: frameSize(10), prevTerm: 1, entries: [data(frameSize(10), 'u2', false)], commit: 0, seq: 1 } }));
+  const fetches = f.step(w2).filter((e) => e.type === 'fetch');
+  t.deepEqual(fetches.map((e) => e.type === 'fetch' && [e.meta.uploadId, e.peer]), [['u2', 'x']]);
+});

@@ -106,6 +106,7 @@ test('every bad input gets a 4xx JSON error and the server keeps serving with da
   await expectError(post(n.url, Buffer.from('xyz'), { 'x-loglog-crc32c': '12345' }), 400, 'checksum_mismatch');
   await expectError(post(n.url, Buffer.from('xyz'), { 'x-loglog-crc32c': 'abc' }), 400, 'bad_request');
   await expectError(post(n.url, Buffer.from('xyz'), { 'x-loglog-acks': 'some' }), 400, 'bad_request');
+  await expectError(post(n.url, Buffer.from('xyz'), { 'x-loglog-copies': 'some' }), 400, 'bad_request');
 
   const end1 = (await getJson('/v1/end')).json.end;
   await expectError(getJson('/v1/read?offset=-1'), 400, 'bad_offset');

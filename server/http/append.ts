@@ -7,7 +7,7 @@ import { HEADER_SIZE, crc32c } from '../../spec/frame.ts';
 import type { EntryMeta } from '../../spec/entry.ts';
 import { LogError } from '../../spec/errors.ts';
 import type { LogNode } from '../log-node.ts';
-import { parseAcks, parseCrc, parseUploadId } from './params.ts';
+import { parseAcks, parseCopies, parseCrc, parseUploadId } from './params.ts';
 import { sendError, sendJson } from './respond.ts';
 
 /** Chunks are coalesced to this size before a positional write. */
@@ -31,6 +31,7 @@ export function handleAppend(node: LogNode, req: IncomingMessage, res: ServerRes
   }
   const crc = parseCrc(req.headers['x-loglog-crc32c']);
   const uploadId = parseUploadId(req.headers['x-loglog-upload-id']);
+  const copies = parseCopies(req.headers['x-loglog-copies']);
   const acks = parseAcks((req.headers['x-loglog-acks'] as string | undefined) ?? url.searchParams.get('acks'));
 
   let meta: EntryMeta | null = null;
@@ -74,7 +75,7 @@ export function handleAppend(node: LogNode, req: IncomingMessage, res: ServerRes
       setImmediate(() => req.destroy());
     },
   };
-  const started = node.beginAppend({ length, crc, uploadId, acks, sink });
+  const started = node.beginAppend({ length, crc, uploadId, acks, copies, sink });
   reqId = started.reqId;
   started.result.then((r) => {
     const err = node.replyError(r);

@@ -27,6 +27,17 @@ export function parseCrc(raw: string | string[] | undefined): number | null {
   return Number(s);
 }
 
+/**
+ * `x-loglog-copies`: `none` when the client uploads no copies to the followers (they fetch
+ * the payload from a peer at once); `uploaded` (the default) when it does.
+ */
+export function parseCopies(raw: string | string[] | undefined): boolean {
+  const s = Array.isArray(raw) ? raw[0] : raw;
+  if (s === undefined || s === 'uploaded') return true;
+  if (s === 'none') return false;
+  throw new LogError('bad_request', `x-loglog-copies must be "uploaded" or "none", got "${s}"`);
+}
+
 export function parseUploadId(raw: string | string[] | undefined): string | null {
   if (raw === undefined) return null;
   const s = Array.isArray(raw) ? raw[0] : raw;
