@@ -13,7 +13,6 @@
  *   npm run bench                       (defaults)
  *   npm run bench -- single --records 1000000 --rounds 4 --singles 2000 --recovery-gib 10
  */
-import { spawn } from 'node:child_process';
 import { mkdtemp, rm, open as openFile } from 'node:fs/promises';
 import { readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -21,14 +20,14 @@ import { join } from 'node:path';
 import { LogClient, Producer } from '../client/index.ts';
 import type { LogClientOptions } from '../client/index.ts';
 import { SegmentLog } from '../server/storage/segment-log.ts';
-import { loglogdArgv } from '../server/daemon-argv.ts';
+import { spawnLoglogdChild } from '../server/daemon-argv.ts';
 import { Kind, crc32c, encodeFrame, frameSize } from '../spec/frame.ts';
 import { percentile, say, flag } from './util.ts';
 
 export interface Daemon { url: string; pid: number; stop: () => Promise<void> }
 
 export async function startDaemon(dataDir: string, args: string[] = []): Promise<Daemon> {
-  const proc = spawn(process.execPath, loglogdArgv(['--data', dataDir, '--listen', '127.0.0.1:0', ...args]), { stdio: ['ignore', 'ignore', 'pipe'] });
+  const proc = spawnLoglogdChild(['--data', dataDir, '--listen', '127.0.0.1:0', ...args]);
   let err = '';
   const url = await new Promise<string>((res, rej) => {
     proc.stderr!.on('data', (d: Buffer) => { err += d; const m = /serving (http:\/\/\S+),/.exec(err); if (m) res(m[1]); });

@@ -14,6 +14,7 @@
  * Clients do not get it. A producer's records outlive a small young generation, and the
  * same setting made the producer's process slower.
  */
+import { type ChildProcess, type StdioNull, type StdioPipe, spawn } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 
 /** The daemon's entry script. */
@@ -25,4 +26,22 @@ export const LOGLOGD_NODE_FLAGS: readonly string[] = ['--max-semi-space-size=1']
 /** Arguments for `spawn(process.execPath, ...)`: `nodeFlags` first (profiling, say), then ours. */
 export function loglogdArgv(args: readonly string[], nodeFlags: readonly string[] = []): string[] {
   return [...nodeFlags, ...LOGLOGD_NODE_FLAGS, LOGLOGD_SCRIPT, ...args];
+}
+
+/** The loglogd flag that makes it stop cleanly when its stdin closes. */
+export const STOP_ON_STDIN_CLOSE = '--stop-on-stdin-close';
+
+/**
+ * Spawns loglogd as a supervised child: its stdin is a pipe this process holds, and it runs
+ * with --stop-on-stdin-close. However this process ends (a crash, a test runner's timeout,
+ * SIGKILL), the kernel closes the pipe and the node stops cleanly, instead of living on as
+ * an orphan that holds its port and eats CPU. stderr is always a pipe (readiness is its
+ * "serving" line); stdout is ignored unless asked for.
+ */
+export function spawnLoglogdChild(args: readonly string[], opts: { nodeFlags?: readonly string[]; stdout?: StdioPipe | StdioNull; env?: NodeJS.ProcessEnv; detached?: boolean } = {}): ChildProcess {
+  return spawn(process.execPath, loglogdArgv([...args, STOP_ON_STDIN_CLOSE], opts.nodeFlags), {
+    stdio: ['pipe', opts.stdout ?? 'ignore', 'pipe'],
+    env: opts.env,
+    detached: opts.detached,
+  });
 }

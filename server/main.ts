@@ -45,7 +45,7 @@ export async function startNode(config: NodeConfig, log: (line: string) => void 
   };
 }
 
-export async function runNode(config: NodeConfig): Promise<void> {
+export async function runNode(config: NodeConfig, opts: { stopOnStdinClose?: boolean } = {}): Promise<void> {
   const say = (line: string) => process.stderr.write(`loglogd: ${line}\n`);
   const running = await startNode(config, say);
   // Handlers first: whoever reads the 'serving' line may signal at once.
@@ -61,6 +61,12 @@ export async function runNode(config: NodeConfig): Promise<void> {
   };
   process.on('SIGINT', () => onSignal('SIGINT'));
   process.on('SIGTERM', () => onSignal('SIGTERM'));
+  if (opts.stopOnStdinClose) {
+    // The supervisor holds the other end: it closes when the supervisor ends, however it ends.
+    process.stdin.on('end', () => onSignal('stdin closed'));
+    process.stdin.on('error', () => onSignal('stdin closed'));
+    process.stdin.resume();
+  }
   const r = running.node.log.recovery;
   say(`node ${config.id} serving ${running.url}, data in ${config.dataDir}`);
   say(`recovered log ${running.node.log.start}..${running.node.log.end} in ${r.ms.toFixed(1)} ms (scanned ${r.bytesScanned} bytes${r.torn ? `, cut a torn tail of ${r.truncatedBytes} bytes` : ''})`);

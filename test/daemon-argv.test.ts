@@ -4,7 +4,7 @@ import { spawn } from 'node:child_process';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { LOGLOGD_NODE_FLAGS, LOGLOGD_SCRIPT, loglogdArgv } from '../server/daemon-argv.ts';
+import { LOGLOGD_NODE_FLAGS, LOGLOGD_SCRIPT, STOP_ON_STDIN_CLOSE, loglogdArgv } from '../server/daemon-argv.ts';
 
 test('the loglogd bin runs with the same Node flags as spawned daemons', (t) => {
   const [shebang, exec] = readFileSync(LOGLOGD_SCRIPT, 'utf8').split('\n');
@@ -31,4 +31,24 @@ test('run as a program, the bin is node with those flags, under the same pid', a
 
 test('loglogdArgv puts extra Node flags first, then ours, the script and its arguments', (t) => {
   t.deepEqual(loglogdArgv(['--data', 'd'], ['--cpu-prof']), ['--cpu-prof', ...LOGLOGD_NODE_FLAGS, LOGLOGD_SCRIPT, '--data', 'd']);
+});
+
+test('a supervised loglogd stops cleanly when its supervisor is killed -9 (its stdin closes)', async (t) => {
+  const dir = await mkdtemp(join(tmpdir(), 'loglog-sup-'));
+  t.teardown(() => rm(dir, { recursive: true, force: true }));
+  // The supervisor holds the daemon's stdin pipe, as spawnLoglogdChild does, and hands it
+  // our stderr pipe, which therefore stays open exactly as long as either of them lives.
+  const argv = JSON.stringify(loglogdArgv(['--data', dir, '--listen', '127.0.0.1:0', STOP_ON_STDIN_CLOSE]));
+  const supervisor = spawn(process.execPath, ['-e', `require('node:child_process').spawn(process.execPath, ${argv}, { stdio: ['pipe', 'ignore', 'inherit'] }); setInterval(() => {}, 1000);`], { stdio: ['ignore', 'ignore', 'pipe'] });
+  t.teardown(() => { supervisor.kill('SIGKILL'); });
+  let err = '';
+  const closed = new Promise<void>((res) => supervisor.stderr!.on('end', res));
+  await new Promise<void>((res, rej) => {
+    supervisor.stderr!.on('data', (d: Buffer) => { err += d; if (/serving http/.test(err)) res(); });
+    supervisor.once('exit', (c) => rej(new Error(`supervisor exited ${c}: ${err}`)));
+  });
+  supervisor.kill('SIGKILL');
+  await closed;
+  t.regex(err, /stdin closed: syncing and closing/);
+  t.regex(err, /stopped cleanly/);
 });

@@ -138,8 +138,7 @@ test('a leader keeps fetching the bytes of a committed entry it received as a fo
   h.run(1000);
   const old = h.leader()!;
   const f = MEMBERS.find((id) => id !== old.id)!;
-  const other = MEMBERS.find((id) => id !== old.id && id !== f)!;
-  // The entry reaches `other` (upload present there) but not f.
+  // The entry reaches the third node (its upload is there) but not f.
   h.cut.add(f);
   h.uploads.add('u1');
   h.step(old.id, { type: 'appendHead', reqId: 1, uploadId: 'u1', length: 10, crc: 5, acks: 'quorum' });

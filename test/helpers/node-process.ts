@@ -3,12 +3,12 @@
  * port 0 and reports the address), its own temporary data directory, and is killed and
  * cleaned up in teardown. Readiness is the "serving" line on stderr, never a sleep.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { ExecutionContext } from 'ava';
-import { loglogdArgv } from '../../server/daemon-argv.ts';
+import { spawnLoglogdChild } from '../../server/daemon-argv.ts';
 
 /** A spawned loglogd, from the moment it is spawned (see `spawnLoglogd`). */
 export interface LoglogdProcess {
@@ -27,7 +27,7 @@ export interface LoglogdProcess {
  * starts it here: `startNode` for a single node, `ClusterNode.start` for cluster members.
  */
 export function spawnLoglogd(args: readonly string[], opts: { name?: string; env?: NodeJS.ProcessEnv; onStderr?: (chunk: string) => void } = {}): LoglogdProcess {
-  const proc = spawn(process.execPath, loglogdArgv(args), { stdio: ['ignore', 'ignore', 'pipe'], env: opts.env });
+  const proc = spawnLoglogdChild(args, { env: opts.env });
   let err = '';
   const exited = new Promise<number | null>((res) => proc.once('exit', (code) => res(code)));
   const serving = new Promise<string>((res, rej) => {

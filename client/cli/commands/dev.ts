@@ -10,13 +10,13 @@
  *
  * {@link startLocalCluster} is also what `npm run bench -- cluster` and the tests use.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { mkdirSync, readFileSync, writeFileSync, existsSync, statSync, chmodSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { join, resolve } from 'node:path';
 import { createInterface } from 'node:readline';
-import { loglogdArgv } from '../../../server/daemon-argv.ts';
+import { spawnLoglogdChild } from '../../../server/daemon-argv.ts';
 import type { CAC } from 'cac';
 import { request } from 'undici';
 import { LogError } from '../../../spec/errors.ts';
@@ -127,11 +127,7 @@ export async function startLocalCluster(opts: LocalClusterOptions): Promise<Loca
     const args = ['--data', dir, '--listen', `127.0.0.1:${port}`];
     if (n > 1) args.push('--id', id, '--peers', peers);
     args.push(...(opts.args ?? []));
-    const proc = spawn(process.execPath, loglogdArgv(args, opts.nodeArgs), {
-      stdio: ['ignore', 'pipe', 'pipe'],
-      env: { ...process.env, LOGLOG_CLUSTER_SECRET: secret },
-      detached: true,
-    });
+    const proc = spawnLoglogdChild(args, { nodeFlags: opts.nodeArgs, stdout: 'pipe', env: { ...process.env, LOGLOG_CLUSTER_SECRET: secret }, detached: true });
     let running = true;
     const exited = new Promise<number | null>((res) => proc.once('exit', (code) => { running = false; res(code); }));
     const node: LocalNode = { id, url: nodeUrl(port), port, dataDir: dir, proc, exited, get alive() { return running; } };
