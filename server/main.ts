@@ -10,8 +10,13 @@ export interface RunningNode {
   stop(): Promise<void>;
 }
 
-export async function startNode(config: NodeConfig, log: (line: string) => void = () => {}): Promise<RunningNode> {
+/**
+ * Opens and starts a node. `onFatal` is attached before the node starts: a single node's
+ * re-commit of its recovered log happens in here, and can already fail.
+ */
+export async function startNode(config: NodeConfig, log: (line: string) => void = () => {}, onFatal?: (reason: string) => void): Promise<RunningNode> {
   const node = await LogNode.open(config);
+  if (onFatal) node.on('fatal', onFatal);
   const api = createApiServer(node);
   node.on('warn', (m: string) => log(`warning: ${m}`));
   node.on('role', (r: { role: string; term: number; leader: string | null }) => log(`${config.id} is ${r.role} in term ${r.term}${r.leader && r.leader !== config.id ? ` (leader ${r.leader})` : ''}`));
@@ -47,24 +52,31 @@ export async function startNode(config: NodeConfig, log: (line: string) => void 
 
 export async function runNode(config: NodeConfig, opts: { stopOnStdinClose?: boolean } = {}): Promise<void> {
   const say = (line: string) => process.stderr.write(`loglogd: ${line}\n`);
-  const running = await startNode(config, say);
-  // Handlers first: whoever reads the 'serving' line may signal at once.
-  running.node.on('fatal', (reason: string) => {
+  let started: RunningNode | null = null;
+  const running = await startNode(config, say, (reason) => {
     say(`fatal: ${reason}; stopping so no unsynced write is acknowledged`);
-    void running.stop().finally(() => process.exit(3));
+    // Before serving nothing was acknowledged: there is nothing to stop cleanly.
+    if (!started) process.exit(3);
+    void started.stop().finally(() => process.exit(3));
   });
-  let signals = 0;
-  const onSignal = (sig: string) => {
-    if (++signals > 1) process.exit(130);
-    say(`${sig}: syncing and closing...`);
+  started = running;
+  // Handlers before the 'serving' line: whoever reads it may signal at once.
+  let stopping = false;
+  const stop = (why: string) => {
+    if (stopping) return;
+    stopping = true;
+    say(`${why}: syncing and closing...`);
     running.stop().then(() => { say('stopped cleanly'); process.exit(0); }, (e) => { say(`error while stopping: ${(e as Error).message}`); process.exit(1); });
   };
+  // A second signal while stopping means "now".
+  const onSignal = (sig: string) => (stopping ? process.exit(130) : stop(sig));
   process.on('SIGINT', () => onSignal('SIGINT'));
   process.on('SIGTERM', () => onSignal('SIGTERM'));
   if (opts.stopOnStdinClose) {
-    // The supervisor holds the other end: it closes when the supervisor ends, however it ends.
-    process.stdin.on('end', () => onSignal('stdin closed'));
-    process.stdin.on('error', () => onSignal('stdin closed'));
+    // The supervisor holds the other end: it closes when the supervisor ends, however it ends
+    // (after a supervisor's own SIGINT, it must not cut that clean stop short).
+    process.stdin.on('end', () => stop('stdin closed'));
+    process.stdin.on('error', () => stop('stdin closed'));
     process.stdin.resume();
   }
   const r = running.node.log.recovery;
