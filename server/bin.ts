@@ -20,7 +20,7 @@ cli
   .option('--body-deadline <duration>', 'Abort an append whose body is not complete after this, e.g. 10s', { type: [String] })
   .option('--retention-max-age <duration>', 'Delete whole segments older than this, e.g. 7d', { type: [String] })
   .option('--retention-max-bytes <size>', 'Delete oldest segments beyond this total size, e.g. 10GiB', { type: [String] })
-  .option('--stop-on-stdin-close', 'Stop cleanly when stdin closes: a supervisor that starts loglogd with a stdin pipe never leaves it running after its own end')
+  .option('--stop-on-stdin-close', 'Stop cleanly when stdin closes. For a supervisor that starts loglogd with a pipe on its stdin: the node never outlives it. Refused when stdin is not a pipe')
   .example('loglogd --data ./data --listen 127.0.0.1:7400')
   .example('loglogd --id n1 --data ./data/n1 --listen 127.0.0.1:7401 --peers n1=http://127.0.0.1:7401,n2=http://127.0.0.1:7402,n3=http://127.0.0.1:7403')
   .help()

@@ -37,6 +37,13 @@ export interface BodySink {
 
 type Pending = (r: ReplyResult) => void;
 
+/**
+ * How long a peer's payload fetch waits for this node's own write of that frame. A leader
+ * sends an entry's metadata before its write of the body lands (a large body goes through
+ * the threadpool), and a follower told that no client copy is coming fetches at once.
+ */
+const FETCH_WAIT_MS = 2000;
+
 /** Seeded from the OS once; the replica itself only sees a function. */
 function makeRandom(): () => number {
   let s = randomBytes(4).readUInt32LE(0) || 1;
@@ -122,12 +129,14 @@ export class LogNode extends EventEmitter {
   step(input: Input): void {
     if (this.closed) return;
     const readable = this.readableEnd();
+    const written = this.replica.writtenEnd;
     const effects = this.replica.step(input);
     for (const e of effects) this.execute(e);
     // Readers wait for the readable end, min(commit, written): on a follower the commit end
     // often arrives before the bytes (the payload is still uploading or being fetched), and
     // then it is a write, not a commit, that makes the entry readable. Wake them either way.
     if (!this.closed && this.readableEnd() > readable) this.emit('readable', this.readableEnd());
+    if (!this.closed && this.replica.writtenEnd > written) this.emit('written', this.replica.writtenEnd);
   }
 
   private execute(e: Effect): void {
@@ -237,7 +246,7 @@ export class LogNode extends EventEmitter {
    * Only in-memory bookkeeping: no frame index is loaded (a sealed segment's index reloaded
    * while its frames are not all written yet would miss the unwritten ones).
    */
-  private holdsFrame(meta: EntryMeta): boolean {
+  private holdsFrame(meta: Pick<EntryMeta, 'offset' | 'length' | 'term'>): boolean {
     return meta.offset + frameSize(meta.length) <= this.log.end && termAt(this.log.epochs, meta.offset) === meta.term;
   }
 
@@ -342,19 +351,24 @@ export class LogNode extends EventEmitter {
 
   /** Resolves when the readable end passes `offset`, or after `ms` / on abort (false). */
   waitReadable(offset: number, ms: number, signal?: AbortSignal): Promise<boolean> {
-    if (this.readableEnd() > offset) return Promise.resolve(true);
-    if (ms <= 0 || signal?.aborted) return Promise.resolve(false);
+    return this.waitUntil('readable', () => this.readableEnd() > offset, ms, signal);
+  }
+
+  /** Resolves true once `ok()` holds, checked now and on each `event`; false after `ms`, on abort or on close. */
+  private waitUntil(event: 'readable' | 'written', ok: () => boolean, ms: number, signal?: AbortSignal): Promise<boolean> {
+    if (ok()) return Promise.resolve(true);
+    if (ms <= 0 || signal?.aborted || this.closed) return Promise.resolve(false);
     return new Promise((resolve) => {
       const finish = (v: boolean) => {
         clearTimeout(timer);
-        this.off('readable', onReadable);
+        this.off(event, onEvent);
         signal?.removeEventListener('abort', onAbort);
         resolve(v);
       };
-      const onReadable = () => { if (this.readableEnd() > offset) finish(true); };
+      const onEvent = () => { if (ok()) finish(true); };
       const onAbort = () => finish(false);
-      const timer = setTimeout(() => finish(this.readableEnd() > offset), ms);
-      this.on('readable', onReadable);
+      const timer = setTimeout(() => finish(ok()), ms);
+      this.on(event, onEvent);
       signal?.addEventListener('abort', onAbort);
     });
   }
@@ -365,7 +379,14 @@ export class LogNode extends EventEmitter {
    */
   async readPayload(offset: number, length: number, term: number): Promise<Buffer> {
     const end = offset + frameSize(length);
-    if (end > this.replica.writtenEnd) throw new LogError('not_found', `no written frame at ${offset}`);
+    if (end > this.replica.writtenEnd) {
+      // Placed here but not written yet: wait for the write rather than send the peer away
+      // (it would try elsewhere and come back a heartbeat later).
+      const placed = this.holdsFrame({ offset, length, term });
+      if (!placed || !(await this.waitUntil('written', () => this.replica.writtenEnd >= end && this.holdsFrame({ offset, length, term }), FETCH_WAIT_MS))) {
+        throw new LogError('not_found', `no written frame at ${offset}`);
+      }
+    }
     // read() checks that offset is a frame start (without a synchronous index load).
     const { data } = await this.log.read(offset, end - offset, this.replica.writtenEnd).catch((e: unknown) => {
       throw e instanceof LogError && e.code === 'bad_offset' ? new LogError('not_found', `no frame starts at ${offset}`) : e;

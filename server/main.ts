@@ -1,4 +1,5 @@
 /** Starts one node: storage, replica, API server; prints how to use it; stops cleanly on signals. */
+import { fstatSync } from 'node:fs';
 import { LogNode } from './log-node.ts';
 import { createApiServer } from './http/server.ts';
 import type { NodeConfig } from './config.ts';
@@ -52,29 +53,43 @@ export async function startNode(config: NodeConfig, log: (line: string) => void 
 
 export async function runNode(config: NodeConfig, opts: { stopOnStdinClose?: boolean } = {}): Promise<void> {
   const say = (line: string) => process.stderr.write(`loglogd: ${line}\n`);
-  let started: RunningNode | null = null;
-  const running = await startNode(config, say, (reason) => {
-    say(`fatal: ${reason}; stopping so no unsynced write is acknowledged`);
-    // Before serving nothing was acknowledged: there is nothing to stop cleanly.
-    if (!started) process.exit(3);
-    void started.stop().finally(() => process.exit(3));
-  });
-  started = running;
-  // Handlers before the 'serving' line: whoever reads it may signal at once.
-  let stopping = false;
+  if (opts.stopOnStdinClose && !stdinIsPipe()) {
+    // Under a service manager stdin is /dev/null: the node would stop as soon as it started.
+    throw new Error('--stop-on-stdin-close needs stdin to be a pipe held by the supervisor; leave the flag out otherwise');
+  }
+  let running: RunningNode | null = null;
+  let stopping: Promise<void> | null = null;
+  let fatal = false;
+  // Every way out goes through here once; a fatal error, even one during a stop already
+  // under way, makes the exit code 3.
   const stop = (why: string) => {
-    if (stopping) return;
-    stopping = true;
-    say(`${why}: syncing and closing...`);
-    running.stop().then(() => { say('stopped cleanly'); process.exit(0); }, (e) => { say(`error while stopping: ${(e as Error).message}`); process.exit(1); });
+    stopping ??= (async () => {
+      say(`${why}: syncing and closing...`);
+      try {
+        await running?.stop();
+        if (!fatal) say('stopped cleanly');
+        process.exit(fatal ? 3 : 0);
+      } catch (e) {
+        say(`error while stopping: ${(e as Error).message}`);
+        process.exit(fatal ? 3 : 1);
+      }
+    })();
   };
-  // A second signal while stopping means "now".
-  const onSignal = (sig: string) => (stopping ? process.exit(130) : stop(sig));
+  running = await startNode(config, say, (reason) => {
+    say(`fatal: ${reason}; stopping so no unsynced write is acknowledged`);
+    fatal = true;
+    // Before serving nothing was acknowledged: there is nothing to stop cleanly.
+    if (!running) process.exit(3);
+    stop('fatal');
+  });
+  // Handlers before the 'serving' line: whoever reads it may signal at once. A second
+  // signal means "now"; a closing stdin only asks for the stop (a supervisor that signals
+  // and then exits closes it too, in either order).
+  let signals = 0;
+  const onSignal = (sig: string) => (++signals > 1 ? process.exit(130) : stop(sig));
   process.on('SIGINT', () => onSignal('SIGINT'));
   process.on('SIGTERM', () => onSignal('SIGTERM'));
   if (opts.stopOnStdinClose) {
-    // The supervisor holds the other end: it closes when the supervisor ends, however it ends
-    // (after a supervisor's own SIGINT, it must not cut that clean stop short).
     process.stdin.on('end', () => stop('stdin closed'));
     process.stdin.on('error', () => stop('stdin closed'));
     process.stdin.resume();
@@ -83,4 +98,14 @@ export async function runNode(config: NodeConfig, opts: { stopOnStdinClose?: boo
   say(`node ${config.id} serving ${running.url}, data in ${config.dataDir}`);
   say(`recovered log ${running.node.log.start}..${running.node.log.end} in ${r.ms.toFixed(1)} ms (scanned ${r.bytesScanned} bytes${r.torn ? `, cut a torn tail of ${r.truncatedBytes} bytes` : ''})`);
   say(`try:  echo hello | npx loglog append   then   npx loglog read --from 0   (Ctrl-C stops)`);
+}
+
+/** Whether fd 0 is a pipe or a socket (what a supervisor holds the other end of). */
+function stdinIsPipe(): boolean {
+  try {
+    const st = fstatSync(0);
+    return st.isFIFO() || st.isSocket();
+  } catch {
+    return false;
+  }
 }

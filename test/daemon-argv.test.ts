@@ -52,3 +52,32 @@ test('a supervised loglogd stops cleanly when its supervisor is killed -9 (its s
   t.regex(err, /stdin closed: syncing and closing/);
   t.regex(err, /stopped cleanly/);
 });
+
+for (const order of ['SIGINT then stdin closes', 'stdin closes then SIGINT'] as const) {
+  test(`a supervised loglogd stops cleanly (exit 0) when ${order}`, async (t) => {
+    const dir = await mkdtemp(join(tmpdir(), 'loglog-sup-'));
+    t.teardown(() => rm(dir, { recursive: true, force: true }));
+    const proc = spawn(process.execPath, loglogdArgv(['--data', dir, '--listen', '127.0.0.1:0', STOP_ON_STDIN_CLOSE]), { stdio: ['pipe', 'ignore', 'pipe'] });
+    t.teardown(() => { proc.kill('SIGKILL'); });
+    let err = '';
+    const exited = new Promise<number | null>((res) => proc.once('exit', res));
+    await new Promise<void>((res, rej) => {
+      proc.stderr!.on('data', (d: Buffer) => { err += d; if (/serving http/.test(err)) res(); });
+      void exited.then((c) => rej(new Error(`exited ${c}: ${err}`)));
+    });
+    if (order === 'SIGINT then stdin closes') { proc.kill('SIGINT'); proc.stdin!.destroy(); } else { proc.stdin!.destroy(); proc.kill('SIGINT'); }
+    t.is(await exited, 0, err);
+    t.regex(err, /stopped cleanly/);
+  });
+}
+
+test('--stop-on-stdin-close is refused when stdin is not a pipe (a service manager\'s /dev/null would stop the node at once)', async (t) => {
+  const dir = await mkdtemp(join(tmpdir(), 'loglog-sup-'));
+  t.teardown(() => rm(dir, { recursive: true, force: true }));
+  const proc = spawn(process.execPath, loglogdArgv(['--data', dir, '--listen', '127.0.0.1:0', STOP_ON_STDIN_CLOSE]), { stdio: ['ignore', 'ignore', 'pipe'] });
+  let err = '';
+  proc.stderr!.on('data', (d: Buffer) => { err += d; });
+  const code = await new Promise<number | null>((res) => proc.once('exit', res));
+  t.is(code, 1);
+  t.regex(err, /^loglogd: --stop-on-stdin-close needs stdin to be a pipe/m);
+});

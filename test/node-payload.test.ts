@@ -1,0 +1,36 @@
+/**
+ * The executor's side of a peer's payload fetch (server/log-node.ts `readPayload`): a leader
+ * sends an entry's metadata before its own write of the body lands, and a follower that
+ * expects no client copy fetches at once, so the fetch may come first and must wait.
+ */
+import test from 'ava';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { LogNode } from '../server/log-node.ts';
+import { DEFAULT_NODE_CONFIG } from '../server/config.ts';
+import { crc32c } from '../spec/frame.ts';
+import type { EntryMeta } from '../spec/entry.ts';
+import { LogError } from '../spec/errors.ts';
+
+test('a fetch of a frame placed but not written yet waits for the write; one of a frame never placed is refused', async (t) => {
+  const dir = await mkdtemp(join(tmpdir(), 'loglog-payload-'));
+  t.teardown(() => rm(dir, { recursive: true, force: true }));
+  const node = await LogNode.open({ ...DEFAULT_NODE_CONFIG, dataDir: dir });
+  t.teardown(() => node.close());
+  node.start(null);
+  await node.waitReadable(0, 5000); // the cluster of one has committed its first noop
+
+  const body = Buffer.alloc(100_000, 9);
+  let meta: EntryMeta | null = null;
+  const { reqId, result } = node.beginAppend({ length: body.length, crc: crc32c(body), uploadId: 'u1', acks: 'leader', sink: { start: (m) => { meta = m; }, cancel() {} } });
+  if (!meta) throw new Error('not allocated');
+  const m: EntryMeta = meta;
+  // The body has not arrived: the frame is placed, not written.
+  const fetched = node.readPayload(m.offset, m.length, m.term);
+  const wrong = node.readPayload(m.offset, m.length + 1, m.term).then(() => 'served', (e: unknown) => (e instanceof LogError ? e.code : String(e)));
+  node.bodyDone(reqId, true, crc32c(body), { offset: m.offset, chunks: [body] });
+  t.true((await fetched).equals(body), 'served once written');
+  t.is(await wrong, 'not_found', 'a frame that is not there is refused');
+  t.is((await result).type, 'appended');
+});
