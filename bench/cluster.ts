@@ -78,7 +78,7 @@ export async function benchCluster(argv: string[]): Promise<Record<string, unkno
     const base1k = await baseline(work, recordSize, 4 * 1024 * 1024);
     say(`baseline (this machine, same run): ${base.mbps.toFixed(1)} MB/s writing ${(run.avgEntryBytes / 1024).toFixed(0)} KiB blocks with fdatasync each; one 1 KiB write + fdatasync p50 ${base1k.p50.toFixed(2)} ms, p99 ${base1k.p99.toFixed(2)} ms`);
     const ratio = run.mbps / base.mbps;
-    say(`  ratio loglog cluster/baseline: ${ratio.toFixed(2)} MB/s; single append p50 = ${(one.p50 / base1k.p50).toFixed(1)} x one fdatasync`);
+    say(`  ratio loglog cluster/baseline: ${ratio.toFixed(2)} (MB/s over MB/s); single append p50 = ${(one.p50 / base1k.p50).toFixed(1)} x one fdatasync`);
     if (profileDir) say(`CPU profiles in ${profileDir}`);
     return {
       bench: 'cluster', nodes: 3, acks: 'quorum', offload, records, recordBytes: recordSize,
