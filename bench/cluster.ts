@@ -22,6 +22,7 @@ import { request } from 'undici';
 import { freePortRange, startLocalCluster, type LocalNode } from '../client/cli/commands/dev.ts';
 import { baseline, producerRun, singleAppends } from './single.ts';
 import { flag, say } from './util.ts';
+import { comparePeers } from './redis-peer.ts';
 
 interface Traffic { appendedBytes: number; peerSentBytes: number; peerMessageBytes: number; peerPayloadBytes: number; peerCopyBytes: number }
 
@@ -79,6 +80,7 @@ export async function benchCluster(argv: string[]): Promise<Record<string, unkno
     say(`baseline (this machine, same run): ${base.mbps.toFixed(1)} MB/s writing ${(run.avgEntryBytes / 1024).toFixed(0)} KiB blocks with fdatasync each; one 1 KiB write + fdatasync p50 ${base1k.p50.toFixed(2)} ms, p99 ${base1k.p99.toFixed(2)} ms`);
     const ratio = run.mbps / base.mbps;
     say(`  ratio loglog cluster/baseline: ${ratio.toFixed(2)} (MB/s over MB/s); single append p50 = ${(one.p50 / base1k.p50).toFixed(1)} x one fdatasync`);
+    const peers = await comparePeers(work, { singleP50Ms: one.p50, mbPerSec: run.mbps, what: 'loglog 3 nodes (quorum)' });
     if (profileDir) say(`CPU profiles in ${profileDir}`);
     return {
       bench: 'cluster', nodes: 3, acks: 'quorum', offload, records, recordBytes: recordSize,
@@ -90,6 +92,7 @@ export async function benchCluster(argv: string[]): Promise<Record<string, unkno
       singles, singleP50Ms: +one.p50.toFixed(3), singleP99Ms: +one.p99.toFixed(3), singleP50TargetMs: 1.5,
       baselineMbPerSec: +base.mbps.toFixed(1), ratioToBaseline: +ratio.toFixed(2),
       baselineSync1KiBP50Ms: +base1k.p50.toFixed(3), baselineSync1KiBP99Ms: +base1k.p99.toFixed(3),
+      peers,
     };
   } finally {
     await cluster.stop();

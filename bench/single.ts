@@ -23,6 +23,7 @@ import { SegmentLog } from '../server/storage/segment-log.ts';
 import { spawnLoglogdChild } from '../server/daemon-argv.ts';
 import { Kind, crc32c, encodeFrame, frameSize } from '../spec/frame.ts';
 import { percentile, say, flag } from './util.ts';
+import { comparePeers } from './redis-peer.ts';
 
 export interface Daemon { url: string; pid: number; stop: () => Promise<void> }
 
@@ -200,6 +201,7 @@ export async function benchSingle(argv: string[]): Promise<Record<string, unknow
     say(`  ratio loglog/baseline: ${ratio.toFixed(2)} (target >= 0.6)`);
     say(`  single appends (${singles} of ${recordSize} B, one at a time): p50 ${one.p50.toFixed(2)} ms, p99 ${one.p99.toFixed(2)} ms`);
     say(`  CPU per MiB: client ${cpu.client.toFixed(2)} ms + server ${cpu.server.toFixed(2)} ms; the baseline ${cpu.baseline.toFixed(2)} ms (2 cores: the sum bounds the rate)`);
+    const peers = await comparePeers(work, { singleP50Ms: one.p50, mbPerSec: mbps, what: 'loglog single node' });
 
     say(`recovery: reopen time of a 10 MiB log vs a ${recoveryGiB} GiB log (real bytes, 1 MiB frames, 64 MiB segments)`);
     const small = await recoveryTime(join(work, 'small'), 10 * 1024 * 1024);
@@ -216,6 +218,7 @@ export async function benchSingle(argv: string[]): Promise<Record<string, unknow
       singles, singleP50Ms: +one.p50.toFixed(3), singleP99Ms: +one.p99.toFixed(3),
       cpuMsPerMiB: { client: +cpu.client.toFixed(2), server: +cpu.server.toFixed(2), baseline: +cpu.baseline.toFixed(2) },
       recoveryMsSmall: +small.ms.toFixed(1), recoveryMsBig: +big.ms.toFixed(1), recoveryBigGiB: recoveryGiB,
+      peers,
     };
   } finally {
     await rm(work, { recursive: true, force: true });
