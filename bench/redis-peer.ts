@@ -34,13 +34,16 @@ export async function redisPeer(parent: string, opts: { singles: number; records
     '--port', String(port), '--bind', '127.0.0.1', '--dir', dir, '--save', '',
     '--appendonly', 'yes', '--appendfsync', 'always', '--daemonize', 'no', '--logfile', '',
   ], { stdio: ['ignore', 'pipe', 'pipe'] });
+  // Made now: redis-server may exit on its own (a taken port, say) before anyone waits.
+  const exited = new Promise<void>((r) => proc.once('exit', () => r()));
   const kill = () => proc.kill('SIGKILL');
   process.once('exit', kill);
   try {
     await new Promise<void>((resolve, reject) => {
       let out = '';
-      proc.stdout!.on('data', (d: Buffer) => { out += d; if (/Ready to accept connections/.test(out)) resolve(); });
-      proc.once('exit', (code) => reject(new Error(`redis-server exited (${code}) before it was ready:\n${out.slice(-2000)}`)));
+      const timer = setTimeout(() => reject(new Error(`redis-server was not ready within 10 s:\n${out.slice(-2000)}`)), 10_000);
+      proc.stdout!.on('data', (d: Buffer) => { out += d; if (/Ready to accept connections/.test(out)) { clearTimeout(timer); resolve(); } });
+      void exited.then(() => { clearTimeout(timer); reject(new Error(`redis-server exited (${proc.exitCode ?? proc.signalCode}) before it was ready:\n${out.slice(-2000)}`)); });
     });
     const conn = await RespConnection.open(port);
     try {
@@ -66,9 +69,10 @@ export async function redisPeer(parent: string, opts: { singles: number; records
     }
   } finally {
     process.off('exit', kill);
-    const exited = new Promise((r) => proc.once('exit', r));
     proc.kill('SIGTERM');
+    const killer = setTimeout(kill, 5000);
     await exited;
+    clearTimeout(killer);
     await rm(dir, { recursive: true, force: true });
   }
 }
@@ -87,6 +91,14 @@ class RespConnection {
   private constructor(private readonly socket: Socket) {
     socket.setNoDelay(true);
     socket.on('data', (d: Buffer) => this.onData(d));
+    // Redis gone mid-run: fail every call still waiting rather than hang the benchmark.
+    const lost = (e?: Error) => {
+      const ws = this.waiters;
+      this.waiters = [];
+      for (const w of ws) w(e ?? new Error('redis closed the connection'));
+    };
+    socket.on('error', lost);
+    socket.on('close', () => lost());
   }
 
   static open(port: number): Promise<RespConnection> {
@@ -97,6 +109,7 @@ class RespConnection {
   }
 
   call(cmd: Buffer): Promise<void> {
+    if (this.socket.destroyed) return Promise.reject(new Error('redis closed the connection'));
     return new Promise((resolve, reject) => {
       this.waiters.push((err) => (err ? reject(err) : resolve()));
       this.socket.write(cmd);
@@ -105,6 +118,7 @@ class RespConnection {
 
   /** Sends `total` copies of `cmd`, `inFlight` outstanding at a time; resolves on the last reply. */
   async pipeline(cmd: Buffer, total: number, inFlight: number): Promise<void> {
+    if (this.socket.destroyed) throw new Error('redis closed the connection');
     let sent = 0;
     await new Promise<void>((resolve, reject) => {
       let done = 0;
@@ -153,7 +167,14 @@ class RespConnection {
 export async function comparePeers(work: string, loglog: { singleP50Ms: number; mbPerSec: number; what: string }): Promise<Record<string, unknown>> {
   const opts = { singles: 2000, records: 100_000, recordSize: 1024, inFlight: 256 };
   say(`peer, same run: Redis Streams, XADD of ${opts.recordSize} B records with appendfsync always (one node)`);
-  const r = await redisPeer(work, opts);
+  let r: RedisFigures | null;
+  try {
+    r = await redisPeer(work, opts);
+  } catch (e) {
+    // loglog's own figures stand without the peer's.
+    say(`  failed: ${(e as Error).message}`);
+    return { redis: { error: (e as Error).message } };
+  }
   if (!r) {
     say('  skipped: redis-server is not installed (Debian: apt install redis-server)');
     return { redis: null };

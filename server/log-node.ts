@@ -362,13 +362,15 @@ export class LogNode extends EventEmitter {
       const finish = (v: boolean) => {
         clearTimeout(timer);
         this.off(event, onEvent);
+        this.off('closing', onAbort);
         signal?.removeEventListener('abort', onAbort);
         resolve(v);
       };
       const onEvent = () => { if (ok()) finish(true); };
       const onAbort = () => finish(false);
-      const timer = setTimeout(() => finish(ok()), ms);
+      const timer = setTimeout(() => finish(!this.closed && ok()), ms);
       this.on(event, onEvent);
+      this.once('closing', onAbort);
       signal?.addEventListener('abort', onAbort);
     });
   }
@@ -468,10 +470,14 @@ export class LogNode extends EventEmitter {
     if (this.retentionTimer) clearInterval(this.retentionTimer);
     for (const sink of this.bodies.values()) sink.cancel();
     this.closed = true;
-    await this.transport?.close();
-    await this.log.close();
-    await this.fatesFile.close();
-    for (const [, p] of this.pending) p({ type: 'error', code: 'unavailable', message: 'the node is shutting down' });
-    this.pending.clear();
+    this.emit('closing');
+    try {
+      await this.transport?.close();
+      await this.log.close();
+    } finally {
+      await this.fatesFile.close();
+      for (const [, p] of this.pending) p({ type: 'error', code: 'unavailable', message: 'the node is shutting down' });
+      this.pending.clear();
+    }
   }
 }

@@ -70,8 +70,9 @@ export async function runNode(config: NodeConfig, opts: { stopOnStdinClose?: boo
         if (!fatal) say('stopped cleanly');
         process.exit(fatal ? 3 : 0);
       } catch (e) {
+        // A log that failed (an fdatasync, say) may not hold what it wrote: as fatal as any.
         say(`error while stopping: ${(e as Error).message}`);
-        process.exit(fatal ? 3 : 1);
+        process.exit(3);
       }
     })();
   };
@@ -86,7 +87,7 @@ export async function runNode(config: NodeConfig, opts: { stopOnStdinClose?: boo
   // signal means "now"; a closing stdin only asks for the stop (a supervisor that signals
   // and then exits closes it too, in either order).
   let signals = 0;
-  const onSignal = (sig: string) => (++signals > 1 ? process.exit(130) : stop(sig));
+  const onSignal = (sig: string) => (++signals > 1 ? process.exit(fatal ? 3 : 130) : stop(sig));
   process.on('SIGINT', () => onSignal('SIGINT'));
   process.on('SIGTERM', () => onSignal('SIGTERM'));
   if (opts.stopOnStdinClose) {

@@ -188,3 +188,18 @@ test('small frames (written inline) and large ones (threadpool) read back identi
   t.deepEqual(frames.map((f) => f.offset), offsets);
   t.deepEqual(frames.map((f) => crc32c(f.payload)), sizes.map((n) => crc32c(payload(n, n))));
 });
+
+test.serial('close waits for a sync in flight and throws its failure, so nobody reports a clean stop', async (t) => {
+  const dir = await tmpDir(t);
+  const log = await openLog(t, dir);
+  await append(log, 1, payload(0, 100));
+  const real = fs.fdatasync;
+  // The disk fails the next fdatasync, a little later.
+  fs.fdatasync = ((_fd: number, cb: (err: NodeJS.ErrnoException | null) => void) => {
+    setTimeout(() => cb(Object.assign(new Error('EIO: i/o error, fdatasync'), { code: 'EIO' })), 50);
+  }) as typeof fs.fdatasync;
+  t.teardown(() => { fs.fdatasync = real; });
+  const syncing = log.sync().then(() => 'synced', (e: Error) => e.message);
+  await t.throwsAsync(log.close(), { message: /EIO/ });
+  t.regex(await syncing, /EIO/);
+});

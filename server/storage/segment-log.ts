@@ -117,6 +117,8 @@ export class SegmentLog {
   private readonly dirty = new Set<Segment>();
   private dirDirty = false;
   private readonly inflight = new Set<InflightWrite>();
+  /** Syncs in flight (settled promises). */
+  private readonly syncs = new Set<Promise<void>>();
   /** Settles when the last truncation's file work is done; later writes wait for it. */
   private barrier: Promise<void> | null = null;
   /** Bumped by every truncation: background work started before one must not publish. */
@@ -330,7 +332,17 @@ export class SegmentLog {
    * permanent: after a failed fsync the kernel may have dropped the dirty pages, so a retry
    * could "succeed" without the data; the log refuses further use and must be reopened.
    */
-  async sync(): Promise<void> {
+  sync(): Promise<void> {
+    const p = this.syncNow();
+    // close() waits for these: an fd must not close under a running fdatasync, and a failure
+    // it reports must not be missed by whoever closes the log.
+    const settled = p.then(noop, noop);
+    this.syncs.add(settled);
+    void settled.then(() => this.syncs.delete(settled));
+    return p;
+  }
+
+  private async syncNow(): Promise<void> {
     if (this.failure) throw this.failure;
     const upTo = this.written.value;
     const gen = this.gen;
@@ -549,11 +561,17 @@ export class SegmentLog {
   }
 
   /** Syncs, checkpoints and closes every file. The log is unusable afterwards. */
+  /**
+   * Waits for writes and syncs in flight, syncs the rest, closes every file. Throws the
+   * log's failure, if it has one (a failed fdatasync, say): what was written may not be
+   * durable, and whoever closes must not report a clean stop.
+   */
   async close(): Promise<void> {
     if (this.closing) return;
     this.closing = true;
     while (this.barrier) await this.barrier;
     await Promise.all([...this.inflight].map((w) => w.settled));
+    await Promise.all([...this.syncs]);
     if (!this.failure) {
       await this.sync();
       await this.checkpointNow();
@@ -568,6 +586,7 @@ export class SegmentLog {
       if (s.fd !== null) await close(s.fd);
       s.fd = null;
     }
+    if (this.failure) throw this.failure;
   }
 
   // ------------------------------------------------------------------ internals
