@@ -20,9 +20,10 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { request } from 'undici';
 import { freePortRange, startLocalCluster, type LocalNode } from '../client/cli/commands/dev.ts';
-import { baseline, producerRun, singleAppends } from './single.ts';
+import { baseline, producerRun } from './single.ts';
 import { flag, say } from './util.ts';
-import { comparePeers } from './redis-peer.ts';
+import { startRedisPeer } from './redis-peer.ts';
+import { type LatencyRounds, latencyRounds, reportLatency, reportRedis } from './latency.ts';
 
 interface Traffic { appendedBytes: number; peerSentBytes: number; peerMessageBytes: number; peerPayloadBytes: number; peerCopyBytes: number }
 
@@ -68,19 +69,30 @@ export async function benchCluster(argv: string[]): Promise<Record<string, unkno
     say(`  loglog:   ${run.recordsPerSec.toFixed(0)} records/s, ${run.mbps.toFixed(1)} MB/s, ack p50 ${run.p50.toFixed(2)} ms, p99 ${run.p99.toFixed(2)} ms (${run.entries} entries of ~${(run.avgEntryBytes / 1024).toFixed(0)} KiB)`);
     say(`  leader egress: ${eg.peerSentBytes} B to peers (messages ${eg.peerMessageBytes}, payloads ${eg.peerPayloadBytes}, catch-up ${eg.peerCopyBytes}) for ${eg.appendedBytes} B appended: ratio ${egress.toFixed(4)} (target <= 0.02)`);
 
-    say(`single appends: ${singles} appends of ${recordSize} B, one at a time`);
-    const one = await singleAppends(servers, singles, recordSize, offload);
-    say(`  loglog:   p50 ${one.p50.toFixed(2)} ms, p99 ${one.p99.toFixed(2)} ms, mean ${one.mean.toFixed(2)} ms (target p50 <= 1.5 ms)`);
+    const redis = await startRedisPeer(work);
+    say(`single appends: ${singles} appends of ${recordSize} B, one at a time, in 4 rounds alternating with the machine's write + fdatasync${redis ? ' and Redis' : ''}`);
+    let lat: LatencyRounds;
+    try {
+      lat = await latencyRounds({ servers, offload, work, size: recordSize, n: singles, rounds: 4, warmup: Number(flag(argv, '--warmup', '2000')), redis });
+    } catch (e) {
+      await redis?.stop();
+      throw e;
+    }
+    const latency = reportLatency(lat, singles, recordSize, 1.5);
 
     const codes = await cluster.stop();
     if (codes.some((c) => c !== 0)) say(`  note: node exit codes ${codes.join(', ')}`);
+    let peers: Record<string, unknown>;
+    try {
+      peers = await reportRedis(redis, lat, { mbPerSec: run.mbps, what: 'loglog 3 nodes (quorum)' });
+    } finally {
+      await redis?.stop();
+    }
 
     const base = await baseline(work, Math.round(run.avgEntryBytes), Math.min(records * recordSize, 256 * 1024 * 1024));
-    const base1k = await baseline(work, recordSize, 4 * 1024 * 1024);
-    say(`baseline (this machine, same run): ${base.mbps.toFixed(1)} MB/s writing ${(run.avgEntryBytes / 1024).toFixed(0)} KiB blocks with fdatasync each; one 1 KiB write + fdatasync p50 ${base1k.p50.toFixed(2)} ms, p99 ${base1k.p99.toFixed(2)} ms`);
+    say(`baseline (this machine, same run): ${base.mbps.toFixed(1)} MB/s writing ${(run.avgEntryBytes / 1024).toFixed(0)} KiB blocks with fdatasync each`);
     const ratio = run.mbps / base.mbps;
-    say(`  ratio loglog cluster/baseline: ${ratio.toFixed(2)} (MB/s over MB/s); single append p50 = ${(one.p50 / base1k.p50).toFixed(1)} x one fdatasync`);
-    const peers = await comparePeers(work, { singleP50Ms: one.p50, mbPerSec: run.mbps, what: 'loglog 3 nodes (quorum)' });
+    say(`  ratio loglog cluster/baseline: ${ratio.toFixed(2)} (MB/s over MB/s)`);
     if (profileDir) say(`CPU profiles in ${profileDir}`);
     return {
       bench: 'cluster', nodes: 3, acks: 'quorum', offload, records, recordBytes: recordSize,
@@ -89,9 +101,8 @@ export async function benchCluster(argv: string[]): Promise<Record<string, unkno
       entries: run.entries, avgEntryBytes: Math.round(run.avgEntryBytes),
       leaderPeerBytes: eg.peerSentBytes, leaderPeerPayloadBytes: eg.peerPayloadBytes, leaderPeerMessageBytes: eg.peerMessageBytes,
       appendedBytes: eg.appendedBytes, egressRatio: +egress.toFixed(4), egressTarget: 0.02,
-      singles, singleP50Ms: +one.p50.toFixed(3), singleP99Ms: +one.p99.toFixed(3), singleP50TargetMs: 1.5,
+      ...latency, singleP50TargetMs: 1.5,
       baselineMbPerSec: +base.mbps.toFixed(1), ratioToBaseline: +ratio.toFixed(2),
-      baselineSync1KiBP50Ms: +base1k.p50.toFixed(3), baselineSync1KiBP99Ms: +base1k.p99.toFixed(3),
       peers,
     };
   } finally {

@@ -23,7 +23,8 @@ import { SegmentLog } from '../server/storage/segment-log.ts';
 import { spawnLoglogdChild } from '../server/daemon-argv.ts';
 import { Kind, crc32c, encodeFrame, frameSize } from '../spec/frame.ts';
 import { percentile, say, flag } from './util.ts';
-import { comparePeers } from './redis-peer.ts';
+import { startRedisPeer } from './redis-peer.ts';
+import { latencyRounds, reportLatency, reportRedis } from './latency.ts';
 
 export interface Daemon { url: string; pid: number; stop: () => Promise<void> }
 
@@ -119,22 +120,6 @@ export async function producerRun(servers: string | string[], records: number, r
   };
 }
 
-/** `n` appends of `size` bytes, one at a time (after 50 to warm up): latency p50/p99/mean, ms. */
-export async function singleAppends(servers: string[], n: number, size: number, offload = true): Promise<{ p50: number; p99: number; mean: number }> {
-  const client = new LogClient({ servers, acks: 'quorum', offload: offload ? undefined : false });
-  const payload = Buffer.alloc(size, 0x61);
-  for (let i = 0; i < 50; i++) await client.append(payload); // warm up connections and the JIT
-  const lat = new Float64Array(n);
-  for (let i = 0; i < n; i++) {
-    const t0 = performance.now();
-    await client.append(payload);
-    lat[i] = performance.now() - t0;
-  }
-  await client.close();
-  const sorted = Array.from(lat).sort((a, b) => a - b);
-  return { p50: percentile(sorted, 0.5), p99: percentile(sorted, 0.99), mean: sorted.reduce((x, y) => x + y, 0) / n };
-}
-
 /** Builds a log of `bytes` real bytes (1 MiB frames) with SegmentLog, then times a reopen. */
 async function recoveryTime(dir: string, bytes: number): Promise<{ ms: number; bytesScanned: number; segments: number }> {
   const log = await SegmentLog.open(dir, {});
@@ -183,9 +168,6 @@ export async function benchSingle(argv: string[]): Promise<Record<string, unknow
       runs.push(run);
       bases.push(base);
     }
-    const singles = Number(flag(argv, '--singles', '2000'));
-    const one = await singleAppends([daemon.url], singles, recordSize);
-    await daemon.stop();
     const sum = (xs: number[]) => xs.reduce((a, b) => a + b, 0);
     const seconds = sum(runs.map((x) => x.seconds));
     const bytes = rounds * perRound * recordSize;
@@ -199,9 +181,21 @@ export async function benchSingle(argv: string[]): Promise<Record<string, unknow
     say(`  loglog:   ${(rounds * perRound / seconds).toFixed(0)} records/s, ${mbps.toFixed(1)} MB/s, ack p50 ${p50.toFixed(2)} ms, p99 ${p99.toFixed(2)} ms (p50: median of the rounds, p99: worst round)`);
     say(`  baseline: ${baseMbps.toFixed(1)} MB/s, the same volume with fdatasync after each block`);
     say(`  ratio loglog/baseline: ${ratio.toFixed(2)} (target >= 0.6)`);
-    say(`  single appends (${singles} of ${recordSize} B, one at a time): p50 ${one.p50.toFixed(2)} ms, p99 ${one.p99.toFixed(2)} ms`);
     say(`  CPU per MiB: client ${cpu.client.toFixed(2)} ms + server ${cpu.server.toFixed(2)} ms; the baseline ${cpu.baseline.toFixed(2)} ms (2 cores: the sum bounds the rate)`);
-    const peers = await comparePeers(work, { singleP50Ms: one.p50, mbPerSec: mbps, what: 'loglog single node' });
+
+    const singles = Number(flag(argv, '--singles', '2000'));
+    const redis = await startRedisPeer(work);
+    let latency: Record<string, unknown>;
+    let peers: Record<string, unknown>;
+    try {
+      say(`single appends: ${singles} of ${recordSize} B, one at a time, in 4 rounds alternating with the machine's write + fdatasync${redis ? ' and Redis' : ''}`);
+      const lat = await latencyRounds({ servers: [daemon.url], work, size: recordSize, n: singles, rounds: 4, warmup: Number(flag(argv, '--warmup', '2000')), redis });
+      latency = reportLatency(lat, singles, recordSize);
+      await daemon.stop();
+      peers = await reportRedis(redis, lat, { mbPerSec: mbps, what: 'loglog single node' });
+    } finally {
+      await redis?.stop();
+    }
 
     say(`recovery: reopen time of a 10 MiB log vs a ${recoveryGiB} GiB log (real bytes, 1 MiB frames, 64 MiB segments)`);
     const small = await recoveryTime(join(work, 'small'), 10 * 1024 * 1024);
@@ -215,7 +209,7 @@ export async function benchSingle(argv: string[]): Promise<Record<string, unknow
       ackP50Ms: +p50.toFixed(2), ackP99Ms: +p99.toFixed(2),
       baselineMbPerSec: +baseMbps.toFixed(1), ratioToBaseline: +ratio.toFixed(2),
       roundsMbPerSec: runs.map((x) => +x.mbps.toFixed(1)), roundsBaselineMbPerSec: bases.map((b) => +b.mbps.toFixed(1)),
-      singles, singleP50Ms: +one.p50.toFixed(3), singleP99Ms: +one.p99.toFixed(3),
+      ...latency,
       cpuMsPerMiB: { client: +cpu.client.toFixed(2), server: +cpu.server.toFixed(2), baseline: +cpu.baseline.toFixed(2) },
       recoveryMsSmall: +small.ms.toFixed(1), recoveryMsBig: +big.ms.toFixed(1), recoveryBigGiB: recoveryGiB,
       peers,
