@@ -155,6 +155,9 @@ export async function benchSingle(argv: string[]): Promise<Record<string, unknow
   try {
     say(`single node: ${records} records of ${recordSize} B through the Producer, acks after fdatasync, in ${rounds} rounds alternating with the baseline`);
     const daemon = await startDaemon(join(work, 'node'));
+    // Unmeasured: V8 compiles the append path on both sides as it runs (see bench/latency.ts).
+    const warm = await producerRun(daemon.url, 65_536, recordSize);
+    say(`  warm-up: 64 MiB at ${warm.mbps.toFixed(1)} MB/s (not counted)`);
     const runs: ProducerRunResult[] = [];
     const bases: BaselineResult[] = [];
     let serverCpu = 0;
