@@ -20,10 +20,10 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { request } from 'undici';
 import { freePortRange, startLocalCluster, type LocalNode } from '../client/cli/commands/dev.ts';
-import { baseline, producerRun } from './single.ts';
+import { producerRun } from './single.ts';
+import { baseline } from './baseline.ts';
 import { flag, say } from './util.ts';
-import { startRedisPeer } from './redis-peer.ts';
-import { type LatencyRounds, latencyRounds, reportLatency, reportRedis } from './latency.ts';
+import { singleAppendsReport } from './latency.ts';
 
 interface Traffic { appendedBytes: number; peerSentBytes: number; peerMessageBytes: number; peerPayloadBytes: number; peerCopyBytes: number }
 
@@ -69,25 +69,14 @@ export async function benchCluster(argv: string[]): Promise<Record<string, unkno
     say(`  loglog:   ${run.recordsPerSec.toFixed(0)} records/s, ${run.mbps.toFixed(1)} MB/s, ack p50 ${run.p50.toFixed(2)} ms, p99 ${run.p99.toFixed(2)} ms (${run.entries} entries of ~${(run.avgEntryBytes / 1024).toFixed(0)} KiB)`);
     say(`  leader egress: ${eg.peerSentBytes} B to peers (messages ${eg.peerMessageBytes}, payloads ${eg.peerPayloadBytes}, catch-up ${eg.peerCopyBytes}) for ${eg.appendedBytes} B appended: ratio ${egress.toFixed(4)} (target <= 0.02)`);
 
-    const redis = await startRedisPeer(work);
-    say(`single appends: ${singles} appends of ${recordSize} B, one at a time, in 4 rounds alternating with the machine's write + fdatasync${redis ? ' and Redis' : ''}`);
-    let lat: LatencyRounds;
-    try {
-      lat = await latencyRounds({ servers, offload, work, size: recordSize, n: singles, rounds: 4, warmup: Number(flag(argv, '--warmup', '2000')), redis });
-    } catch (e) {
-      await redis?.stop();
-      throw e;
-    }
-    const latency = reportLatency(lat, singles, recordSize, 1.5);
-
-    const codes = await cluster.stop();
-    if (codes.some((c) => c !== 0)) say(`  note: node exit codes ${codes.join(', ')}`);
-    let peers: Record<string, unknown>;
-    try {
-      peers = await reportRedis(redis, lat, { mbPerSec: run.mbps, what: 'loglog 3 nodes (quorum)' });
-    } finally {
-      await redis?.stop();
-    }
+    const { latency, peers } = await singleAppendsReport({
+      servers, offload, work, size: recordSize, n: singles, warmup: Number(flag(argv, '--warmup', '2000')), target: 1.5,
+      throughput: { mbPerSec: run.mbps, what: 'loglog 3 nodes (quorum)' },
+      stopLoglog: async () => {
+        const codes = await cluster.stop();
+        if (codes.some((c) => c !== 0)) say(`  note: node exit codes ${codes.join(', ')}`);
+      },
+    });
 
     const base = await baseline(work, Math.round(run.avgEntryBytes), Math.min(records * recordSize, 256 * 1024 * 1024));
     say(`baseline (this machine, same run): ${base.mbps.toFixed(1)} MB/s writing ${(run.avgEntryBytes / 1024).toFixed(0)} KiB blocks with fdatasync each`);

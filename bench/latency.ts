@@ -10,10 +10,9 @@
  * appends: measured here, the p50 of 1,500 appends after a cold start was 1.76 ms and the
  * next 4,500 gave 1.03-1.09 ms. A node that has served a few seconds of appends is past it.
  */
-import { open as openFile, rm } from 'node:fs/promises';
-import { join } from 'node:path';
 import { LogClient } from '../client/index.ts';
-import type { RedisPeer } from './redis-peer.ts';
+import { baseline } from './baseline.ts';
+import { type RedisPeer, startRedisPeer } from './redis-peer.ts';
 import { percentile, say } from './util.ts';
 
 export interface LatencyStats { p50: number; p99: number; mean: number }
@@ -29,16 +28,25 @@ export interface LatencyRounds {
   warmup: LatencyStats & { n: number };
 }
 
-export function latencyStats(xs: number[]): LatencyStats {
+function latencyStats(xs: number[]): LatencyStats {
   const sorted = xs.slice().sort((a, b) => a - b);
   return { p50: percentile(sorted, 0.5), p99: percentile(sorted, 0.99), mean: sorted.reduce((a, b) => a + b, 0) / Math.max(1, sorted.length) };
 }
 
-export async function latencyRounds(o: { servers: string[]; offload?: boolean; work: string; size: number; n: number; rounds: number; warmup: number; redis: RedisPeer | null }): Promise<LatencyRounds> {
+/** Times `n` appends of `payload`, one at a time (ms each). */
+async function timeAppends(client: LogClient, payload: Buffer, n: number): Promise<number[]> {
+  const lat: number[] = [];
+  for (let i = 0; i < n; i++) {
+    const t0 = performance.now();
+    await client.append(payload);
+    lat.push(performance.now() - t0);
+  }
+  return lat;
+}
+
+async function latencyRounds(o: { servers: string[]; offload?: boolean; work: string; size: number; n: number; rounds: number; warmup: number; redis: RedisPeer | null }): Promise<LatencyRounds> {
   const client = new LogClient({ servers: o.servers, acks: 'quorum', offload: o.offload === false ? false : undefined });
   const payload = Buffer.alloc(o.size, 0x61);
-  const file = join(o.work, 'latency-baseline.bin');
-  const fh = await openFile(file, 'w+');
   try {
     let redis = o.redis;
     // Redis failing mid-run takes only its own column away.
@@ -53,38 +61,19 @@ export async function latencyRounds(o: { servers: string[]; offload?: boolean; w
       }
     };
     // Warm up connections and the JIT on every side.
-    const warm: number[] = [];
-    for (let i = 0; i < o.warmup; i++) {
-      const t0 = performance.now();
-      await client.append(payload);
-      warm.push(performance.now() - t0);
-    }
-    const warmup = { ...latencyStats(warm), n: o.warmup };
+    const warmup = { ...latencyStats(await timeAppends(client, payload, o.warmup)), n: o.warmup };
     say(`  warm-up: ${o.warmup} appends, p50 ${warmup.p50.toFixed(2)} ms, p99 ${warmup.p99.toFixed(2)} ms (not counted below)`);
     await redisSingles(50);
     const all = { loglog: [] as number[], fsync: [] as number[], redis: [] as number[] };
     const rounds: LatencyRounds['rounds'] = [];
     const per = Math.ceil(o.n / o.rounds);
-    let pos = 0;
     for (let r = 0; r < o.rounds; r++) {
-      const loglog: number[] = [];
-      for (let i = 0; i < per; i++) {
-        const t0 = performance.now();
-        await client.append(payload);
-        loglog.push(performance.now() - t0);
-      }
-      const fsync: number[] = [];
-      for (let i = 0; i < per; i++) {
-        const t0 = performance.now();
-        await fh.write(payload, 0, payload.length, pos);
-        await fh.datasync();
-        fsync.push(performance.now() - t0);
-        pos += payload.length;
-      }
+      const loglog = await timeAppends(client, payload, per);
+      const fsync = (await baseline(o.work, o.size, per * o.size)).latencies;
       const peer = await redisSingles(per);
-      rounds.push({ loglog: latencyStats(loglog).p50, fsync: latencyStats(fsync).p50, redis: redis ? latencyStats(peer).p50 : null });
-      const last = rounds[rounds.length - 1];
-      say(`  round ${r + 1}: p50 loglog ${last.loglog.toFixed(2)} ms, write + fdatasync ${last.fsync.toFixed(2)} ms${last.redis === null ? '' : `, Redis ${last.redis.toFixed(2)} ms`}`);
+      const round = { loglog: latencyStats(loglog).p50, fsync: latencyStats(fsync).p50, redis: redis ? latencyStats(peer).p50 : null };
+      rounds.push(round);
+      say(`  round ${r + 1}: p50 loglog ${round.loglog.toFixed(2)} ms, write + fdatasync ${round.fsync.toFixed(2)} ms${round.redis === null ? '' : `, Redis ${round.redis.toFixed(2)} ms`}`);
       all.loglog.push(...loglog);
       all.fsync.push(...fsync);
       all.redis.push(...peer);
@@ -92,13 +81,33 @@ export async function latencyRounds(o: { servers: string[]; offload?: boolean; w
     return { loglog: latencyStats(all.loglog), fsync: latencyStats(all.fsync), redis: redis ? latencyStats(all.redis) : null, rounds, warmup };
   } finally {
     await client.close();
-    await fh.close();
-    await rm(file, { force: true });
   }
 }
 
-/** Report lines and JSON fields shared by the single and cluster benchmarks. */
-export function reportLatency(lat: LatencyRounds, n: number, size: number, target?: number): Record<string, unknown> {
+/**
+ * The single-append part of the single and cluster benchmarks: starts the Redis peer (if
+ * installed), runs the alternating rounds against `servers`, reports them, then stops loglog
+ * (`stopLoglog`) before timing Redis's pipelined rate, so the two do not share the machine.
+ * Returns the JSON fields and the `peers` fragment.
+ */
+export async function singleAppendsReport(o: {
+  servers: string[]; offload?: boolean; work: string; size: number; n: number; warmup: number; target?: number;
+  throughput: { mbPerSec: number; what: string }; stopLoglog: () => Promise<void>;
+}): Promise<{ latency: Record<string, unknown>; peers: Record<string, unknown> }> {
+  const redis = await startRedisPeer(o.work);
+  try {
+    say(`single appends: ${o.n} of ${o.size} B, one at a time, in 4 rounds alternating with the machine's write + fdatasync${redis ? ' and Redis' : ''}`);
+    const lat = await latencyRounds({ ...o, rounds: 4, redis });
+    const latency = reportLatency(lat, o.n, o.size, o.target);
+    await o.stopLoglog();
+    return { latency, peers: await reportRedis(redis, lat, o.throughput) };
+  } finally {
+    await redis?.stop();
+  }
+}
+
+/** Report lines and JSON fields of the rounds. */
+function reportLatency(lat: LatencyRounds, n: number, size: number, target?: number): Record<string, unknown> {
   const { loglog, fsync, redis } = lat;
   say(`  loglog:  p50 ${loglog.p50.toFixed(2)} ms, p99 ${loglog.p99.toFixed(2)} ms, mean ${loglog.mean.toFixed(2)} ms over ${n} appends${target === undefined ? '' : ` (target p50 <= ${target} ms)`}`);
   say(`  machine: one ${size} B write + fdatasync p50 ${fsync.p50.toFixed(2)} ms, p99 ${fsync.p99.toFixed(2)} ms; loglog p50 = ${(loglog.p50 / fsync.p50).toFixed(1)} x that`);
@@ -113,7 +122,7 @@ export function reportLatency(lat: LatencyRounds, n: number, size: number, targe
 }
 
 /** Redis's pipelined rate beside loglog's, and the `peers` JSON fragment. */
-export async function reportRedis(redis: RedisPeer | null, lat: LatencyRounds, loglog: { mbPerSec: number; what: string }): Promise<Record<string, unknown>> {
+async function reportRedis(redis: RedisPeer | null, lat: LatencyRounds, loglog: { mbPerSec: number; what: string }): Promise<Record<string, unknown>> {
   if (!redis || !lat.redis) return { redis: null };
   const records = 100_000, size = 1024, inFlight = 256;
   try {

@@ -5,7 +5,7 @@
  * folder, and is skipped with a note when it is not installed. It is spoken to over a plain
  * socket: the few lines of RESP needed here do not justify a client library.
  */
-import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { connect, type Socket } from 'node:net';
 import { join } from 'node:path';
@@ -16,7 +16,6 @@ import { say } from './util.ts';
 export class RedisPeer {
   private constructor(
     readonly version: string,
-    private readonly proc: ChildProcess,
     private readonly conn: RespConnection,
     private readonly stopFn: () => Promise<void>,
   ) {}
@@ -54,7 +53,7 @@ export class RedisPeer {
         void exited.then(() => { clearTimeout(timer); reject(new Error(`redis-server exited (${proc.exitCode ?? proc.signalCode}) before it was ready:\n${out.slice(-2000)}`)); });
       });
       conn = await RespConnection.open(port);
-      return new RedisPeer(version, proc, conn, stop);
+      return new RedisPeer(version, conn, stop);
     } catch (e) {
       await stop();
       throw e;
@@ -83,10 +82,6 @@ export class RedisPeer {
 
   stop(): Promise<void> {
     return this.stopFn();
-  }
-
-  get pid(): number | undefined {
-    return this.proc.pid;
   }
 }
 

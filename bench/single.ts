@@ -13,8 +13,7 @@
  *   npm run bench                       (defaults)
  *   npm run bench -- single --records 1000000 --rounds 4 --singles 2000 --recovery-gib 10
  */
-import { mkdtemp, rm, open as openFile } from 'node:fs/promises';
-import { readFileSync } from 'node:fs';
+import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { LogClient, Producer } from '../client/index.ts';
@@ -23,8 +22,8 @@ import { SegmentLog } from '../server/storage/segment-log.ts';
 import { spawnLoglogdChild } from '../server/daemon-argv.ts';
 import { Kind, crc32c, encodeFrame, frameSize } from '../spec/frame.ts';
 import { percentile, say, flag } from './util.ts';
-import { startRedisPeer } from './redis-peer.ts';
-import { latencyRounds, reportLatency, reportRedis } from './latency.ts';
+import { type BaselineResult, baseline, cpuSeconds } from './baseline.ts';
+import { singleAppendsReport } from './latency.ts';
 
 export interface Daemon { url: string; pid: number; stop: () => Promise<void> }
 
@@ -36,42 +35,6 @@ export async function startDaemon(dataDir: string, args: string[] = []): Promise
     proc.once('exit', (c) => rej(new Error(`loglogd exited ${c}: ${err}`)));
   });
   return { url, pid: proc.pid!, stop: async () => { proc.kill('SIGINT'); await new Promise((r) => proc.once('exit', r)); } };
-}
-
-/** CPU seconds (user + system, all threads) a process has used so far; Linux only. */
-export function cpuSeconds(pid: number): number {
-  const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1].split(' ');
-  return (Number(fields[11]) + Number(fields[12])) / 100;
-}
-
-export interface BaselineResult { mbps: number; bytes: number; seconds: number; cpuSeconds: number; syncsPerSec: number; p50: number; p99: number }
-
-/**
- * Baseline: write `size`-byte blocks sequentially to a new file, fdatasync after each, until
- * `totalBytes`. Also the latency of each write + fdatasync (p50/p99, ms) and the CPU used.
- */
-export async function baseline(dir: string, size: number, totalBytes: number): Promise<BaselineResult> {
-  const file = join(dir, 'baseline.bin');
-  const fh = await openFile(file, 'w+');
-  const block = Buffer.alloc(size, 0x5a);
-  const lat: number[] = [];
-  const cpu0 = cpuSeconds(process.pid);
-  const t0 = performance.now();
-  let pos = 0, n = 0;
-  while (pos < totalBytes) {
-    const t1 = performance.now();
-    await fh.write(block, 0, block.length, pos);
-    await fh.datasync();
-    lat.push(performance.now() - t1);
-    pos += block.length;
-    n++;
-  }
-  const s = (performance.now() - t0) / 1000;
-  const cpu = cpuSeconds(process.pid) - cpu0;
-  await fh.close();
-  await rm(file, { force: true });
-  lat.sort((a, b) => a - b);
-  return { mbps: pos / s / 1e6, bytes: pos, seconds: s, cpuSeconds: cpu, syncsPerSec: n / s, p50: percentile(lat, 0.5), p99: percentile(lat, 0.99) };
 }
 
 export interface ProducerRunResult {
@@ -187,18 +150,10 @@ export async function benchSingle(argv: string[]): Promise<Record<string, unknow
     say(`  CPU per MiB: client ${cpu.client.toFixed(2)} ms + server ${cpu.server.toFixed(2)} ms; the baseline ${cpu.baseline.toFixed(2)} ms (2 cores: the sum bounds the rate)`);
 
     const singles = Number(flag(argv, '--singles', '2000'));
-    const redis = await startRedisPeer(work);
-    let latency: Record<string, unknown>;
-    let peers: Record<string, unknown>;
-    try {
-      say(`single appends: ${singles} of ${recordSize} B, one at a time, in 4 rounds alternating with the machine's write + fdatasync${redis ? ' and Redis' : ''}`);
-      const lat = await latencyRounds({ servers: [daemon.url], work, size: recordSize, n: singles, rounds: 4, warmup: Number(flag(argv, '--warmup', '2000')), redis });
-      latency = reportLatency(lat, singles, recordSize);
-      await daemon.stop();
-      peers = await reportRedis(redis, lat, { mbPerSec: mbps, what: 'loglog single node' });
-    } finally {
-      await redis?.stop();
-    }
+    const { latency, peers } = await singleAppendsReport({
+      servers: [daemon.url], work, size: recordSize, n: singles, warmup: Number(flag(argv, '--warmup', '2000')),
+      throughput: { mbPerSec: mbps, what: 'loglog single node' }, stopLoglog: () => daemon.stop(),
+    });
 
     say(`recovery: reopen time of a 10 MiB log vs a ${recoveryGiB} GiB log (real bytes, 1 MiB frames, 64 MiB segments)`);
     const small = await recoveryTime(join(work, 'small'), 10 * 1024 * 1024);

@@ -88,7 +88,7 @@ export class Producer {
   readonly maxBufferedBytes: number;
   private readonly client: EntryAppender;
   private readonly digest?: 'sha256';
-  private readonly acks?: Acks;
+  /** The ack level every append asks for (`{}`: the client's default). */
   private readonly acksOpt: AppendOptions;
 
   private open: Batch | null = null;
@@ -111,8 +111,7 @@ export class Producer {
     this.maxInFlight = opts.maxInFlight ?? 4;
     this.maxBufferedBytes = opts.maxBufferedBytes ?? (this.maxInFlight + 2) * this.maxBatchBytes;
     this.digest = opts.digest;
-    this.acks = opts.acks;
-    this.acksOpt = this.acks ? { acks: this.acks } : {};
+    this.acksOpt = opts.acks ? { acks: opts.acks } : {};
     for (const [k, v] of [['lingerMs', this.lingerMs], ['maxBatchBytes', this.maxBatchBytes], ['maxInFlight', this.maxInFlight], ['maxBufferedBytes', this.maxBufferedBytes]] as const) {
       if (!Number.isFinite(v) || v < 0 || (k !== 'lingerMs' && v < 1)) throw new LogError('bad_request', `invalid ${k}: ${v}`);
     }

@@ -149,7 +149,7 @@ export class LogNode extends EventEmitter {
         break;
       case 'cancelBody': this.bodies.get(e.reqId)?.cancel(); this.bodies.delete(e.reqId); break;
       case 'write':
-        if (e.meta.uploadId !== null) this.fatesFile.add(e.meta);
+        this.fatesFile.add(e.meta);
         this.write(e.seq, e.meta, e.source);
         break;
       case 'fetch': this.fetch(e.seq, e.meta, e.peer); break;
@@ -297,7 +297,7 @@ export class LogNode extends EventEmitter {
   beginAppend(args: { length: number; crc: number | null; uploadId: string | null; acks: 'leader' | 'quorum' | 'all'; copies?: boolean; sink: BodySink }): { reqId: number; result: Promise<ReplyResult> } {
     const { reqId, result } = this.request();
     this.bodies.set(reqId, args.sink);
-    this.step({ type: 'appendHead', reqId, uploadId: args.uploadId, length: args.length, crc: args.crc, acks: args.acks, copies: args.copies ?? true });
+    this.step({ type: 'appendHead', reqId, uploadId: args.uploadId, length: args.length, crc: args.crc, acks: args.acks, copies: args.copies });
     void result.finally(() => this.bodies.delete(reqId));
     return { reqId, result };
   }
@@ -384,8 +384,8 @@ export class LogNode extends EventEmitter {
     if (end > this.replica.writtenEnd) {
       // Placed here but not written yet: wait for the write rather than send the peer away
       // (it would try elsewhere and come back a heartbeat later).
-      const placed = this.holdsFrame({ offset, length, term });
-      if (!placed || !(await this.waitUntil('written', () => this.replica.writtenEnd >= end && this.holdsFrame({ offset, length, term }), FETCH_WAIT_MS))) {
+      const frame = { offset, length, term };
+      if (!this.holdsFrame(frame) || !(await this.waitUntil('written', () => this.replica.writtenEnd >= end && this.holdsFrame(frame), FETCH_WAIT_MS))) {
         throw new LogError('not_found', `no written frame at ${offset}`);
       }
     }

@@ -1,10 +1,8 @@
 import test from 'ava';
 import { readFileSync } from 'node:fs';
 import { spawn } from 'node:child_process';
-import { mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { LOGLOGD_NODE_FLAGS, LOGLOGD_SCRIPT, STOP_ON_STDIN_CLOSE, loglogdArgv } from '../server/daemon-argv.ts';
+import { spawnLoglogd, tempDir } from './helpers/node-process.ts';
 
 test('the loglogd bin runs with the same Node flags as spawned daemons', (t) => {
   const [shebang, exec] = readFileSync(LOGLOGD_SCRIPT, 'utf8').split('\n');
@@ -13,8 +11,7 @@ test('the loglogd bin runs with the same Node flags as spawned daemons', (t) => 
 });
 
 test('run as a program, the bin is node with those flags, under the same pid', async (t) => {
-  const dir = await mkdtemp(join(tmpdir(), 'loglog-bin-'));
-  t.teardown(() => rm(dir, { recursive: true, force: true }));
+  const dir = await tempDir(t, 'loglog-bin-');
   const proc = spawn(LOGLOGD_SCRIPT, ['--data', dir, '--listen', '127.0.0.1:0'], { stdio: ['ignore', 'ignore', 'pipe'] });
   t.teardown(() => { proc.kill('SIGKILL'); });
   let err = '';
@@ -34,8 +31,7 @@ test('loglogdArgv puts extra Node flags first, then ours, the script and its arg
 });
 
 test('a supervised loglogd stops cleanly when its supervisor is killed -9 (its stdin closes)', async (t) => {
-  const dir = await mkdtemp(join(tmpdir(), 'loglog-sup-'));
-  t.teardown(() => rm(dir, { recursive: true, force: true }));
+  const dir = await tempDir(t, 'loglog-sup-');
   // The supervisor holds the daemon's stdin pipe, as spawnLoglogdChild does, and hands it
   // our stderr pipe, which therefore stays open exactly as long as either of them lives.
   const argv = JSON.stringify(loglogdArgv(['--data', dir, '--listen', '127.0.0.1:0', STOP_ON_STDIN_CLOSE]));
@@ -55,25 +51,18 @@ test('a supervised loglogd stops cleanly when its supervisor is killed -9 (its s
 
 for (const order of ['SIGINT then stdin closes', 'stdin closes then SIGINT'] as const) {
   test(`a supervised loglogd stops cleanly (exit 0) when ${order}`, async (t) => {
-    const dir = await mkdtemp(join(tmpdir(), 'loglog-sup-'));
-    t.teardown(() => rm(dir, { recursive: true, force: true }));
-    const proc = spawn(process.execPath, loglogdArgv(['--data', dir, '--listen', '127.0.0.1:0', STOP_ON_STDIN_CLOSE]), { stdio: ['pipe', 'ignore', 'pipe'] });
-    t.teardown(() => { proc.kill('SIGKILL'); });
-    let err = '';
-    const exited = new Promise<number | null>((res) => proc.once('exit', res));
-    await new Promise<void>((res, rej) => {
-      proc.stderr!.on('data', (d: Buffer) => { err += d; if (/serving http/.test(err)) res(); });
-      void exited.then((c) => rej(new Error(`exited ${c}: ${err}`)));
-    });
-    if (order === 'SIGINT then stdin closes') { proc.kill('SIGINT'); proc.stdin!.destroy(); } else { proc.stdin!.destroy(); proc.kill('SIGINT'); }
-    t.is(await exited, 0, err);
-    t.regex(err, /stopped cleanly/);
+    // spawnLoglogd starts it as the tests and loglog dev do: a stdin pipe and the flag.
+    const d = spawnLoglogd(['--data', await tempDir(t, 'loglog-sup-'), '--listen', '127.0.0.1:0']);
+    t.teardown(() => { d.proc.kill('SIGKILL'); });
+    await d.serving;
+    if (order === 'SIGINT then stdin closes') { d.proc.kill('SIGINT'); d.proc.stdin!.destroy(); } else { d.proc.stdin!.destroy(); d.proc.kill('SIGINT'); }
+    t.is(await d.exited, 0, d.stderr());
+    t.regex(d.stderr(), /stopped cleanly/);
   });
 }
 
 test('--stop-on-stdin-close is refused when stdin is not a pipe (a service manager\'s /dev/null would stop the node at once)', async (t) => {
-  const dir = await mkdtemp(join(tmpdir(), 'loglog-sup-'));
-  t.teardown(() => rm(dir, { recursive: true, force: true }));
+  const dir = await tempDir(t, 'loglog-sup-');
   const proc = spawn(process.execPath, loglogdArgv(['--data', dir, '--listen', '127.0.0.1:0', STOP_ON_STDIN_CLOSE]), { stdio: ['ignore', 'ignore', 'pipe'] });
   let err = '';
   proc.stderr!.on('data', (d: Buffer) => { err += d; });

@@ -17,7 +17,6 @@ import * as sim from '../../sim/cli.ts';
 
 /**
  * Every command module, in help order. Each exports `register(cli, ctx)`.
- *
  */
 export const COMMANDS: CommandModule[] = [
   append,

@@ -7,5 +7,4 @@ export class Mutex {
     this.tail = result.then(() => undefined, () => undefined);
     return result;
   }
-
 }

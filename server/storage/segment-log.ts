@@ -560,9 +560,8 @@ export class SegmentLog {
     return this.meta.run(() => this.checkpoint());
   }
 
-  /** Syncs, checkpoints and closes every file. The log is unusable afterwards. */
   /**
-   * Waits for writes and syncs in flight, syncs the rest, closes every file. Throws the
+   * Waits for writes and syncs in flight, syncs the rest, checkpoints and closes every file (the log is unusable afterwards). Throws the
    * log's failure, if it has one (a failed fdatasync, say): what was written may not be
    * durable, and whoever closes must not report a clean stop.
    */

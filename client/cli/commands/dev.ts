@@ -24,8 +24,6 @@ import { DEFAULT_SERVERS } from '../../log-client.ts';
 import { UsageError, parseInteger } from '../args.ts';
 import type { CliContext } from '../context.ts';
 
-/** The daemon's bin (run with this Node, so the CLI and the nodes share a runtime). */
-
 /** One running node of a local cluster. */
 export interface LocalNode {
   id: string;
