@@ -1,9 +1,11 @@
 /**
  * `Producer`: batches small records into envelope entries (see `envelope.ts`).
  *
- * Records accumulate in an open batch that is sealed when it reaches `maxBatchBytes` or
- * `lingerMs` after its first record, whichever comes first. Sealed batches are appended with
- * at most `maxInFlight` appends outstanding. Every record's promise settles with its entry:
+ * Records accumulate in an open batch. It is sealed when it reaches `maxBatchBytes`, or
+ * once `lingerMs` have passed since its first record and an append slot is free: at most
+ * `maxInFlight` appends are outstanding, and while all are busy a lingered batch stays open
+ * and keeps taking records (as Kafka's accumulator does), instead of being sealed small and
+ * then waiting for a slot anyway. Every record's promise settles with its entry:
  * it resolves to `{offset, index}` once the entry is acknowledged, or rejects with the
  * entry's error (the producer does not retry on its own; the client's retry policy applies).
  *
@@ -60,6 +62,8 @@ interface Batch {
   rejects: ((e: unknown) => void)[];
   /** Sum of record lengths. */
   bytes: number;
+  /** Its linger time has passed: seal it as soon as an append slot is free. */
+  ready: boolean;
 }
 
 /** Counters of a producer's activity. */
@@ -146,6 +150,7 @@ export class Producer {
     this.flushing++;
     try {
       if (this.open) this.seal();
+      this.pump();
       if (!this.idle()) await new Promise<void>((resolve) => this.idleWaiters.push(resolve));
     } finally {
       this.flushing--;
@@ -179,20 +184,27 @@ export class Producer {
     let b = this.open;
     if (b && batchSize(b.bytes + n, b.records.length + 1, this.digest) > this.maxBatchBytes) {
       this.seal();
+      this.pump();
       b = null;
     }
     if (!b) {
-      b = this.open = { records: [], resolves: [], rejects: [], bytes: 0 };
+      b = this.open = { records: [], resolves: [], rejects: [], bytes: 0, ready: false };
       this.timer = setTimeout(() => {
         this.timer = null;
-        if (this.open) this.seal();
+        if (this.open) {
+          this.open.ready = true;
+          this.pump();
+        }
       }, this.flushing > 0 ? 0 : this.lingerMs);
     }
     b.records.push(record);
     b.resolves.push(resolve);
     b.rejects.push(reject);
     b.bytes += n;
-    if (batchSize(b.bytes, b.records.length, this.digest) >= this.maxBatchBytes) this.seal();
+    if (batchSize(b.bytes, b.records.length, this.digest) >= this.maxBatchBytes) {
+      this.seal();
+      this.pump();
+    }
   }
 
   private seal(): void {
@@ -203,11 +215,14 @@ export class Producer {
     const b = this.open;
     this.open = null;
     if (b && b.records.length > 0) this.sealed.push(b);
-    this.pump();
   }
 
   private pump(): void {
-    while (this.inFlight < this.maxInFlight && this.sealed.length > 0) this.dispatch(this.sealed.shift()!);
+    while (this.inFlight < this.maxInFlight) {
+      if (this.sealed.length === 0 && this.open?.ready) this.seal();
+      else if (this.sealed.length > 0) this.dispatch(this.sealed.shift()!);
+      else break;
+    }
   }
 
   private dispatch(b: Batch): void {

@@ -114,6 +114,24 @@ test('at most maxInFlight appends outstanding', async (t) => {
   t.true(client.maxInFlight <= 2);
 });
 
+test('a lingered batch keeps taking records while every append slot is busy', async (t) => {
+  const client = new FakeClient(false);
+  const p = new Producer({ client, lingerMs: 5, maxInFlight: 1 });
+  const a = p.send(rec('a'));
+  while (client.calls.length === 0) await sleep(1);
+  const b = p.send(rec('b'));
+  await sleep(30); // well past b's linger, but the only slot is taken
+  t.is(client.calls.length, 1);
+  const c = p.send(rec('c'));
+  client.calls[0].resolve();
+  await a;
+  // The slot freed: the lingered batch goes out at once, with what joined it meanwhile.
+  while (client.calls.length === 1) await sleep(1);
+  t.deepEqual(client.records(1), ['b', 'c']);
+  client.calls[1].resolve();
+  t.deepEqual(await Promise.all([b, c]), [{ offset: frameSize(client.calls[0].payload.length), index: 0 }, { offset: frameSize(client.calls[0].payload.length), index: 1 }]);
+});
+
 test('send waits while maxBufferedBytes are unacknowledged (backpressure)', async (t) => {
   const client = new FakeClient(false);
   const p = new Producer({ client, lingerMs: 0, maxBatchBytes: 1 << 20, maxBufferedBytes: 250, maxInFlight: 8 });
