@@ -19,7 +19,7 @@ import { join } from 'node:path';
 import { LogClient, Producer } from '../client/index.ts';
 import type { LogClientOptions } from '../client/index.ts';
 import { SegmentLog } from '../server/storage/segment-log.ts';
-import { spawnLoglogdChild } from '../server/daemon-argv.ts';
+import { spawnLoglogdChild, whenServing } from '../server/daemon-argv.ts';
 import { Kind, crc32c, encodeFrame, frameSize } from '../spec/frame.ts';
 import { percentile, say, flag } from './util.ts';
 import { type BaselineResult, baseline, cpuSeconds } from './baseline.ts';
@@ -29,11 +29,7 @@ export interface Daemon { url: string; pid: number; stop: () => Promise<void> }
 
 export async function startDaemon(dataDir: string, args: string[] = []): Promise<Daemon> {
   const proc = spawnLoglogdChild(['--data', dataDir, '--listen', '127.0.0.1:0', ...args]);
-  let err = '';
-  const url = await new Promise<string>((res, rej) => {
-    proc.stderr!.on('data', (d: Buffer) => { err += d; const m = /serving (http:\/\/\S+),/.exec(err); if (m) res(m[1]); });
-    proc.once('exit', (c) => rej(new Error(`loglogd exited ${c}: ${err}`)));
-  });
+  const url = await whenServing(proc).serving;
   return { url, pid: proc.pid!, stop: async () => { proc.kill('SIGINT'); await new Promise((r) => proc.once('exit', r)); } };
 }
 

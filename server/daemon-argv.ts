@@ -28,6 +28,35 @@ export function loglogdArgv(args: readonly string[], nodeFlags: readonly string[
   return [...nodeFlags, ...LOGLOGD_NODE_FLAGS, LOGLOGD_SCRIPT, ...args];
 }
 
+/** loglogd's readiness line (on stderr): from then on it serves its API at `url`. */
+export function servingLine(id: string, url: string, dataDir: string): string {
+  return `node ${id} serving ${url}, data in ${dataDir}`;
+}
+
+/** The URL of the first readiness line in `text` (a line, or a stream's output so far), or null. */
+export function servingUrl(text: string): string | null {
+  return /node \S+ serving (http:\/\/\S+), data in /.exec(text)?.[1] ?? null;
+}
+
+/**
+ * Watches a loglogd child's stderr for its readiness line: `serving` resolves with the URL,
+ * or rejects with everything it wrote if it exits first. `onStderr` sees every chunk.
+ */
+export function whenServing(proc: ChildProcess, opts: { name?: string; onStderr?: (chunk: string) => void } = {}): { serving: Promise<string>; stderr: () => string } {
+  let err = '';
+  const serving = new Promise<string>((res, rej) => {
+    let served = false;
+    proc.stderr!.setEncoding('utf8').on('data', (s: string) => {
+      err += s;
+      opts.onStderr?.(s);
+      const url = served ? null : servingUrl(err);
+      if (url) { served = true; res(url); }
+    });
+    proc.once('exit', (code, signal) => rej(new Error(`${opts.name ?? 'loglogd'} exited (${code ?? signal}) before serving:\n${err}`)));
+  });
+  return { serving, stderr: () => err };
+}
+
 /** The loglogd flag that makes it stop cleanly when its stdin closes. */
 export const STOP_ON_STDIN_CLOSE = '--stop-on-stdin-close';
 

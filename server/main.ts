@@ -4,6 +4,7 @@ import { LogNode } from './log-node.ts';
 import { createApiServer } from './http/server.ts';
 import type { NodeConfig } from './config.ts';
 import { mountCluster } from './cluster/mount.ts';
+import { servingLine } from './daemon-argv.ts';
 
 export interface RunningNode {
   node: LogNode;
@@ -96,7 +97,7 @@ export async function runNode(config: NodeConfig, opts: { stopOnStdinClose?: boo
     process.stdin.resume();
   }
   const r = running.node.log.recovery;
-  say(`node ${config.id} serving ${running.url}, data in ${config.dataDir}`);
+  say(servingLine(config.id, running.url, config.dataDir));
   say(`recovered log ${running.node.log.start}..${running.node.log.end} in ${r.ms.toFixed(1)} ms (scanned ${r.bytesScanned} bytes${r.torn ? `, cut a torn tail of ${r.truncatedBytes} bytes` : ''})`);
   say(`try:  echo hello | npx loglog append   then   npx loglog read --from 0   (Ctrl-C stops)`);
 }

@@ -1,7 +1,7 @@
 import test from 'ava';
 import { readFileSync } from 'node:fs';
 import { spawn } from 'node:child_process';
-import { LOGLOGD_NODE_FLAGS, LOGLOGD_SCRIPT, STOP_ON_STDIN_CLOSE, loglogdArgv } from '../server/daemon-argv.ts';
+import { LOGLOGD_NODE_FLAGS, LOGLOGD_SCRIPT, STOP_ON_STDIN_CLOSE, loglogdArgv, servingLine, servingUrl } from '../server/daemon-argv.ts';
 import { spawnLoglogd, tempDir } from './helpers/node-process.ts';
 
 test('the loglogd bin runs with the same Node flags as spawned daemons', (t) => {
@@ -16,7 +16,7 @@ test('run as a program, the bin is node with those flags, under the same pid', a
   t.teardown(() => { proc.kill('SIGKILL'); });
   let err = '';
   await new Promise<void>((res, rej) => {
-    proc.stderr!.on('data', (d: Buffer) => { err += d; if (/serving http/.test(err)) res(); });
+    proc.stderr!.on('data', (d: Buffer) => { err += d; if (servingUrl(err)) res(); });
     proc.once('exit', (c) => rej(new Error(`exited ${c}: ${err}`)));
   });
   const argv = readFileSync(`/proc/${proc.pid}/cmdline`, 'utf8').split('\0');
@@ -24,6 +24,13 @@ test('run as a program, the bin is node with those flags, under the same pid', a
   for (const f of LOGLOGD_NODE_FLAGS) t.true(argv.includes(f), `${f} in ${argv.join(' ')}`);
   proc.kill('SIGINT');
   t.is(await new Promise((res) => proc.once('exit', res)), 0);
+});
+
+test('the readiness line loglogd prints is the one its supervisors parse', (t) => {
+  const line = servingLine('n2', 'http://127.0.0.1:7401', '/var/lib/loglog, with a comma');
+  t.is(servingUrl(line), 'http://127.0.0.1:7401');
+  t.is(servingUrl(`loglogd: recovered log 0..0\nloglogd: ${line}\n`), 'http://127.0.0.1:7401');
+  t.is(servingUrl('loglogd: recovered log 0..0 in 1.2 ms'), null);
 });
 
 test('loglogdArgv puts extra Node flags first, then ours, the script and its arguments', (t) => {
@@ -40,7 +47,7 @@ test('a supervised loglogd stops cleanly when its supervisor is killed -9 (its s
   let err = '';
   const closed = new Promise<void>((res) => supervisor.stderr!.on('end', res));
   await new Promise<void>((res, rej) => {
-    supervisor.stderr!.on('data', (d: Buffer) => { err += d; if (/serving http/.test(err)) res(); });
+    supervisor.stderr!.on('data', (d: Buffer) => { err += d; if (servingUrl(err)) res(); });
     supervisor.once('exit', (c) => rej(new Error(`supervisor exited ${c}: ${err}`)));
   });
   supervisor.kill('SIGKILL');

@@ -8,7 +8,7 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { ExecutionContext } from 'ava';
-import { spawnLoglogdChild } from '../../server/daemon-argv.ts';
+import { spawnLoglogdChild, whenServing } from '../../server/daemon-argv.ts';
 
 /** A spawned loglogd, from the moment it is spawned (see `spawnLoglogd`). */
 export interface LoglogdProcess {
@@ -28,19 +28,9 @@ export interface LoglogdProcess {
  */
 export function spawnLoglogd(args: readonly string[], opts: { name?: string; env?: NodeJS.ProcessEnv; onStderr?: (chunk: string) => void } = {}): LoglogdProcess {
   const proc = spawnLoglogdChild(args, { env: opts.env });
-  let err = '';
   const exited = new Promise<number | null>((res) => proc.once('exit', (code) => res(code)));
-  const serving = new Promise<string>((res, rej) => {
-    let served = false;
-    proc.stderr!.setEncoding('utf8').on('data', (s: string) => {
-      err += s;
-      opts.onStderr?.(s);
-      const m = served ? null : / serving (http:\/\/\S+),/.exec(err);
-      if (m) { served = true; res(m[1]); }
-    });
-    proc.once('exit', (code, signal) => rej(new Error(`${opts.name ?? 'loglogd'} exited (${code ?? signal}) before serving:\n${err}`)));
-  });
-  return { proc, exited, serving, stderr: () => err };
+  const { serving, stderr } = whenServing(proc, opts);
+  return { proc, exited, serving, stderr };
 }
 
 export interface NodeProcess {

@@ -16,7 +16,7 @@ import { mkdirSync, readFileSync, writeFileSync, existsSync, statSync, chmodSync
 import { createServer } from 'node:net';
 import { join, resolve } from 'node:path';
 import { createInterface } from 'node:readline';
-import { spawnLoglogdChild } from '../../../server/daemon-argv.ts';
+import { servingUrl, spawnLoglogdChild } from '../../../server/daemon-argv.ts';
 import type { CAC } from 'cac';
 import { request } from 'undici';
 import { LogError } from '../../../spec/errors.ts';
@@ -139,7 +139,7 @@ export async function startLocalCluster(opts: LocalClusterOptions): Promise<Loca
           const line = raw.replace(/^loglogd: /, '');
           if (tail.length >= 20) tail.shift();
           tail.push(line);
-          if (/^node \S+ serving http/.test(line)) { clearTimeout(timer); res(); }
+          if (servingUrl(line)) { clearTimeout(timer); res(); }
           opts.onLine?.(id, line);
         });
       }
