@@ -136,7 +136,9 @@ export class LogNode extends EventEmitter {
     // often arrives before the bytes (the payload is still uploading or being fetched), and
     // then it is a write, not a commit, that makes the entry readable. Wake them either way.
     if (!this.closed && this.readableEnd() > readable) this.emit('readable', this.readableEnd());
-    if (!this.closed && this.replica.writtenEnd > written) this.emit('written', this.replica.writtenEnd);
+    // A write that lands after a missing one does not move the written end, but a fetch of
+    // that very frame may be waiting for it.
+    if (!this.closed && (this.replica.writtenEnd > written || input.type === 'writeDone')) this.emit('written', this.replica.writtenEnd);
   }
 
   private execute(e: Effect): void {
@@ -381,16 +383,19 @@ export class LogNode extends EventEmitter {
    */
   async readPayload(offset: number, length: number, term: number): Promise<Buffer> {
     const end = offset + frameSize(length);
-    if (end > this.replica.writtenEnd) {
+    // This frame's own bytes, not the written prefix: a frame whose body arrived before an
+    // earlier one's can be served at once.
+    const written = () => this.replica.writtenEnd >= end || this.log.isWritten(offset, end);
+    if (!written()) {
       // Placed here but not written yet: wait for the write rather than send the peer away
       // (it would try elsewhere and come back a heartbeat later).
       const frame = { offset, length, term };
-      if (!this.holdsFrame(frame) || !(await this.waitUntil('written', () => this.replica.writtenEnd >= end && this.holdsFrame(frame), FETCH_WAIT_MS))) {
+      if (!this.holdsFrame(frame) || !(await this.waitUntil('written', () => written() && this.holdsFrame(frame), FETCH_WAIT_MS))) {
         throw new LogError('not_found', `no written frame at ${offset}`);
       }
     }
     // read() checks that offset is a frame start (without a synchronous index load).
-    const { data } = await this.log.read(offset, end - offset, this.replica.writtenEnd).catch((e: unknown) => {
+    const { data } = await this.log.read(offset, end - offset, end).catch((e: unknown) => {
       throw e instanceof LogError && e.code === 'bad_offset' ? new LogError('not_found', `no frame starts at ${offset}`) : e;
     });
     const h = decodeHeader(data);

@@ -34,3 +34,30 @@ test('a fetch of a frame placed but not written yet waits for the write; one of 
   t.is(await wrong, 'not_found', 'a frame that is not there is refused');
   t.is((await result).type, 'appended');
 });
+
+test('a frame written before an earlier one is served at once, not after the earlier write', async (t) => {
+  const dir = await mkdtemp(join(tmpdir(), 'loglog-payload-'));
+  t.teardown(() => rm(dir, { recursive: true, force: true }));
+  const node = await LogNode.open({ ...DEFAULT_NODE_CONFIG, dataDir: dir });
+  t.teardown(() => node.close());
+  node.start(null);
+  await node.waitReadable(0, 5000);
+
+  const begin = (body: Buffer, uploadId: string) => {
+    let meta: EntryMeta | null = null;
+    const started = node.beginAppend({ length: body.length, crc: crc32c(body), uploadId, acks: 'leader', sink: { start: (m) => { meta = m; }, cancel() {} } });
+    if (!meta) throw new Error('not allocated');
+    return { ...started, meta: meta as EntryMeta, body };
+  };
+  const first = begin(Buffer.alloc(50_000, 1), 'first');
+  const second = begin(Buffer.alloc(60_000, 2), 'second');
+  t.true(second.meta.offset > first.meta.offset);
+  node.bodyDone(second.reqId, true, crc32c(second.body), { offset: second.meta.offset, chunks: [second.body] });
+  // The first body is still missing, so the written prefix ends before the second frame.
+  // The fetch must not wait for it: before, it waited out FETCH_WAIT_MS and got not_found.
+  const fetched = await node.readPayload(second.meta.offset, second.meta.length, second.meta.term);
+  t.true(fetched.equals(second.body));
+  node.bodyDone(first.reqId, true, crc32c(first.body), { offset: first.meta.offset, chunks: [first.body] });
+  t.is((await first.result).type, 'appended');
+  t.is((await second.result).type, 'appended');
+});

@@ -25,6 +25,10 @@ test('write frontier: only the contiguous written prefix counts', (t) => {
   f.add(150, 200);
   f.add(300, 400);
   t.is(f.value, 100);
+  t.true(f.covers(50, 100), 'below the frontier');
+  t.true(f.covers(300, 400) && f.covers(320, 380), 'inside a range above it');
+  t.false(f.covers(150, 300), 'across a gap');
+  t.false(f.covers(90, 160), 'from the frontier into a range, across the gap between');
   f.add(100, 150);
   t.is(f.value, 200);
   f.add(250, 300);

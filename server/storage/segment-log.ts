@@ -296,6 +296,11 @@ export class SegmentLog {
     if (w.to > w.from) this.written.add(w.from, w.to);
   }
 
+  /** True if every byte of [from, to) has been written (in order or not; not necessarily synced). */
+  isWritten(from: number, to: number): boolean {
+    return this.written.covers(from, to);
+  }
+
   /**
    * Appends whole frames copied from a peer (catch-up): validates all of them (header,
    * trailer, payload checksum), places them, then writes them. `offset` must equal `end`.

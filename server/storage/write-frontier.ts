@@ -36,6 +36,13 @@ export class WriteFrontier {
     this.ranges.splice(i, j - i, [from, to]);
   }
 
+  /** True if every byte of [from, to) has been written. */
+  covers(from: number, to: number): boolean {
+    if (to <= this.value) return true;
+    for (const [a, b] of this.ranges) if (a <= from && to <= b) return true;
+    return false;
+  }
+
   /** Forgets everything written at or after `offset` (the log was truncated there). */
   truncate(offset: number): void {
     this.value = Math.min(this.value, offset);
