@@ -3,7 +3,7 @@
  * sends an entry's metadata before its own write of the body lands, and a follower that
  * expects no client copy fetches at once, so the fetch may come first and must wait.
  */
-import test from 'ava';
+import test, { type ExecutionContext } from 'ava';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -13,13 +13,19 @@ import { crc32c } from '../spec/frame.ts';
 import type { EntryMeta } from '../spec/entry.ts';
 import { LogError } from '../spec/errors.ts';
 
-test('a fetch of a frame placed but not written yet waits for the write; one of a frame never placed is refused', async (t) => {
+/** A cluster of one, leading and past its first noop, in a temporary directory. */
+async function openLeader(t: ExecutionContext): Promise<LogNode> {
   const dir = await mkdtemp(join(tmpdir(), 'loglog-payload-'));
   t.teardown(() => rm(dir, { recursive: true, force: true }));
   const node = await LogNode.open({ ...DEFAULT_NODE_CONFIG, dataDir: dir });
   t.teardown(() => node.close());
   node.start(null);
   await node.waitReadable(0, 5000); // the cluster of one has committed its first noop
+  return node;
+}
+
+test('a fetch of a frame placed but not written yet waits for the write; one of a frame never placed is refused', async (t) => {
+  const node = await openLeader(t);
 
   const body = Buffer.alloc(100_000, 9);
   let meta: EntryMeta | null = null;
@@ -36,12 +42,7 @@ test('a fetch of a frame placed but not written yet waits for the write; one of 
 });
 
 test('a frame written before an earlier one is served at once, not after the earlier write', async (t) => {
-  const dir = await mkdtemp(join(tmpdir(), 'loglog-payload-'));
-  t.teardown(() => rm(dir, { recursive: true, force: true }));
-  const node = await LogNode.open({ ...DEFAULT_NODE_CONFIG, dataDir: dir });
-  t.teardown(() => node.close());
-  node.start(null);
-  await node.waitReadable(0, 5000);
+  const node = await openLeader(t);
 
   const begin = (body: Buffer, uploadId: string) => {
     let meta: EntryMeta | null = null;
