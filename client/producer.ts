@@ -29,7 +29,7 @@ export interface EntryAppender {
 /** Options of {@link Producer}. */
 export interface ProducerOptions {
   client: EntryAppender;
-  /** How long an open batch waits for more records, in ms (default 5). */
+  /** How long an open batch waits for more records, in ms (default 5); longer while every append slot is busy. */
   lingerMs?: number;
   /** Seal a batch once its envelope reaches this size (default 1 MiB). */
   maxBatchBytes?: number;
