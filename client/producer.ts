@@ -116,6 +116,7 @@ export class Producer {
     this.maxBufferedBytes = opts.maxBufferedBytes ?? (this.maxInFlight + 2) * this.maxBatchBytes;
     this.digest = opts.digest;
     this.acksOpt = opts.acks ? { acks: opts.acks } : {};
+    if (this.digest !== undefined && this.digest !== 'sha256') throw new LogError('bad_request', `unsupported digest: ${String(this.digest)} (sha256 or none)`);
     for (const [k, v] of [['lingerMs', this.lingerMs], ['maxBatchBytes', this.maxBatchBytes], ['maxInFlight', this.maxInFlight], ['maxBufferedBytes', this.maxBufferedBytes]] as const) {
       if (!Number.isFinite(v) || v < 0 || (k !== 'lingerMs' && v < 1)) throw new LogError('bad_request', `invalid ${k}: ${v}`);
     }
@@ -227,19 +228,16 @@ export class Producer {
 
   private dispatch(b: Batch): void {
     this.inFlight++;
-    let payload: Buffer;
-    let opts: AppendOptions;
-    try {
-      payload = encodeBatch(b.records, { digest: this.digest });
-      opts = { ...this.acksOpt, crc32c: envelopeCrc(payload) };
-    } catch (e) {
-      this.settle(b, null, e);
-      return;
-    }
+    let payload: Buffer | null = null;
+    // Encoded inside the chain: a failure settles the batch later, never inside pump() or
+    // admit(), which would then lose track of the open batch settle() may have started.
     Promise.resolve()
-      .then(() => this.client.append(payload, opts))
+      .then(() => {
+        payload = encodeBatch(b.records, { digest: this.digest });
+        return this.client.append(payload, { ...this.acksOpt, crc32c: envelopeCrc(payload) });
+      })
       .then(
-        (r) => this.settle(b, r, null, payload.length),
+        (r) => this.settle(b, r, null, payload!.length),
         (e) => this.settle(b, null, e),
       );
   }

@@ -35,7 +35,7 @@ export function servingLine(id: string, url: string, dataDir: string): string {
 
 /** The URL of the first readiness line in `text` (a line, or a stream's output so far), or null. */
 export function servingUrl(text: string): string | null {
-  return /node \S+ serving (http:\/\/\S+), data in /.exec(text)?.[1] ?? null;
+  return / serving (http:\/\/\S+), data in /.exec(text)?.[1] ?? null;
 }
 
 /**

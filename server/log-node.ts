@@ -136,9 +136,9 @@ export class LogNode extends EventEmitter {
     // often arrives before the bytes (the payload is still uploading or being fetched), and
     // then it is a write, not a commit, that makes the entry readable. Wake them either way.
     if (!this.closed && this.readableEnd() > readable) this.emit('readable', this.readableEnd());
-    // A write that lands after a missing one does not move the written end, but a fetch of
-    // that very frame may be waiting for it.
-    if (!this.closed && (this.replica.writtenEnd > written || input.type === 'writeDone')) this.emit('written', this.replica.writtenEnd);
+    // A write (or catch-up copy) that lands after a missing one does not move the written
+    // end, but a fetch of that very frame may be waiting for it.
+    if (!this.closed && (this.replica.writtenEnd > written || input.type === 'writeDone' || input.type === 'copyDone')) this.emit('written', this.replica.writtenEnd);
   }
 
   private execute(e: Effect): void {

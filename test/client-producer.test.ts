@@ -216,5 +216,7 @@ test('invalid options are rejected', (t) => {
   const client = new FakeClient();
   t.throws(() => new Producer({ client, maxInFlight: 0 }), { instanceOf: LogError });
   t.throws(() => new Producer({ client, lingerMs: -1 }), { instanceOf: LogError });
+  // Refused up front: a batch that cannot be encoded would fail every record sent to it.
+  t.throws(() => new Producer({ client, digest: 'md5' as never }), { instanceOf: LogError, message: /unsupported digest/ });
   t.throws(() => new Producer({} as never), { instanceOf: LogError });
 });

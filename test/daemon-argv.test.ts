@@ -31,6 +31,7 @@ test('the readiness line loglogd prints is the one its supervisors parse', (t) =
   t.is(servingUrl(line), 'http://127.0.0.1:7401');
   t.is(servingUrl(`loglogd: recovered log 0..0\nloglogd: ${line}\n`), 'http://127.0.0.1:7401');
   t.is(servingUrl('loglogd: recovered log 0..0 in 1.2 ms'), null);
+  t.is(servingUrl(servingLine('my node', 'http://[::1]:7400', '/d')), 'http://[::1]:7400', 'an id is not validated; any id parses');
 });
 
 test('loglogdArgv puts extra Node flags first, then ours, the script and its arguments', (t) => {

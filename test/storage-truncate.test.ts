@@ -80,6 +80,26 @@ test('writes in flight when truncate is called cannot resurrect the suffix', asy
   t.is(log.durable, log.end, 'the durable boundary follows the new frames');
 });
 
+test('a write queued behind one truncation and cut by a second writes nothing and counts as nothing', async (t) => {
+  const dir = await tmpDir(t);
+  const log = await openLog(t, dir);
+  await append(log, 1, payload(1, 100));
+  const x = log.end;
+  log.place(x, 100, 1);
+  await log.writeAt(x, dataFrame(1, payload(2, 100)));
+  const cut1 = log.truncate(x);
+  log.place(x, 100, 2);
+  // Waits for cut1's barrier, so it is not in flight when cut2 comes.
+  const stale = log.writeAt(x, dataFrame(2, payload(3, 100)));
+  const cut2 = log.truncate(x);
+  log.place(x, 100, 3); // a different frame, never written
+  await Promise.all([cut1, cut2, stale]);
+  t.false(log.isWritten(x, x + frameSize(100)), 'the term-3 frame was never written');
+  await log.sync();
+  t.is(log.durable, x, 'nothing past the cut became durable');
+  t.is(fs.statSync(path.join(dir, segmentFiles(dir)[0])).size, x, 'no stale byte past the cut');
+});
+
 test('a crash right after truncate and new appends recovers the new log', async (t) => {
   const dir = await tmpDir(t);
   const log = await openLog(t, dir);

@@ -56,6 +56,17 @@ export function writevAllSync(fd: number, bufs: Buffer[], pos: number): void {
   }
 }
 
+/** The first `n` bytes of `bufs` (views, not copies). */
+export function firstBytes(bufs: Buffer[], n: number): Buffer[] {
+  const out: Buffer[] = [];
+  for (const b of bufs) {
+    if (n <= 0) break;
+    out.push(b.length <= n ? b : b.subarray(0, n));
+    n -= b.length;
+  }
+  return out;
+}
+
 /** The bytes of `bufs` from byte `skip` on (empty buffers dropped). */
 function sliceFrom(bufs: Buffer[], skip: number): Buffer[] {
   const out: Buffer[] = [];

@@ -27,7 +27,7 @@ import { type Checkpoint, saveCheckpointSync, stageCheckpoint } from './checkpoi
 import { appendEpochSync, rewriteEpochsSync } from './epochs-file.ts';
 import { FrameIndex, decodeSealedIndex, encodeSealedIndex, indexFitsSegment, indexFooter, rebuildIndex } from './frame-index.ts';
 import {
-  close, fdatasync, fsync, fsyncDir, ftruncate, open, readAt, readAtSync, readFileOrNull, readFileOrNullSync,
+  close, fdatasync, firstBytes, fsync, fsyncDir, ftruncate, open, readAt, readAtSync, readFileOrNull, readFileOrNullSync,
   unlinkIfExists, unlinkIfExistsSync, writeAll, writevAll, writevAllSync,
 } from './fs-util.ts';
 import { Mutex } from './mutex.ts';
@@ -117,6 +117,8 @@ export class SegmentLog {
   private readonly dirty = new Set<Segment>();
   private dirDirty = false;
   private readonly inflight = new Set<InflightWrite>();
+  /** Writes waiting for a truncation's barrier; a truncation made meanwhile clips them too. */
+  private readonly queued = new Set<{ from: number; to: number }>();
   /** Syncs in flight (settled promises). */
   private readonly syncs = new Set<Promise<void>>();
   /** Settles when the last truncation's file work is done; later writes wait for it. */
@@ -256,11 +258,26 @@ export class SegmentLog {
    */
   async writeAt(offset: number, data: Buffer | Buffer[]): Promise<void> {
     this.usable();
-    while (this.barrier) await this.barrier;
-    const bufs = Buffer.isBuffer(data) ? [data] : data;
+    let bufs = Buffer.isBuffer(data) ? [data] : data;
     let len = 0;
     for (const b of bufs) len += b.length;
     if (len === 0) return;
+    if (this.barrier) {
+      const q = { from: offset, to: offset + len };
+      this.queued.add(q);
+      try {
+        while (this.barrier) await this.barrier;
+      } finally {
+        this.queued.delete(q);
+      }
+      // What a truncation cut while this write waited belongs to no frame any more: writing
+      // it would put stale bytes where a new frame goes, and count them as written.
+      if (q.to < offset + len) {
+        len = q.to - offset;
+        if (len === 0) return;
+        bufs = firstBytes(bufs, len);
+      }
+    }
     const k = this.segAt(offset);
     if (offset < this.start || k < 0 || offset + len > this.segmentEnd(k)) {
       throw new LogError('internal', `write of ${len} bytes at ${offset} is not inside the placed frames of one segment`, { offset, end: this.end });
@@ -402,6 +419,7 @@ export class SegmentLog {
 
       this.gen++;
       for (const w of this.inflight) w.to = Math.max(w.from, Math.min(w.to, offset));
+      for (const q of this.queued) q.to = Math.max(q.from, Math.min(q.to, offset));
       this.written.truncate(offset);
       this.durable = Math.min(this.durable, offset);
       if (this.cp && this.cp.offset > offset) {
@@ -456,6 +474,7 @@ export class SegmentLog {
       if (!Number.isSafeInteger(offset) || offset < 0) throw new LogError('bad_offset', `invalid offset ${offset}`);
       this.gen++;
       for (const w of this.inflight) w.to = w.from;
+      for (const q of this.queued) q.to = q.from;
       this.written.reset(offset);
       this.durable = offset;
       for (const s of this.segs.splice(0).reverse()) this.drop(s, true);
