@@ -12,6 +12,8 @@ import { sendError, sendJson } from './respond.ts';
 
 /** Chunks are coalesced to this size before a positional write. */
 const WRITE_CHUNK = 256 * 1024;
+/** A too-large body up to this size is read and dropped after the 413 rather than cut off. */
+const DRAIN_TOO_LARGE_BYTES = 64 * 1024 * 1024;
 /** Writes in flight per request before the socket is paused. */
 const MAX_INFLIGHT_WRITES = 8;
 
@@ -25,8 +27,12 @@ export function handleAppend(node: LogNode, req: IncomingMessage, res: ServerRes
   const length = Number(lengthHeader);
   const max = node.config.maxEntryBytes;
   if (length > max) {
-    // Answer before reading the body; close so the client stops sending it.
-    res.setHeader('connection', 'close');
+    // Answer before reading the body. A body of moderate size is then read and dropped, so
+    // the client gets this answer: closing with its bytes unread makes the kernel reset the
+    // connection, and the client may see the reset (EPIPE, ECONNRESET) instead. A huge one
+    // is not worth reading; closing tells that client to stop.
+    if (length <= DRAIN_TOO_LARGE_BYTES) req.resume();
+    else res.setHeader('connection', 'close');
     throw new LogError('too_large', `entry of ${length} bytes exceeds the maximum of ${max} bytes (maxEntryBytes)`, { max });
   }
   const crc = parseCrc(req.headers['x-loglog-crc32c']);
