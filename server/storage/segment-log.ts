@@ -418,8 +418,7 @@ export class SegmentLog {
       }
 
       this.gen++;
-      for (const w of this.inflight) w.to = Math.max(w.from, Math.min(w.to, offset));
-      for (const q of this.queued) q.to = Math.max(q.from, Math.min(q.to, offset));
+      this.clipPendingWrites(offset);
       this.written.truncate(offset);
       this.durable = Math.min(this.durable, offset);
       if (this.cp && this.cp.offset > offset) {
@@ -473,8 +472,7 @@ export class SegmentLog {
       this.usable();
       if (!Number.isSafeInteger(offset) || offset < 0) throw new LogError('bad_offset', `invalid offset ${offset}`);
       this.gen++;
-      for (const w of this.inflight) w.to = w.from;
-      for (const q of this.queued) q.to = q.from;
+      this.clipPendingWrites(-Infinity);
       this.written.reset(offset);
       this.durable = offset;
       for (const s of this.segs.splice(0).reverse()) this.drop(s, true);
@@ -585,9 +583,10 @@ export class SegmentLog {
   }
 
   /**
-   * Waits for writes and syncs in flight, syncs the rest, checkpoints and closes every file (the log is unusable afterwards). Throws the
-   * log's failure, if it has one (a failed fdatasync, say): what was written may not be
-   * durable, and whoever closes must not report a clean stop.
+   * Waits for writes and syncs in flight, syncs the rest, checkpoints and closes every file
+   * (the log is unusable afterwards). Throws the log's failure, if it has one (a failed
+   * fdatasync, say): what was written may not be durable, and whoever closes must not report
+   * a clean stop.
    */
   async close(): Promise<void> {
     if (this.closing) return;
@@ -613,6 +612,15 @@ export class SegmentLog {
   }
 
   // ------------------------------------------------------------------ internals
+
+  /**
+   * A truncation at `at` makes writes in flight or queued behind a barrier count only up to
+   * it (`-Infinity`: nothing, for a reset).
+   */
+  private clipPendingWrites(at: number): void {
+    for (const w of this.inflight) w.to = Math.max(w.from, Math.min(w.to, at));
+    for (const q of this.queued) q.to = Math.max(q.from, Math.min(q.to, at));
+  }
 
   private usable(): void {
     if (this.failure) throw this.failure;
