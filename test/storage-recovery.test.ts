@@ -173,7 +173,7 @@ test('recovery reads only the tail: bytes scanned stay below one segment', async
   t.is(crashed.end, end + frameSize(300));
 });
 
-test('without a usable checkpoint recovery scans the last two segments', async (t) => {
+test('without any checkpoint recovery scans the whole log', async (t) => {
   const dir = await tmpDir(t);
   const log = await openLog(t, dir, { segmentBytes: 1000 });
   await fill(log, 100, 100);
@@ -182,10 +182,32 @@ test('without a usable checkpoint recovery scans the last two segments', async (
     damage();
     const again = await SegmentLog.open(dir, { segmentBytes: 1000 });
     t.false(again.recovery.fromCheckpoint);
-    t.is(again.recovery.segmentsScanned, 2);
+    t.is(again.recovery.segmentsScanned, segmentFiles(dir).length);
     t.is(again.end, 100 * frameSize(100));
     await again.close();
   }
+});
+
+test('a frame never written several segments back is found when the checkpoint index is lost', async (t) => {
+  const dir = await tmpDir(t);
+  const log = await openLog(t, dir, { segmentBytes: 200 });
+  const len = 50; // 83-byte frames, two per segment
+  const offsets: number[] = [];
+  for (let i = 0; i < 10; i++) { offsets.push(log.end); log.place(log.end, len, 1); }
+  // One body never arrives (a stalled client) while the later ones fill three more segments.
+  const hole = 3;
+  await Promise.all(offsets.map((o, i) => (i === hole ? null : log.writeAt(o, dataFrame(1, payload(i, len))))));
+  await log.sync();
+  t.is(log.durable, offsets[hole]);
+  await log.checkpointNow();
+  const image = await crashImage(t, dir);
+  t.is(segmentFiles(image).length, 5);
+  // The power cut took the checkpoint's unsynced index entries.
+  fs.writeFileSync(path.join(image, '00000000000000a6.idx'), Buffer.alloc(0));
+  const again = await openLog(t, image, { segmentBytes: 200 });
+  t.false(again.recovery.fromCheckpoint);
+  t.is(again.recovery.scanFrom, 166, 'scanned from the checkpoint\'s segment, not the whole log');
+  t.is(again.end, offsets[hole], 'nothing from the hole on was ever durable');
 });
 
 test('a lost index tail makes recovery fall back, not lose data', async (t) => {

@@ -6,9 +6,13 @@
  * least once a second while the log is busy and whenever the durable end enters a new
  * segment). It re-reads the one frame before the checkpoint (proving checkpoint and index
  * agree and handing the replica the last entry) and everything after it, which is bounded
- * by what was written since the checkpoint, not by the log's size. Without a usable
- * checkpoint it scans the last two segments: a write that was still in flight when the
- * segment rolled can leave the previous segment torn.
+ * by what was written since the checkpoint, not by the log's size. When the checkpoint's
+ * index entries were lost (they are written without fsync), it scans whole segments from
+ * the checkpoint's segment on: everything below the checkpoint was durable when it was
+ * written, earlier segments included. Without any checkpoint (the file damaged or removed)
+ * it scans the whole log: a frame placed long ago may never have been written while later
+ * segments were (a client body that stalled while other appends rolled several segments),
+ * and nothing else tells where the written prefix ends.
  *
  * The log ends at the first invalid frame. Every byte after it is dropped: the rest of
  * that segment and any later segment (offsets are contiguous, so nothing after a hole can
@@ -93,11 +97,12 @@ export async function recover(dir: string, bugs: Partial<PlantedBugs>): Promise<
   // Terms below the scan come from the epochs file; if it is unusable, scan everything.
   const epochsUsable = !loaded.damaged && loaded.epochs.length > 0;
   const whole = (first: number): Plan => ({ first, from: bases[first], prefix: new Uint32Array(0), persisted: 0, expectEnd: null, checkpoint: null });
+  const cp = loadCheckpoint(dir);
   const fallback = (): Plan => {
-    const p = whole(Math.max(0, bases.length - 2));
-    return epochsUsable || p.first === 0 ? p : whole(0);
+    const first = cp ? bases.indexOf(cp.base) : -1;
+    return whole(epochsUsable && first > 0 ? first : 0);
   };
-  let plan = checkpointPlan(dir, bases, loadCheckpoint(dir)) ?? fallback();
+  let plan = checkpointPlan(dir, bases, cp) ?? fallback();
   if (!epochsUsable && plan.from > bases[0]) plan = whole(0);
 
   let result = await scan(dir, bases, plan, loaded.epochs, bugs, stats);
