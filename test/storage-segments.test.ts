@@ -203,3 +203,16 @@ test.serial('close waits for a sync in flight and throws its failure, so nobody 
   await t.throwsAsync(log.close(), { message: /EIO/ });
   t.regex(await syncing, /EIO/);
 });
+
+test('reading many sealed segments with no sync in between keeps only a few of them open', async (t) => {
+  const dir = await tmpDir(t);
+  const w = await openLog(t, dir, { segmentBytes: 400 });
+  await fill(w, 400, 67); // 100 segments
+  await w.close();
+  const log = await openLog(t, dir, { segmentBytes: 400 });
+  const openFds = () => fs.readdirSync('/proc/self/fd').length;
+  const before = openFds();
+  await readAll(log, 0, log.end);
+  const more = openFds() - before;
+  t.true(more <= 16 + 2, `${more} more fds open after reading ${log.segmentCount} segments`);
+});

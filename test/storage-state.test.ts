@@ -87,3 +87,14 @@ test('close makes everything durable and is idempotent; a closed log refuses wor
   t.is(again.end, 43);
   t.is(again.recovery.bytesScanned, 43, 'only the last frame is re-read');
 });
+
+test('a second sync does not resolve before the fdatasync covering its writes', async (t) => {
+  const dir = await tmpDir(t);
+  const log = await openLog(t, dir);
+  await append(log, 1, payload(1, 100));
+  let firstDone = false;
+  const first = log.sync().then(() => { firstDone = true; });
+  await log.sync();
+  t.true(firstDone, `the second sync resolved with durable=${log.durable} while the first fdatasync was still running`);
+  await first;
+});

@@ -57,3 +57,21 @@ test('retention never deletes at or above its limit', async (t) => {
   const { log } = await tenSegments(t);
   t.is(await log.applyRetention({ maxBytes: 0, limit: 1250 }, Date.now()), 1200, 'segments ending by 1250 go, [1200,1600) stays');
 });
+
+test('a read racing a trim of its segment fails as trimmed, not with the file\'s ENOENT', async (t) => {
+  const dir = await tmpDir(t);
+  const first = await openLog(t, dir, { segmentBytes: 400 });
+  await fill(first, 12, 67);
+  await first.close();
+  for (let i = 0; i < 5; i++) {
+    // Reopened each time, so the read must load the segment's index from disk first.
+    const copy = await tmpDir(t);
+    for (const f of fs.readdirSync(dir)) fs.copyFileSync(path.join(dir, f), path.join(copy, f));
+    const log = await openLog(t, copy, { segmentBytes: 400 });
+    const read = log.read(100, 1000, log.end);
+    await log.trim(800);
+    const err = await t.throwsAsync(read);
+    t.is((err as { code?: string }).code, 'trimmed', err?.message);
+    await log.close();
+  }
+});

@@ -144,3 +144,31 @@ test('reset restarts an empty log at any offset', async (t) => {
   t.deepEqual(again.epochs, [{ term: 7, offset: 123_456 }]);
   await t.throwsAsync(again.read(0, 10, again.end), { code: 'trimmed' });
 });
+
+// A second cut before the first one's file work ran used to reopen, by path, a segment the
+// second had already removed: ENOENT, and the node stopped.
+test('a truncation into an earlier segment before the previous truncation finished', async (t) => {
+  const dir = await tmpDir(t);
+  const log = await openLog(t, dir, { segmentBytes: 400 });
+  await fill(log, 12, 67); // segments at 0, 400, 800; 100-byte frames
+  const first = log.truncate(1000); // in segment 800
+  const second = log.truncate(300); // in segment 0: drops 400 and 800
+  const r = await Promise.allSettled([first, second]);
+  t.deepEqual(r.map((x) => x.status), ['fulfilled', 'fulfilled'], JSON.stringify(r.map((x) => (x as PromiseRejectedResult).reason?.message)));
+  t.is(log.status().failed, null);
+  t.deepEqual(segmentFiles(dir), ['0000000000000000.seg']);
+  t.is(fs.statSync(path.join(dir, '0000000000000000.seg')).size, 300);
+});
+
+test('a reset before a truncation finished', async (t) => {
+  const dir = await tmpDir(t);
+  const log = await openLog(t, dir, { segmentBytes: 400 });
+  await fill(log, 6, 67);
+  const first = log.truncate(300);
+  const second = log.reset(5000);
+  const r = await Promise.allSettled([first, second]);
+  t.deepEqual(r.map((x) => x.status), ['fulfilled', 'fulfilled'], JSON.stringify(r.map((x) => (x as PromiseRejectedResult).reason?.message)));
+  t.is(log.status().failed, null);
+  t.deepEqual(segmentFiles(dir), ['0000000000001388.seg']);
+  t.false(fs.existsSync(path.join(dir, '0000000000000000.idx')), 'no index file recreated for the dropped segment');
+});

@@ -92,6 +92,11 @@ interface InflightWrite {
 
 const noop = () => {};
 
+/** A segment trimmed or truncated away while an operation waited for its file. */
+function gone(seg: Segment): LogError {
+  return new LogError('unavailable', `segment ${hex16(seg.base)} was removed`);
+}
+
 export class SegmentLog {
   readonly dir: string;
   readonly segmentBytes: number;
@@ -121,6 +126,8 @@ export class SegmentLog {
   private readonly queued = new Set<{ from: number; to: number }>();
   /** Syncs in flight (settled promises). */
   private readonly syncs = new Set<Promise<void>>();
+  /** Settles when the last sync asked for has finished; the next one starts after it. */
+  private lastSync: Promise<void> = Promise.resolve();
   /** Settles when the last truncation's file work is done; later writes wait for it. */
   private barrier: Promise<void> | null = null;
   /** Bumped by every truncation: background work started before one must not publish. */
@@ -135,6 +142,8 @@ export class SegmentLog {
   private failure: Error | null = null;
   private backgroundError: Error | null = null;
   private closing = false;
+  /** Set once close() has closed the files: nothing may open one again. */
+  private closed = false;
 
   private constructor(dir: string, segmentBytes: number, checkpointIntervalMs: number, r: Awaited<ReturnType<typeof recover>>) {
     this.dir = dir;
@@ -292,7 +301,14 @@ export class SegmentLog {
 
   private async writeInto(seg: Segment, w: InflightWrite, bufs: Buffer[]): Promise<void> {
     try {
-      const fd = await this.acquire(seg);
+      let fd: number;
+      try {
+        fd = await this.acquire(seg);
+      } catch (e) {
+        // Truncated away while its file was opening: the cut left nothing of it to write.
+        if (seg.deleted && w.to === w.from) return;
+        throw e;
+      }
       try {
         const pos = w.from - seg.base;
         // A small write is a few microseconds of copying into the page cache: done inline it
@@ -355,10 +371,14 @@ export class SegmentLog {
    * could "succeed" without the data; the log refuses further use and must be reopened.
    */
   sync(): Promise<void> {
-    const p = this.syncNow();
+    // One at a time. A second sync started beside the first would find the dirty segments
+    // already taken and, with nothing left to fdatasync, declare durable what the first's
+    // fdatasync has not covered yet.
+    const p = this.lastSync.then(() => this.syncNow());
     // close() waits for these: an fd must not close under a running fdatasync, and a failure
     // it reports must not be missed by whoever closes the log.
     const settled = p.then(noop, noop);
+    this.lastSync = settled;
     this.syncs.add(settled);
     void settled.then(() => this.syncs.delete(settled));
     return p;
@@ -403,20 +423,26 @@ export class SegmentLog {
    * before, and writes issued after wait for it. Resolves when the cut is durable.
    */
   truncate(offset: number): Promise<void> {
+    let k: number, seg: Segment, index: FrameIndex, rel: number, count: number;
     try {
       this.usable();
       if (offset === this.end) return this.barrier ?? Promise.resolve();
       if (offset < this.start) throw new LogError('trimmed', `cannot truncate at ${offset}: the log starts at ${this.start}`, { start: this.start });
       if (!(offset <= this.end)) throw new LogError('out_of_range', `cannot truncate at ${offset}: the log ends at ${this.end}`, { start: this.start, end: this.end });
-      const k = this.segAt(offset);
-      const seg = this.segs[k];
-      const index = this.indexSync(seg);
-      const rel = offset - seg.base;
-      const count = index.countBelow(rel);
+      k = this.segAt(offset);
+      seg = this.segs[k];
+      index = this.indexSync(seg);
+      rel = offset - seg.base;
+      count = index.countBelow(rel);
       if (count >= index.count || index.at(count) !== rel) {
         throw new LogError('bad_offset', `cannot truncate at ${offset}: not a frame boundary`, { start: this.start, end: this.end });
       }
+    } catch (e) {
+      return Promise.reject(e);
+    }
 
+    let removed: Segment[];
+    try {
       this.gen++;
       this.clipPendingWrites(offset);
       this.written.truncate(offset);
@@ -429,7 +455,7 @@ export class SegmentLog {
         saveCheckpointSync(this.dir, this.cp, true);
       }
       // Later segments go now, so a segment the next place() creates cannot collide with one.
-      const removed = this.segs.splice(k + 1);
+      removed = this.segs.splice(k + 1);
       for (const s of removed.reverse()) this.drop(s, true);
       index.truncate(count);
       seg.persisted = Math.min(seg.persisted, count);
@@ -439,28 +465,42 @@ export class SegmentLog {
       const before = this.epochs.length;
       truncateEpochs(this.epochs, offset);
       if (this.epochs.length !== before) rewriteEpochsSync(this.dir, this.epochs);
+    } catch (e) {
+      // Failed part way (an epochs or checkpoint file could not be written): the bookkeeping
+      // matches neither side of the cut, so the log refuses further use.
+      return Promise.reject(this.fail(e, 'truncation failed'));
+    }
 
-      const waitFor = [...this.inflight].map((w) => w.settled);
-      const prev = this.barrier;
-      return this.fence((async () => {
-        await prev;
-        await Promise.all(waitFor);
-        await this.meta.run(async () => {
-          const fd = await this.acquire(seg);
-          try {
-            await ftruncate(fd, rel);
-            await fsync(fd);
-          } finally {
-            this.release(seg);
+    const waitFor = [...this.inflight].map((w) => w.settled);
+    const prev = this.barrier;
+    return this.fence((async () => {
+      await prev;
+      await Promise.all(waitFor);
+      await this.meta.run(async () => {
+        // A later truncation or a reset may have dropped the segment meanwhile: its files are
+        // gone (the path may already name a new segment with the same base), and nothing is
+        // left to cut. The removed segments' unlinks must be made durable either way.
+        try {
+          if (!seg.deleted) {
+            const fd = await this.acquire(seg);
+            try {
+              await ftruncate(fd, rel);
+              await fsync(fd);
+            } finally {
+              this.release(seg);
+            }
           }
           // Drops a sealed footer and entries past the cut (checkpoints vouch for a prefix).
-          await ftruncate(await this.indexFd(seg), seg.persisted * 4);
-          if (removed.length > 0) await fsyncDir(this.dir);
-        });
-      })());
-    } catch (e) {
-      return Promise.reject(e);
-    }
+          if (!seg.deleted) {
+            const idx = await this.indexFd(seg);
+            if (!seg.deleted) await ftruncate(idx, seg.persisted * 4);
+          }
+        } catch (e) {
+          if (!seg.deleted) throw e;
+        }
+        if (removed.length > 0) await fsyncDir(this.dir);
+      });
+    })());
   }
 
   /**
@@ -471,6 +511,10 @@ export class SegmentLog {
     try {
       this.usable();
       if (!Number.isSafeInteger(offset) || offset < 0) throw new LogError('bad_offset', `invalid offset ${offset}`);
+    } catch (e) {
+      return Promise.reject(e);
+    }
+    try {
       this.gen++;
       this.clipPendingWrites(-Infinity);
       this.written.reset(offset);
@@ -482,15 +526,17 @@ export class SegmentLog {
       this.end = offset;
       this.cp = null;
       this.createSegment(offset);
-      const waitFor = [...this.inflight].map((w) => w.settled);
-      const prev = this.barrier;
-      return this.fence((async () => {
-        await prev;
-        await Promise.all(waitFor);
-      })());
     } catch (e) {
-      return Promise.reject(e);
+      // Failed part way (an epochs or checkpoint file could not be written): the bookkeeping
+      // matches neither side of the cut, so the log refuses further use.
+      return Promise.reject(this.fail(e, 'truncation failed'));
     }
+    const waitFor = [...this.inflight].map((w) => w.settled);
+    const prev = this.barrier;
+    return this.fence((async () => {
+      await prev;
+      await Promise.all(waitFor);
+    })());
   }
 
   // ------------------------------------------------------------------ reading
@@ -509,9 +555,19 @@ export class SegmentLog {
     if (offset >= limit) throw new LogError('out_of_range', `offset ${offset} is beyond the end ${limit}`, { start: this.start, end: limit });
 
     const seg = this.segs[this.segAt(offset)];
-    const index = await this.loadIndex(seg);
+    // A trim or truncation that removes the segment meanwhile: decide again (trimmed, out of
+    // range, or whatever frame is there now).
+    const again = (e: unknown) => {
+      if (seg.deleted) return this.read(offset, maxBytes, limitEnd);
+      throw e;
+    };
+    let index: FrameIndex;
+    try {
+      index = await this.loadIndex(seg);
+    } catch (e) {
+      return again(e);
+    }
     const k = this.segAt(offset);
-    // A trim or truncation ran while the index loaded: decide again.
     if (seg.deleted || this.segs[k] !== seg) return this.read(offset, maxBytes, limitEnd);
     const rel = offset - seg.base;
     const i = index.find(rel);
@@ -530,12 +586,16 @@ export class SegmentLog {
     if (j <= i) j = i + 1;
     const to = boundary(j);
 
-    const fd = await this.acquire(seg);
     let data: Buffer;
     try {
-      data = await readAt(fd, to - rel, rel);
-    } finally {
-      this.release(seg);
+      const fd = await this.acquire(seg);
+      try {
+        data = await readAt(fd, to - rel, rel);
+      } finally {
+        this.release(seg);
+      }
+    } catch (e) {
+      return again(e);
     }
     if (data.length !== to - rel) throw new LogError('internal', `segment ${hex16(seg.base)} is shorter than its index`, { offset });
     return { data, next: seg.base + to };
@@ -604,6 +664,7 @@ export class SegmentLog {
         s.idxFd = null;
       }
     });
+    this.closed = true;
     for (const s of this.segs) {
       if (s.fd !== null) await close(s.fd);
       s.fd = null;
@@ -734,19 +795,27 @@ export class SegmentLog {
     seg.refs++;
     try {
       if (seg.fd === null) {
+        // A dropped segment's path may already name a new segment with the same base: a
+        // dropped one is never opened again (an fd it still has keeps serving its old bytes).
+        if (seg.deleted) throw gone(seg);
+        if (this.closed) throw new LogError('unavailable', 'the log is closed');
         seg.opening ??= open(segmentPath(this.dir, seg.base), 'r+').then(
           (fd) => { seg.fd = fd; seg.opening = null; return fd; },
           (e) => { seg.opening = null; throw e; },
         );
         await seg.opening;
+        if (seg.deleted) throw gone(seg);
       }
     } catch (e) {
-      seg.refs--;
+      this.release(seg);
       throw e;
     }
     if (seg !== this.active() && !seg.deleted) {
       this.openSealed.delete(seg);
       this.openSealed.add(seg);
+      // Not only after syncs: a node that only serves reads (a replay from the start) would
+      // otherwise keep every segment it read open.
+      if (this.openSealed.size > OPEN_SEALED_SEGMENTS) this.evictFds();
     }
     return seg.fd!;
   }
