@@ -236,9 +236,18 @@ export class LogNode extends EventEmitter {
         // placed over this range: write only into the frame the fetch was for. (Writes
         // issued after a truncation land after it, so this check must be made now.)
         if (!this.holdsFrame(meta)) throw new Error(`the frame at ${meta.offset} was truncated during the fetch`);
-        return this.log.writeAt(meta.offset, encodeFrame(meta, payload));
+        return payload;
       })
-      .then(() => this.step({ type: 'writeDone', seq }), () => this.step({ type: 'writeFailed', seq, reason: 'fetch' }));
+      .then(
+        // A fetch that failed is tried again; a write that failed is a disk failure, fatal
+        // as on every other path (unless the node is closing: a fetch that came back just
+        // as it closed finds the log closed).
+        (payload) => this.log.writeAt(meta.offset, encodeFrame(meta, payload)).then(
+          () => this.step({ type: 'writeDone', seq }),
+          (err) => { if (!this.closed) this.fatal(`write at ${meta.offset} failed: ${(err as Error).message}`); },
+        ),
+        () => this.step({ type: 'writeFailed', seq, reason: 'fetch' }),
+      );
   }
 
   /**

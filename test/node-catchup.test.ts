@@ -74,3 +74,26 @@ test('a catch-up chunk whose write fails stops the node instead of counting the 
   t.is(node.status().end, 0, 'the replica never counted the copied frames');
   t.is(node.status().durable, 0);
 });
+
+test('a fetched payload whose write fails stops the node instead of being fetched again', async (t) => {
+  let fetches = 0;
+  let again!: (v: string) => void;
+  const fetchedAgain = new Promise<string>((res) => { again = res; });
+  const transport: PeerTransport = {
+    send() {},
+    async fetchPayload() {
+      if (++fetches === 2) again('fetched again');
+      return payload;
+    },
+    async copyFrames() { throw new Error('not in this test'); },
+    async close() {},
+  };
+  const node = await follower(t, transport);
+  const fatal = new Promise<string>((res) => node.on('fatal', res));
+  node.log.writeAt = async () => { throw Object.assign(new Error('EIO: i/o error, write'), { code: 'EIO' }); };
+  // No upload id: no client copy can come, so the follower fetches the payload at once.
+  const entry = { offset: 0, length: payload.length, term: 1, kind: Kind.Data, crc: crc32c(payload), uploadId: null };
+  node.step({ type: 'message', from: 'l', msg: { type: 'append', term: 1, prevEnd: 0, prevTerm: 0, entries: [entry], commit: 0, seq: 1 } });
+  t.regex(await Promise.race([fatal, fetchedAgain]), /write at 0 failed: EIO/);
+  t.is(fetches, 1);
+});
