@@ -491,9 +491,14 @@ export class SegmentLog {
             }
           }
           // Drops a sealed footer and entries past the cut (checkpoints vouch for a prefix).
+          // Durably: an old sealed index that survived a crash could pass for the index of
+          // the frames written after the cut, if they happen to end where the old ones did.
           if (!seg.deleted) {
             const idx = await this.indexFd(seg);
-            if (!seg.deleted) await ftruncate(idx, seg.persisted * 4);
+            if (!seg.deleted) {
+              await ftruncate(idx, seg.persisted * 4);
+              await fsync(idx);
+            }
           }
         } catch (e) {
           if (!seg.deleted) throw e;
