@@ -5,6 +5,7 @@
  * all in spec/replica.ts, which the simulator runs the same way.
  */
 import { EventEmitter } from 'node:events';
+import { mkdir } from 'node:fs/promises';
 import { randomBytes } from 'node:crypto';
 import { Replica } from '../spec/replica.ts';
 import type { Effect, Input, Message, NodeId, ReplyResult } from '../spec/messages.ts';
@@ -16,6 +17,7 @@ import { loadHardState, saveHardStateSync } from './storage/hard-state.ts';
 import type { NodeConfig } from './config.ts';
 import { UploadBuffer } from './upload-buffer.ts';
 import { FatesFile } from './storage/fates-file.ts';
+import { DirLock } from './storage/dir-lock.ts';
 
 /** What the node needs from the cluster transport (none for a cluster of one). */
 export interface PeerTransport {
@@ -76,7 +78,7 @@ export class LogNode extends EventEmitter {
   /** Frame bytes peers copied from this node to catch up (GET /v1/peer/frames). */
   peerCopyBytes = 0;
 
-  private constructor(readonly config: NodeConfig, log: SegmentLog, replica: Replica, private readonly fatesFile: FatesFile) {
+  private constructor(readonly config: NodeConfig, log: SegmentLog, replica: Replica, private readonly fatesFile: FatesFile, private readonly lock: DirLock) {
     super();
     this.setMaxListeners(0);
     this.log = log;
@@ -84,7 +86,19 @@ export class LogNode extends EventEmitter {
     this.uploads = new UploadBuffer(config.uploadBufferBytes);
   }
 
+  /** Takes the data directory (refused while another node has it), recovers it and builds the replica. */
   static async open(config: NodeConfig): Promise<LogNode> {
+    await mkdir(config.dataDir, { recursive: true });
+    const lock = DirLock.acquire(config.dataDir);
+    try {
+      return await LogNode.openLocked(config, lock);
+    } catch (e) {
+      lock.release();
+      throw e;
+    }
+  }
+
+  private static async openLocked(config: NodeConfig, lock: DirLock): Promise<LogNode> {
     const log = await SegmentLog.open(config.dataDir, { segmentBytes: config.segmentBytes });
     const hard = loadHardState(config.dataDir);
     const fates = FatesFile.open(config.dataDir);
@@ -100,8 +114,7 @@ export class LogNode extends EventEmitter {
       random: makeRandom(),
       now: 0,
     });
-    const node = new LogNode(config, log, replica, fates.file);
-    return node;
+    return new LogNode(config, log, replica, fates.file, lock);
   }
 
   /** Starts the clock; with a cluster of one this elects the node at once. */
@@ -490,6 +503,7 @@ export class LogNode extends EventEmitter {
       await this.log.close();
     } finally {
       await this.fatesFile.close();
+      this.lock.release();
       for (const [, p] of this.pending) p({ type: 'error', code: 'unavailable', message: 'the node is shutting down' });
       this.pending.clear();
     }

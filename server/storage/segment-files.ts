@@ -8,6 +8,7 @@
  * checkpoint             last checkpointed durable frame boundary (see checkpoint.ts)
  * hardstate              Raft term and vote (see hard-state.ts)
  * fates                  upload id -> frame, for fates after a restart (see fates-file.ts)
+ * lock                   the pid of the node using the directory (see dir-lock.ts)
  * ```
  *
  * Fixed-width hex names sort in offset order and stay exact up to 2^53.
