@@ -1,15 +1,15 @@
 /**
  * The consumer helper: reads entries and unpacks record batch envelopes into records.
  *
- * An entry that is not an envelope (its payload does not start with the `LLB1` magic, e.g.
- * one appended with `LogClient.append` directly) is yielded as a single opaque record with
- * index 0 (mode `auto`, the default). Mode `require` rejects such entries; mode `none` never
- * unpacks and yields every payload as one record. An entry that happens to start with the
- * magic but is not an envelope fails to decode in `auto` mode: use `none` for logs of raw
- * entries whose content you do not control.
+ * An entry that is not an envelope (e.g. one appended with `LogClient.append` directly) is
+ * yielded as a single opaque record with index 0 (mode `auto`, the default): one whose
+ * payload does not start with the `LLB1` magic, or does but is not laid out as an envelope
+ * (the log is content-oblivious: raw bytes may begin with anything). A well-formed envelope
+ * whose checksum fails is an error. Mode `require` rejects every entry that is not an
+ * envelope; mode `none` never unpacks and yields every payload as one record.
  */
 import { LogError } from '../spec/errors.ts';
-import { decodeBatch, isBatch } from './envelope.ts';
+import { decodeBatch, isWellFormedBatch } from './envelope.ts';
 import type { Entry, ReadOptions, RecordEntry } from './types.ts';
 
 /** How entries map to records. */
@@ -30,7 +30,10 @@ export interface EntryReader {
  * @throws LogError `checksum_mismatch` / `bad_request` with details.offset = the entry's offset.
  */
 export function entryRecords(entry: Entry, mode: EnvelopeMode = 'auto'): RecordEntry[] {
-  if (mode === 'none' || (mode === 'auto' && !isBatch(entry.payload))) {
+  // Judged by layout, not checksum: every read has verified the entry's own checksum, so
+  // these are the bytes the appender sent; a well-formed envelope is still checked against
+  // its CRC32C.
+  if (mode === 'none' || (mode === 'auto' && !isWellFormedBatch(entry.payload))) {
     return [{ offset: entry.offset, index: 0, value: entry.payload }];
   }
   let values: Buffer[];

@@ -97,6 +97,37 @@ function asBuffer(b: Uint8Array): Buffer {
   return Buffer.isBuffer(b) ? b : Buffer.from(b.buffer, b.byteOffset, b.byteLength);
 }
 
+/** What makes `buf` (which has the magic) not an envelope, in its fixed header; null if nothing. */
+function headerProblem(buf: Buffer): string | null {
+  const version = buf[4];
+  if (version !== BATCH_VERSION) return `unsupported envelope version ${version}`;
+  const flags = buf[5];
+  if ((flags & ~FLAG_SHA256) !== 0) return `unknown envelope flags 0x${flags.toString(16)}`;
+  if (buf.readUInt16LE(6) !== 0) return 'envelope reserved bytes are not zero';
+  return null;
+}
+
+/** Where the records start and end, or why the record lengths do not fit `buf`. */
+function recordsRegion(buf: Buffer): { count: number; start: number; end: number } | string {
+  const count = buf.readUInt32LE(8);
+  const end = buf.length - ((buf[5] & FLAG_SHA256) !== 0 ? DIGEST_SIZE : 0);
+  const start = BATCH_HEADER_SIZE + 4 * count;
+  if (start > end) return `envelope too short for ${count} records`;
+  let total = 0;
+  for (let i = 0; i < count; i++) total += buf.readUInt32LE(BATCH_HEADER_SIZE + 4 * i);
+  if (start + total !== end) return `envelope record lengths (${total} bytes) do not match its size (${end - start} bytes)`;
+  return { count, start, end };
+}
+
+/**
+ * True if `buf` is laid out as an envelope: the magic, a known header, and record lengths
+ * that add up to its size. Checksums are not verified (see {@link decodeBatch}).
+ */
+export function isWellFormedBatch(input: Uint8Array): boolean {
+  const buf = asBuffer(input);
+  return isBatch(buf) && headerProblem(buf) === null && typeof recordsRegion(buf) !== 'string';
+}
+
 /**
  * Unpacks an envelope into its records. The returned buffers are views into `buf`, not copies.
  *
@@ -107,32 +138,23 @@ function asBuffer(b: Uint8Array): Buffer {
 export function decodeBatch(input: Uint8Array): Buffer[] {
   const buf = asBuffer(input);
   if (!isBatch(buf)) throw new LogError('bad_request', 'not a record batch envelope (no LLB1 magic)');
-  const version = buf[4];
-  if (version !== BATCH_VERSION) throw new LogError('bad_request', `unsupported envelope version ${version}`);
-  const flags = buf[5];
-  if ((flags & ~FLAG_SHA256) !== 0) throw new LogError('bad_request', `unknown envelope flags 0x${flags.toString(16)}`);
-  if (buf.readUInt16LE(6) !== 0) throw new LogError('bad_request', 'envelope reserved bytes are not zero');
+  const problem = headerProblem(buf);
+  if (problem) throw new LogError('bad_request', problem);
+  // Before the lengths: a changed byte anywhere after the header is reported as corruption.
   const stored = buf.readUInt32LE(12);
   const actual = crc32c(buf.subarray(BATCH_HEADER_SIZE));
   if (stored !== actual) {
     throw new LogError('checksum_mismatch', `envelope CRC32C mismatch (stored ${stored}, computed ${actual})`, { expected: stored, actual });
   }
-  const count = buf.readUInt32LE(8);
-  const withDigest = (flags & FLAG_SHA256) !== 0;
-  const end = buf.length - (withDigest ? DIGEST_SIZE : 0);
-  const recordsStart = BATCH_HEADER_SIZE + 4 * count;
-  if (recordsStart > end) throw new LogError('bad_request', `envelope too short for ${count} records`);
-  let total = 0;
-  for (let i = 0; i < count; i++) total += buf.readUInt32LE(BATCH_HEADER_SIZE + 4 * i);
-  if (recordsStart + total !== end) {
-    throw new LogError('bad_request', `envelope record lengths (${total} bytes) do not match its size (${end - recordsStart} bytes)`);
-  }
-  if (withDigest) {
-    const digest = sha256(buf.subarray(recordsStart, end));
+  const region = recordsRegion(buf);
+  if (typeof region === 'string') throw new LogError('bad_request', region);
+  const { count, start, end } = region;
+  if ((buf[5] & FLAG_SHA256) !== 0) {
+    const digest = sha256(buf.subarray(start, end));
     if (!buf.subarray(end).equals(digest)) throw new LogError('checksum_mismatch', 'envelope SHA-256 digest mismatch');
   }
   const out: Buffer[] = new Array(count);
-  let at = recordsStart;
+  let at = start;
   for (let i = 0; i < count; i++) {
     const len = buf.readUInt32LE(BATCH_HEADER_SIZE + 4 * i);
     out[i] = buf.subarray(at, at + len);

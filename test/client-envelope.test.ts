@@ -80,6 +80,12 @@ test('malformed envelopes are bad_request', (t) => {
   t.false(isBatch(Buffer.from('LLB1')));
 });
 
+test('raw bytes that start with the magic but are not laid out as an envelope are one record in auto mode', (t) => {
+  const entry = { offset: 7, end: 60, term: 1, kind: 'data' as const, payload: Buffer.from('LLB1 is my favourite string') };
+  t.deepEqual(entryRecords(entry), [{ offset: 7, index: 0, value: entry.payload }]);
+  t.is(t.throws(() => entryRecords(entry, 'require'), { instanceOf: LogError })?.code, 'bad_request');
+});
+
 test('non-envelope entries are single opaque records', (t) => {
   const entry = { offset: 100, end: 140, term: 1, kind: 'data' as const, payload: Buffer.from('plain bytes') };
   t.deepEqual(entryRecords(entry), [{ offset: 100, index: 0, value: entry.payload }]);

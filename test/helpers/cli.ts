@@ -35,7 +35,7 @@ export interface CliProcess {
 
 export interface CliOptions {
   /** Written to stdin, which is then closed (closed at once without it). */
-  stdin?: string;
+  stdin?: string | Buffer;
   env?: NodeJS.ProcessEnv;
   cwd?: string;
 }

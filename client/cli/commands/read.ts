@@ -29,16 +29,22 @@ function printOptions(ctx: CliContext, live: boolean): PrintOptions {
 
 /** Writes entries to stdout in the chosen format. */
 async function print(ctx: CliContext, entries: AsyncIterable<Entry>, p: PrintOptions, progress?: Progress): Promise<void> {
-  for await (const entry of entries) {
-    if (p.format === 'raw') {
-      await ctx.out.write(entry.payload);
-      progress?.add(1, entry.payload.length);
-    } else {
-      const recs = entryRecords(entry, p.envelope);
-      for (const r of recs) await ctx.out.write(formatRecord(r, p.format));
-      progress?.add(recs.length, entry.payload.length);
+  try {
+    for await (const entry of entries) {
+      if (p.format === 'raw') {
+        await ctx.out.write(entry.payload);
+        progress?.add(1, entry.payload.length);
+      } else {
+        const recs = entryRecords(entry, p.envelope);
+        for (const r of recs) await ctx.out.write(formatRecord(r, p.format));
+        progress?.add(recs.length, entry.payload.length);
+      }
+      if (p.live) await ctx.out.flush();
     }
-    if (p.live) await ctx.out.flush();
+  } catch (e) {
+    // What was read before the failure is printed before the error.
+    await ctx.out.flush().catch(() => {});
+    throw e;
   }
   await ctx.out.flush();
 }
