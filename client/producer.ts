@@ -15,7 +15,8 @@
  *
  * Ordering: records of one batch keep their send order. With `maxInFlight > 1`, batches may
  * land in the log in a different order than they were sealed (the appends race); use
- * `maxInFlight: 1` when records of one producer must appear in send order.
+ * `maxInFlight: 1` when records of one producer must appear in send order. A failed batch
+ * leaves a gap that later batches land after, unless `stopOnError` is set.
  */
 import { LogError } from '../spec/errors.ts';
 import { batchSize, encodeBatch, envelopeCrc } from './envelope.ts';
@@ -47,6 +48,13 @@ export interface ProducerOptions {
   digest?: 'sha256';
   /** Ack level of the appends (default: the client's). */
   acks?: Acks;
+  /**
+   * After a batch fails, fail every record not yet handed to an append and every later
+   * `send` (code `aborted`, the batch's error as `cause`), so that nothing lands after the
+   * gap. Appends already in flight (`maxInFlight > 1`) still complete. Default false: the
+   * producer goes on with the next batch.
+   */
+  stopOnError?: boolean;
 }
 
 interface Pending {
@@ -103,6 +111,9 @@ export class Producer {
   private timer: NodeJS.Timeout | null = null;
   private flushing = 0;
   private closed = false;
+  private readonly stopOnError: boolean;
+  /** Set once a batch failed under `stopOnError`: what every later record fails with. */
+  private stopped: LogError | null = null;
   private idleWaiters: (() => void)[] = [];
   private writableWaiters: (() => void)[] = [];
   private readonly counters = { records: 0, entries: 0, bytes: 0, acked: 0, failed: 0 };
@@ -116,6 +127,7 @@ export class Producer {
     this.maxBufferedBytes = opts.maxBufferedBytes ?? (this.maxInFlight + 2) * this.maxBatchBytes;
     this.digest = opts.digest;
     this.acksOpt = opts.acks ? { acks: opts.acks } : {};
+    this.stopOnError = opts.stopOnError === true;
     if (this.digest !== undefined && this.digest !== 'sha256') throw new LogError('bad_request', `unsupported digest: ${String(this.digest)} (sha256 or none)`);
     for (const [k, v] of [['lingerMs', this.lingerMs], ['maxBatchBytes', this.maxBatchBytes], ['maxInFlight', this.maxInFlight], ['maxBufferedBytes', this.maxBufferedBytes]] as const) {
       if (!Number.isFinite(v) || v < 0 || (k !== 'lingerMs' && v < 1)) throw new LogError('bad_request', `invalid ${k}: ${v}`);
@@ -127,6 +139,7 @@ export class Producer {
    * waits first (backpressure) while too many bytes are buffered.
    */
   send(record: Uint8Array): Promise<RecordPosition> {
+    if (this.stopped) return Promise.reject(this.stopped);
     if (this.closed) return Promise.reject(new LogError('aborted', 'the producer is closed'));
     if (!(record instanceof Uint8Array)) return Promise.reject(new LogError('bad_request', 'send takes a Uint8Array'));
     return new Promise<RecordPosition>((resolve, reject) => {
@@ -242,6 +255,23 @@ export class Producer {
       );
   }
 
+  /** Fails every record that has not reached an append, and every later send. */
+  private stop(cause: unknown): void {
+    const why = cause instanceof Error ? cause.message : String(cause);
+    this.stopped ??= new LogError('aborted', `not appended: an earlier batch failed (${why})`, {}, { cause });
+    const rest = this.sealed.splice(0);
+    if (this.open) rest.push(this.open);
+    this.open = null;
+    if (this.timer) clearTimeout(this.timer);
+    this.timer = null;
+    for (const b of rest) {
+      this.buffered -= b.bytes;
+      this.counters.failed += b.records.length;
+      for (const reject of b.rejects) reject(this.stopped);
+    }
+    for (const p of this.blocked.splice(0)) p.reject(this.stopped);
+  }
+
   private settle(b: Batch, r: AppendResult | null, err: unknown, entryBytes = 0): void {
     this.inFlight--;
     this.buffered -= b.bytes;
@@ -255,6 +285,7 @@ export class Producer {
     } else {
       this.counters.failed += b.records.length;
       for (const reject of b.rejects) reject(err);
+      if (this.stopOnError) this.stop(err);
     }
     while (this.blocked.length > 0 && this.hasRoom(this.blocked[0].record.byteLength)) {
       const p = this.blocked.shift()!;

@@ -62,3 +62,16 @@ test('raw entries that start like an envelope read back as they are; a read that
   t.regex(failed.err, /checksum_mismatch/);
   t.is(failed.err.trim().split('\n').length, 1, failed.err);
 });
+
+test('loglog append stops at a record the server refuses: nothing after it is appended, and the one error line says what was', async (t) => {
+  const n = await startNode(t);
+  const lines = (from: number, to: number) => Array.from({ length: to - from + 1 }, (_, i) => `${from + i}\n`).join('');
+  // One record above the server's 16 MiB entry limit, between two runs of small ones.
+  const input = Buffer.concat([Buffer.from(lines(1, 100)), Buffer.alloc(17 << 20, 0x79), Buffer.from(`\n${lines(101, 200)}`)]);
+  const r = await runCli(['append', '--server', n.url], { stdin: input });
+  t.is(r.code, 2);
+  t.is(r.err.trim().split('\n').length, 1, r.err);
+  t.regex(r.err, /too_large.*the server takes entries of at most 16777216 bytes.*; the first 100 records were appended before it/);
+  const read = await runCli(['read', '--server', n.url]);
+  t.is(read.out, lines(1, 100));
+});

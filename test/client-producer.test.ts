@@ -182,6 +182,28 @@ test('an entry failure rejects exactly its records; others succeed', async (t) =
   await p.flush();
 });
 
+test('stopOnError: after a failed batch nothing later is appended, and later sends fail', async (t) => {
+  const client = new FakeClient(false);
+  const p = new Producer({ client, lingerMs: 0, maxBatchBytes: 64, maxInFlight: 1, stopOnError: true });
+  const first = p.send(Buffer.alloc(40, 1));
+  // Each is a batch of its own (two would not fit 64 bytes), waiting for the one slot.
+  const waiting = [p.send(Buffer.alloc(40, 2)), p.send(Buffer.alloc(40, 3))];
+  await new Promise(setImmediate);
+  t.is(client.calls.length, 1);
+  client.calls[0].reject(new LogError('too_large', 'entry too large'));
+  t.is((await t.throwsAsync(first, { instanceOf: LogError }))?.code, 'too_large');
+  for (const w of waiting) {
+    const e = await t.throwsAsync(w, { instanceOf: LogError });
+    t.is(e?.code, 'aborted');
+    t.regex(e!.message, /an earlier batch failed \(entry too large\)/);
+  }
+  t.is((await t.throwsAsync(p.send(Buffer.alloc(1)), { instanceOf: LogError }))?.code, 'aborted');
+  await p.flush();
+  t.is(client.calls.length, 1, 'nothing was appended after the failed batch');
+  t.is(p.stats().failed, 3);
+  t.is(p.stats().bufferedBytes, 0);
+});
+
 test('acks and digest are passed through; send after close rejects', async (t) => {
   const client = new FakeClient();
   const p = new Producer({ client, acks: 'all', digest: 'sha256' });

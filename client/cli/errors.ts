@@ -10,6 +10,14 @@ export const EXIT_USAGE = 1;
 export const EXIT_SERVER = 2;
 export const EXIT_INTERRUPTED = 130;
 
+/** A failure after part of the work was done: reported as `cause`, then what was done. */
+export class AfterProgress extends Error {
+  constructor(readonly failure: unknown, readonly done: string) {
+    super(done);
+    this.name = 'AfterProgress';
+  }
+}
+
 /** A suggestion for the user, by error code. */
 function hint(e: LogError, servers: readonly string[]): string | null {
   const d = e.details;
@@ -28,7 +36,8 @@ function hint(e: LogError, servers: readonly string[]): string | null {
         ? `replica ${d.replica} served corrupt bytes${typeof d.offset === 'number' ? ` at offset ${d.offset}` : ''}; check its disk, or read from another --server`
         : 'the data failed its checksum';
     case 'too_large':
-      return 'the entry is larger than the server accepts: lower --batch-bytes';
+      return `the server takes entries of at most ${typeof d.max === 'number' ? `${d.max} bytes` : 'its maxEntryBytes'}: ` +
+        'split records (or --raw input) larger than that, and keep --batch-bytes below it';
     case 'not_leader':
     case 'unavailable':
       return 'the cluster has no usable leader right now (election in progress or no quorum); try again shortly';
@@ -45,6 +54,10 @@ function hint(e: LogError, servers: readonly string[]): string | null {
 
 /** The one stderr line (null: say nothing) and the exit code for a failure. */
 export function describeError(e: unknown, servers: readonly string[]): { line: string | null; exitCode: number } {
+  if (e instanceof AfterProgress) {
+    const d = describeError(e.failure, servers);
+    return { line: d.line === null ? null : `${d.line}; ${e.done}`, exitCode: d.exitCode };
+  }
   if (e instanceof UsageError || (e instanceof Error && e.name === 'CACError')) {
     return { line: `loglog: ${e.message}; see \`loglog --help\` or \`loglog <command> --help\``, exitCode: EXIT_USAGE };
   }

@@ -9,6 +9,7 @@ import { Producer } from '../../producer.ts';
 import type { Acks } from '../../types.ts';
 import { UsageError, parseChoice, parseInteger, parseSize } from '../args.ts';
 import type { CliContext } from '../context.ts';
+import { AfterProgress } from '../errors.ts';
 import { Progress } from '../output.ts';
 
 /** Splits a byte stream on `\n` (the newline is not part of the record). Binary-safe. */
@@ -83,7 +84,9 @@ async function run(ctx: CliContext, o: Record<string, unknown>): Promise<void> {
     summary.bytes = payload.length;
     noteOffset(r.offset);
   } else {
-    const producer = new Producer({ client, acks, lingerMs, maxBatchBytes, maxInFlight, digest });
+    // Stops at the first failed batch: no line after it is appended (the summary says where
+    // the log stops holding the input).
+    const producer = new Producer({ client, acks, lingerMs, maxBatchBytes, maxInFlight, digest, stopOnError: true });
     const progress = new Progress(ctx.io.stderr, 'appended');
     const offsets = new Set<number>();
     let failure: unknown = null;
@@ -116,10 +119,9 @@ async function run(ctx: CliContext, o: Record<string, unknown>): Promise<void> {
     summary.records = acked;
     summary.bytes = ackedBytes;
     if (failure !== null) {
-      if (acked > 0) {
-        ctx.note(`loglog: ${acked} records (${summary.entries} entries, offsets ${summary.first}..${summary.last}) were appended before the failure`);
-      }
-      throw failure;
+      if (acked === 0) throw failure;
+      const first = maxInFlight === 1 ? `the first ${acked} records` : `${acked} records`;
+      throw new AfterProgress(failure, `${first} were appended before it (${summary.entries} entries, offsets ${summary.first}..${summary.last})`);
     }
   }
   await ctx.out.write(`${JSON.stringify(summary)}\n`);
