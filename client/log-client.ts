@@ -192,6 +192,7 @@ export class LogClient {
   private readonly retries: number;
   private readonly minDelayMs: number;
   private readonly maxDelayMs: number;
+  private readonly maxElapsedMs: number;
   private readonly acks?: Acks;
   private readonly offload?: boolean;
   private readonly onCorruption?: (report: CorruptionReport) => void;
@@ -218,6 +219,7 @@ export class LogClient {
     this.retries = opts.retry?.retries ?? 8;
     this.minDelayMs = opts.retry?.minDelayMs ?? 25;
     this.maxDelayMs = Math.max(this.minDelayMs, opts.retry?.maxDelayMs ?? 2000);
+    this.maxElapsedMs = opts.retry?.maxElapsedMs ?? 30_000;
     this.acks = opts.acks;
     this.offload = opts.offload;
     this.onCorruption = opts.onCorruption;
@@ -812,6 +814,7 @@ export class LogClient {
     let server = pinned ?? (target === 'leader' ? this.leaderUrl : (start ?? this.nextReader()));
     let attempt = 0;
     let redirects = 0;
+    const began = Date.now();
     for (;;) {
       if (this.closed) throw new LogError('aborted', 'the client is closed');
       if (signal?.aborted) throw abortedError(signal);
@@ -839,7 +842,7 @@ export class LogClient {
           }
           if (hint === null && typeof err.details.leader === 'string' && err.details.leader !== '') unknownLeader = err.details.leader;
         }
-        if (attempt >= this.retries) {
+        if (attempt >= this.retries || Date.now() - began >= this.maxElapsedMs) {
           if (unknownLeader !== null) {
             throw new LogError(
               'not_leader',

@@ -18,6 +18,12 @@ export interface RetryOptions {
   minDelayMs?: number;
   /** Cap of the backoff delay in ms (default 2000). */
   maxDelayMs?: number;
+  /**
+   * No retry starts once this many ms have passed since the call began (default 30,000): a
+   * server that accepts connections but never answers costs one request timeout, not one
+   * per retry. The call fails with the last error.
+   */
+  maxElapsedMs?: number;
 }
 
 /** Where an appended entry landed. */

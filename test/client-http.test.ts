@@ -672,3 +672,18 @@ test('out_of_range from a lagging follower is checked with the leader', async (t
   t.is(n2.knobs.failNext!.count + n3.knobs.failNext!.count, 0, 'both followers answered 416 once');
   t.is(n1.hits.filter((h) => h === 'GET /v1/read').length, 3, 'the leader served its own read and both retries');
 });
+
+test('a server that accepts connections but never answers costs one request timeout, not one per retry', async (t) => {
+  const { createServer: createTcpServer } = await import('node:net');
+  let connections = 0;
+  const silent = createTcpServer((s) => { connections++; s.on('error', () => {}); });
+  await new Promise<void>((res) => silent.listen(0, '127.0.0.1', res));
+  t.teardown(() => { silent.close(); });
+  const url = `http://127.0.0.1:${(silent.address() as AddressInfo).port}`;
+  const client = new LogClient({ servers: [url], requestTimeoutMs: 200, retry: { retries: 8, minDelayMs: 1, maxDelayMs: 1, maxElapsedMs: 300 } });
+  t.teardown(() => client.close());
+  const e = await t.throwsAsync(client.end(), { instanceOf: LogError });
+  t.regex(e!.message, /no response in time/);
+  // Discovery's request, then at most two attempts; without the budget, nine.
+  t.true(connections <= 3, `${connections} connections`);
+});
