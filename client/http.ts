@@ -13,7 +13,7 @@
  */
 import { Pool } from 'undici';
 import type { IncomingHttpHeaders } from 'node:http';
-import { LogError } from '../spec/errors.ts';
+import { LogError, errorOfBody } from '../spec/errors.ts';
 
 /** Options of a {@link Transport}. */
 export interface TransportOptions {
@@ -178,6 +178,10 @@ export class Transport {
     }
     const err = LogError.fromBody(res.statusCode, parsed);
     if (err.details.server === undefined) err.details.server = server;
+    if (!errorOfBody(parsed)) {
+      // Something else answers there (another web server, a proxy's error page).
+      err.message = `${server} answered ${req.method} ${req.path} with HTTP ${res.statusCode} and no loglog error: is it a loglogd?`;
+    }
     throw err;
   }
 

@@ -64,14 +64,20 @@ export class LogError extends Error {
 
   /** Rebuilds an error from an HTTP error body (the SDK side of `toJSON`). */
   static fromBody(status: number, body: unknown): LogError {
-    const e = (body as { error?: { code?: string; message?: string } } | null)?.error;
-    if (e && typeof e.code === 'string' && e.code in ERROR_CODES) {
-      const { code, message, ...details } = e as { code: ErrorCode; message?: string } & ErrorDetails;
+    const e = errorOfBody(body);
+    if (e) {
+      const { code, message, ...details } = e;
       return new LogError(code, message ?? code, details);
     }
     const code: ErrorCode = status === 503 ? 'unavailable' : status >= 500 ? 'internal' : 'bad_request';
     return new LogError(code, `HTTP ${status}`);
   }
+}
+
+/** The `error` of a loglog error body (`{"error":{"code","message",...}}`), or null if `body` is not one. */
+export function errorOfBody(body: unknown): ({ code: ErrorCode; message?: string } & ErrorDetails) | null {
+  const e = (body as { error?: { code?: string; message?: string } } | null)?.error;
+  return e && typeof e.code === 'string' && e.code in ERROR_CODES ? (e as { code: ErrorCode; message?: string } & ErrorDetails) : null;
 }
 
 export function isLogError(e: unknown): e is LogError {

@@ -17,6 +17,7 @@ import { Producer } from '../client/producer.ts';
 import { records } from '../client/consumer.ts';
 import type { CorruptionReport } from '../client/types.ts';
 import { runCli, runCliInProcess, spawnCli } from './helpers/cli.ts';
+import { describeError } from '../client/cli/errors.ts';
 
 // ------------------------------------------------------------------ the fake cluster
 
@@ -686,4 +687,30 @@ test('a server that accepts connections but never answers costs one request time
   t.regex(e!.message, /no response in time/);
   // Discovery's request, then at most two attempts; without the budget, nine.
   t.true(connections <= 3, `${connections} connections`);
+});
+
+test('CLI: records typed at a terminal get a hint on how to end them, and no progress line over the typing', async (t) => {
+  const a = await startFake(t, new FakeLog(), 'a');
+  const r = await runCliInProcess(['append', '--server', a.url], 'typed\n', { terminal: true });
+  t.is(r.code, 0, r.err);
+  t.is(r.err, 'loglog: reading records from the terminal, one per line; Ctrl-D ends the input (or pipe them in, or use --file)\n');
+});
+
+test('CLI: a --file that cannot be read is a usage error, said before anything is sent', async (t) => {
+  const a = await startFake(t, new FakeLog(), 'a');
+  for (const [file, why] of [['/nonexistent/records.txt', 'no such file'], [process.cwd(), 'it is a directory']]) {
+    const r = await runCliInProcess(['append', '--server', a.url, '--file', file]);
+    t.is(r.code, 1);
+    t.regex(r.err, new RegExp(`^loglog: cannot read --file ${file}: ${why};`));
+  }
+});
+
+test('CLI: a server that is not loglogd is named as such; messages over several lines become one', async (t) => {
+  const other = createServer((_req, res) => { res.statusCode = 404; res.end('<html>File not found</html>'); });
+  await new Promise<void>((res) => other.listen(0, '127.0.0.1', res));
+  t.teardown(() => { other.close(); });
+  const r = await runCliInProcess(['end', '--server', `http://127.0.0.1:${(other.address() as AddressInfo).port}`]);
+  t.is(r.code, 2);
+  t.regex(r.err, /answered GET \/v1\/\w+ with HTTP 404 and no loglog error: is it a loglogd\?/);
+  t.is(describeError(new Error('SSL routines:\n  wrong version number'), []).line, 'loglog: SSL routines: wrong version number');
 });

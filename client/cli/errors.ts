@@ -25,11 +25,11 @@ function hint(e: LogError, servers: readonly string[]): string | null {
     case 'network':
       return `is loglogd running at ${servers.join(', ')}? start it with \`npm start\`, or point --server / LOGLOG_SERVERS at it`;
     case 'trimmed':
-      return typeof d.start === 'number' ? `the log now starts at ${d.start}: read with --from ${d.start}` : 'that part of the log was trimmed';
+      return typeof d.start === 'number' ? `read with --from ${d.start}` : 'that part of the log was trimmed';
     case 'out_of_range':
       return typeof d.end === 'number' ? `the commit end is ${d.end}` : 'that offset is past the commit end; see `loglog end`';
     case 'bad_offset':
-      return 'offsets must be entry boundaries: 0, the log start, or an offset/end printed by append or read' +
+      return 'offsets must be entry boundaries: the log start, or an offset or end printed by append or read' +
         (typeof d.start === 'number' && typeof d.end === 'number' ? ` (readable range ${d.start}..${d.end})` : '');
     case 'checksum_mismatch':
       return typeof d.replica === 'string'
@@ -64,8 +64,13 @@ export function describeError(e: unknown, servers: readonly string[]): { line: s
   if (e instanceof LogError) {
     if (e.code === 'aborted') return { line: null, exitCode: EXIT_INTERRUPTED };
     const h = hint(e, servers);
-    return { line: `loglog: ${e.message} (${e.code})${h ? `; ${h}` : ''}`, exitCode: EXIT_SERVER };
+    return { line: oneLine(`loglog: ${e.message} (${e.code})${h ? `; ${h}` : ''}`), exitCode: EXIT_SERVER };
   }
   const msg = e instanceof Error ? e.message : String(e);
-  return { line: `loglog: ${msg}`, exitCode: EXIT_SERVER };
+  return { line: oneLine(`loglog: ${msg}`), exitCode: EXIT_SERVER };
+}
+
+/** Messages from below (OpenSSL's, say) may span lines; the CLI's error is one. */
+function oneLine(s: string): string {
+  return s.replace(/\s*\n\s*/g, ' ').trim();
 }

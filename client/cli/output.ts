@@ -97,8 +97,9 @@ export class Progress {
   private readonly started = Date.now();
   private readonly timer: NodeJS.Timeout | null;
 
-  constructor(private readonly stream: OutStream, private readonly verb: string) {
-    this.timer = stream.isTTY ? setInterval(() => this.render(), 250) : null;
+  /** Shown while `show` (by default, when `stream` is a terminal). */
+  constructor(private readonly stream: OutStream, private readonly verb: string, show = stream.isTTY === true) {
+    this.timer = show ? setInterval(() => this.render(), 250) : null;
     this.timer?.unref();
   }
 
@@ -110,7 +111,7 @@ export class Progress {
   private render(): void {
     const s = Math.max((Date.now() - this.started) / 1000, 0.001);
     this.stream.write(
-      `\r\x1b[K${this.verb} ${this.records} records, ${mib(this.bytes)} ` +
+      `\r\x1b[K${this.verb} ${this.records} record${this.records === 1 ? '' : 's'}, ${mib(this.bytes)} ` +
         `(${Math.round(this.records / s)} records/s, ${mib(this.bytes / s)}/s)`,
     );
   }

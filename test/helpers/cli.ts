@@ -83,9 +83,9 @@ export function runCli(args: readonly string[], opts: CliOptions = {}): Promise<
   return spawnCli(args, opts).done;
 }
 
-/** Runs the CLI in-process (`run` with in-memory stdio and an empty environment). */
-export async function runCliInProcess(args: readonly string[], stdin = ''): Promise<CliResult<number>> {
-  const input = new PassThrough();
+/** Runs the CLI in-process (`run` with in-memory stdio and an empty environment); `terminal`: stdin and stderr say they are one. */
+export async function runCliInProcess(args: readonly string[], stdin = '', opts: { terminal?: boolean } = {}): Promise<CliResult<number>> {
+  const input = Object.assign(new PassThrough(), opts.terminal ? { isTTY: true } : {});
   input.end(stdin);
   const out: Buffer[] = [];
   const err: Buffer[] = [];
@@ -94,6 +94,7 @@ export async function runCliInProcess(args: readonly string[], stdin = ''): Prom
     s.on('data', (d: Buffer) => into.push(d));
     return s;
   };
-  const code = await run(['node', 'loglog', ...args], { stdin: input, stdout: sink(out), stderr: sink(err), env: {} });
+  const stderr = Object.assign(sink(err), opts.terminal ? { isTTY: true } : {});
+  const code = await run(['node', 'loglog', ...args], { stdin: input, stdout: sink(out), stderr, env: {} });
   return { code, out: Buffer.concat(out).toString(), err: Buffer.concat(err).toString() };
 }

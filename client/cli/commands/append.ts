@@ -2,7 +2,7 @@
  * `loglog append`: records from stdin (or --file), one per line, batched into envelope
  * entries by the Producer; prints one JSON summary line.
  */
-import { createReadStream } from 'node:fs';
+import { open } from 'node:fs/promises';
 import type { CAC } from 'cac';
 import { LogError } from '../../../spec/errors.ts';
 import { Producer } from '../../producer.ts';
@@ -42,6 +42,21 @@ async function readAll(input: AsyncIterable<Buffer | string>): Promise<Buffer> {
   return Buffer.concat(parts);
 }
 
+/** Opens --file up front: a wrong path is the user's mistake, said before anything is sent. */
+async function openInput(file: string): Promise<AsyncIterable<Buffer>> {
+  let why: string;
+  try {
+    const fh = await open(file, 'r');
+    if (!(await fh.stat()).isDirectory()) return fh.createReadStream();
+    await fh.close();
+    why = 'it is a directory';
+  } catch (e) {
+    const err = e as NodeJS.ErrnoException;
+    why = err.code === 'ENOENT' ? 'no such file' : err.code === 'EACCES' ? 'permission denied' : err.message;
+  }
+  throw new UsageError(`cannot read --file ${file}: ${why}`);
+}
+
 /** The summary `loglog append` prints. */
 export interface AppendSummary {
   entries: number;
@@ -67,7 +82,7 @@ async function run(ctx: CliContext, o: Record<string, unknown>): Promise<void> {
   const maxInFlight = inFlightRaw === undefined ? 1 : parseInteger(inFlightRaw, 'max-in-flight', 1, 1024);
   const digest = digestRaw === undefined ? undefined : parseChoice(digestRaw, 'digest', ['sha256'] as const);
   const file = ctx.raw('file');
-  const input: AsyncIterable<Buffer | string> = file !== undefined && file !== '-' ? createReadStream(file) : ctx.io.stdin;
+  const input: AsyncIterable<Buffer | string> = file !== undefined && file !== '-' ? await openInput(file) : ctx.io.stdin;
 
   const client = ctx.getClient(o.offload === false ? { offload: false } : {});
   const summary: AppendSummary = { entries: 0, records: 0, bytes: 0, first: null, last: null };
@@ -87,7 +102,10 @@ async function run(ctx: CliContext, o: Record<string, unknown>): Promise<void> {
     // Stops at the first failed batch: no line after it is appended (the summary says where
     // the log stops holding the input).
     const producer = new Producer({ client, acks, lingerMs, maxBatchBytes, maxInFlight, digest, stopOnError: true });
-    const progress = new Progress(ctx.io.stderr, 'appended');
+    // Someone typing records: a progress line redrawn over their typing helps nobody.
+    const typing = input === ctx.io.stdin && (ctx.io.stdin as { isTTY?: boolean }).isTTY === true;
+    if (typing) ctx.note('loglog: reading records from the terminal, one per line; Ctrl-D ends the input (or pipe them in, or use --file)');
+    const progress = new Progress(ctx.io.stderr, 'appended', !typing && ctx.io.stderr.isTTY === true);
     const offsets = new Set<number>();
     let failure: unknown = null;
     let acked = 0;
