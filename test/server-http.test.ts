@@ -113,6 +113,9 @@ test('every bad input gets a 4xx JSON error and the server keeps serving with da
   await expectError(getJson('/v1/read?offset=abc'), 400, 'bad_offset');
   await expectError(getJson('/v1/read?offset=1.5'), 400, 'bad_offset');
   await expectError(getJson('/v1/read'), 400, 'bad_offset');
+  // A bad limit or wait is a malformed request, not a bad offset.
+  t.regex((await expectError(getJson('/v1/read?offset=0&limit=-1'), 400, 'bad_request')).message, /^limit .* bytes/);
+  t.regex((await expectError(getJson('/v1/read?offset=0&wait=abc'), 400, 'bad_request')).message, /^wait .* milliseconds/);
   const beyond = await expectError(getJson(`/v1/read?offset=${end1 + 1000}`), 416, 'out_of_range');
   t.is(beyond.end, end1);
   const mid = await expectError(getJson(`/v1/read?offset=${first.json.offset + 3}`), 400, 'bad_offset');

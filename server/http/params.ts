@@ -1,5 +1,12 @@
-/** Strict parsing of query parameters: offsets are decimal digit strings, nothing else. */
+/** Strict parsing of query parameters: offsets and counts are decimal digit strings, nothing else. */
 import { LogError } from '../../spec/errors.ts';
+
+/** A non-negative integer below 2^53 from a decimal string; null if `raw` is anything else. */
+function wholeNumber(raw: string): number | null {
+  // Past 2^53 - 1 the digits no longer round-trip through a double, so such a value is refused
+  // rather than rounded to another offset.
+  return /^\d+$/.test(raw) && Number.isSafeInteger(Number(raw)) ? Number(raw) : null;
+}
 
 /** A non-negative safe integer from a decimal string, or a 400 that names the parameter. */
 export function parseOffset(name: string, raw: string | null, fallback?: number): number {
@@ -7,10 +14,17 @@ export function parseOffset(name: string, raw: string | null, fallback?: number)
     if (fallback !== undefined) return fallback;
     throw new LogError('bad_offset', `missing ${name}: pass ${name}=<byte offset>, e.g. ${name}=0`);
   }
-  if (!/^\d{1,16}$/.test(raw) || !Number.isSafeInteger(Number(raw))) {
-    throw new LogError('bad_offset', `${name} must be a non-negative whole number of bytes, got "${raw}"`);
-  }
-  return Number(raw);
+  const n = wholeNumber(raw);
+  if (n === null) throw new LogError('bad_offset', `${name} must be a non-negative whole number of bytes, got "${raw}"`);
+  return n;
+}
+
+/** A count such as a byte limit or a wait in milliseconds; `fallback` when absent, else a 400 `bad_request`. */
+export function parseCount(name: string, raw: string | null, fallback: number, unit: string): number {
+  if (raw === null || raw === '') return fallback;
+  const n = wholeNumber(raw);
+  if (n === null) throw new LogError('bad_request', `${name} must be a non-negative whole number of ${unit}, got "${raw}"`);
+  return n;
 }
 
 export function parseAcks(raw: string | null | undefined): 'leader' | 'quorum' | 'all' {

@@ -2,7 +2,7 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { LogError } from '../../spec/errors.ts';
 import type { LogNode } from '../log-node.ts';
-import { parseOffset } from './params.ts';
+import { parseCount, parseOffset } from './params.ts';
 import { sendBytes } from './respond.ts';
 
 const DEFAULT_LIMIT = 1024 * 1024;
@@ -12,8 +12,8 @@ const MAX_WAIT_MS = 60_000;
 export async function handleRead(node: LogNode, req: IncomingMessage, res: ServerResponse, url: URL): Promise<void> {
   const q = url.searchParams;
   const offset = parseOffset('offset', q.get('offset'));
-  const limit = Math.min(parseOffset('limit', q.get('limit'), DEFAULT_LIMIT), MAX_LIMIT);
-  const wait = Math.min(parseOffset('wait', q.get('wait'), 0), MAX_WAIT_MS);
+  const limit = Math.min(parseCount('limit', q.get('limit'), DEFAULT_LIMIT, 'bytes'), MAX_LIMIT);
+  const wait = Math.min(parseCount('wait', q.get('wait'), 0, 'milliseconds'), MAX_WAIT_MS);
   const minCommit = q.has('minCommit') ? parseOffset('minCommit', q.get('minCommit')) : null;
 
   const closed = new AbortController();
