@@ -20,6 +20,15 @@ async function get(url: string) {
   return { status: r.statusCode, headers: r.headers, buf, json: () => JSON.parse(buf.toString()) };
 }
 
+/** What a tail from `offset` reports when the server refuses it: its JSON error and close code. */
+async function tailError(url: string, offset: string): Promise<{ closeCode: number; error: any }> {
+  const ws = new WebSocket(`${url.replace('http', 'ws')}/v1/tail?offset=${offset}`, { perMessageDeflate: false });
+  let error: any = null;
+  ws.on('message', (data, isBinary) => { if (!isBinary) error = JSON.parse(String(data)).error; });
+  const closeCode = await new Promise<number>((resolve) => ws.once('close', resolve));
+  return { closeCode, error };
+}
+
 test('append, read, end, status and tail over plain HTTP and WebSocket', async (t) => {
   const n = await startNode(t);
   const payloads = ['alpha', 'beta', 'gamma'].map((s) => Buffer.from(s));
@@ -108,18 +117,30 @@ test('every bad input gets a 4xx JSON error and the server keeps serving with da
   await expectError(post(n.url, Buffer.from('xyz'), { 'x-loglog-acks': 'some' }), 400, 'bad_request');
   await expectError(post(n.url, Buffer.from('xyz'), { 'x-loglog-copies': 'some' }), 400, 'bad_request');
 
-  const end1 = (await getJson('/v1/end')).json.end;
-  await expectError(getJson('/v1/read?offset=-1'), 400, 'bad_offset');
-  await expectError(getJson('/v1/read?offset=abc'), 400, 'bad_offset');
-  await expectError(getJson('/v1/read?offset=1.5'), 400, 'bad_offset');
-  await expectError(getJson('/v1/read'), 400, 'bad_offset');
+  // Every offset that cannot be read gets the readable range in its error, on /v1/read and
+  // on /v1/tail (which sends the same JSON error, then closes with 4000 + the HTTP status).
+  const range = { start: 0, end: (await getJson('/v1/end')).json.end };
+  const refused: Array<[offset: string, status: number, code: string]> = [
+    ['-1', 400, 'bad_offset'],
+    ['abc', 400, 'bad_offset'],
+    ['1.5', 400, 'bad_offset'],
+    ['99999999999999999999', 400, 'bad_offset'],
+    ['9007199254740993', 400, 'bad_offset'], // above 2^53: a double would round it to another offset
+    [String(first.json.offset + 3), 400, 'bad_offset'], // mid-frame
+    [String(range.end + 1000), 416, 'out_of_range'],
+    ['99999999999999', 416, 'out_of_range'],
+    [String(Number.MAX_SAFE_INTEGER), 416, 'out_of_range'],
+  ];
+  for (const [offset, status, code] of refused) {
+    t.like(await expectError(getJson(`/v1/read?offset=${offset}`), status, code), range, `read at ${offset}`);
+    const tail = await tailError(n.url, offset);
+    t.is(tail.closeCode, 4000 + status, `tail at ${offset}`);
+    t.like(tail.error, { code, ...range }, `tail at ${offset}`);
+  }
+  t.like(await expectError(getJson('/v1/read'), 400, 'bad_offset'), range);
   // A bad limit or wait is a malformed request, not a bad offset.
   t.regex((await expectError(getJson('/v1/read?offset=0&limit=-1'), 400, 'bad_request')).message, /^limit .* bytes/);
   t.regex((await expectError(getJson('/v1/read?offset=0&wait=abc'), 400, 'bad_request')).message, /^wait .* milliseconds/);
-  const beyond = await expectError(getJson(`/v1/read?offset=${end1 + 1000}`), 416, 'out_of_range');
-  t.is(beyond.end, end1);
-  const mid = await expectError(getJson(`/v1/read?offset=${first.json.offset + 3}`), 400, 'bad_offset');
-  t.is(typeof mid.end, 'number');
   await expectError(getJson('/v1/nope'), 404, 'not_found');
   const badTrim = await request(`${n.url}/v1/trim?before=x`, { method: 'POST' });
   await expectError(Promise.resolve({ status: badTrim.statusCode, json: await badTrim.body.json() }), 400, 'bad_offset');

@@ -1,5 +1,5 @@
 /** Strict parsing of query parameters: offsets and counts are decimal digit strings, nothing else. */
-import { LogError } from '../../spec/errors.ts';
+import { LogError, type ErrorDetails } from '../../spec/errors.ts';
 
 /** A non-negative integer below 2^53 from a decimal string; null if `raw` is anything else. */
 function wholeNumber(raw: string): number | null {
@@ -8,14 +8,14 @@ function wholeNumber(raw: string): number | null {
   return /^\d+$/.test(raw) && Number.isSafeInteger(Number(raw)) ? Number(raw) : null;
 }
 
-/** A non-negative safe integer from a decimal string, or a 400 that names the parameter. */
-export function parseOffset(name: string, raw: string | null, fallback?: number): number {
-  if (raw === null || raw === '') {
-    if (fallback !== undefined) return fallback;
-    throw new LogError('bad_offset', `missing ${name}: pass ${name}=<byte offset>, e.g. ${name}=0`);
-  }
+/**
+ * A byte offset, or a 400 `bad_offset` that names the parameter. `range` (the log's start and
+ * commit end) goes into the error, so a client that sent a bad offset learns the valid ones.
+ */
+export function parseOffset(name: string, raw: string | null, range: ErrorDetails = {}): number {
+  if (raw === null || raw === '') throw new LogError('bad_offset', `missing ${name}: pass ${name}=<byte offset>, e.g. ${name}=0`, range);
   const n = wholeNumber(raw);
-  if (n === null) throw new LogError('bad_offset', `${name} must be a non-negative whole number of bytes, got "${raw}"`);
+  if (n === null) throw new LogError('bad_offset', `${name} must be a whole number of bytes from 0 to 2^53-1, got "${raw}"`, range);
   return n;
 }
 

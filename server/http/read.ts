@@ -11,10 +11,10 @@ const MAX_WAIT_MS = 60_000;
 
 export async function handleRead(node: LogNode, req: IncomingMessage, res: ServerResponse, url: URL): Promise<void> {
   const q = url.searchParams;
-  const offset = parseOffset('offset', q.get('offset'));
+  const offset = parseOffset('offset', q.get('offset'), readableRange(node));
   const limit = Math.min(parseCount('limit', q.get('limit'), DEFAULT_LIMIT, 'bytes'), MAX_LIMIT);
   const wait = Math.min(parseCount('wait', q.get('wait'), 0, 'milliseconds'), MAX_WAIT_MS);
-  const minCommit = q.has('minCommit') ? parseOffset('minCommit', q.get('minCommit')) : null;
+  const minCommit = q.has('minCommit') ? parseOffset('minCommit', q.get('minCommit'), readableRange(node)) : null;
 
   const closed = new AbortController();
   res.on('close', () => closed.abort());
@@ -22,11 +22,23 @@ export async function handleRead(node: LogNode, req: IncomingMessage, res: Serve
   if (minCommit !== null && minCommit > 0 && !(await node.waitReadable(minCommit - 1, Math.max(wait, 1), closed.signal))) {
     throw new LogError('timeout', `this replica has not yet committed up to ${minCommit}; retry, or read from another replica`, { end: node.readableEnd() });
   }
-  if (offset < node.log.start) throw new LogError('trimmed', `offset ${offset} was trimmed; the log now starts at ${node.log.start}`, { start: node.log.start });
-  const end = node.readableEnd();
-  if (offset > end) throw new LogError('out_of_range', `offset ${offset} is beyond the commit end ${end}; valid offsets are ${node.log.start}..${end}`, { start: node.log.start, end });
+  const { end } = checkReadable(node, offset);
   if (offset === end && wait > 0) await node.waitReadable(offset, wait, closed.signal);
   const { data, next } = await node.read(offset, limit);
   if (res.destroyed) return;
   sendBytes(res, 200, data, { 'x-loglog-start': node.log.start, 'x-loglog-commit': node.readableEnd(), 'x-loglog-next': next });
+}
+
+/** Where a read may start on this replica: the log start up to the commit end (both included). */
+export function readableRange(node: LogNode): { start: number; end: number } {
+  return { start: node.log.start, end: node.readableEnd() };
+}
+
+/** The readable range, or the error for an offset outside it (carrying the range). */
+export function checkReadable(node: LogNode, offset: number): { start: number; end: number } {
+  const range = readableRange(node);
+  const { start, end } = range;
+  if (offset < start) throw new LogError('trimmed', `offset ${offset} was trimmed; the log now starts at ${start}`, range);
+  if (offset > end) throw new LogError('out_of_range', `offset ${offset} is beyond the commit end ${end}; valid offsets are ${start}..${end}`, range);
+  return range;
 }

@@ -3,9 +3,9 @@
  * socket's bufferedAmount so a slow reader never makes the server buffer without bound.
  */
 import type { WebSocket } from 'ws';
-import { LogError } from '../../spec/errors.ts';
 import type { LogNode } from '../log-node.ts';
 import { parseOffset } from './params.ts';
+import { checkReadable, readableRange } from './read.ts';
 import { toLogError } from './respond.ts';
 
 const CHUNK = 1024 * 1024;
@@ -16,9 +16,11 @@ export async function serveTail(node: LogNode, ws: WebSocket, url: URL): Promise
   ws.on('close', () => closed.abort());
   ws.on('error', () => closed.abort());
   try {
-    let offset = parseOffset('offset', url.searchParams.get('offset'), node.readableEnd());
-    if (offset < node.log.start) throw new LogError('trimmed', `offset ${offset} was trimmed; the log now starts at ${node.log.start}`, { start: node.log.start });
-    if (offset > node.readableEnd()) throw new LogError('out_of_range', `offset ${offset} is beyond the commit end ${node.readableEnd()}`, { start: node.log.start, end: node.readableEnd() });
+    const raw = url.searchParams.get('offset');
+    const range = readableRange(node);
+    // No offset: follow only what commits from now on, as `tail -f` does.
+    let offset = raw ? parseOffset('offset', raw, range) : range.end;
+    checkReadable(node, offset);
     while (!closed.signal.aborted) {
       if (offset >= node.readableEnd()) {
         await node.waitReadable(offset, 30_000, closed.signal);
