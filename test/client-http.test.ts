@@ -371,6 +371,14 @@ test('503 then success: retried with backoff; 4xx is not retried; retries are bo
   t.is(a.hits.length - before, 5, '1 try + 4 retries');
 });
 
+test('408 body_timeout (the body stalled on its way) is retried, after asking the fate', async (t) => {
+  const log = new FakeLog();
+  const a = await startFake(t, log, 'a', { failNext: { count: 1, code: 'body_timeout', status: 408 } });
+  const c = client(t, [a.url]);
+  t.is((await c.append(Buffer.from('x'))).offset, 0);
+  t.deepEqual(a.hits.map((h) => h.replace(/fate\/.*/, 'fate')), ['POST /v1/append', 'GET /v1/fate', 'POST /v1/append']);
+});
+
 test('a lost append reply is resolved through fate, not by appending twice', async (t) => {
   const log = new FakeLog();
   const a = await startFake(t, log, 'a', { dropReply: true });

@@ -122,7 +122,7 @@ const disconnectMidBody = test.macro({
 test(disconnectMidBody, 1000, 400);
 test(disconnectMidBody, 1 << 20, 600 * 1024);
 
-test('a body that stalls past the deadline gets 504 and becomes an aborted frame', async (t) => {
+test('a body that stalls past the deadline gets 408 and becomes an aborted frame', async (t) => {
   const n = await startNode(t, { args: ['--body-deadline', '300ms'] });
   const s = await partialAppend(n.url, 100, 10);
   const response = await new Promise<string>((resolve) => {
@@ -130,8 +130,8 @@ test('a body that stalls past the deadline gets 504 and becomes an aborted frame
     s.on('data', (d) => { got += d; });
     s.on('close', () => resolve(got));
   });
-  t.regex(response, /^HTTP\/1\.1 504/);
-  t.regex(response, /"code":"timeout"/);
+  t.regex(response, /^HTTP\/1\.1 408/);
+  t.regex(response, /"code":"body_timeout"/);
   const r = await request(`${n.url}/v1/append`, { method: 'POST', body: 'ok', headers: { 'content-length': '2' } });
   t.is(r.statusCode, 200);
   await r.body.dump();

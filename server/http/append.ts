@@ -84,7 +84,7 @@ export function handleAppend(node: LogNode, req: IncomingMessage, res: ServerRes
   const started = node.beginAppend({ length, crc, uploadId, acks, copies, sink });
   reqId = started.reqId;
   started.result.then((r) => {
-    const err = node.replyError(r);
+    const err = bodyTimeout(node.replyError(r));
     if (err) {
       if (!req.complete) res.setHeader('connection', 'close');
       sendError(res, err);
@@ -130,4 +130,13 @@ export function handleAppend(node: LogNode, req: IncomingMessage, res: ServerRes
   req.on('aborted', fail);
   req.on('error', fail);
   req.on('close', () => { if (!req.complete) fail(); });
+}
+
+/**
+ * The replica answers an append with `timeout` only when its body stalled past the deadline
+ * (spec/replica.ts, onTick). That is the client not sending, so it is told 408, not the 504 of
+ * a server that did not answer in time.
+ */
+function bodyTimeout(err: LogError | null): LogError | null {
+  return err?.code === 'timeout' ? new LogError('body_timeout', err.message, err.details) : err;
 }
