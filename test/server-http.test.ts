@@ -84,6 +84,20 @@ test('append, read, end, status and tail over plain HTTP and WebSocket', async (
   t.deepEqual([...parseFrames(polled.buf, tailEnd)].map((f) => f.payload.toString()), ['epsilon']);
 });
 
+test('a tail without offset starts at the commit end: only entries committed after it opens', async (t) => {
+  const n = await startNode(t);
+  await post(n.url, Buffer.from('before'));
+  const end = (await get(`${n.url}/v1/end`)).json().end;
+  const ws = new WebSocket(`${n.url.replace('http', 'ws')}/v1/tail`, { perMessageDeflate: false });
+  t.teardown(() => ws.close());
+  const first = new Promise<Buffer>((resolve) => ws.once('message', resolve));
+  // The server takes its offset in the tick that answers the handshake: 'after' commits past it.
+  await new Promise((r) => ws.once('open', r));
+  const { offset } = (await post(n.url, Buffer.from('after'))).json;
+  t.is(offset, end);
+  t.deepEqual([...parseFrames(await first, end)].map((f) => f.payload.toString()), ['after']);
+});
+
 test('every bad input gets a 4xx JSON error and the server keeps serving with data intact', async (t) => {
   const n = await startNode(t, { args: ['--max-entry-bytes', '1MiB'] });
   const first = await post(n.url, Buffer.from('keep me'));
