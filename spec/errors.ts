@@ -16,6 +16,7 @@ export const ERROR_CODES = {
   checksum_mismatch: { status: 400, retriable: false },
   unauthorized: { status: 401, retriable: false },
   not_found: { status: 404, retriable: false },
+  method_not_allowed: { status: 405, retriable: false },
   // The client stopped sending an append's body: its fault (408), but a retry may well succeed.
   body_timeout: { status: 408, retriable: true },
   trimmed: { status: 410, retriable: false },

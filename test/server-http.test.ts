@@ -112,6 +112,10 @@ test('every bad input gets a 4xx JSON error and the server keeps serving with da
     return r.json.error;
   };
   const getJson = async (path: string) => { const r = await get(`${n.url}${path}`); return { status: r.status, json: r.json() }; };
+  const call = async (method: string, path: string) => {
+    const r = await request(`${n.url}${path}`, { method });
+    return { status: r.statusCode, headers: r.headers, json: (await r.body.json()) as any };
+  };
 
   // Every offset that cannot be read gets the readable range in its error, on /v1/read and
   // on /v1/tail (which sends the same JSON error, then closes with 4000 + the HTTP status).
@@ -159,8 +163,20 @@ test('every bad input gets a 4xx JSON error and the server keeps serving with da
   await expectError(post(n.url, Buffer.from('xyz'), { 'x-loglog-copies': 'some' }), 400, 'bad_request');
 
   await expectError(getJson('/v1/nope'), 404, 'not_found');
-  const badTrim = await request(`${n.url}/v1/trim?before=x`, { method: 'POST' });
-  await expectError(Promise.resolve({ status: badTrim.statusCode, json: await badTrim.body.json() }), 400, 'bad_offset');
+  // A known path asked with the wrong method: 405, naming the methods it takes.
+  const wrongMethods: Array<[method: string, path: string, allow: string]> = [
+    ['GET', '/v1/append', 'POST'], ['POST', '/v1/read', 'GET'], ['GET', '/v1/trim', 'POST'],
+    ['DELETE', '/v1/end', 'GET'], ['POST', '/v1/status', 'GET'], ['POST', '/v1/tail', 'GET'],
+    ['GET', '/v1/upload/some-id', 'PUT'], ['POST', '/v1/fate/some-id', 'GET'],
+  ];
+  for (const [method, path, allow] of wrongMethods) {
+    const r = await call(method, path);
+    const e = await expectError(Promise.resolve(r), 405, 'method_not_allowed');
+    t.is(r.headers.allow, allow, `${method} ${path}`);
+    t.deepEqual(e.allow, [allow]);
+  }
+  await expectError(getJson('/v1/tail'), 400, 'bad_request'); // a WebSocket endpoint, asked without an upgrade
+  await expectError(call('POST', '/v1/trim?before=x'), 400, 'bad_offset');
 
   // Still serving, earlier data intact, the aborted checksum-mismatch frame is skipped by readers.
   const again = await post(n.url, Buffer.from('after errors'));

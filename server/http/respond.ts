@@ -20,9 +20,9 @@ export function sendBytes(res: ServerResponse, status: number, data: Uint8Array,
 }
 
 /** Any thrown value becomes a JSON error reply; unknown errors are 500 `internal`. */
-export function sendError(res: ServerResponse, err: unknown): void {
+export function sendError(res: ServerResponse, err: unknown, headers: Record<string, string | number> = {}): void {
   const e = toLogError(err);
-  sendJson(res, e.status >= 400 ? e.status : 500, e.toJSON());
+  sendJson(res, e.status >= 400 ? e.status : 500, e.toJSON(), headers);
 }
 
 export function toLogError(err: unknown): LogError {

@@ -56,18 +56,48 @@ export function createApiServer(node: LogNode): ApiServer {
     sendJson(res, 200, r.type === 'fate' ? { state: r.state, offset: r.offset, end: r.end } : {});
   });
 
+  // Upgrades are handled apart (server.on('upgrade')); this only makes the path known, so a
+  // plain request to it learns what to do, and another method gets 405.
+  routes.set('GET /v1/tail', () => {
+    throw new LogError('bad_request', '/v1/tail is a WebSocket endpoint: connect with "Upgrade: websocket"');
+  });
+  /** Routes whose path ends in an id, keyed "METHOD /prefix/". */
+  const prefixed = new Map<string, RouteHandler>([
+    ['PUT /v1/upload/', (req, res, url) => handleUpload(node, req, res, url)],
+    ['GET /v1/fate/', (req, res, url) => {
+      url.searchParams.set('id', decodeURIComponent(url.pathname.slice('/v1/fate/'.length)));
+      return routes.get('GET /v1/fate')!(req, res, url);
+    }],
+  ]);
+  /** Every route at `path`, by method (read at each request: peers mount routes later). */
+  const routesAt = (path: string): Map<string, RouteHandler> => {
+    const found = new Map<string, RouteHandler>();
+    for (const [key, handler] of [...routes, ...prefixed]) {
+      const [method, at] = key.split(' ');
+      if (at === path || (prefixed.has(key) && path.startsWith(at))) found.set(method, handler);
+    }
+    return found;
+  };
+
   const server = createServer({ keepAliveTimeout: 65_000, requestTimeout: 0 }, (req, res) => {
     const url = new URL(req.url ?? '/', 'http://x');
+    // The exact lookup first: appends and reads should not pay for the scan.
     let route = routes.get(`${req.method} ${url.pathname}`);
-    if (!route && url.pathname.startsWith('/v1/upload/') && req.method === 'PUT') route = (rq, rs) => handleUpload(node, rq, rs, url);
-    if (!route && url.pathname.startsWith('/v1/fate/') && req.method === 'GET') {
-      url.searchParams.set('id', decodeURIComponent(url.pathname.slice('/v1/fate/'.length)));
-      route = routes.get('GET /v1/fate');
-    }
     if (!route) {
-      req.resume();
-      sendError(res, new LogError('not_found', `no route ${req.method} ${url.pathname}; see DESIGN.md "HTTP API"`));
-      return;
+      const at = routesAt(url.pathname);
+      route = at.get(req.method ?? '');
+      if (!route) {
+        req.resume();
+        // A known path asked with another method: say which methods it takes.
+        const allow = [...at.keys()].sort();
+        if (allow.length > 0) {
+          const msg = `${req.method} is not allowed on ${url.pathname}: use ${allow.join(' or ')}`;
+          sendError(res, new LogError('method_not_allowed', msg, { allow }), { allow: allow.join(', ') });
+        } else {
+          sendError(res, new LogError('not_found', `no route ${req.method} ${url.pathname}; see DESIGN.md "HTTP API"`));
+        }
+        return;
+      }
     }
     try {
       const p = route(req, res, url);
