@@ -435,9 +435,17 @@ export class LogNode extends EventEmitter {
     return this.log.read(offset, maxBytes, this.readableEnd());
   }
 
+  /**
+   * Deletes whole segments below `before`. A point past the commit end is refused (416 with the
+   * range) rather than cut down to it: the caller asked to drop entries that do not exist yet,
+   * as Kafka's deleteRecords past the high watermark is an OffsetOutOfRange error.
+   */
   async trim(before: number): Promise<number> {
-    const limit = Math.min(before, this.readableEnd());
-    const start = await this.log.trim(limit);
+    const end = this.readableEnd();
+    if (before > end) {
+      throw new LogError('out_of_range', `trim point ${before} is beyond the commit end ${end}; trim at most up to ${end}`, { start: this.log.start, end });
+    }
+    const start = await this.log.trim(before);
     this.replica.start = start;
     return start;
   }

@@ -128,6 +128,11 @@ test.serial('a follower whose log ends below the start the others trimmed to cat
     // Retention (here an explicit trim) on the running nodes deletes every segment the lagging node has.
     const before = (await leader.status())!.commit;
     for (const n of cluster.alive()) {
+      // A trim point past a node's commit end is refused, and a follower may not have heard of
+      // the leader's latest commit yet: wait (long poll on minCommit) until it has.
+      const caughtUp = await request(`${n.url}/v1/read?offset=0&limit=1&minCommit=${before}&wait=10000`);
+      await caughtUp.body.dump();
+      t.is(caughtUp.statusCode, 200);
       const r = await request(`${n.url}/v1/trim?before=${before}`, { method: 'POST' });
       const j = (await r.body.json()) as { start: number };
       t.is(r.statusCode, 200);

@@ -187,7 +187,7 @@ test('every bad input gets a 4xx JSON error and the server keeps serving with da
   t.deepEqual(data, ['keep me', 'after errors']);
 });
 
-test('trim deletes whole segments and reads below the start get 410 with the start', async (t) => {
+test('trim deletes whole segments, reads below the start get 410, a trim past the commit end 416', async (t) => {
   const n = await startNode(t, { args: ['--segment-bytes', '64KiB'] });
   const body = Buffer.alloc(10_000, 7);
   let last = 0;
@@ -207,6 +207,21 @@ test('trim deletes whole segments and reads below the start get 410 with the sta
   t.is(ok.status, 200);
   t.is([...parseFrames(ok.buf, last)][0].payload.length, body.length);
   t.is(HEADER_SIZE, 32);
+
+  // A trim point past the commit end or malformed is refused with the range; the end itself is fine.
+  const end = (await get(`${n.url}/v1/end`)).json().end;
+  const trimAt = async (before: string) => {
+    const r = await request(`${n.url}/v1/trim?before=${before}`, { method: 'POST' });
+    return { status: r.statusCode, json: (await r.body.json()) as any };
+  };
+  for (const [before, status, code] of [['99999999999', 416, 'out_of_range'], [String(end + 1), 416, 'out_of_range'], ['-1', 400, 'bad_offset']] as const) {
+    const r = await trimAt(before);
+    t.is(r.status, status, before);
+    t.like(r.json.error, { code, start, end }, before);
+  }
+  const atEnd = await trimAt(String(end));
+  t.is(atEnd.status, 200);
+  t.true(atEnd.json.start >= start && atEnd.json.start <= end);
 });
 
 test('a too-large append gets its 413, not a reset connection, every time', async (t) => {

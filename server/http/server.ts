@@ -5,7 +5,7 @@ import { WebSocketServer } from 'ws';
 import { LogError } from '../../spec/errors.ts';
 import type { LogNode } from '../log-node.ts';
 import { handleAppend } from './append.ts';
-import { handleRead } from './read.ts';
+import { handleRead, readableRange } from './read.ts';
 import { serveTail } from './tail.ts';
 import { parseOffset, parseUploadId } from './params.ts';
 import { sendError, sendJson } from './respond.ts';
@@ -44,7 +44,7 @@ export function createApiServer(node: LogNode): ApiServer {
   routes.set('GET /v1/status', (_req, res) => sendJson(res, 200, node.status()));
   routes.set('POST /v1/trim', async (req, res, url) => {
     req.resume();
-    const before = parseOffset('before', url.searchParams.get('before'));
+    const before = parseOffset('before', url.searchParams.get('before'), readableRange(node));
     sendJson(res, 200, { start: await node.trim(before) });
   });
   routes.set('GET /v1/fate', async (_req, res, url) => {
