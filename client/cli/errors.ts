@@ -43,6 +43,8 @@ function hint(e: LogError, servers: readonly string[]): string | null {
       return 'the cluster has no usable leader right now (election in progress or no quorum); try again shortly';
     case 'timeout':
       return 'the server did not answer in time; the append may still commit';
+    case 'body_timeout':
+      return 'the input stalled longer than the server waits for an append body (loglogd --body-deadline); nothing of that entry was kept';
     case 'disk_full':
       return 'the server is out of disk space: free some with `loglog trim --before <offset>`';
     case 'internal':
