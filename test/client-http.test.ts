@@ -722,3 +722,13 @@ test('CLI: a server that is not loglogd is named as such; messages over several 
   t.regex(r.err, /answered GET \/v1\/\w+ with HTTP 404 and no loglog error: is it a loglogd\?/);
   t.is(describeError(new Error('SSL routines:\n  wrong version number'), []).line, 'loglog: SSL routines: wrong version number');
 });
+
+test('CLI: --server belongs to the commands that talk to a cluster, not to dev or sim', async (t) => {
+  for (const cmd of ['dev', 'sim']) {
+    const r = await runCliInProcess([cmd, '--server', 'http://127.0.0.1:1']);
+    t.is(r.code, 1, cmd);
+    t.regex(r.err, /Unknown option `--server`/, cmd);
+    t.notRegex((await runCliInProcess([cmd, '--help'])).out, /--server/, cmd);
+  }
+  for (const cmd of ['append', 'read', 'tail', 'end', 'status', 'trim']) t.regex((await runCliInProcess([cmd, '--help'])).out, /--server <urls>/, cmd);
+});

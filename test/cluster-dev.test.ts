@@ -60,6 +60,12 @@ test('loglog dev --nodes 3: leader printed, CLI appends and reads through the cl
   t.deepEqual(statuses.map((s) => s.id).sort(), ['n1', 'n2', 'n3']);
   t.is(statuses.filter((s) => s.role === 'leader').length, 1);
 
+  // A second cluster on the same ports is refused up front, in one line.
+  const twice = await runCli(['dev', '--nodes', '3', '--data', `${data}-2`, '--base-port', String(base)], NO_SERVERS);
+  t.is(twice.code, 1);
+  t.regex(twice.err, new RegExp(`^loglog: port ${base} on 127.0.0.1 is taken .*--base-port`));
+  t.is(twice.err.trim().split('\n').length, 1, twice.err);
+
   dev.proc.kill('SIGINT');
   const stopped = await dev.done;
   t.is(stopped.code, 0, stopped.err);
@@ -71,4 +77,18 @@ test('loglog dev --nodes 3: leader printed, CLI appends and reads through the cl
   const wrong = await runCli(['dev', '--nodes', '2', '--data', data, '--base-port', String(base)], NO_SERVERS);
   t.is(wrong.code, 1);
   t.regex(wrong.err, /holds a 3-node cluster; start it with --nodes 3/);
+});
+
+test('loglog dev reports a node that dies with the signal that killed it, and ends when every node is gone', async (t) => {
+  const data = await mkdtemp(join(tmpdir(), 'loglog-dev-'));
+  t.teardown(() => rm(data, { recursive: true, force: true }));
+  const base = await freePortRange(1);
+  const dev = spawnCli(['dev', '--nodes', '1', '--data', data, '--base-port', String(base)], NO_SERVERS);
+  t.teardown(() => { if (dev.proc.exitCode === null && dev.proc.signalCode === null) dev.proc.kill('SIGKILL'); });
+  const up = await dev.waitErr(/n1 .* pid (\d+)/);
+  process.kill(Number(up[1]), 'SIGKILL');
+  const done = await dev.done;
+  t.regex(done.err, /n1 exited unexpectedly \(killed by SIGKILL\)/);
+  t.regex(done.err, /every node exited/);
+  t.is(done.code, 2);
 });

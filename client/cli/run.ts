@@ -63,7 +63,6 @@ export async function run(argv: string[] = process.argv, io: CliIO = processIO()
     else opts.signal.addEventListener('abort', () => ctx.interrupt(), { once: true });
   }
   const cli = cac('loglog');
-  cli.option('--server <urls>', 'Server URL(s), comma-separated; the rest of the cluster is discovered (default: env LOGLOG_SERVERS, else http://127.0.0.1:7400,http://127.0.0.1:7401,http://127.0.0.1:7402)');
   for (const m of commands) m.register(cli, ctx);
   cli.help();
   cli.version(version());

@@ -6,7 +6,7 @@ import { LogError } from '../../../spec/errors.ts';
 import type { ServerStatus } from '../../types.ts';
 import { normalizeServer } from '../../http.ts';
 import { UsageError } from '../args.ts';
-import type { CliContext } from '../context.ts';
+import { type CliContext, SERVER_OPTION } from '../context.ts';
 import { EXIT_SERVER } from '../errors.ts';
 import { formatBytes } from '../output.ts';
 
@@ -84,6 +84,7 @@ async function runTrim(ctx: CliContext): Promise<void> {
 export function register(cli: CAC, ctx: CliContext): void {
   cli
     .command('end', 'Print the commit end (the offset the next entry will get) as a bare number')
+    .option(...SERVER_OPTION)
     .option('--linearizable', 'Ask the leader to confirm its leadership first (read index)')
     .example('loglog end')
     .example('loglog read --from "$(loglog end --linearizable)" --follow')
@@ -91,6 +92,7 @@ export function register(cli: CAC, ctx: CliContext): void {
 
   cli
     .command('status', 'Show the status of every cluster member (exit 2 if any is unreachable)')
+    .option(...SERVER_OPTION)
     .option('--json', 'One JSON object per server per line')
     .example('loglog status')
     .example('loglog status --json --server http://10.0.0.1:7400,http://10.0.0.2:7400')
@@ -98,6 +100,7 @@ export function register(cli: CAC, ctx: CliContext): void {
 
   cli
     .command('trim', 'Delete whole segments below an offset; prints the new log start')
+    .option(...SERVER_OPTION)
     .option('--before <offset>', 'Delete segments entirely below this offset (required)')
     .example('loglog trim --before 1073741824')
     .action(() => runTrim(ctx));

@@ -8,7 +8,7 @@ import { LogError } from '../../../spec/errors.ts';
 import { Producer } from '../../producer.ts';
 import type { Acks } from '../../types.ts';
 import { UsageError, parseChoice, parseInteger, parseSize } from '../args.ts';
-import type { CliContext } from '../context.ts';
+import { type CliContext, SERVER_OPTION } from '../context.ts';
 import { AfterProgress } from '../errors.ts';
 import { Progress } from '../output.ts';
 
@@ -149,6 +149,7 @@ async function run(ctx: CliContext, o: Record<string, unknown>): Promise<void> {
 export function register(cli: CAC, ctx: CliContext): void {
   const cmd = cli
     .command('append', 'Append records from stdin (one per line) or a file, batched into entries')
+    .option(...SERVER_OPTION)
     .option('--file <path>', 'Read records from this file instead of stdin')
     .option('--raw', 'Append the whole input as one entry, as is (no envelope, no line splitting)')
     .option('--acks <level>', 'Durability before an entry is acknowledged: leader, quorum (default), all')

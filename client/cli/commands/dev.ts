@@ -145,7 +145,8 @@ export async function startLocalCluster(opts: LocalClusterOptions): Promise<Loca
       }
       void exited.then((code) => {
         clearTimeout(timer);
-        rej(new Error(`${id} exited (code ${code}) before serving${tail.length ? `:\n  ${tail.join('\n  ')}` : ''}`));
+        // Its last line says why (the daemon's one-line error); the rest is in its log above.
+        rej(new Error(`${id} exited (code ${code}) before serving${tail.length ? `: ${tail[tail.length - 1]}` : ''}`));
       });
     }));
   }
@@ -243,6 +244,9 @@ async function runDev(ctx: CliContext, o: Record<string, unknown>): Promise<void
 
   // Shutdown may take longer than the CLI's usual 2 s after Ctrl-C: every node syncs and closes.
   ctx.shutdownGraceMs = 30_000;
+  for (const p of ports) {
+    if (!(await portFree(p))) throw new UsageError(`port ${p} on 127.0.0.1 is taken (another loglogd?): stop what uses it, or pick other ports with --base-port`);
+  }
   let cluster: LocalCluster;
   try {
     cluster = await startLocalCluster({
@@ -253,9 +257,8 @@ async function runDev(ctx: CliContext, o: Record<string, unknown>): Promise<void
     });
   } catch (e) {
     if (e instanceof UsageError || e instanceof LogError) throw e;
-    const msg = (e as Error).message;
-    const inUse = /EADDRINUSE/.test(msg);
-    throw new LogError('unavailable', `a node failed to start: ${msg}${inUse ? `\n  a port in ${base}..${base + n - 1} is taken (another loglogd?): stop it, or pick others with --base-port` : ''}`);
+    // Not a LogError: its hints are about a running cluster, and there is none.
+    throw new Error(`a node failed to start: ${(e as Error).message}`);
   }
 
   const stop = async (why: string): Promise<(number | null)[]> => {
@@ -271,7 +274,8 @@ async function runDev(ctx: CliContext, o: Record<string, unknown>): Promise<void
   });
   // Tell the user about nodes that stop on their own; all gone ends the command.
   const allExited = Promise.all(cluster.nodes.map((x) => x.exited.then((code) => {
-    if (!ctx.signal.aborted) say(`${x.id} exited unexpectedly (code ${code}); see its log above (--verbose shows everything)`);
+    const how = code === null ? `killed by ${x.proc.signalCode}` : `exit code ${code}`;
+    if (!ctx.signal.aborted) say(`${x.id} exited unexpectedly (${how}); see its log above (--verbose shows everything)`);
   })));
 
   let leader: LocalNode;

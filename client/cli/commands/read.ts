@@ -6,7 +6,7 @@ import { entryRecords } from '../../consumer.ts';
 import type { EnvelopeMode } from '../../consumer.ts';
 import type { Entry } from '../../types.ts';
 import { UsageError, parseChoice, parseSize } from '../args.ts';
-import type { CliContext } from '../context.ts';
+import { type CliContext, SERVER_OPTION } from '../context.ts';
 import { FORMATS, Progress, formatRecord } from '../output.ts';
 import type { Format } from '../output.ts';
 
@@ -81,6 +81,7 @@ const ENVELOPE_HELP = 'auto: unpack record batches, other entries are one record
 export function register(cli: CAC, ctx: CliContext): void {
   cli
     .command('read', 'Print committed records from an offset')
+    .option(...SERVER_OPTION)
     .option('--from <offset>', 'Entry offset to start at (default: the log start)')
     .option('--to <offset>', 'Stop before the first entry at or past this offset')
     .option('--follow', 'Keep waiting for new entries after the commit end (Ctrl-C to stop)')
@@ -94,6 +95,7 @@ export function register(cli: CAC, ctx: CliContext): void {
 
   cli
     .command('tail', 'Follow the log live over a WebSocket (default: from the current end)')
+    .option(...SERVER_OPTION)
     .option('--from <offset>', 'Entry offset to start at (default: the current commit end)')
     .option('--format <format>', FORMAT_HELP)
     .option('--envelope <mode>', ENVELOPE_HELP)
