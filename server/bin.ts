@@ -3,7 +3,7 @@
  *   loglogd --data DIR --listen HOST:PORT [--config FILE] [--id n1 --peers n1=URL,n2=URL,...]
  */
 import { cac } from 'cac';
-import { DAEMON_FLAGS, DEFAULT_NODE_CONFIG, applyConfigFile, applyOptions, flagOptions, parseDaemonArgv, type NodeConfig } from './config.ts';
+import { DAEMON_FLAGS, loadConfig, parseDaemonArgv } from './config.ts';
 import { runNode } from './main.ts';
 
 // cac only writes --help and --version; parseDaemonArgv reads the command line.
@@ -21,14 +21,7 @@ try {
   if (flags.has('help')) cli.outputHelp();
   else if (flags.has('version')) cli.outputVersion();
   if (flags.has('help') || flags.has('version')) process.exit(0);
-  let config: NodeConfig = DEFAULT_NODE_CONFIG;
-  const file = flags.get('config');
-  if (typeof file === 'string') config = applyConfigFile(config, file);
-  const options = flagOptions(flags);
-  options.clusterSecret ??= process.env.LOGLOG_CLUSTER_SECRET;
-  if (options.clusterSecret === undefined) delete options.clusterSecret;
-  config = applyOptions(config, options);
-  await runNode(config, { stopOnStdinClose: flags.has('stop-on-stdin-close') });
+  await runNode(loadConfig(flags, process.env), { stopOnStdinClose: flags.has('stop-on-stdin-close') });
 } catch (e) {
   process.stderr.write(`loglogd: ${(e as Error).message}\n`);
   process.exit(1);

@@ -50,40 +50,62 @@ export const DEFAULT_NODE_CONFIG: NodeConfig = {
   uploadBufferBytes: 256 * 1024 * 1024,
 };
 
-/** `host:port` → parts; throws a usage error that says what is expected. */
-export function parseListen(s: string): { host: string; port: number } {
+/** `host:port` → parts. `name` is what set it (--listen, or a config file key), for the message. */
+export function parseListen(s: string, name = '--listen'): { host: string; port: number } {
   const m = /^(.*):(\d{1,5})$/.exec(s);
   const port = m ? Number(m[2]) : NaN;
-  if (!m || port > 65535) throw new LogError('bad_request', `--listen expects HOST:PORT (e.g. 127.0.0.1:7400), got "${s}"`);
+  if (!m || port > 65535) throw new LogError('bad_request', `${name} expects HOST:PORT (e.g. 127.0.0.1:7400), got "${s}"`);
   return { host: m[1].replace(/^\[(.*)\]$/, '$1') || '127.0.0.1', port };
 }
 
 /** `n1=http://127.0.0.1:7401,n2=...` → peer list. */
-export function parsePeers(s: string): PeerAddress[] {
+export function parsePeers(s: string, name = '--peers'): PeerAddress[] {
   return s.split(',').filter(Boolean).map((part) => {
     const i = part.indexOf('=');
-    if (i <= 0) throw new LogError('bad_request', `--peers expects ID=URL pairs separated by commas, got "${part}"`);
+    if (i <= 0) throw new LogError('bad_request', `${name} expects ID=URL pairs separated by commas, got "${part}"`);
     return { id: part.slice(0, i), url: part.slice(i + 1).replace(/\/$/, '') };
   });
 }
 
-/** Byte sizes like 64MiB, 16mb, 4096. */
-export function parseBytes(v: string | number): number {
-  if (typeof v === 'number') return v;
-  const m = /^(\d+)\s*(k|kb|kib|m|mb|mib|g|gb|gib)?$/i.exec(v.trim());
-  if (!m) throw new LogError('bad_request', `expected a size like 64MiB, got "${v}"`);
-  const unit = (m[2] ?? '').toLowerCase()[0];
-  const mult = unit === 'k' ? 1024 : unit === 'm' ? 1024 ** 2 : unit === 'g' ? 1024 ** 3 : 1;
-  return Number(m[1]) * mult;
+const KIB = 1024;
+const MIB = 1024 ** 2;
+const GIB = 1024 ** 3;
+const SIZE_UNITS: Record<string, number> = { '': 1, k: KIB, kb: KIB, kib: KIB, m: MIB, mb: MIB, mib: MIB, g: GIB, gb: GIB, gib: GIB };
+const DURATION_UNITS: Record<string, number> = { '': 1, ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 };
+
+/** A whole amount with an optional unit (a JSON number is in the base unit); `what` shows the form. */
+function parseAmount(v: unknown, name: string, units: Record<string, number>, what: string): number {
+  const m = typeof v === 'string' ? /^(\d+)\s*([a-z]*)$/i.exec(v.trim()) : null;
+  const unit = m ? units[m[2].toLowerCase()] : undefined;
+  const n = typeof v === 'number' ? v : m && unit !== undefined ? Number(m[1]) * unit : NaN;
+  if (!Number.isSafeInteger(n) || n < 0) throw new LogError('bad_request', `${name} takes ${what}, got ${JSON.stringify(v)}`);
+  return n;
 }
 
-/** Durations like 500ms, 10s, 7d. */
-export function parseDuration(v: string | number): number {
-  if (typeof v === 'number') return v;
-  const m = /^(\d+)\s*(ms|s|m|h|d)?$/.exec(v.trim());
-  if (!m) throw new LogError('bad_request', `expected a duration like 10s or 7d, got "${v}"`);
-  const mult = { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 }[m[2] ?? 'ms']!;
-  return Number(m[1]) * mult;
+/** Byte sizes like 64MiB, 16mb, 4096 (k, m and g are all binary). */
+export function parseBytes(v: unknown, name: string): number {
+  return parseAmount(v, name, SIZE_UNITS, 'a size like 64MiB');
+}
+
+/** Durations like 500ms, 10s, 7d (a bare number is milliseconds). */
+export function parseDuration(v: unknown, name: string): number {
+  return parseAmount(v, name, DURATION_UNITS, 'a duration like 10s or 7d');
+}
+
+/** `n` (parsed from `raw`) when within [min, max]; `range` says so in the units people write. */
+function within(n: number, name: string, raw: unknown, min: number, max: number, range: string): number {
+  if (n < min || n > max) throw new LogError('bad_request', `${name} must be ${range}, got ${JSON.stringify(raw)}`);
+  return n;
+}
+
+function text(v: unknown, name: string): string {
+  if (typeof v !== 'string' || v === '') throw new LogError('bad_request', `${name} must be a non-empty string, got ${JSON.stringify(v)}`);
+  return v;
+}
+
+function peerObject(v: unknown, name: string): PeerAddress[] {
+  if (typeof v !== 'object' || v === null || Array.isArray(v)) throw new LogError('bad_request', `${name} must be "ID=URL,..." or an object of ID: URL, got ${JSON.stringify(v)}`);
+  return Object.entries(v).map(([id, url]) => ({ id, url: text(url, `the URL of peer ${id} in ${name}`) }));
 }
 
 /** Fields a config file may set (JSON), with sizes and durations as strings or numbers. */
@@ -102,13 +124,75 @@ export interface ConfigFile {
   retention?: { maxAge?: string | number; maxBytes?: string | number };
 }
 
+/**
+ * How each setting (a config file key; nested ones as `retention.maxAge`) lands in a
+ * NodeConfig. `name` is what gave it (a flag, or the key and its file), for messages.
+ */
+type SettingKey = Exclude<keyof ConfigFile, 'retention'> | `retention.${keyof NonNullable<ConfigFile['retention']>}`;
+const SETTINGS: Record<SettingKey, (c: NodeConfig, v: unknown, name: string) => void> = {
+  id: (c, v, name) => { c.id = text(v, name); },
+  data: (c, v, name) => { c.dataDir = text(v, name); },
+  listen: (c, v, name) => { Object.assign(c, parseListen(text(v, name), name)); },
+  peers: (c, v, name) => { c.peers = typeof v === 'string' ? parsePeers(v, name) : peerObject(v, name); },
+  clusterSecret: (c, v, name) => { c.clusterSecret = text(v, name); },
+  // The storage cannot go past a u32 of frame starts within a segment.
+  segmentBytes: (c, v, name) => { c.segmentBytes = within(parseBytes(v, name), name, v, 4 * KIB, 0xffff_ffff, 'from 4KiB to 4294967295 bytes (4GiB - 1)'); },
+  maxEntryBytes: (c, v, name) => { c.maxEntryBytes = parseBytes(v, name); },
+  bodyDeadline: (c, v, name) => { c.bodyDeadlineMs = parseDuration(v, name); },
+  electionTimeout: (c, v, name) => { c.electionMs = parseDuration(v, name); },
+  heartbeat: (c, v, name) => { c.heartbeatMs = parseDuration(v, name); },
+  uploadDeadline: (c, v, name) => { c.uploadDeadlineMs = parseDuration(v, name); },
+  'retention.maxAge': (c, v, name) => { c.retention.maxAgeMs = parseDuration(v, name); },
+  'retention.maxBytes': (c, v, name) => { c.retention.maxBytes = parseBytes(v, name); },
+};
+
+/** One setting to apply: its key in SETTINGS, its value and what gave it. */
+interface Setting { key: SettingKey; value: unknown; name: string }
+
+function applySettings(base: NodeConfig, settings: readonly Setting[]): NodeConfig {
+  const c: NodeConfig = { ...base, retention: { ...base.retention } };
+  for (const s of settings) SETTINGS[s.key](c, s.value, s.name);
+  return c;
+}
+
+function isObject(v: unknown): v is Record<string, unknown> {
+  return typeof v === 'object' && v !== null && !Array.isArray(v);
+}
+
+function isSettingKey(key: string): key is SettingKey {
+  return Object.hasOwn(SETTINGS, key);
+}
+
+/** The settings in a JSON config file; any key loglogd does not know is an error. */
+function configFileSettings(path: string): Setting[] {
+  let raw: unknown;
+  try {
+    raw = JSON.parse(readFileSync(path, 'utf8'));
+  } catch (e) {
+    throw new LogError('bad_request', `cannot read config file ${path}: ${(e as Error).message}`);
+  }
+  if (!isObject(raw)) throw new LogError('bad_request', `config file ${path} must hold a JSON object, like {"segmentBytes": "64MiB"}`);
+  const entries = Object.entries(raw).flatMap(([k, v]) => {
+    if (k !== 'retention') return [[k, v] as const];
+    if (!isObject(v)) throw new LogError('bad_request', `retention in config file ${path} must be an object like {"maxAge": "7d"}, got ${JSON.stringify(v)}`);
+    return Object.entries(v).map(([inner, iv]) => [`${k}.${inner}`, iv] as const);
+  });
+  return entries.map(([key, value]) => {
+    if (!isSettingKey(key)) {
+      const guess = closest(key, Object.keys(SETTINGS));
+      throw new LogError('bad_request', `config file ${path}: unknown key "${key}"; ${guess ? `did you mean "${guess}"?` : `the keys are ${Object.keys(SETTINGS).join(', ')}`}`);
+    }
+    return { key, value, name: `${key} in config file ${path}` };
+  });
+}
+
 /** A loglogd flag: the config file key it sets (none for --config and switches) and its help. */
 export interface DaemonFlag {
   name: string;
   /** Placeholder of the value it takes; absent for a switch. */
   value?: string;
   /** Path of the config file setting it overrides (`retention.maxAge`). */
-  key?: string;
+  key?: SettingKey;
   help: string;
 }
 
@@ -146,7 +230,7 @@ function distance(a: string, b: string): number {
 }
 
 /** The candidate a typo most likely meant, if any is close enough to be worth suggesting. */
-export function closest(word: string, candidates: Iterable<string>): string | undefined {
+function closest(word: string, candidates: Iterable<string>): string | undefined {
   let best: string | undefined;
   let bestDistance = Math.max(2, Math.floor(word.length / 3)) + 1;
   for (const c of candidates) {
@@ -192,46 +276,25 @@ export function parseDaemonArgv(argv: readonly string[]): Map<string, string | t
   return given;
 }
 
-/** The settings `flags` (from parseDaemonArgv) give, as a config file would hold them. */
-export function flagOptions(flags: ReadonlyMap<string, string | true>): ConfigFile {
-  const o: Record<string, unknown> = {};
+/**
+ * The settings `flags` (from parseDaemonArgv) give; LOGLOG_CLUSTER_SECRET in `env` stands
+ * for --cluster-secret when that is not given. An empty one counts as none, not as an error:
+ * a cluster of one needs no secret, and a cluster says it needs one (cluster/mount.ts).
+ */
+function flagSettings(flags: ReadonlyMap<string, string | true>, env: NodeJS.ProcessEnv): Setting[] {
+  const settings: Setting[] = [];
   for (const f of DAEMON_FLAGS) {
-    const v = flags.get(f.name);
-    if (f.key === undefined || typeof v !== 'string') continue;
-    const [outer, inner] = f.key.split('.');
-    if (inner === undefined) o[outer] = v;
-    else o[outer] = { ...(o[outer] as object | undefined), [inner]: v };
+    const value = flags.get(f.name);
+    if (f.key !== undefined && typeof value === 'string') settings.push({ key: f.key, value, name: `--${f.name}` });
   }
-  return o as ConfigFile;
+  const secret = env.LOGLOG_CLUSTER_SECRET;
+  if (!flags.has('cluster-secret') && secret) settings.push({ key: 'clusterSecret', value: secret, name: 'LOGLOG_CLUSTER_SECRET' });
+  return settings;
 }
 
-export function applyConfigFile(base: NodeConfig, path: string): NodeConfig {
-  let raw: ConfigFile;
-  try {
-    raw = JSON.parse(readFileSync(path, 'utf8')) as ConfigFile;
-  } catch (e) {
-    throw new LogError('bad_request', `cannot read config file ${path}: ${(e as Error).message}`);
-  }
-  return applyOptions(base, raw);
-}
-
-export function applyOptions(base: NodeConfig, o: ConfigFile): NodeConfig {
-  const c: NodeConfig = { ...base, retention: { ...base.retention } };
-  if (o.id !== undefined) c.id = o.id;
-  if (o.data !== undefined) c.dataDir = o.data;
-  if (o.listen !== undefined) Object.assign(c, parseListen(o.listen));
-  if (o.peers !== undefined) {
-    c.peers = typeof o.peers === 'string' ? parsePeers(o.peers) : Object.entries(o.peers).map(([id, url]) => ({ id, url }));
-  }
-  if (o.clusterSecret !== undefined) c.clusterSecret = o.clusterSecret;
-  if (o.segmentBytes !== undefined) c.segmentBytes = parseBytes(o.segmentBytes);
-  if (o.maxEntryBytes !== undefined) c.maxEntryBytes = parseBytes(o.maxEntryBytes);
-  if (o.bodyDeadline !== undefined) c.bodyDeadlineMs = parseDuration(o.bodyDeadline);
-  if (o.electionTimeout !== undefined) c.electionMs = parseDuration(o.electionTimeout);
-  if (o.heartbeat !== undefined) c.heartbeatMs = parseDuration(o.heartbeat);
-  if (o.uploadDeadline !== undefined) c.uploadDeadlineMs = parseDuration(o.uploadDeadline);
-  if (o.retention?.maxAge !== undefined) c.retention.maxAgeMs = parseDuration(o.retention.maxAge);
-  if (o.retention?.maxBytes !== undefined) c.retention.maxBytes = parseBytes(o.retention.maxBytes);
-  if (c.segmentBytes < 4096) throw new LogError('bad_request', 'segmentBytes must be at least 4KiB');
-  return c;
+/** A node's configuration: the defaults, then the --config file, then the flags and `env`. */
+export function loadConfig(flags: ReadonlyMap<string, string | true>, env: NodeJS.ProcessEnv = {}): NodeConfig {
+  const file = flags.get('config');
+  const fromFile = typeof file === 'string' ? configFileSettings(file) : [];
+  return applySettings(DEFAULT_NODE_CONFIG, [...fromFile, ...flagSettings(flags, env)]);
 }

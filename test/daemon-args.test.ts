@@ -1,8 +1,9 @@
 import test from 'ava';
 import { spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
+import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { parseDaemonArgv } from '../server/config.ts';
+import { DEFAULT_NODE_CONFIG, loadConfig, parseDaemonArgv } from '../server/config.ts';
 import { loglogdArgv } from '../server/daemon-argv.ts';
 import { tempDir } from './helpers/node-process.ts';
 
@@ -16,7 +17,14 @@ function runLoglogd(args: readonly string[]): Promise<{ code: number | null; std
 }
 
 const usageError = (t: import('ava').ExecutionContext, argv: string[], message: RegExp) =>
-  t.throws(() => parseDaemonArgv(argv), { message }, argv.join(' '));
+  t.throws(() => loadConfig(parseDaemonArgv(argv)), { message }, argv.join(' '));
+
+/** A config file holding `json` (an object, or raw text). */
+async function configFile(t: import('ava').ExecutionContext, json: unknown): Promise<string> {
+  const file = join(await tempDir(t, 'loglog-config-'), 'config.json');
+  await writeFile(file, typeof json === 'string' ? json : JSON.stringify(json));
+  return file;
+}
 
 test('parseDaemonArgv reads every flag form and keeps values exact', (t) => {
   const flags = parseDaemonArgv(['--data', 'd', '--listen=127.0.0.1:0', '--id', '007', '--stop-on-stdin-close', '--segment-bytes', '-5']);
@@ -63,4 +71,52 @@ test('bad flags: loglogd exits 1 with one line naming the flag, and creates noth
   }
   t.false(existsSync(data));
   t.false(existsSync('true'), 'a value-less --data once became a directory named "true"');
+});
+
+test('flags override the config file, which overrides the defaults', async (t) => {
+  const file = await configFile(t, { data: 'from-file', segmentBytes: '1MiB', maxEntryBytes: 65536, retention: { maxAge: '7d' }, peers: { n1: 'http://a:1' } });
+  const c = loadConfig(parseDaemonArgv(['--config', file, '--data', 'from-flag', '--retention-max-bytes', '1GiB']), { LOGLOG_CLUSTER_SECRET: 's' });
+  t.deepEqual(
+    [c.dataDir, c.segmentBytes, c.maxEntryBytes, c.retention, c.peers, c.clusterSecret, c.port],
+    ['from-flag', 1 << 20, 65536, { maxAgeMs: 7 * 86_400_000, maxBytes: 1 << 30 }, [{ id: 'n1', url: 'http://a:1' }], 's', DEFAULT_NODE_CONFIG.port],
+  );
+  t.is(loadConfig(parseDaemonArgv(['--cluster-secret', 'flag']), { LOGLOG_CLUSTER_SECRET: 'env' }).clusterSecret, 'flag');
+  t.is(loadConfig(parseDaemonArgv([]), { LOGLOG_CLUSTER_SECRET: '' }).clusterSecret, null);
+});
+
+test('a bad value is reported against the flag that gave it, with the value as given', (t) => {
+  usageError(t, ['--segment-bytes', '-5'], /^--segment-bytes takes a size like 64MiB, got "-5"$/);
+  usageError(t, ['--segment-bytes=-5'], /^--segment-bytes takes a size like 64MiB, got "-5"$/);
+  usageError(t, ['--segment-bytes', '1KiB'], /^--segment-bytes must be from 4KiB to .*, got "1KiB"$/);
+  usageError(t, ['--retention-max-age', '-1d'], /^--retention-max-age takes a duration like 10s or 7d, got "-1d"$/);
+  usageError(t, ['--body-deadline', '10 parsecs'], /^--body-deadline takes a duration/);
+  usageError(t, ['--max-entry-bytes', '99999999999999999999'], /^--max-entry-bytes takes a size/);
+});
+
+test('a bad value in a config file is reported against its key and the file', async (t) => {
+  const small = await configFile(t, { segmentBytes: '1KiB' });
+  t.throws(() => loadConfig(parseDaemonArgv(['--config', small])), { message: `segmentBytes in config file ${small} must be from 4KiB to 4294967295 bytes (4GiB - 1), got "1KiB"` });
+  for (const [json, message] of [
+    [{ retention: { maxBytes: -1 } }, /^retention\.maxBytes in config file .* takes a size like 64MiB, got -1$/],
+    [{ bodyDeadline: 1.5 }, /^bodyDeadline in config file .* takes a duration/],
+    [{ data: 5 }, /^data in config file .* must be a non-empty string, got 5$/],
+    [{ peers: { n1: 7 } }, /^the URL of peer n1 in peers in config file .* must be a non-empty string, got 7$/],
+    [{ retention: '7d' }, /^retention in config file .* must be an object/],
+    [[], /^config file .* must hold a JSON object/],
+    ['{"data": ', /^cannot read config file /],
+  ] as const) {
+    const file = await configFile(t, json);
+    t.throws(() => loadConfig(parseDaemonArgv(['--config', file])), { message }, JSON.stringify(json));
+  }
+});
+
+test('an unknown key in a config file is an error naming the key and the file', async (t) => {
+  const bogus = await configFile(t, { bogusKey: 1 });
+  t.throws(() => loadConfig(parseDaemonArgv(['--config', bogus])), { message: `config file ${bogus}: unknown key "bogusKey"; the keys are id, data, listen, peers, clusterSecret, segmentBytes, maxEntryBytes, bodyDeadline, electionTimeout, heartbeat, uploadDeadline, retention.maxAge, retention.maxBytes` });
+  const typo = await configFile(t, { segmentByte: '64MiB' });
+  t.throws(() => loadConfig(parseDaemonArgv(['--config', typo])), { message: `config file ${typo}: unknown key "segmentByte"; did you mean "segmentBytes"?` });
+  const nested = await configFile(t, { retention: { maxage: '7d' } });
+  t.throws(() => loadConfig(parseDaemonArgv(['--config', nested])), { message: /unknown key "retention\.maxage"; did you mean "retention\.maxAge"\?/ });
+  const inherited = await configFile(t, { constructor: 1 });
+  t.throws(() => loadConfig(parseDaemonArgv(['--config', inherited])), { message: /unknown key "constructor"/ });
 });

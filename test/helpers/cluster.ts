@@ -18,6 +18,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import type { ExecutionContext } from 'ava';
 import { Agent, request } from 'undici';
+import type { ConfigFile } from '../../server/config.ts';
 import { FRAME_OVERHEAD, Kind, kindName, parseFrames } from '../../spec/frame.ts';
 import type { FinalLog, FrameKindName } from '../../spec/history.ts';
 import { spawnLoglogd } from './node-process.ts';
@@ -44,8 +45,8 @@ export interface ClusterOptions {
   size?: number;
   /** Route peer traffic through one TCP proxy per ordered pair of nodes. */
   proxied?: boolean;
-  /** Options written to a JSON config file every node reads (see server/config.ts ConfigFile). */
-  config?: Record<string, unknown>;
+  /** Options written to a JSON config file every node reads. */
+  config?: ConfigFile;
   /** Per-node cluster secret overrides (e.g. one node with the wrong secret). */
   secrets?: Record<string, string>;
   /** Don't wait for a leader after starting. */
