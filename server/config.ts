@@ -52,9 +52,12 @@ export const DEFAULT_NODE_CONFIG: NodeConfig = {
 
 /** `host:port` → parts. `name` is what set it (--listen, or a config file key), for the message. */
 export function parseListen(s: string, name = '--listen'): { host: string; port: number } {
-  const m = /^(.*):(\d{1,5})$/.exec(s);
+  const usage = (why = '') => new LogError('bad_request', `${name} takes HOST:PORT, e.g. 127.0.0.1:7400${why}; got "${s}"`);
+  // A URL would get as far as a DNS lookup of "http://host" (ENOTFOUND), which hides the mistake.
+  if (/^[a-z][a-z0-9+.-]*:\/\//i.test(s)) throw usage(', not a URL');
+  const m = /^([^/\s]*):(\d{1,5})$/.exec(s);
   const port = m ? Number(m[2]) : NaN;
-  if (!m || port > 65535) throw new LogError('bad_request', `${name} expects HOST:PORT (e.g. 127.0.0.1:7400), got "${s}"`);
+  if (!m || port > 65535) throw usage();
   return { host: m[1].replace(/^\[(.*)\]$/, '$1') || '127.0.0.1', port };
 }
 

@@ -120,3 +120,18 @@ test('an unknown key in a config file is an error naming the key and the file', 
   const inherited = await configFile(t, { constructor: 1 });
   t.throws(() => loadConfig(parseDaemonArgv(['--config', inherited])), { message: /unknown key "constructor"/ });
 });
+
+test('--listen takes HOST:PORT, and says so when given a URL', (t) => {
+  t.like(loadConfig(parseDaemonArgv(['--listen', '[::1]:7401'])), { host: '::1', port: 7401 });
+  t.like(loadConfig(parseDaemonArgv(['--listen', ':0'])), { host: '127.0.0.1', port: 0 });
+  usageError(t, ['--listen', 'http://127.0.0.1:0'], /^--listen takes HOST:PORT, e\.g\. 127\.0\.0\.1:7400, not a URL; got "http:\/\/127\.0\.0\.1:0"$/);
+  usageError(t, ['--listen', 'localhost/x:7400'], /^--listen takes HOST:PORT, e\.g\. 127\.0\.0\.1:7400; got "localhost\/x:7400"$/);
+  usageError(t, ['--listen', '127.0.0.1:70000'], /^--listen takes HOST:PORT/);
+  usageError(t, ['--listen', '7400'], /^--listen takes HOST:PORT/);
+});
+
+test('loglogd --listen with a URL exits 1 with the HOST:PORT usage line (it failed in a DNS lookup)', async (t) => {
+  const { code, stderr } = await runLoglogd(['--data', join(await tempDir(t, 'loglog-args-'), 'data'), '--listen', 'http://127.0.0.1:0']);
+  t.is(code, 1);
+  t.is(stderr, 'loglogd: --listen takes HOST:PORT, e.g. 127.0.0.1:7400, not a URL; got "http://127.0.0.1:0"\n');
+});
