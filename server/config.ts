@@ -3,6 +3,7 @@
  */
 import { readFileSync } from 'node:fs';
 import { LogError } from '../spec/errors.ts';
+import { FRAME_OVERHEAD } from '../spec/frame.ts';
 import { DEFAULT_CONFIG } from '../spec/replica.ts';
 import { DEFAULT_SEGMENT_BYTES } from './storage/segment-log.ts';
 
@@ -74,6 +75,7 @@ const KIB = 1024;
 const MIB = 1024 ** 2;
 const GIB = 1024 ** 3;
 const SIZE_UNITS: Record<string, number> = { '': 1, k: KIB, kb: KIB, kib: KIB, m: MIB, mb: MIB, mib: MIB, g: GIB, gb: GIB, gib: GIB };
+const MAX_ENTRY_BYTES = 0xffff_ffff - FRAME_OVERHEAD;
 const DURATION_UNITS: Record<string, number> = { '': 1, ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 };
 
 /** A whole amount with an optional unit (a JSON number is in the base unit); `what` shows the form. */
@@ -99,6 +101,11 @@ export function parseDuration(v: unknown, name: string): number {
 function within(n: number, name: string, raw: unknown, min: number, max: number, range: string): number {
   if (n < min || n > max) throw new LogError('bad_request', `${name} must be ${range}, got ${JSON.stringify(raw)}`);
   return n;
+}
+
+/** A duration of at least 1 ms: a deadline or a period of 0 would fire on every tick. */
+function positiveDuration(v: unknown, name: string): number {
+  return within(parseDuration(v, name), name, v, 1, Number.MAX_SAFE_INTEGER, 'at least 1ms');
 }
 
 function text(v: unknown, name: string): string {
@@ -140,10 +147,13 @@ const SETTINGS: Record<SettingKey, (c: NodeConfig, v: unknown, name: string) => 
   clusterSecret: (c, v, name) => { c.clusterSecret = text(v, name); },
   // The storage cannot go past a u32 of frame starts within a segment.
   segmentBytes: (c, v, name) => { c.segmentBytes = within(parseBytes(v, name), name, v, 4 * KIB, 0xffff_ffff, 'from 4KiB to 4294967295 bytes (4GiB - 1)'); },
-  maxEntryBytes: (c, v, name) => { c.maxEntryBytes = parseBytes(v, name); },
-  bodyDeadline: (c, v, name) => { c.bodyDeadlineMs = parseDuration(v, name); },
-  electionTimeout: (c, v, name) => { c.electionMs = parseDuration(v, name); },
-  heartbeat: (c, v, name) => { c.heartbeatMs = parseDuration(v, name); },
+  // A frame stores its payload length as a u32, and recovery reads a segment (one such frame
+  // at most, when it is larger than segmentBytes) into one Buffer: the whole frame must fit
+  // in a u32. A frame never straddles segments, so segmentBytes sets no limit here.
+  maxEntryBytes: (c, v, name) => { c.maxEntryBytes = within(parseBytes(v, name), name, v, 1, MAX_ENTRY_BYTES, `from 1 to ${MAX_ENTRY_BYTES} bytes (a frame, ${FRAME_OVERHEAD} bytes more, must fit in 4GiB - 1)`); },
+  bodyDeadline: (c, v, name) => { c.bodyDeadlineMs = positiveDuration(v, name); },
+  electionTimeout: (c, v, name) => { c.electionMs = positiveDuration(v, name); },
+  heartbeat: (c, v, name) => { c.heartbeatMs = positiveDuration(v, name); },
   uploadDeadline: (c, v, name) => { c.uploadDeadlineMs = parseDuration(v, name); },
   'retention.maxAge': (c, v, name) => { c.retention.maxAgeMs = parseDuration(v, name); },
   'retention.maxBytes': (c, v, name) => { c.retention.maxBytes = parseBytes(v, name); },

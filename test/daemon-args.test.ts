@@ -4,6 +4,7 @@ import { existsSync } from 'node:fs';
 import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { DEFAULT_NODE_CONFIG, loadConfig, parseDaemonArgv } from '../server/config.ts';
+import { FRAME_OVERHEAD } from '../spec/frame.ts';
 import { loglogdArgv } from '../server/daemon-argv.ts';
 import { tempDir } from './helpers/node-process.ts';
 
@@ -134,4 +135,15 @@ test('loglogd --listen with a URL exits 1 with the HOST:PORT usage line (it fail
   const { code, stderr } = await runLoglogd(['--data', join(await tempDir(t, 'loglog-args-'), 'data'), '--listen', 'http://127.0.0.1:0']);
   t.is(code, 1);
   t.is(stderr, 'loglogd: --listen takes HOST:PORT, e.g. 127.0.0.1:7400, not a URL; got "http://127.0.0.1:0"\n');
+});
+
+test('entry sizes and deadlines are bounded, and the message says the range', (t) => {
+  t.is(loadConfig(parseDaemonArgv(['--max-entry-bytes', '4294967262'])).maxEntryBytes, 0xffff_ffff - FRAME_OVERHEAD);
+  t.is(loadConfig(parseDaemonArgv(['--max-entry-bytes', '1GiB', '--segment-bytes', '64MiB'])).maxEntryBytes, 1 << 30, 'an entry larger than a segment gets a segment of its own');
+  const range = /^--max-entry-bytes must be from 1 to 4294967262 bytes \(a frame, 33 bytes more, must fit in 4GiB - 1\), got /;
+  for (const bad of ['100GiB', '4294967263', '0']) usageError(t, ['--max-entry-bytes', bad], range);
+  t.is(loadConfig(parseDaemonArgv(['--body-deadline', '1ms'])).bodyDeadlineMs, 1);
+  usageError(t, ['--body-deadline', '0'], /^--body-deadline must be at least 1ms, got "0"$/);
+  usageError(t, ['--body-deadline', '-10s'], /^--body-deadline takes a duration like 10s or 7d, got "-10s"$/);
+  usageError(t, ['--segment-bytes', '4GiB'], /^--segment-bytes must be from 4KiB to 4294967295 bytes \(4GiB - 1\), got "4GiB"$/);
 });
