@@ -2,7 +2,7 @@
 import { fstatSync } from 'node:fs';
 import { LogNode } from './log-node.ts';
 import { createApiServer } from './http/server.ts';
-import type { NodeConfig } from './config.ts';
+import { DEFAULT_NODE_CONFIG, type NodeConfig } from './config.ts';
 import { mountCluster } from './cluster/mount.ts';
 import { servingLine } from './daemon-argv.ts';
 
@@ -99,7 +99,17 @@ export async function runNode(config: NodeConfig, opts: { stopOnStdinClose?: boo
   const r = running.node.log.recovery;
   say(servingLine(config.id, running.url, config.dataDir));
   say(`recovered log ${running.node.log.start}..${running.node.log.end} in ${r.ms.toFixed(1)} ms (scanned ${r.bytesScanned} bytes${r.torn ? `, cut a torn tail of ${r.truncatedBytes} bytes` : ''})`);
-  say(`try:  echo hello | npx loglog append   then   npx loglog read --from 0   (Ctrl-C stops)`);
+  say(tryLine(running.url));
+}
+
+/**
+ * The start-up hint: CLI commands that reach this node. The CLI tries the default address
+ * first (DEFAULT_SERVERS in client/log-client.ts), where another server may answer: a node
+ * anywhere else is named with --server.
+ */
+export function tryLine(url: string): string {
+  const server = url === `http://${DEFAULT_NODE_CONFIG.host}:${DEFAULT_NODE_CONFIG.port}` ? '' : ` --server ${url}`;
+  return `try:  echo hello | npx loglog append${server}   then   npx loglog read --from 0${server}   (Ctrl-C stops)`;
 }
 
 /** Whether fd 0 is a pipe or a socket (what a supervisor holds the other end of). */

@@ -3,10 +3,12 @@ import { spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import { DEFAULT_SERVERS } from '../client/log-client.ts';
 import { DEFAULT_NODE_CONFIG, loadConfig, parseDaemonArgv } from '../server/config.ts';
-import { FRAME_OVERHEAD } from '../spec/frame.ts';
 import { loglogdArgv } from '../server/daemon-argv.ts';
-import { tempDir } from './helpers/node-process.ts';
+import { tryLine } from '../server/main.ts';
+import { FRAME_OVERHEAD } from '../spec/frame.ts';
+import { spawnLoglogd, tempDir } from './helpers/node-process.ts';
 
 /** Runs loglogd to its exit; a run that has not exited after 10 s is killed (and fails). */
 function runLoglogd(args: readonly string[]): Promise<{ code: number | null; stderr: string }> {
@@ -146,4 +148,25 @@ test('entry sizes and deadlines are bounded, and the message says the range', (t
   usageError(t, ['--body-deadline', '0'], /^--body-deadline must be at least 1ms, got "0"$/);
   usageError(t, ['--body-deadline', '-10s'], /^--body-deadline takes a duration like 10s or 7d, got "-10s"$/);
   usageError(t, ['--segment-bytes', '4GiB'], /^--segment-bytes must be from 4KiB to 4294967295 bytes \(4GiB - 1\), got "4GiB"$/);
+});
+
+test('the start-up hint names the node with --server unless it is on the CLI\'s default address', (t) => {
+  t.is(DEFAULT_SERVERS[0], `http://${DEFAULT_NODE_CONFIG.host}:${DEFAULT_NODE_CONFIG.port}`, 'the CLI tries the daemon\'s default address first');
+  t.is(tryLine(DEFAULT_SERVERS[0]), 'try:  echo hello | npx loglog append   then   npx loglog read --from 0   (Ctrl-C stops)');
+  t.is(tryLine('http://[::1]:7400'), 'try:  echo hello | npx loglog append --server http://[::1]:7400   then   npx loglog read --from 0 --server http://[::1]:7400   (Ctrl-C stops)');
+});
+
+test('loglogd on another port prints a hint whose commands go to it', async (t) => {
+  const d = spawnLoglogd(['--data', await tempDir(t, 'loglog-args-'), '--listen', '127.0.0.1:0']);
+  t.teardown(() => { d.proc.kill('SIGKILL'); });
+  const url = await d.serving;
+  const hint = await new Promise<string>((res) => {
+    const check = () => { const m = /^loglogd: try: .*$/m.exec(d.stderr()); if (m) res(m[0]); };
+    d.proc.stderr!.on('data', check);
+    check();
+  });
+  t.true(hint.includes(`npx loglog append --server ${url} `), hint);
+  t.true(hint.includes(`npx loglog read --from 0 --server ${url} `), hint);
+  d.proc.kill('SIGINT');
+  t.is(await d.exited, 0);
 });
