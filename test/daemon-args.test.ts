@@ -170,3 +170,24 @@ test('loglogd on another port prints a hint whose commands go to it', async (t) 
   d.proc.kill('SIGINT');
   t.is(await d.exited, 0);
 });
+
+test('a data directory that cannot be created is one line and exit 1, at once (under /proc it spun forever)', async (t) => {
+  const { code, stderr } = await runLoglogd(['--data', '/proc/nope/data', '--listen', '127.0.0.1:0']);
+  t.is(code, 1);
+  t.is(stderr, "loglogd: cannot create the data directory /proc/nope/data: ENOENT: no such file or directory, mkdir '/proc/nope'\n");
+  const file = join(await tempDir(t, 'loglog-args-'), 'file');
+  await writeFile(file, '');
+  const onFile = await runLoglogd(['--data', file, '--listen', '127.0.0.1:0']);
+  t.is(onFile.code, 1);
+  t.is(onFile.stderr, `loglogd: cannot create the data directory ${file}: it exists and is not a directory\n`);
+});
+
+test('missing parents of the data directory are created', async (t) => {
+  const dir = join(await tempDir(t, 'loglog-args-'), 'a', 'b', 'data');
+  const d = spawnLoglogd(['--data', dir, '--listen', '127.0.0.1:0']);
+  t.teardown(() => { d.proc.kill('SIGKILL'); });
+  await d.serving;
+  t.true(existsSync(join(dir, 'hardstate')), d.stderr());
+  d.proc.kill('SIGINT');
+  t.is(await d.exited, 0);
+});
