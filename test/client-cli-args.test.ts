@@ -1,12 +1,13 @@
 import test from 'ava';
 import { cac } from 'cac';
 import {
-  UsageError, offsetOption, parseChoice, parseInteger, parseOffset, parseServerList, parseSize, rawOption,
+  UsageError, joinNegativeValues, offsetOption, parseChoice, parseInteger, parseOffset, parseServerList, parseSize, rawOption,
 } from '../client/cli/args.ts';
 import { describeError, EXIT_INTERRUPTED, EXIT_SERVER, EXIT_USAGE } from '../client/cli/errors.ts';
 import { LogError } from '../spec/errors.ts';
 import { formatRecord } from '../client/cli/output.ts';
 import { splitLines } from '../client/cli/commands/append.ts';
+import { runCliInProcess } from './helpers/cli.ts';
 
 test('cac really does mangle numeric option values (why we parse raw argv)', (t) => {
   const cli = cac('x');
@@ -95,4 +96,12 @@ test('splitLines splits on newlines across chunk boundaries', async (t) => {
   const out: string[] = [];
   for await (const l of splitLines(chunks())) out.push(l.toString());
   t.deepEqual(out, ['one', 'two', '', 'three']);
+});
+
+test('a negative number after a value-taking flag is its value, refused by its own check', async (t) => {
+  t.deepEqual(joinNegativeValues(['read', '--from', '-1', '--follow', '-2', '--', '--to', '-3'], new Set(['from', 'to'])), ['read', '--from=-1', '--follow', '-2', '--', '--to', '-3']);
+  const r = await runCliInProcess(['read', '--from', '-1', '--server', 'http://127.0.0.1:1']);
+  t.is(r.code, 1);
+  t.regex(r.err, /^loglog: --from must be a byte offset .* got "-1"/);
+  t.regex((await runCliInProcess(['append', '--linger', '-5'])).err, /^loglog: --linger must be .* got "-5"/);
 });

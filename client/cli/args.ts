@@ -70,6 +70,29 @@ export function parseChoice<T extends string>(raw: string, name: string, choices
  *
  * @throws UsageError if the option has no value or is given more than once.
  */
+/** A negative number: the value of the flag before it (to be refused by its check), not a flag. */
+const NEGATIVE = /^-\.?\d/;
+
+/**
+ * `--flag -5` as `--flag=-5` for every flag in `valueFlags`: cac (mri) would take `-5` for
+ * a flag of its own and report "Unknown option `-5`" instead of what is wrong with the value.
+ */
+export function joinNegativeValues(argv: readonly string[], valueFlags: ReadonlySet<string>): string[] {
+  const out: string[] = [];
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i];
+    if (a === '--') return [...out, ...argv.slice(i)];
+    const next = argv[i + 1];
+    if (a.startsWith('--') && valueFlags.has(a.slice(2)) && next !== undefined && NEGATIVE.test(next)) {
+      out.push(`${a}=${next}`);
+      i++;
+    } else {
+      out.push(a);
+    }
+  }
+  return out;
+}
+
 export function rawOption(argv: readonly string[], name: string): string | undefined {
   let found: string | undefined;
   let count = 0;
@@ -80,7 +103,7 @@ export function rawOption(argv: readonly string[], name: string): string | undef
     let value: string | undefined;
     if (a === flag) {
       const next = argv[i + 1];
-      if (next === undefined || next.startsWith('-')) throw new UsageError(`${flag} needs a value`);
+      if (next === undefined || (next.startsWith('-') && !NEGATIVE.test(next))) throw new UsageError(`${flag} needs a value`);
       value = next;
       i++;
     } else if (a.startsWith(`${flag}=`)) {

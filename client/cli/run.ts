@@ -3,12 +3,12 @@
  * `run` never calls process.exit; it resolves to the exit code (see `errors.ts`).
  */
 import { readFileSync } from 'node:fs';
-import { cac } from 'cac';
+import { type CAC, cac } from 'cac';
 import { CliContext } from './context.ts';
 import type { CliIO, CommandModule } from './context.ts';
 import { BrokenPipe } from './output.ts';
 import { EXIT_OK, EXIT_USAGE, describeError } from './errors.ts';
-import { UsageError } from './args.ts';
+import { UsageError, joinNegativeValues } from './args.ts';
 import * as append from './commands/append.ts';
 import * as read from './commands/read.ts';
 import * as admin from './commands/admin.ts';
@@ -33,6 +33,15 @@ function version(): string {
   } catch {
     return '0.0.0';
   }
+}
+
+/** Every flag of `cli` that takes a value (`--from <offset>`), by its long name as typed. */
+function valueFlags(cli: CAC): Set<string> {
+  const names = new Set<string>();
+  for (const c of [cli.globalCommand, ...cli.commands]) {
+    for (const o of c.options) if (!o.isBoolean) names.add(o.rawName.replace(/^--([\w-]+).*$/, '$1'));
+  }
+  return names;
 }
 
 /** The default process streams. */
@@ -73,7 +82,7 @@ export async function run(argv: string[] = process.argv, io: CliIO = processIO()
     // reported when a command needs them
   }
   try {
-    cli.parse(argv, { run: false });
+    cli.parse(joinNegativeValues(argv, valueFlags(cli)), { run: false });
     if (cli.options.help || cli.options.version) return EXIT_OK;
     if (!cli.matchedCommand) {
       if (cli.args.length > 0) throw new UsageError(`unknown command "${cli.args[0]}"`);
