@@ -466,46 +466,38 @@ export class SegmentLog {
       truncateEpochs(this.epochs, offset);
       if (this.epochs.length !== before) rewriteEpochsSync(this.dir, this.epochs);
     } catch (e) {
-      // Failed part way (an epochs or checkpoint file could not be written): the bookkeeping
-      // matches neither side of the cut, so the log refuses further use.
-      return Promise.reject(this.fail(e, 'truncation failed'));
+      return this.cutFailed(e);
     }
 
-    const waitFor = [...this.inflight].map((w) => w.settled);
-    const prev = this.barrier;
-    return this.fence((async () => {
-      await prev;
-      await Promise.all(waitFor);
-      await this.meta.run(async () => {
-        // A later truncation or a reset may have dropped the segment meanwhile: its files are
-        // gone (the path may already name a new segment with the same base), and nothing is
-        // left to cut. The removed segments' unlinks must be made durable either way.
-        try {
-          if (!seg.deleted) {
-            const fd = await this.acquire(seg);
-            try {
-              await ftruncate(fd, rel);
-              await fsync(fd);
-            } finally {
-              this.release(seg);
-            }
+    return this.fence(() => this.meta.run(async () => {
+      // A later truncation or a reset may have dropped the segment meanwhile: its files are
+      // gone (the path may already name a new segment with the same base), and nothing is
+      // left to cut. The removed segments' unlinks must be made durable either way.
+      try {
+        if (!seg.deleted) {
+          const fd = await this.acquire(seg);
+          try {
+            await ftruncate(fd, rel);
+            await fsync(fd);
+          } finally {
+            this.release(seg);
           }
-          // Drops a sealed footer and entries past the cut (checkpoints vouch for a prefix).
-          // Durably: an old sealed index that survived a crash could pass for the index of
-          // the frames written after the cut, if they happen to end where the old ones did.
-          if (!seg.deleted) {
-            const idx = await this.indexFd(seg);
-            if (!seg.deleted) {
-              await ftruncate(idx, seg.persisted * 4);
-              await fsync(idx);
-            }
-          }
-        } catch (e) {
-          if (!seg.deleted) throw e;
         }
-        if (removed.length > 0) await fsyncDir(this.dir);
-      });
-    })());
+        // Drops a sealed footer and entries past the cut (checkpoints vouch for a prefix).
+        // Durably: an old sealed index that survived a crash could pass for the index of
+        // the frames written after the cut, if they happen to end where the old ones did.
+        if (!seg.deleted) {
+          const idx = await this.indexFd(seg);
+          if (!seg.deleted) {
+            await ftruncate(idx, seg.persisted * 4);
+            await fsync(idx);
+          }
+        }
+      } catch (e) {
+        if (!seg.deleted) throw e;
+      }
+      if (removed.length > 0) await fsyncDir(this.dir);
+    }));
   }
 
   /**
@@ -532,16 +524,9 @@ export class SegmentLog {
       this.cp = null;
       this.createSegment(offset);
     } catch (e) {
-      // Failed part way (an epochs or checkpoint file could not be written): the bookkeeping
-      // matches neither side of the cut, so the log refuses further use.
-      return Promise.reject(this.fail(e, 'truncation failed'));
+      return this.cutFailed(e);
     }
-    const waitFor = [...this.inflight].map((w) => w.settled);
-    const prev = this.barrier;
-    return this.fence((async () => {
-      await prev;
-      await Promise.all(waitFor);
-    })());
+    return this.fence();
   }
 
   // ------------------------------------------------------------------ reading
@@ -703,8 +688,27 @@ export class SegmentLog {
     this.backgroundError = e as Error;
   }
 
-  /** Publishes a truncation's file work as the barrier later writes wait for. */
-  private fence(job: Promise<void>): Promise<void> {
+  /**
+   * A truncation or reset that failed part way through its bookkeeping (an epochs or
+   * checkpoint file could not be written) leaves it matching neither side of the cut: the
+   * log refuses further use.
+   */
+  private cutFailed(e: unknown): Promise<never> {
+    return Promise.reject(this.fail(e, 'truncation failed'));
+  }
+
+  /**
+   * Runs a truncation's or reset's file work after the writes in flight and the previous
+   * truncation's work, and publishes it as the barrier later writes wait for.
+   */
+  private fence(work: () => Promise<void> = async () => {}): Promise<void> {
+    const waitFor = [...this.inflight].map((w) => w.settled);
+    const prev = this.barrier;
+    const job = (async () => {
+      await prev;
+      await Promise.all(waitFor);
+      await work();
+    })();
     const settled = job.then(noop, noop);
     this.barrier = settled;
     void settled.then(() => {
