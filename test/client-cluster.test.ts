@@ -12,7 +12,7 @@ import { LogClient } from '../client/log-client.ts';
 import { LogError } from '../spec/errors.ts';
 import { HEADER_SIZE } from '../spec/frame.ts';
 import type { CorruptionReport, Entry } from '../client/types.ts';
-import { Cluster, type ClusterNode } from './helpers/cluster.ts';
+import { Cluster, type ClusterNode, until } from './helpers/cluster.ts';
 import { startNode } from './helpers/node-process.ts';
 import { runCliInProcess as cli } from './helpers/cli.ts';
 import { freePortRange } from '../client/cli/commands/dev.ts';
@@ -42,6 +42,8 @@ test.serial('offloaded appends: followers take the client copies, the leader ser
   const c = await Cluster.start(t, { config: { uploadDeadline: '1h' } });
   const leader = await c.waitLeader();
   const follower = c.nodes.find((n) => n !== leader)!;
+  // The leader is elected before every follower has heard from it.
+  await until(`${follower.id} knows the leader`, 10_000, async () => ((await follower.status())?.leader === leader.id ? true : undefined));
   // Seeded with one follower only: the client discovers the members and the leader.
   const sdk = client(t, [follower.url]);
   const view = await sdk.discover();
