@@ -110,6 +110,9 @@ function buildPath(base: string, req: HttpRequest): string {
   return path;
 }
 
+/** How long one request may wait for its answer, unless `requestTimeoutMs` says otherwise. */
+export const DEFAULT_REQUEST_TIMEOUT_MS = 30_000;
+
 /** The undici-based transport shared by all calls of one {@link LogClient}. */
 export class Transport {
   private readonly pools = new Map<string, Pool>();
@@ -118,7 +121,7 @@ export class Transport {
   private closed = false;
 
   constructor(private readonly opts: TransportOptions = {}) {
-    this.timeoutMs = opts.requestTimeoutMs ?? 30_000;
+    this.timeoutMs = opts.requestTimeoutMs ?? DEFAULT_REQUEST_TIMEOUT_MS;
   }
 
   private pool(server: string, longPoll: boolean): Pool {

@@ -27,7 +27,7 @@ import { setTimeout as sleepTimer } from 'node:timers/promises';
 import { LogError } from '../spec/errors.ts';
 import type { ErrorDetails } from '../spec/errors.ts';
 import { FrameError, crc32c, frameSize, kindName, parseFrames, decodeHeader } from '../spec/frame.ts';
-import { Transport, abortedError, normalizeServer, toLogError } from './http.ts';
+import { DEFAULT_REQUEST_TIMEOUT_MS, Transport, abortedError, normalizeServer, toLogError } from './http.ts';
 import type { TransportOptions } from './http.ts';
 import { TailSocket } from './tail-socket.ts';
 import type {
@@ -219,7 +219,9 @@ export class LogClient {
     this.retries = opts.retry?.retries ?? 8;
     this.minDelayMs = opts.retry?.minDelayMs ?? 25;
     this.maxDelayMs = Math.max(this.minDelayMs, opts.retry?.maxDelayMs ?? 2000);
-    this.maxElapsedMs = opts.retry?.maxElapsedMs ?? 30_000;
+    // Room for a second attempt after one that timed out: a frozen leader must cost one
+    // request timeout and then a failover, not an error.
+    this.maxElapsedMs = opts.retry?.maxElapsedMs ?? 2 * (opts.requestTimeoutMs ?? DEFAULT_REQUEST_TIMEOUT_MS);
     this.acks = opts.acks;
     this.offload = opts.offload;
     this.onCorruption = opts.onCorruption;
@@ -842,7 +844,9 @@ export class LogClient {
           }
           if (hint === null && typeof err.details.leader === 'string' && err.details.leader !== '') unknownLeader = err.details.leader;
         }
-        if (attempt >= this.retries || Date.now() - began >= this.maxElapsedMs) {
+        // The budget never denies the first retry: after an attempt that timed out (a frozen
+        // leader), the next one goes elsewhere.
+        if (attempt >= this.retries || (attempt >= 1 && Date.now() - began >= this.maxElapsedMs)) {
           if (unknownLeader !== null) {
             throw new LogError(
               'not_leader',

@@ -19,9 +19,10 @@ export interface RetryOptions {
   /** Cap of the backoff delay in ms (default 2000). */
   maxDelayMs?: number;
   /**
-   * No retry starts once this many ms have passed since the call began (default 30,000): a
-   * server that accepts connections but never answers costs one request timeout, not one
-   * per retry. The call fails with the last error.
+   * No retry after the first starts once this many ms have passed since the call began
+   * (default: two request timeouts, 60,000). A server that accepts connections but never
+   * answers then costs two request timeouts, not one per retry; a frozen leader costs one,
+   * and then the call moves to the new leader. The call fails with the last error.
    */
   maxElapsedMs?: number;
 }
