@@ -5,7 +5,7 @@
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { spawn } from 'node:child_process';
+import { execFile, spawn } from 'node:child_process';
 import test from 'ava';
 import { DirLock, LOCK_FILE } from '../server/storage/dir-lock.ts';
 import { LogError } from '../spec/errors.ts';
@@ -36,6 +36,48 @@ test('a lock left by a process that is gone, or by an earlier process with the s
     t.is(JSON.parse(fs.readFileSync(file, 'utf8')).pid, process.pid, content);
     lock.release();
   }
+});
+
+test('a lock whose owner is a zombie (killed, not yet reaped), or was written under another hostname by a pid that is gone, is taken over', async (t) => {
+  const dir = await tempDir(t);
+  const file = path.join(dir, LOCK_FILE);
+  // `sleep 5` inherits the background child and never reaps it.
+  const parent = spawn('sh', ['-c', 'sleep 0.1 & echo $!; exec sleep 5'], { stdio: ['ignore', 'pipe', 'ignore'] });
+  t.teardown(() => parent.kill('SIGKILL'));
+  const zombie = Number(await new Promise<string>((res) => parent.stdout.once('data', (d: Buffer) => res(d.toString()))));
+  const started = startTimeOf(zombie);
+  await new Promise<void>((res) => {
+    const check = () => (fs.readFileSync(`/proc/${zombie}/stat`, 'latin1').split(') ')[1][0] === 'Z' ? res() : setImmediate(check));
+    check();
+  });
+  fs.writeFileSync(file, lockOf(zombie, started));
+  DirLock.acquire(dir).release();
+
+  const gone = spawn(process.execPath, ['-e', '']);
+  const gonePid = await new Promise<number>((res) => gone.once('exit', () => res(gone.pid!)));
+  fs.writeFileSync(file, `${JSON.stringify({ pid: gonePid, started: '1', host: 'a-replaced-container' })}\n`);
+  DirLock.acquire(dir).release();
+  t.pass();
+});
+
+test('two processes taking fresh directories at the same instants never both get one', async (t) => {
+  const base = await tempDir(t);
+  const n = 300;
+  for (let i = 0; i < n; i++) fs.mkdirSync(path.join(base, `d${i}`));
+  const lockModule = new URL('../server/storage/dir-lock.ts', import.meta.url).href;
+  const at = Date.now() + 1500; // both started by then: each takes directory i at at + 10 ms * i
+  const racer = `import { DirLock } from '${lockModule}';
+    const won = [];
+    for (let i = 0; i < ${n}; i++) {
+      while (Date.now() < ${at} + i * 10);
+      try { DirLock.acquire('${base}/d' + i); won.push(i); } catch {}
+    }
+    process.stdout.write(JSON.stringify(won));`;
+  const run = () => new Promise<number[]>((res, rej) => execFile(process.execPath, ['--import=tsx', '--input-type=module', '-e', racer], (e, out, err) => (e ? rej(new Error(err)) : res(JSON.parse(out)))));
+  const [a, b] = await Promise.all([run(), run()]);
+  const both = a.filter((i) => b.includes(i));
+  t.deepEqual(both, [], `both took ${both.length} of ${n} directories`);
+  t.is(a.length + b.length, n, 'every directory was taken by one of them');
 });
 
 test('a lock held by another live process is respected', async (t) => {

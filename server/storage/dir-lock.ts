@@ -4,12 +4,16 @@
  * included; so a second node refuses to start, as a second PostgreSQL refuses a data
  * directory whose postmaster.pid names a live server.
  *
- * Node has no flock(). The file is created with O_EXCL and holds the owner's pid and, on
- * Linux, its start time (from /proc), which tells the owner from a later process that got
- * the same pid. A file left by an owner that is gone (kill -9, power loss) is taken over.
- * Two nodes that both find the same stale file within microseconds of each other could
- * both take it over; starting two nodes on one directory at the same instant after a crash
- * is not guarded against.
+ * Node has no flock(). The owner writes its pid and, on Linux, its start time (from /proc)
+ * to a file of its own, then hard-links it to `lock`: the link fails if a lock exists, and
+ * a lock never appears half written (a second node reading a lock the first was still
+ * writing took it for a crash's leftover, and both ran). The start time tells the owner
+ * from a later process that got the same pid. A lock whose owner is gone (kill -9, power
+ * loss, a container replaced by one with another hostname and the same volume) is taken
+ * over. Two nodes that both find the same stale lock within microseconds of each other
+ * could both take it over; starting two nodes on one directory at the same instant after a
+ * crash is not guarded against. Without /proc (macOS), a dead owner's pid that a new
+ * process got keeps the lock until the file is deleted.
  */
 import fs from 'node:fs';
 import os from 'node:os';
@@ -26,17 +30,18 @@ interface Owner {
   host: string;
 }
 
-/** Start time of process `pid` (field 22 of /proc/PID/stat), or null if unknown or gone. */
-function startTime(pid: number): string | null {
+/** State and start time of process `pid` (fields 3 and 22 of /proc/PID/stat), or null. */
+function procStat(pid: number): { state: string; started: string } | null {
   const stat = readFileOrNullSync(`/proc/${pid}/stat`);
   if (!stat) return null;
   // The command name (field 2) is in parentheses and may hold spaces: count after it.
   const fields = stat.toString('latin1').slice(stat.lastIndexOf(')') + 2).split(' ');
-  return fields[19] ?? null;
+  return fields.length > 19 ? { state: fields[0], started: fields[19] } : null;
 }
 
 function alive(o: Owner): boolean {
-  if (o.host !== os.hostname()) return true; // another machine's process: cannot tell, assume so
+  // A pid is only looked up on this machine: a lock written under another hostname is
+  // taken for this machine's (the usual case is a container that was replaced).
   try {
     process.kill(o.pid, 0);
   } catch (e) {
@@ -45,8 +50,10 @@ function alive(o: Owner): boolean {
   }
   if (o.started === null) return true;
   // A pid that runs, whose start time cannot be read (hidden by the mount): assume the owner.
-  const now = startTime(o.pid);
-  return now === null || now === o.started;
+  const now = procStat(o.pid);
+  if (now === null) return true;
+  // A zombie (killed, not yet reaped by a slow parent) holds nothing.
+  return now.state !== 'Z' && now.started === o.started;
 }
 
 function parseOwner(buf: Buffer | null): Owner | null {
@@ -58,6 +65,31 @@ function parseOwner(buf: Buffer | null): Owner | null {
   } catch {
     return null;
   }
+}
+
+/** Links `mine` as `file`; false if `file` exists. */
+function place(mine: string, file: string): boolean {
+  try {
+    fs.linkSync(mine, file);
+    return true;
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === 'EEXIST') return false;
+    throw e;
+  }
+}
+
+/** Throws if the lock at `file` has a live owner; removes it if it is stale. */
+function judge(file: string, dir: string, me: Owner): void {
+  const raw = readFileOrNullSync(file);
+  if (!raw) return;
+  const owner = parseOwner(raw);
+  // Locks appear whole (linked), so an unreadable one is damage, not a lock being written.
+  if (owner && alive(owner)) {
+    const who = owner.host === me.host ? `process ${owner.pid}` : `process ${owner.pid} (on ${owner.host})`;
+    throw new LogError('unavailable', `data directory ${dir} is in use by ${who}: stop that node first, or give this one another --data directory (if no node runs there, delete ${file})`);
+  }
+  // Only the stale lock just judged, not one a node starting beside us placed meanwhile.
+  if (readFileOrNullSync(file)?.equals(raw)) unlinkIfExistsSync(file);
 }
 
 /** Ownership of a data directory, held from `acquire` until `release`. */
@@ -72,25 +104,17 @@ export class DirLock {
    */
   static acquire(dir: string): DirLock {
     const file = path.join(dir, LOCK_FILE);
-    const me: Owner = { pid: process.pid, started: startTime(process.pid), host: os.hostname() };
+    const me: Owner = { pid: process.pid, started: procStat(process.pid)?.started ?? null, host: os.hostname() };
     const content = `${JSON.stringify(me)}\n`;
-    for (let attempt = 0; attempt < 3; attempt++) {
-      try {
-        fs.writeFileSync(file, content, { flag: 'wx' });
-        return new DirLock(file, content);
-      } catch (e) {
-        if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw e;
+    const mine = `${file}.${process.pid}`;
+    fs.writeFileSync(mine, content);
+    try {
+      for (let attempt = 0; attempt < 3; attempt++) {
+        if (place(mine, file)) return new DirLock(file, content);
+        judge(file, dir, me);
       }
-      const raw = readFileOrNullSync(file);
-      if (!raw) continue;
-      const owner = parseOwner(raw);
-      // An unreadable file is one a crash cut short while it was being written: stale.
-      if (owner && alive(owner)) {
-        const who = owner.host === me.host ? `process ${owner.pid}` : `process ${owner.pid} on ${owner.host}`;
-        throw new LogError('unavailable', `data directory ${dir} is in use by ${who}: stop that node first, or give this one another --data directory (if no node runs there, delete ${file})`);
-      }
-      // Only the stale file just judged, not one a node starting beside us wrote meanwhile.
-      if (readFileOrNullSync(file)?.equals(raw)) unlinkIfExistsSync(file);
+    } finally {
+      unlinkIfExistsSync(mine);
     }
     throw new LogError('unavailable', `could not take ${file}: another node keeps creating it`);
   }
