@@ -3,13 +3,14 @@
  *
  * An entry that is not an envelope (e.g. one appended with `LogClient.append` directly) is
  * yielded as a single opaque record with index 0 (mode `auto`, the default): one whose
- * payload does not start with the `LLB1` magic, or does but is not laid out as an envelope
- * (the log is content-oblivious: raw bytes may begin with anything). A well-formed envelope
- * whose checksum fails is an error. Mode `require` rejects every entry that is not an
- * envelope; mode `none` never unpacks and yields every payload as one record.
+ * payload does not start with the `LLB1` magic, or does but whose record lengths do not add
+ * up to its size (the log is content-oblivious: raw bytes may begin with anything). An
+ * envelope of an unknown version or flags, or whose checksum fails, is an error. Mode
+ * `require` rejects every entry that is not an envelope; mode `none` never unpacks and
+ * yields every payload as one record.
  */
 import { LogError } from '../spec/errors.ts';
-import { decodeBatch, isWellFormedBatch } from './envelope.ts';
+import { decodeBatch, looksLikeBatch } from './envelope.ts';
 import type { Entry, ReadOptions, RecordEntry } from './types.ts';
 
 /** How entries map to records. */
@@ -33,7 +34,7 @@ export function entryRecords(entry: Entry, mode: EnvelopeMode = 'auto'): RecordE
   // Judged by layout, not checksum: every read has verified the entry's own checksum, so
   // these are the bytes the appender sent; a well-formed envelope is still checked against
   // its CRC32C.
-  if (mode === 'none' || (mode === 'auto' && !isWellFormedBatch(entry.payload))) {
+  if (mode === 'none' || (mode === 'auto' && !looksLikeBatch(entry.payload))) {
     return [{ offset: entry.offset, index: 0, value: entry.payload }];
   }
   let values: Buffer[];

@@ -120,12 +120,14 @@ function recordsRegion(buf: Buffer): { count: number; start: number; end: number
 }
 
 /**
- * True if `buf` is laid out as an envelope: the magic, a known header, and record lengths
- * that add up to its size. Checksums are not verified (see {@link decodeBatch}).
+ * True if `buf` is laid out as an envelope: the magic, and record lengths that add up to
+ * its size. Version, flags and checksums are not judged here: an envelope of a version this
+ * reader does not know must fail to decode, not pass for a raw record (so later versions
+ * keep the count and the length table where they are). See {@link decodeBatch}.
  */
-export function isWellFormedBatch(input: Uint8Array): boolean {
+export function looksLikeBatch(input: Uint8Array): boolean {
   const buf = asBuffer(input);
-  return isBatch(buf) && headerProblem(buf) === null && typeof recordsRegion(buf) !== 'string';
+  return isBatch(buf) && typeof recordsRegion(buf) !== 'string';
 }
 
 /**

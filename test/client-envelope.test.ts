@@ -84,6 +84,10 @@ test('raw bytes that start with the magic but are not laid out as an envelope ar
   const entry = { offset: 7, end: 60, term: 1, kind: 'data' as const, payload: Buffer.from('LLB1 is my favourite string') };
   t.deepEqual(entryRecords(entry), [{ offset: 7, index: 0, value: entry.payload }]);
   t.is(t.throws(() => entryRecords(entry, 'require'), { instanceOf: LogError })?.code, 'bad_request');
+  // An envelope of a later version is not mistaken for raw bytes.
+  const later = encodeBatch([Buffer.from('a'), Buffer.from('b')]);
+  later[4] = 2;
+  t.regex(t.throws(() => entryRecords({ ...entry, payload: later }), { instanceOf: LogError })!.message, /unsupported envelope version 2/);
 });
 
 test('non-envelope entries are single opaque records', (t) => {
