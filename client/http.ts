@@ -61,11 +61,10 @@ export function toLogError(e: unknown, server: string, signal?: AbortSignal): Lo
   const err = e as { name?: string; code?: string; message?: string };
   if (err?.name === 'AbortError') return abortedError(signal);
   // undici's own words ("Headers Timeout Error") do not say how long it waited.
-  const msg = err?.code === 'UND_ERR_HEADERS_TIMEOUT' || err?.code === 'UND_ERR_BODY_TIMEOUT'
-    ? 'no response in time (requestTimeoutMs)'
-    : err?.message || String(err?.code ?? e);
+  const timedOut = err?.code === 'UND_ERR_HEADERS_TIMEOUT' || err?.code === 'UND_ERR_BODY_TIMEOUT';
+  const msg = timedOut ? 'no response in time (requestTimeoutMs)' : err?.message || String(err?.code ?? e);
   const text = err?.code && !msg.includes(err.code) ? `${msg} (${err.code})` : msg;
-  return new LogError('network', `${server}: ${text}`, { server }, { cause: e });
+  return new LogError('network', `${server}: ${text}`, timedOut ? { server, timedOut: true } : { server }, { cause: e });
 }
 
 /** Normalizes a server address: adds `http://` when no scheme is given, drops trailing slashes. */

@@ -92,12 +92,14 @@ const RECOVER_WAIT_MS = 2_000;
 const NEVER_SENT = new Set(['ECONNREFUSED', 'UND_ERR_CONNECT_TIMEOUT', 'ENOTFOUND', 'EAI_AGAIN', 'EHOSTUNREACH', 'ENETUNREACH', 'EADDRNOTAVAIL']);
 
 /**
- * True if an append that failed with `e` may nevertheless have been written. Only failures to
- * connect are certain not to have written anything: even a 421 may come from a leader that was
- * deposed after it had written the entry (which the new leader may then commit).
+ * True if an append that failed with `e` may nevertheless have been written. Failures to
+ * connect are certain not to have written anything, and so is a 421 refusing the request
+ * itself; a 421 for a placed entry comes from a leader deposed after it had sequenced it
+ * (which the new leader may then commit).
  */
 function mayHaveLanded(e: LogError): boolean {
   if (!e.retriable) return false;
+  if (e.code === 'not_leader') return e.details.placed === true;
   if (e.code === 'network') {
     const code = (e.cause as { code?: string } | undefined)?.code;
     return !(code && NEVER_SENT.has(code));
@@ -395,10 +397,13 @@ export class LogClient {
     let uncertain = false;
     // Servers holding (or being sent) a copy under the current upload id.
     let copies = new Set<string>();
-    const r = await this.withRetry('leader', opts.signal, undefined, async (server) => {
+    // Known only from a fate: committed, but not whether every replica has it.
+    let fromFate = false;
+    const attempts = this.withRetry('leader', opts.signal, undefined, async (server) => {
       if (uncertain) {
         const fate = await this.fateAt(server, uploadId, opts.signal);
         if (fate.state === 'committed' && typeof fate.offset === 'number') {
+          fromFate = true;
           return this.resultFromFate(server, fate, data.byteLength, crc, opts.signal);
         }
         if (fate.state === 'pending') {
@@ -433,7 +438,25 @@ export class LogClient {
         throw err;
       }
     });
+    let r: AppendResult;
+    try {
+      r = await attempts;
+    } catch (e) {
+      // The last failure may be a refused connection, but an earlier attempt's answer was
+      // lost: whoever retries on `retriable` would append the entry twice.
+      if (uncertain && e instanceof LogError && e.code !== 'aborted') {
+        throw new LogError('outcome_unknown', `${e.message}; an earlier attempt may have been written: ask fate("${uploadId}") before appending it again`, { ...e.details, uploadId }, { cause: e });
+      }
+      throw e;
+    }
     if (acks !== 'leader' && r.end > this.ackedEnd) this.ackedEnd = r.end;
+    if (fromFate && acks === 'all') {
+      throw new LogError(
+        'unconfirmed',
+        `the entry was committed at offset ${r.offset}, but its answer was lost before every replica confirmed it (acks=all; is a replica down?): it is in the log, do not append it again`,
+        { offset: r.offset, end: r.end, uploadId },
+      );
+    }
     return r;
   }
 

@@ -28,8 +28,14 @@ export const ERROR_CODES = {
   internal: { status: 500, retriable: true },
   unavailable: { status: 503, retriable: true },
   timeout: { status: 504, retriable: true },
+  // Client side: the entry is committed, but every replica did not confirm it (acks=all)
+  // before the answer was lost. Appending it again would duplicate it.
+  unconfirmed: { status: 504, retriable: false },
   disk_full: { status: 507, retriable: true },
   network: { status: 0, retriable: true },
+  // Client side: an append failed after an earlier attempt that may have been written (its
+  // answer was lost). Ask `fate(uploadId)` before appending it again.
+  outcome_unknown: { status: 0, retriable: false },
 } as const satisfies Record<string, ErrorInfo>;
 
 export type ErrorCode = keyof typeof ERROR_CODES;

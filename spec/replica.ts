@@ -810,7 +810,9 @@ export class Replica {
     const reqId = slot.reqId;
     slot.reqId = null;
     this.byReq.delete(reqId);
-    this.reply(reqId, { type: 'error', code, message, details: code === 'not_leader' ? { leader: this.leader } : { offset: slot.meta.offset } });
+    // `placed`: the entry had an offset when leadership was lost, so it may yet commit (a
+    // not_leader answered to a request head placed nothing).
+    this.reply(reqId, { type: 'error', code, message, details: code === 'not_leader' ? { leader: this.leader, placed: true } : { offset: slot.meta.offset } });
   }
 
   // ------------------------------------------------------------------ follower

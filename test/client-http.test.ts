@@ -379,6 +379,33 @@ test('408 body_timeout (the body stalled on its way) is retried, after asking th
   t.deepEqual(a.hits.map((h) => h.replace(/fate\/.*/, 'fate')), ['POST /v1/append', 'GET /v1/fate', 'POST /v1/append']);
 });
 
+test('acks=all: a lost answer that fate shows committed is not reported as confirmed by every replica', async (t) => {
+  const log = new FakeLog();
+  const a = await startFake(t, log, 'a', { dropReply: true });
+  const c = client(t, [a.url]);
+  const e = await t.throwsAsync(c.append(Buffer.from('all or nothing'), { acks: 'all' }), { instanceOf: LogError });
+  t.is(e?.code, 'unconfirmed');
+  t.false(e!.retriable, 'appending it again would duplicate it');
+  t.is(e?.details.offset, 0);
+  t.regex(e!.message, /committed at offset 0, but .* do not append it again/);
+  t.is(log.frames.length, 1);
+});
+
+test('an append whose answer was lost and whose server then went away fails as outcome_unknown, not as a refused connection', async (t) => {
+  const log = new FakeLog();
+  const a = await startFake(t, log, 'a', { dropReply: true });
+  a.server.prependListener('request', (req: IncomingMessage) => {
+    if (req.method === 'POST') setImmediate(() => { a.server.close(); a.server.closeAllConnections(); });
+  });
+  const c = client(t, [a.url]);
+  const e = await t.throwsAsync(c.append(Buffer.from('maybe')), { instanceOf: LogError });
+  t.is(e?.code, 'outcome_unknown');
+  t.false(e!.retriable);
+  t.regex(e!.message, /ECONNREFUSED.*an earlier attempt may have been written: ask fate\("[0-9a-f-]+"\)/);
+  t.is(typeof e?.details.uploadId, 'string');
+  t.is(log.frames.length, 1, 'it was in fact written');
+});
+
 test('a lost append reply is resolved through fate, not by appending twice', async (t) => {
   const log = new FakeLog();
   const a = await startFake(t, log, 'a', { dropReply: true });

@@ -23,7 +23,14 @@ function hint(e: LogError, servers: readonly string[]): string | null {
   const d = e.details;
   switch (e.code) {
     case 'network':
+      if (d.timedOut === true) {
+        return 'the server took the request but did not answer in time: a stuck node, or --acks all waiting for a replica that is down (see `loglog status`)';
+      }
       return `is loglogd running at ${servers.join(', ')}? start it with \`npm start\`, or point --server / LOGLOG_SERVERS at it`;
+    case 'unconfirmed':
+      return 'see which replica is down with `loglog status`';
+    case 'outcome_unknown':
+      return 'look for it with `loglog read` near the commit end before appending it again';
     case 'trimmed':
       return typeof d.start === 'number' ? `read with --from ${d.start}` : 'that part of the log was trimmed';
     case 'out_of_range':
