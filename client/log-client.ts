@@ -88,6 +88,26 @@ const DEFAULT_WAIT_MS = 10_000;
 /** How long another replica may wait to catch up when it is asked for a range a corrupt replica served. */
 const RECOVER_WAIT_MS = 2_000;
 
+/** Tells a follow's or tail's `onOutage` once per outage. */
+class Outage {
+  private on = false;
+  constructor(private readonly notify?: (error: LogError) => void) {}
+
+  begin(e: LogError): void {
+    if (this.on) return;
+    this.on = true;
+    try {
+      this.notify?.(e);
+    } catch {
+      // a throwing observer must not end the read
+    }
+  }
+
+  end(): void {
+    this.on = false;
+  }
+}
+
 /** Connect-phase failures: the request certainly never reached the server. */
 const NEVER_SENT = new Set(['ECONNREFUSED', 'UND_ERR_CONNECT_TIMEOUT', 'ENOTFOUND', 'EAI_AGAIN', 'EHOSTUNREACH', 'ENETUNREACH', 'EADDRNOTAVAIL']);
 
@@ -534,9 +554,20 @@ export class LogClient {
     let server = pinned ?? this.nextReader();
     // What the replica must have committed before it answers (this client's own writes).
     const mustSee = Math.max(opts.minCommit ?? 0, this.ackedEnd);
+    const outage = new Outage(opts.onOutage);
     for (;;) {
       if (stopAt !== undefined && offset >= stopAt) return;
-      const chunk = await this.readChunk(offset, { limit, wait, mustSee, signal: opts.signal, pinned, start: server });
+      let chunk: Chunk;
+      try {
+        chunk = await this.readChunk(offset, { limit, wait, mustSee, signal: opts.signal, pinned, start: server });
+      } catch (e) {
+        // A follow waits for its servers however long they are down; a plain read does not.
+        if (!opts.follow || !(e instanceof LogError) || !e.retriable) throw e;
+        outage.begin(e);
+        await this.sleep(this.retries + 1, opts.signal);
+        continue;
+      }
+      outage.end();
       server = chunk.server;
       if (first && !opts.follow) stopAt = Math.min(stopAt ?? Infinity, chunk.commit);
       first = false;
@@ -639,7 +670,8 @@ export class LogClient {
   /**
    * Follows the log live over the WebSocket `/v1/tail?offset=from`, yielding entries as they
    * commit. Verifies and skips like {@link read}; reconnects (with backoff) when the socket
-   * drops. Ends only on error or when `signal` aborts (the socket is closed cleanly and the
+   * drops, for as long as the servers are down (`onOutage` hears of it). Ends only on a
+   * non-retriable error or when `signal` aborts (the socket is closed cleanly and the
    * iteration throws `aborted`); breaking out of the loop also closes it.
    */
   async *tail(from: number, opts: TailOptions = {}): AsyncGenerator<Entry> {
@@ -649,6 +681,7 @@ export class LogClient {
     let server = pinned ?? this.nextReader();
     let offset = from;
     let attempt = 0;
+    const outage = new Outage(opts.onOutage);
     for (;;) {
       if (opts.signal?.aborted) throw abortedError(opts.signal);
       if (this.closed) throw new LogError('aborted', 'the client is closed');
@@ -658,6 +691,7 @@ export class LogClient {
       try {
         for await (const msg of sock) {
           attempt = 0;
+          outage.end();
           let rest = msg;
           while (rest.length > 0) {
             let verified: { entries: Entry[]; next: number };
@@ -683,7 +717,8 @@ export class LogClient {
       } catch (e) {
         const err = toLogError(e, server, opts.signal);
         if (err.code === 'aborted' || !err.retriable) throw err;
-        if (attempt >= this.retries) throw err;
+        // A tail waits for its servers however long they are down (as `tail -F` does).
+        if (attempt >= this.retries) outage.begin(err);
         attempt++;
         if (!pinned) server = this.rotate(server);
         await this.sleep(attempt, opts.signal);

@@ -1,3 +1,5 @@
+import type { LogError } from '../spec/errors.ts';
+
 /**
  * Public types of the SDK, shared by the client, the producer, the consumer and the CLI.
  */
@@ -79,9 +81,16 @@ export interface ReadOptions {
   to?: number;
   /**
    * Keep reading past the commit end, long-polling for new entries (until `to`, or forever).
-   * Without it the read stops at the commit end seen by its first request.
+   * Without it the read stops at the commit end seen by its first request. A follow rides
+   * out servers that are down for any time, as `tail -F` does: retriable errors are retried
+   * until the servers are back or `signal` aborts (see `onOutage`).
    */
   follow?: boolean;
+  /**
+   * Called (follow and tail only) when the servers stop answering and the read starts
+   * waiting for them, once per outage, with the error that began it.
+   */
+  onOutage?: (error: LogError) => void;
   /** Long-poll time per request in ms when following (default 10 000). */
   waitMs?: number;
   /** Ask the replica to answer only once its commit end is at least this (read your writes). */
@@ -100,6 +109,8 @@ export interface TailOptions {
   /** Tail this server instead of the client's current read server. */
   server?: string;
   signal?: AbortSignal;
+  /** As in {@link ReadOptions.onOutage}: a tail waits for its servers for as long as they are down. */
+  onOutage?: (error: LogError) => void;
 }
 
 /** The readable range of the log on one replica. */

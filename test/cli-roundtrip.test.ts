@@ -1,7 +1,8 @@
 /** The CLI against a real loglogd: 100,000 records in, the same records out, in order. */
 import test from 'ava';
 import { encodeBatch } from '../client/envelope.ts';
-import { runCli } from './helpers/cli.ts';
+import { runCli, spawnCli } from './helpers/cli.ts';
+import { LogClient } from '../client/log-client.ts';
 import { startNode } from './helpers/node-process.ts';
 
 test('loglog append then read: 100,000 records round trip identical and in order', async (t) => {
@@ -74,4 +75,27 @@ test('loglog append stops at a record the server refuses: nothing after it is ap
   t.regex(r.err, /too_large.*the server takes entries of at most 16777216 bytes.*; the first 100 records were appended before it/);
   const read = await runCli(['read', '--server', n.url]);
   t.is(read.out, lines(1, 100));
+});
+
+test('loglog tail and an SDK follow wait out a node that is down for longer than their retries, and go on where they were', async (t) => {
+  const first = await startNode(t);
+  const port = Number(new URL(first.url).port);
+  t.is((await runCli(['append', '--server', first.url], { stdin: 'before\n' })).code, 0);
+  const tail = spawnCli(['tail', '--from', '0', '--server', first.url]);
+  t.teardown(() => { tail.proc.kill('SIGKILL'); });
+  await tail.waitOut(/before\n/);
+  const client = new LogClient({ servers: [first.url], retry: { retries: 2, minDelayMs: 5, maxDelayMs: 50 } });
+  t.teardown(() => client.close());
+  const outages: string[] = [];
+  const follow = client.read(0, { follow: true, waitMs: 200, onOutage: (e) => outages.push(e.code) })[Symbol.asyncIterator]();
+  t.truthy((await follow.next()).value, 'the entry of "before"');
+
+  await first.kill();
+  await tail.waitErr(/waiting for the servers to come back/);
+  const after = follow.next();
+  const second = await startNode(t, { dataDir: first.dataDir, port });
+  t.is((await runCli(['append', '--server', second.url], { stdin: 'after\n' })).code, 0);
+  await tail.waitOut(/before\nafter\n/);
+  t.truthy((await after).value, 'the follow read the entry appended after the restart');
+  t.deepEqual([...new Set(outages)], ['network']);
 });

@@ -31,6 +31,8 @@ export interface CliProcess {
   done: Promise<CliResult>;
   /** Resolves with the first match of `re` in stderr (rejects if the process exits first). */
   waitErr(re: RegExp): Promise<RegExpExecArray>;
+  /** The same for stdout. */
+  waitOut(re: RegExp): Promise<RegExpExecArray>;
 }
 
 export interface CliOptions {
@@ -43,21 +45,12 @@ export interface CliOptions {
 /** Starts the CLI as a child process with `args`. */
 export function spawnCli(args: readonly string[], opts: CliOptions = {}): CliProcess {
   const proc = spawn(process.execPath, [LOGLOG, ...args], { stdio: ['pipe', 'pipe', 'pipe'], env: opts.env, cwd: opts.cwd });
-  let out = '';
-  let err = '';
-  const waiters: { re: RegExp; res: (m: RegExpExecArray) => void }[] = [];
-  proc.stdout!.setEncoding('utf8').on('data', (d: string) => { out += d; });
-  proc.stderr!.setEncoding('utf8').on('data', (d: string) => {
-    err += d;
-    for (const w of [...waiters]) {
-      const m = w.re.exec(err);
-      if (m) { waiters.splice(waiters.indexOf(w), 1); w.res(m); }
-    }
-  });
   const exited = new Promise<number | null>((res) => proc.once('exit', (code) => res(code)));
+  const out = collect(proc.stdout!, exited);
+  const err = collect(proc.stderr!, exited);
   const done = new Promise<CliResult>((res, rej) => {
     proc.once('error', rej);
-    proc.once('close', (code) => res({ code, out, err }));
+    proc.once('close', (code) => res({ code, out: out.text(), err: err.text() }));
   });
   // A CLI that exits without reading its input closes the pipe: that is for the test's
   // checks of its exit code and output, not an uncaught EPIPE.
@@ -65,14 +58,33 @@ export function spawnCli(args: readonly string[], opts: CliOptions = {}): CliPro
   proc.stdin!.end(opts.stdin ?? '');
   return {
     proc, exited, done,
-    out: () => out,
-    err: () => err,
-    waitErr(re) {
-      const m = re.exec(err);
+    out: out.text,
+    err: err.text,
+    waitErr: err.wait,
+    waitOut: out.wait,
+  };
+}
+
+/** The text of `stream` so far, and waits for a match in it (rejected once the process exits). */
+function collect(stream: NodeJS.ReadableStream, exited: Promise<number | null>): { text: () => string; wait: (re: RegExp) => Promise<RegExpExecArray> } {
+  let text = '';
+  const waiters: { re: RegExp; res: (m: RegExpExecArray) => void }[] = [];
+  stream.setEncoding('utf8');
+  stream.on('data', (d: string) => {
+    text += d;
+    for (const w of [...waiters]) {
+      const m = w.re.exec(text);
+      if (m) { waiters.splice(waiters.indexOf(w), 1); w.res(m); }
+    }
+  });
+  return {
+    text: () => text,
+    wait(re) {
+      const m = re.exec(text);
       if (m) return Promise.resolve(m);
       return new Promise((res, rej) => {
         waiters.push({ re, res });
-        void exited.then((code) => rej(new Error(`exited (${code}) before printing ${re}:\n${err}`)));
+        void exited.then((code) => rej(new Error(`exited (${code}) before printing ${re}:\n${text}`)));
       });
     },
   };

@@ -5,6 +5,7 @@ import type { CAC } from 'cac';
 import { entryRecords } from '../../consumer.ts';
 import type { EnvelopeMode } from '../../consumer.ts';
 import type { Entry } from '../../types.ts';
+import type { LogError } from '../../../spec/errors.ts';
 import { UsageError, parseChoice, parseSize } from '../args.ts';
 import { type CliContext, SERVER_OPTION } from '../context.ts';
 import { FORMATS, Progress, formatRecord } from '../output.ts';
@@ -49,6 +50,11 @@ async function print(ctx: CliContext, entries: AsyncIterable<Entry>, p: PrintOpt
   await ctx.out.flush();
 }
 
+/** What a follow or a tail says when its servers stop answering (it then waits for them). */
+function outageNote(ctx: CliContext): (e: LogError) => void {
+  return (e) => ctx.note(`loglog: ${e.message}; waiting for the servers to come back (Ctrl-C stops)`);
+}
+
 async function runRead(ctx: CliContext, o: Record<string, unknown>): Promise<void> {
   const follow = o.follow === true;
   const p = printOptions(ctx, follow);
@@ -61,7 +67,7 @@ async function runRead(ctx: CliContext, o: Record<string, unknown>): Promise<voi
   if (to !== undefined && to < from) throw new UsageError(`--to ${to} is below --from ${from}`);
   const progress = ctx.interactive ? new Progress(ctx.io.stderr, 'read') : undefined;
   try {
-    await print(ctx, client.read(from, { to, follow, limit, signal: ctx.signal }), p, progress);
+    await print(ctx, client.read(from, { to, follow, limit, signal: ctx.signal, onOutage: outageNote(ctx) }), p, progress);
   } finally {
     progress?.done();
   }
@@ -71,7 +77,7 @@ async function runTail(ctx: CliContext): Promise<void> {
   const p = printOptions(ctx, true);
   const client = ctx.getClient();
   const from = ctx.offset('from') ?? (await client.end({ signal: ctx.signal }));
-  await print(ctx, client.tail(from, { signal: ctx.signal }), p);
+  await print(ctx, client.tail(from, { signal: ctx.signal, onOutage: outageNote(ctx) }), p);
 }
 
 const FORMAT_HELP = 'Output: lines (each record + newline), json (one {offset,index,value} per line; ' +
