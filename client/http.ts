@@ -181,8 +181,11 @@ export class Transport {
     const err = LogError.fromBody(res.statusCode, parsed);
     if (err.details.server === undefined) err.details.server = server;
     if (!errorOfBody(parsed)) {
-      // Something else answers there (another web server, a proxy's error page).
-      err.message = `${server} answered ${req.method} ${req.path} with HTTP ${res.statusCode} and no loglog error: is it a loglogd?`;
+      const foreign = (parsed as { error?: { code?: unknown; message?: unknown } } | null)?.error;
+      err.message = typeof foreign?.code === 'string'
+        ? `${server}: ${String(foreign.message ?? foreign.code)} (error code "${foreign.code}", which this client does not know: a newer loglogd?)`
+        // Something else answers there (another web server, a proxy's error page).
+        : `${server} answered ${req.method} ${req.path} with HTTP ${res.statusCode} and no loglog error: is it a loglogd?`;
     }
     throw err;
   }

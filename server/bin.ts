@@ -2,11 +2,10 @@
  * loglogd: one node of a loglog cluster (or a cluster of one).
  *   loglogd --data DIR --listen HOST:PORT [--config FILE] [--id n1 --peers n1=URL,n2=URL,...]
  */
-import { mkdirSync, statSync } from 'node:fs';
-import path from 'node:path';
 import { cac } from 'cac';
 import { DAEMON_FLAGS, loadConfig, parseDaemonArgv } from './config.ts';
 import { runNode } from './main.ts';
+import { makeDirSync } from './storage/fs-util.ts';
 
 // cac only writes --help and --version; parseDaemonArgv reads the command line.
 const cli = cac('loglogd');
@@ -18,31 +17,6 @@ cli
   .help()
   .version('0.1.0');
 
-/**
- * Creates the data directory and any missing parents, one mkdir at a time, before the
- * storage's recursive mkdir sees it. Node's recursive mkdir never returns when a parent
- * exists but mkdir in it fails with ENOENT (/proc/nope): it spun at 100% CPU, silently.
- */
-function makeDataDir(dir: string): void {
-  const make = (d: string): void => {
-    try {
-      mkdirSync(d);
-      return;
-    } catch (e) {
-      const code = (e as NodeJS.ErrnoException).code;
-      if (code === 'EEXIST' && statSync(d).isDirectory()) return;
-      if (code === 'EEXIST') throw new Error('it exists and is not a directory');
-      if (code !== 'ENOENT' || path.dirname(d) === d) throw e;
-    }
-    make(path.dirname(d));
-    mkdirSync(d);
-  };
-  try {
-    make(path.resolve(dir));
-  } catch (e) {
-    throw new Error(`cannot create the data directory ${dir}: ${(e as Error).message}`);
-  }
-}
 
 try {
   const flags = parseDaemonArgv(process.argv.slice(2));
@@ -50,7 +24,7 @@ try {
   else if (flags.has('version')) cli.outputVersion();
   if (flags.has('help') || flags.has('version')) process.exit(0);
   const config = loadConfig(flags, process.env);
-  makeDataDir(config.dataDir);
+  makeDirSync(config.dataDir, 'the data directory');
   await runNode(config, { stopOnStdinClose: flags.has('stop-on-stdin-close') });
 } catch (e) {
   process.stderr.write(`loglogd: ${(e as Error).message}\n`);

@@ -5,7 +5,6 @@
  * all in spec/replica.ts, which the simulator runs the same way.
  */
 import { EventEmitter } from 'node:events';
-import { mkdir } from 'node:fs/promises';
 import { randomBytes } from 'node:crypto';
 import { Replica } from '../spec/replica.ts';
 import type { Effect, Input, Message, NodeId, ReplyResult } from '../spec/messages.ts';
@@ -18,6 +17,7 @@ import type { NodeConfig } from './config.ts';
 import { UploadBuffer } from './upload-buffer.ts';
 import { FatesFile } from './storage/fates-file.ts';
 import { DirLock } from './storage/dir-lock.ts';
+import { makeDirSync } from './storage/fs-util.ts';
 
 /** What the node needs from the cluster transport (none for a cluster of one). */
 export interface PeerTransport {
@@ -88,7 +88,7 @@ export class LogNode extends EventEmitter {
 
   /** Takes the data directory (refused while another node has it), recovers it and builds the replica. */
   static async open(config: NodeConfig): Promise<LogNode> {
-    await mkdir(config.dataDir, { recursive: true });
+    makeDirSync(config.dataDir, 'the data directory');
     const lock = DirLock.acquire(config.dataDir);
     try {
       return await LogNode.openLocked(config, lock);
@@ -510,10 +510,13 @@ export class LogNode extends EventEmitter {
       await this.transport?.close();
       await this.log.close();
     } finally {
-      await this.fatesFile.close();
-      this.lock.release();
-      for (const [, p] of this.pending) p({ type: 'error', code: 'unavailable', message: 'the node is shutting down' });
-      this.pending.clear();
+      try {
+        await this.fatesFile.close();
+      } finally {
+        this.lock.release();
+        for (const [, p] of this.pending) p({ type: 'error', code: 'unavailable', message: 'the node is shutting down' });
+        this.pending.clear();
+      }
     }
   }
 }

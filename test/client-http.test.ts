@@ -764,6 +764,12 @@ test('CLI: a server that is not loglogd is named as such; messages over several 
   t.is(r.code, 2);
   t.regex(r.err, /answered GET \/v1\/\w+ with HTTP 404 and no loglog error: is it a loglogd\?/);
   t.is(describeError(new Error('SSL routines:\n  wrong version number'), []).line, 'loglog: SSL routines: wrong version number');
+  // A newer loglogd's error code is passed on as such.
+  const newer = createServer((_req, res) => { res.statusCode = 429; res.end(JSON.stringify({ error: { code: 'quota_exceeded', message: 'slow down' } })); });
+  await new Promise<void>((res) => newer.listen(0, '127.0.0.1', res));
+  t.teardown(() => { newer.close(); });
+  const n = await runCliInProcess(['end', '--server', `http://127.0.0.1:${(newer.address() as AddressInfo).port}`]);
+  t.regex(n.err, /slow down \(error code "quota_exceeded", which this client does not know: a newer loglogd\?\)/);
 });
 
 test('CLI: --server belongs to the commands that talk to a cluster, not to dev or sim', async (t) => {

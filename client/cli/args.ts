@@ -62,14 +62,6 @@ export function parseChoice<T extends string>(raw: string, name: string, choices
   return raw as T;
 }
 
-/**
- * The raw text of option `--name` in `argv` (the arguments after the program name, or the
- * whole process argv: anything before the first option is skipped), read the way cac's parser
- * reads it: `--name=value`, or `--name value` when the next argument does not start with `-`.
- * Arguments after `--` are not options. Returns undefined when the option is absent.
- *
- * @throws UsageError if the option has no value or is given more than once.
- */
 /** A negative number: the value of the flag before it (to be refused by its check), not a flag. */
 const NEGATIVE = /^-\.?\d/;
 
@@ -93,6 +85,15 @@ export function joinNegativeValues(argv: readonly string[], valueFlags: Readonly
   return out;
 }
 
+/**
+ * The raw text of option `--name` in `argv` (the arguments after the program name, or the
+ * whole process argv: anything before the first option is skipped), read the way cac's parser
+ * reads it after {@link joinNegativeValues}: `--name=value`, or `--name value` when the next
+ * argument is not a flag (a negative number is a value). Arguments after `--` are not
+ * options. Returns undefined when the option is absent.
+ *
+ * @throws UsageError if the option has no value or is given more than once.
+ */
 export function rawOption(argv: readonly string[], name: string): string | undefined {
   let found: string | undefined;
   let count = 0;

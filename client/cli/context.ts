@@ -10,13 +10,13 @@ import { UsageError, offsetOption, parseServerList, rawOption } from './args.ts'
 import { Output } from './output.ts';
 import type { OutStream } from './output.ts';
 
-/** The process streams a command uses (replaceable in tests). */
 /** `--server`, an option of every command that talks to a cluster (not of `dev` or `sim`). */
 export const SERVER_OPTION = [
   '--server <urls>',
   'Server URL(s), comma-separated; the rest of the cluster is discovered (default: env LOGLOG_SERVERS, else http://127.0.0.1:7400,http://127.0.0.1:7401,http://127.0.0.1:7402)',
 ] as const;
 
+/** The process streams a command uses (replaceable in tests). */
 export interface CliIO {
   stdin: NodeJS.ReadableStream;
   stdout: OutStream;

@@ -172,3 +172,29 @@ export function writeFileAtomicSync(file: string, data: Buffer | string, durable
   fs.renameSync(tmp, file);
   if (durable) fsyncDirSync(path.dirname(file));
 }
+
+/**
+ * Creates directory `dir` (`what` names it in errors) and any missing parents, one mkdir at
+ * a time. Node's recursive mkdir never returns when a parent exists but mkdir in it fails
+ * with ENOENT (/proc/nope): it spun at 100% CPU, silently.
+ */
+export function makeDirSync(dir: string, what = 'directory'): void {
+  const make = (d: string): void => {
+    try {
+      fs.mkdirSync(d);
+      return;
+    } catch (e) {
+      const code = (e as NodeJS.ErrnoException).code;
+      if (code === 'EEXIST' && fs.statSync(d).isDirectory()) return;
+      if (code === 'EEXIST') throw new Error('it exists and is not a directory');
+      if (code !== 'ENOENT' || path.dirname(d) === d) throw e;
+    }
+    make(path.dirname(d));
+    fs.mkdirSync(d);
+  };
+  try {
+    make(path.resolve(dir));
+  } catch (e) {
+    throw new Error(`cannot create ${what} ${dir}: ${(e as Error).message}`);
+  }
+}

@@ -28,7 +28,7 @@ import { type ScanStop, scanFrames } from '../../spec/recovery.ts';
 import { CHECKPOINT_FILE, type Checkpoint, loadCheckpoint } from './checkpoint.ts';
 import { EPOCHS_FILE, loadEpochs, rewriteEpochsSync } from './epochs-file.ts';
 import { FrameIndex, encodeSealedIndex, entriesFromBytes } from './frame-index.ts';
-import { close, fdatasync, fstatSize, fsync, fsyncDir, ftruncate, open, readAt, readFileOrNullSync, unlinkIfExists } from './fs-util.ts';
+import { close, fdatasync, fstatSize, fsync, fsyncDir, ftruncate, makeDirSync, open, readAt, readFileOrNullSync, unlinkIfExists } from './fs-util.ts';
 import { Segment } from './segment.ts';
 import { indexPath, listSegments, segmentPath } from './segment-files.ts';
 
@@ -80,7 +80,7 @@ interface Plan {
 
 export async function recover(dir: string, bugs: Partial<PlantedBugs>): Promise<Recovered> {
   const t0 = performance.now();
-  await fs.promises.mkdir(dir, { recursive: true });
+  makeDirSync(dir);
   for (const tmp of [`${CHECKPOINT_FILE}.tmp`, `${CHECKPOINT_FILE}.next`, `${EPOCHS_FILE}.tmp`]) await unlinkIfExists(path.join(dir, tmp));
   const bases = await listSegments(dir);
   const loaded = loadEpochs(dir);
