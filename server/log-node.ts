@@ -441,11 +441,14 @@ export class LogNode extends EventEmitter {
    * as Kafka's deleteRecords past the high watermark is an OffsetOutOfRange error.
    */
   async trim(before: number): Promise<number> {
-    const end = this.readableEnd();
+    const end = this.replica.commitEnd;
     if (before > end) {
       throw new LogError('out_of_range', `trim point ${before} is beyond the commit end ${end}; trim at most up to ${end}`, { start: this.log.start, end });
     }
-    const start = await this.log.trim(before);
+    // Up to the commit end is a fair request even where the bytes are not all here yet
+    // (a follower's, or the leader's own write still landing): whole segments below what
+    // this node can serve go now.
+    const start = await this.log.trim(Math.min(before, this.readableEnd()));
     this.replica.start = start;
     return start;
   }
