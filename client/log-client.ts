@@ -232,6 +232,7 @@ export class LogClient {
   /** End of this client's last append acknowledged at `quorum` or `all` (read your writes). */
   private ackedEnd = 0;
   private closed = false;
+  private maxEntry: number | undefined;
 
   constructor(opts: LogClientOptions = {}) {
     const list = opts.servers && opts.servers.length > 0 ? opts.servers : serversFromEnv();
@@ -249,6 +250,14 @@ export class LogClient {
     this.onCorruption = opts.onCorruption;
     this.leaderUrl = this.members[0];
     this.rr = Math.floor(Math.random() * this.members.length);
+  }
+
+  /**
+   * The largest entry payload the cluster accepts (the smallest `maxEntryBytes` its members
+   * reported), once discovery has heard one; undefined before.
+   */
+  get maxEntryBytes(): number | undefined {
+    return this.maxEntry;
   }
 
   /**
@@ -329,6 +338,7 @@ export class LogClient {
    */
   private learn(server: string, st: ServerStatus, first: boolean): void {
     if (typeof st.id === 'string' && st.id !== '') this.idToUrl.set(st.id, server);
+    if (typeof st.maxEntryBytes === 'number') this.maxEntry = Math.min(this.maxEntry ?? Infinity, st.maxEntryBytes);
     const peers = peersOf(st);
     if (first && !this.discovered) {
       this.discovered = true;

@@ -25,6 +25,8 @@ import type { Acks, AppendOptions, AppendResult, RecordPosition } from './types.
 /** What the producer needs of a client: appending one entry. `LogClient` satisfies it. */
 export interface EntryAppender {
   append(data: Uint8Array, opts?: AppendOptions): Promise<AppendResult>;
+  /** The largest entry the servers accept, when known: batches stay within it. */
+  readonly maxEntryBytes?: number;
 }
 
 /** Options of {@link Producer}. */
@@ -32,7 +34,7 @@ export interface ProducerOptions {
   client: EntryAppender;
   /** How long an open batch waits for more records, in ms (default 5); longer while every append slot is busy. */
   lingerMs?: number;
-  /** Seal a batch once its envelope reaches this size (default 1 MiB). */
+  /** Seal a batch once its envelope reaches this size (default 1 MiB; lower if the servers take smaller entries). */
   maxBatchBytes?: number;
   /** Appends outstanding at once (default 4). */
   maxInFlight?: number;
@@ -142,6 +144,15 @@ export class Producer {
     if (this.stopped) return Promise.reject(this.stopped);
     if (this.closed) return Promise.reject(new LogError('aborted', 'the producer is closed'));
     if (!(record instanceof Uint8Array)) return Promise.reject(new LogError('bad_request', 'send takes a Uint8Array'));
+    const max = this.client.maxEntryBytes;
+    const alone = batchSize(record.byteLength, 1, this.digest);
+    if (max !== undefined && alone > max) {
+      // Refused on its own, as Kafka refuses a record over max.request.size: sent, it would
+      // fail its whole batch. Under stopOnError nothing sent later goes either.
+      const err = new LogError('too_large', `a record of ${record.byteLength} bytes cannot be appended: in its envelope it is ${alone} bytes, and the servers take entries of at most ${max} bytes`, { max, recordBytes: record.byteLength });
+      if (this.stopOnError) this.stopped ??= new LogError('aborted', `not appended: an earlier record was refused (${err.message})`, {}, { cause: err });
+      return Promise.reject(err);
+    }
     return new Promise<RecordPosition>((resolve, reject) => {
       if (this.blocked.length === 0 && this.hasRoom(record.byteLength)) this.admit(record, resolve, reject);
       else this.blocked.push({ record, resolve, reject });
@@ -196,7 +207,8 @@ export class Producer {
     this.counters.records++;
     // The envelope with this record: seal the open batch first if it would not fit.
     let b = this.open;
-    if (b && batchSize(b.bytes + n, b.records.length + 1, this.digest) > this.maxBatchBytes) {
+    const limit = this.batchLimit();
+    if (b && batchSize(b.bytes + n, b.records.length + 1, this.digest) > limit) {
       this.seal();
       this.pump();
       b = null;
@@ -215,10 +227,15 @@ export class Producer {
     b.resolves.push(resolve);
     b.rejects.push(reject);
     b.bytes += n;
-    if (batchSize(b.bytes, b.records.length, this.digest) >= this.maxBatchBytes) {
+    if (batchSize(b.bytes, b.records.length, this.digest) >= limit) {
       this.seal();
       this.pump();
     }
+  }
+
+  /** `maxBatchBytes`, or the servers' entry limit when that is lower. */
+  private batchLimit(): number {
+    return Math.min(this.maxBatchBytes, this.client.maxEntryBytes ?? Infinity);
   }
 
   private seal(): void {

@@ -144,6 +144,8 @@ export interface ServerStatus {
   durable: number;
   segments: number;
   bytes: number;
+  /** The largest entry payload this node accepts (its `--max-entry-bytes`). */
+  maxEntryBytes?: number;
   /** Base URL of the leader, when the replica knows it. */
   leaderUrl?: string | null;
   /** Every member of the cluster (empty for a cluster of one). */

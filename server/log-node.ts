@@ -468,6 +468,7 @@ export class LogNode extends EventEmitter {
       id: this.config.id, role: r.role, term: r.term, leader: r.leader,
       start: this.log.start, end: r.end, commit: r.commitEnd, readable: this.readableEnd(), durable: r.durableEnd,
       segments: this.log.segmentCount, bytes: this.log.bytes,
+      maxEntryBytes: this.config.maxEntryBytes,
       members: r.config.members,
       leaderUrl: this.peerUrl(r.leader),
       peers: this.config.peers,

@@ -99,3 +99,11 @@ test('loglog tail and an SDK follow wait out a node that is down for longer than
   t.truthy((await after).value, 'the follow read the entry appended after the restart');
   t.deepEqual([...new Set(outages)], ['network']);
 });
+
+test('loglog append refuses a record larger than the server takes by its line, after appending the lines before it', async (t) => {
+  const n = await startNode(t, { args: ['--max-entry-bytes', '1KiB'] });
+  const r = await runCli(['append', '--server', n.url], { stdin: `small1\n${'y'.repeat(3000)}\nsmall2\n` });
+  t.is(r.code, 2);
+  t.regex(r.err, /^loglog: line 2: a record of 3000 bytes cannot be appended: .* at most 1024 bytes \(too_large\).*; the first 1 records were appended before it/);
+  t.is((await runCli(['read', '--server', n.url])).out, 'small1\n');
+});

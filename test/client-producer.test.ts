@@ -204,6 +204,21 @@ test('stopOnError: after a failed batch nothing later is appended, and later sen
   t.is(p.stats().bufferedBytes, 0);
 });
 
+test('with the servers\' entry limit known, batches stay within it and a record too large for it is refused alone', async (t) => {
+  const client = Object.assign(new FakeClient(), { maxEntryBytes: 100 });
+  const p = new Producer({ client, lingerMs: 0, maxBatchBytes: 1 << 20, stopOnError: true });
+  const small = [p.send(Buffer.alloc(30, 1)), p.send(Buffer.alloc(30, 2)), p.send(Buffer.alloc(30, 3))];
+  const big = p.send(Buffer.alloc(90, 4));
+  const e = await t.throwsAsync(big, { instanceOf: LogError });
+  t.is(e?.code, 'too_large');
+  t.is(e?.details.recordBytes, 90);
+  t.is((await t.throwsAsync(p.send(Buffer.alloc(1)), { instanceOf: LogError }))?.code, 'aborted', 'nothing after it under stopOnError');
+  await Promise.all(small);
+  await p.flush();
+  t.true(client.calls.every((c) => c.payload.length <= 100), client.calls.map((c) => c.payload.length).join(','));
+  t.is(client.calls.length, 2, 'two records per 100-byte entry');
+});
+
 test('acks and digest are passed through; send after close rejects', async (t) => {
   const client = new FakeClient();
   const p = new Producer({ client, acks: 'all', digest: 'sha256' });

@@ -110,12 +110,16 @@ async function run(ctx: CliContext, o: Record<string, unknown>): Promise<void> {
     let failure: unknown = null;
     let acked = 0;
     let ackedBytes = 0;
+    // The servers' entry limit, so that a record too large for it is refused alone, by line.
+    await client.discover({ signal: ctx.signal });
+    let lineNo = 0;
     try {
       for await (const line of splitLines(input)) {
         if (failure !== null) break;
         if (ctx.signal.aborted) throw new LogError('aborted', 'interrupted');
         if (!producer.writable) await producer.whenWritable();
         const n = line.length;
+        const at = ++lineNo;
         producer.send(line).then(
           (pos) => {
             acked++;
@@ -126,7 +130,9 @@ async function run(ctx: CliContext, o: Record<string, unknown>): Promise<void> {
               noteOffset(pos.offset);
             }
           },
-          (e) => { failure ??= e; },
+          (e) => {
+            failure ??= e instanceof LogError && e.details.recordBytes !== undefined ? new LogError(e.code, `line ${at}: ${e.message}`, e.details, { cause: e }) : e;
+          },
         );
       }
       await producer.close();
