@@ -89,6 +89,7 @@ test('loglog dev reports a node that dies with the signal that killed it, and en
   process.kill(Number(up[1]), 'SIGKILL');
   const done = await dev.done;
   t.regex(done.err, /n1 exited unexpectedly \(killed by SIGKILL\)/);
+  t.regex(done.err, new RegExp(`To start it again, in another terminal:\\n  LOGLOG_CLUSTER_SECRET=\\$\\(cat ${data}/cluster-secret\\) npx loglogd --data ${data}/n1 --listen 127.0.0.1:${base}\\n`));
   t.regex(done.err, /every node exited/);
   t.is(done.code, 2);
 });

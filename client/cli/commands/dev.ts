@@ -35,6 +35,8 @@ export interface LocalNode {
   exited: Promise<number | null>;
   /** True while the process runs. */
   readonly alive: boolean;
+  /** A shell command that starts this node again, as a member of the same cluster. */
+  restart: string;
 }
 
 /** Options of {@link startLocalCluster}. */
@@ -128,7 +130,8 @@ export async function startLocalCluster(opts: LocalClusterOptions): Promise<Loca
     const proc = spawnLoglogdChild(args, { nodeFlags: opts.nodeArgs, stdout: 'pipe', env: { ...process.env, LOGLOG_CLUSTER_SECRET: secret }, detached: true });
     let running = true;
     const exited = new Promise<number | null>((res) => proc.once('exit', (code) => { running = false; res(code); }));
-    const node: LocalNode = { id, url: nodeUrl(port), port, dataDir: dir, proc, exited, get alive() { return running; } };
+    const restart = `LOGLOG_CLUSTER_SECRET=$(cat ${shellQuote(secretFile)}) npx loglogd ${args.map(shellQuote).join(' ')}`;
+    const node: LocalNode = { id, url: nodeUrl(port), port, dataDir: dir, proc, exited, get alive() { return running; }, restart };
     nodes.push(node);
     const tail: string[] = [];
     ready.push(new Promise<void>((res, rej) => {
@@ -198,6 +201,11 @@ export async function startLocalCluster(opts: LocalClusterOptions): Promise<Loca
     throw e;
   }
   return cluster;
+}
+
+/** `s` as one shell word. */
+function shellQuote(s: string): string {
+  return /^[\w@%+=:,./-]+$/.test(s) ? s : `'${s.replace(/'/g, `'\\''`)}'`;
 }
 
 /** Whether `port` can be bound on 127.0.0.1 right now. */
@@ -275,7 +283,7 @@ async function runDev(ctx: CliContext, o: Record<string, unknown>): Promise<void
   // Tell the user about nodes that stop on their own; all gone ends the command.
   const allExited = Promise.all(cluster.nodes.map((x) => x.exited.then((code) => {
     const how = code === null ? `killed by ${x.proc.signalCode}` : `exit code ${code}`;
-    if (!ctx.signal.aborted) say(`${x.id} exited unexpectedly (${how}); see its log above (--verbose shows everything)`);
+    if (!ctx.signal.aborted) say(`${x.id} exited unexpectedly (${how}); see its log above (--verbose shows everything). To start it again, in another terminal:\n  ${x.restart}`);
   })));
 
   let leader: LocalNode;
