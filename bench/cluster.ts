@@ -22,7 +22,7 @@ import { request } from 'undici';
 import { freePortRange, startLocalCluster, type LocalNode } from '../client/cli/commands/dev.ts';
 import { producerRun } from './single.ts';
 import { baseline } from './baseline.ts';
-import { flag, say } from './util.ts';
+import { type BenchOption, checkArgs, flag, say } from './util.ts';
 import { singleAppendsReport } from './latency.ts';
 
 interface Traffic { appendedBytes: number; peerSentBytes: number; peerMessageBytes: number; peerPayloadBytes: number; peerCopyBytes: number }
@@ -42,7 +42,16 @@ function delta(a: Traffic, b: Traffic): Traffic {
   };
 }
 
+export const CLUSTER_OPTIONS: readonly BenchOption[] = [
+  { name: '--records', value: 'n', help: '1 KiB records through the Producer (default 200000)' },
+  { name: '--singles', value: 'n', help: 'single appends timed after the warm-up (default 2000)' },
+  { name: '--warmup', value: 'n', help: 'single appends before timing (default 2000)' },
+  { name: '--no-offload', help: 'the client uploads no copies: followers fetch every payload from the leader' },
+  { name: '--profile', value: 'dir', help: 'write CPU profiles of the three nodes to this directory' },
+];
+
 export async function benchCluster(argv: string[]): Promise<Record<string, unknown>> {
+  checkArgs('cluster', argv, CLUSTER_OPTIONS);
   const records = Number(flag(argv, '--records', '200000'));
   const singles = Number(flag(argv, '--singles', '2000'));
   const offload = !argv.includes('--no-offload');

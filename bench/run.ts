@@ -2,19 +2,37 @@
  * `npm run bench [-- single|sim|cluster] [options]`: benchmarks, never tests. Each prints a
  * readable report on stderr and, as its last line on stdout, one JSON object of figures.
  */
-import { benchSingle } from './single.ts';
-import { benchCluster } from './cluster.ts';
+import { CLUSTER_OPTIONS, benchCluster } from './cluster.ts';
+import { SINGLE_OPTIONS, benchSingle } from './single.ts';
+import { type BenchOption, usage } from './util.ts';
+
+const SIM_OPTIONS: readonly BenchOption[] = (await import('./sim.ts')).SIM_OPTIONS;
+
+const benches: Record<string, { about: string; options: readonly BenchOption[]; run: (argv: string[]) => Promise<Record<string, unknown>> }> = {
+  single: {
+    about: 'one node: Producer throughput against the machine\'s write + fdatasync, single-append latency, recovery time',
+    options: SINGLE_OPTIONS,
+    run: benchSingle,
+  },
+  cluster: { about: 'three nodes, acks quorum: Producer throughput, the leader\'s egress, single-append latency', options: CLUSTER_OPTIONS, run: benchCluster },
+  sim: { about: 'the simulator\'s speed: events per second, seeds per minute', options: SIM_OPTIONS, run: async (argv) => (await import('./sim.ts')).benchSim(argv) },
+};
 
 const [which = 'single', ...rest] = process.argv.slice(2);
-const benches: Record<string, (argv: string[]) => Promise<Record<string, unknown>>> = {
-  single: benchSingle,
-  cluster: benchCluster,
-  sim: async (argv) => (await import('./sim.ts')).benchSim(argv),
-};
-const run = benches[which];
-if (!run) {
-  process.stderr.write(`bench: unknown benchmark "${which}"; choose one of ${Object.keys(benches).join(', ')}\n`);
+if (which === '--help' || which === '-h' || which === 'help') {
+  process.stdout.write([
+    'npm run bench [-- <benchmark> [options]]   (default: single)',
+    '',
+    ...Object.entries(benches).flatMap(([name, b]) => [`  ${name}: ${b.about}`, usage(b.options), '']),
+    'Each prints a report on stderr and, last, one JSON line of figures on stdout. See README "Benchmarks".',
+    '',
+  ].join('\n'));
+  process.exit(0);
+}
+const bench = benches[which];
+if (!bench) {
+  process.stderr.write(`bench: unknown benchmark "${which}"; choose one of ${Object.keys(benches).join(', ')} (npm run bench -- --help)\n`);
   process.exit(1);
 }
-const result = await run(rest);
+const result = await bench.run(rest);
 process.stdout.write(`${JSON.stringify(result)}\n`);

@@ -10,9 +10,16 @@
 import { pathToFileURL } from 'node:url';
 import { run } from '../sim/runner.ts';
 import { sweep } from '../sim/cli.ts';
-import { flag, say } from './util.ts';
+import { type BenchOption, checkArgs, flag, say } from './util.ts';
+
+export const SIM_OPTIONS: readonly BenchOption[] = [
+  { name: '--seeds', value: 'n', help: 'seeds in the measured sweep (default 200)' },
+  { name: '--from', value: 'seed', help: 'first seed of the sweep (default 1)' },
+  { name: '--nodes', value: 'n', help: 'cluster size (default 3)' },
+];
 
 export async function benchSim(argv: string[]): Promise<Record<string, unknown>> {
+  checkArgs('sim', argv, SIM_OPTIONS);
   const seeds = Number(flag(argv, '--seeds', '200'));
   const from = Number(flag(argv, '--from', '1'));
   const nodes = Number(flag(argv, '--nodes', '3'));

@@ -21,7 +21,7 @@ import type { LogClientOptions } from '../client/index.ts';
 import { SegmentLog } from '../server/storage/segment-log.ts';
 import { spawnLoglogdChild, whenServing } from '../server/daemon-argv.ts';
 import { Kind, crc32c, encodeFrame, frameSize } from '../spec/frame.ts';
-import { percentile, say, flag } from './util.ts';
+import { type BenchOption, checkArgs, percentile, say, flag } from './util.ts';
 import { type BaselineResult, baseline, cpuSeconds } from './baseline.ts';
 import { singleAppendsReport } from './latency.ts';
 
@@ -104,7 +104,16 @@ async function recoveryTime(dir: string, bytes: number): Promise<{ ms: number; b
   return r;
 }
 
+export const SINGLE_OPTIONS: readonly BenchOption[] = [
+  { name: '--records', value: 'n', help: '1 KiB records through the Producer, over all rounds (default 1000000)' },
+  { name: '--rounds', value: 'n', help: 'rounds of loglog alternating with the fdatasync baseline (default 4)' },
+  { name: '--singles', value: 'n', help: 'single appends timed after the warm-up (default 2000)' },
+  { name: '--warmup', value: 'n', help: 'single appends before timing (default 2000)' },
+  { name: '--recovery-gib', value: 'GiB', help: 'size of the large log whose reopening is timed; it is written to the temporary directory and needs that much free space (default 10)' },
+];
+
 export async function benchSingle(argv: string[]): Promise<Record<string, unknown>> {
+  checkArgs('single', argv, SINGLE_OPTIONS);
   const records = Number(flag(argv, '--records', '1000000'));
   const rounds = Number(flag(argv, '--rounds', '4'));
   const recordSize = 1024;
