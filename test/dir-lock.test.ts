@@ -5,7 +5,7 @@
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { execFile, spawn } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import test from 'ava';
 import { DirLock, LOCK_FILE } from '../server/storage/dir-lock.ts';
 import { LogError } from '../spec/errors.ts';
@@ -66,15 +66,26 @@ test('two processes taking fresh directories at the same instants never both get
   for (let i = 0; i < n; i++) fs.mkdirSync(path.join(base, `d${i}`));
   const lockModule = new URL('../server/storage/dir-lock.ts', import.meta.url).href;
   const at = Date.now() + 1500; // both started by then: each takes directory i at at + 10 ms * i
+  // Each stays alive until the test has both results: a lock whose owner has exited is
+  // rightly taken over, and a racer that lags behind would find the other one gone.
   const racer = `import { DirLock } from '${lockModule}';
     const won = [];
     for (let i = 0; i < ${n}; i++) {
       while (Date.now() < ${at} + i * 10);
       try { DirLock.acquire('${base}/d' + i); won.push(i); } catch {}
     }
-    process.stdout.write(JSON.stringify(won));`;
-  const run = () => new Promise<number[]>((res, rej) => execFile(process.execPath, ['--import=tsx', '--input-type=module', '-e', racer], (e, out, err) => (e ? rej(new Error(err)) : res(JSON.parse(out)))));
-  const [a, b] = await Promise.all([run(), run()]);
+    process.stdout.write(JSON.stringify(won) + '\\n');
+    process.stdin.resume();`;
+  const racers = [0, 1].map(() => spawn(process.execPath, ['--import=tsx', '--input-type=module', '-e', racer], { stdio: ['pipe', 'pipe', 'inherit'] }));
+  t.teardown(() => { for (const r of racers) r.kill('SIGKILL'); });
+  const [a, b] = await Promise.all(racers.map((r) => new Promise<number[]>((res) => {
+    let out = '';
+    r.stdout.on('data', (d: Buffer) => {
+      out += d;
+      if (out.endsWith('\n')) res(JSON.parse(out) as number[]);
+    });
+  })));
+  for (const r of racers) r.stdin.end();
   const both = a.filter((i) => b.includes(i));
   t.deepEqual(both, [], `both took ${both.length} of ${n} directories`);
   t.is(a.length + b.length, n, 'every directory was taken by one of them');
