@@ -243,7 +243,7 @@ function distance(a: string, b: string): number {
 }
 
 /** The candidate a typo most likely meant, if any is close enough to be worth suggesting. */
-function closest(word: string, candidates: Iterable<string>): string | undefined {
+export function closest(word: string, candidates: Iterable<string>): string | undefined {
   let best: string | undefined;
   let bestDistance = Math.max(2, Math.floor(word.length / 3)) + 1;
   for (const c of candidates) {

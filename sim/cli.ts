@@ -15,7 +15,7 @@ import type { CAC } from 'cac';
 import { BUG_NAMES, type BugName } from '../spec/bugs.ts';
 import { formatHistory } from '../spec/history.ts';
 import { run, type RunResult } from './runner.ts';
-import { loadScenario } from './scenario.ts';
+import { ScenarioError, loadScenario } from './scenario.ts';
 
 /** The bits of the CLI context the command uses (client/cli/context.ts provides them). */
 export interface SimCliContext {
@@ -183,7 +183,7 @@ async function action(ctx: SimCliContext, o: Record<string, unknown>): Promise<v
 
   if (o.scenario !== undefined) {
     const file = String(o.scenario);
-    const sc = loadScenario(file);
+    const sc = loadScenario(file, { nodes });
     const seed = o.seed === undefined ? sc.seed ?? 1 : integer(o.seed, 'seed', 0);
     const t0 = performance.now();
     const r = run(seed, { scenario: sc, nodes, bugs: planted, trace: o.trace === true, keepHistory: o.history !== undefined });
@@ -259,8 +259,8 @@ export function registerSimCommand(cli: CAC, ctx: SimCliContext = processContext
       try {
         await action(ctx, o);
       } catch (e) {
-        if (e instanceof SimUsageError) {
-          ctx.io.stderr.write(`loglog sim: ${e.message}\n`);
+        if (e instanceof SimUsageError || e instanceof ScenarioError) {
+          for (const line of e.message.split('\n')) ctx.io.stderr.write(`loglog sim: ${line}\n`);
           ctx.exitCode = 1;
           return;
         }

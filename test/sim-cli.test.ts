@@ -1,0 +1,89 @@
+/**
+ * `loglog sim` as users run it (in-process through client/cli/run.ts): bad input is refused
+ * up front with exit 1 and one `loglog sim:` line per problem, before anything is simulated.
+ */
+import test from 'ava';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { runCliInProcess } from './helpers/cli.ts';
+
+const dir = mkdtempSync(join(tmpdir(), 'loglog-sim-cli-'));
+let files = 0;
+
+/** Writes a scenario file (an object is written as JSON, a string as is) and returns its path. */
+function scenarioFile(content: unknown): string {
+  const file = join(dir, `s${++files}.json`);
+  writeFileSync(file, typeof content === 'string' ? content : JSON.stringify(content));
+  return file;
+}
+
+/** A well-formed scenario whose steps are `steps`. */
+const withSteps = (...steps: unknown[]) => ({ name: 't', steps });
+
+/** Runs `loglog sim --scenario` on `content`; it must be refused without running, one line per problem. */
+async function refused(t: import('ava').ExecutionContext, content: unknown, extra: string[] = []): Promise<string[]> {
+  const file = scenarioFile(content);
+  const r = await runCliInProcess(['sim', '--scenario', file, ...extra]);
+  t.is(r.code, 1, r.err);
+  t.is(r.out, '', 'nothing ran');
+  const lines = r.err.trimEnd().split('\n');
+  for (const l of lines) t.true(l.startsWith(`loglog sim: ${file}`), l);
+  return lines;
+}
+
+test('a misspelt action is refused, naming the step, its time and the closest action', async (t) => {
+  const [line] = await refused(t, withSteps({ at: 1600, do: 'crahs', node: 'n1' }));
+  t.regex(line, /steps\[0\] \(at 1600\): "do": "crahs" is not an action; did you mean "crash"\? actions: crash, restart/);
+});
+
+test('a misspelt crash kind and an unknown top-level key are both reported', async (t) => {
+  const lines = await refused(t, { name: 't', parmas: {}, steps: [{ at: 10, do: 'crash', node: 'n1', kind: 'kil' }] });
+  t.is(lines.length, 2);
+  t.regex(lines[0], /key "parmas" is not a scenario key; did you mean "params"\?/);
+  t.regex(lines[1], /steps\[0\] \(at 10\): "kind": "kil" is not a crash kind; did you mean "kill"\? kinds: kill, power/);
+});
+
+test('a non-numeric time and an unknown action are refused rather than run as a liveness failure', async (t) => {
+  const lines = await refused(t, withSteps({ at: 'soon', do: 'explode' }));
+  t.is(lines.length, 2);
+  t.regex(lines[0], /steps\[0\] \(at "soon"\): "at": "soon" is not a time/);
+  t.regex(lines[1], /"do": "explode" is not an action; actions:/);
+  t.regex((await refused(t, withSteps({ at: -5, do: 'heal' })))[0], /"at": -5 is not a time/);
+  t.regex((await refused(t, withSteps({ do: 'heal' })))[0], /steps\[0\]: "at" is missing/);
+});
+
+test('node names are checked against the cluster size before the run, not when the step fires', async (t) => {
+  const [typo] = await refused(t, withSteps({ at: 100, do: 'crash', node: 'leadr' }));
+  t.regex(typo, /"node": "leadr" is not a node of a 3-node cluster; did you mean "leader"\? nodes: n1, n2, n3, leader, follower, all/);
+  const [big] = await refused(t, withSteps({ at: 100, do: 'restart', node: 'n3' }), ['--nodes', '2']);
+  t.regex(big, /"node": "n3" is not a node of a 2-node cluster/);
+  // A label exists once the step that sets it has run: steps run in time order, not file order.
+  const [early] = await refused(t, withSteps({ at: 200, do: 'crash', node: 'leader', as: 'old' }, { at: 100, do: 'restart', node: 'old' }));
+  t.regex(early, /steps\[1\] \(at 100\): "node": "old" is not a node/);
+  const [shadowed] = await refused(t, withSteps({ at: 200, do: 'crash', node: 'n1', as: 'leader' }));
+  t.regex(shadowed, /"as": "leader" is not usable as a label/);
+});
+
+test('keys an action does not use, wrong JSON types and unknown parameters are refused', async (t) => {
+  const lines = await refused(t, {
+    name: 't',
+    params: { clients: { bodyDelayMS: 3, thinkMs: '5' } },
+    steps: [{ at: 1, do: 'restart', node: 'n1', ms: 5 }, { at: 2, do: 'halves', groups: [['n1', 'rest'], ['n2']] }, 7],
+  });
+  t.is(lines.length, 5, lines.join('\n'));
+  t.regex(lines[0], /params\.clients: key "bodyDelayMS" is not a parameter; did you mean "bodyDelayMs"\?/);
+  t.regex(lines[1], /"params\.clients\.thinkMs": "5" is not a number >= 0/);
+  t.regex(lines[2], /steps\[0\] \(at 1\): key "ms" is not used by "restart"; "restart" takes: at, do, node, as/);
+  t.regex(lines[3], /"groups": "rest" is allowed only alone/);
+  t.regex(lines[4], /steps\[2\]: 7 is not an object/);
+  t.regex((await refused(t, { steps: 'none' })).join('\n'), /"name" is missing[^\n]*\n[^\n]*"steps": "none" is missing or not a list/);
+});
+
+test('a JSON syntax error or a missing file is one line with exit 1', async (t) => {
+  const [syntax] = await refused(t, '{"name": "t",\n  "steps": [ {"at": 1 "do": "heal"} ]}');
+  t.regex(syntax, /\.json:2:23: not valid JSON: Expected/);
+  const missing = await runCliInProcess(['sim', '--scenario', join(dir, 'absent.json')]);
+  t.is(missing.code, 1);
+  t.regex(missing.err, /^loglog sim: \S+absent\.json: cannot read the scenario: ENOENT[^\n]*\n$/);
+});
