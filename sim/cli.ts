@@ -1,9 +1,12 @@
 /**
  * `loglog sim`: the deterministic simulator from the command line.
  *
- *   loglog sim --seed N [--trace] [--nodes 3] [--bug NAME] [--history FILE]   replay one seed
- *   loglog sim --seeds 1000 [--from S] [--nodes 3] [--bug NAME] [--json]       sweep seeds
- *   loglog sim --scenario FILE [--seed N] [--trace] [--bug NAME]               scripted faults
+ *   loglog sim --seed N [--trace | --json] [--nodes 3] [--bug NAME] [--history FILE]        replay one seed
+ *   loglog sim --seeds 1000 [--from S] [--nodes 3] [--bug NAME] [--json]                   sweep seeds
+ *   loglog sim --scenario FILE [--seed N] [--trace | --json] [--bug NAME] [--history FILE]  scripted faults
+ *
+ * Flags that do not fit the mode (--trace, --history or --scenario with --seeds, --from
+ * without it, --trace with --json) are refused with exit 1 rather than ignored.
  *
  * A sweep prints seeds/s, simulated events/s, the faults injected by kind and every
  * violation with the seed that reproduces it; it exits 1 when any seed fails. Progress goes
@@ -176,7 +179,27 @@ export function describeSweep(s: SweepResult): string {
   return `${lines.join('\n')}\n`;
 }
 
+/**
+ * Refuses flags that mean nothing in the mode the others select: each of these used to be
+ * ignored in silence (a sweep without its trace, a history file never written, --from
+ * replaying seed 1, a sweep count taken as a scenario's seed).
+ */
+function checkFlags(o: Record<string, unknown>): void {
+  const given = (flag: string) => o[flag] !== undefined && o[flag] !== false;
+  if (given('seeds')) {
+    if (given('scenario')) throw new SimUsageError('--scenario plays one scripted run and --seeds sweeps random seeds, not both; choose the scenario\'s seed with --seed N');
+    if (given('seed')) throw new SimUsageError('use either --seed (replay one) or --seeds (sweep), not both');
+    for (const flag of ['trace', 'history']) {
+      if (given(flag)) throw new SimUsageError(`--${flag} records one run: use it with --seed or --scenario, not --seeds (a sweep prints the --seed command that replays each failing seed)`);
+    }
+  } else if (given('from')) {
+    throw new SimUsageError('--from is the first seed of a sweep: use it with --seeds (to replay one seed, use --seed)');
+  }
+  if (given('json') && given('trace')) throw new SimUsageError('--trace prints a text timeline and --json one JSON object: use one or the other');
+}
+
 async function action(ctx: SimCliContext, o: Record<string, unknown>): Promise<void> {
+  checkFlags(o);
   const nodes = o.nodes === undefined ? undefined : integer(o.nodes, 'nodes', 1, 9);
   const planted = bugs(o.bug);
   const write = async (s: string) => { await ctx.out.write(s); await ctx.out.flush(); };
@@ -196,7 +219,6 @@ async function action(ctx: SimCliContext, o: Record<string, unknown>): Promise<v
   }
 
   if (o.seeds !== undefined) {
-    if (o.seed !== undefined) throw new SimUsageError('use either --seed (replay one) or --seeds (sweep), not both');
     const count = integer(o.seeds, 'seeds', 1);
     const from = o.from === undefined ? 1 : integer(o.from, 'from', 0);
     const tty = ctx.io.stderr.isTTY === true;
@@ -243,13 +265,13 @@ export function registerSimCommand(cli: CAC, ctx: SimCliContext = processContext
   cli
     .command('sim', 'Run the deterministic simulator: replay a seed, sweep seeds, or play a scenario')
     .option('--seed <n>', 'Replay one seed (default 1)')
-    .option('--seeds <count>', 'Sweep this many seeds')
-    .option('--from <seed>', 'First seed of a sweep (default 1)')
+    .option('--seeds <count>', 'Sweep this many seeds (not with --seed, --scenario, --trace or --history)')
+    .option('--from <seed>', 'First seed of a sweep (with --seeds; default 1)')
     .option('--nodes <n>', 'Cluster size (default 3)')
     .option('--bug <name>', `Enable a planted bug (${BUG_NAMES.join(', ')}); comma-separate several`)
     .option('--scenario <file>', 'Play a scripted fault schedule (sim/scenarios/*.json)')
-    .option('--trace', 'Print the timeline of the run, ending with the verdict')
-    .option('--history <file>', 'Write the client history of the run as JSON lines')
+    .option('--trace', 'Print the timeline of one run, ending with the verdict (not with --seeds or --json)')
+    .option('--history <file>', 'Write the client history of one run as JSON lines (not with --seeds)')
     .option('--json', 'Print the result as one JSON object')
     .example('loglog sim --seed 42 --trace')
     .example('loglog sim --seeds 1000 --from 1')

@@ -3,7 +3,7 @@
  * up front with exit 1 and one `loglog sim:` line per problem, before anything is simulated.
  */
 import test from 'ava';
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { runCliInProcess } from './helpers/cli.ts';
@@ -86,4 +86,22 @@ test('a JSON syntax error or a missing file is one line with exit 1', async (t) 
   const missing = await runCliInProcess(['sim', '--scenario', join(dir, 'absent.json')]);
   t.is(missing.code, 1);
   t.regex(missing.err, /^loglog sim: \S+absent\.json: cannot read the scenario: ENOENT[^\n]*\n$/);
+});
+
+test('flags that do not fit together are refused in one line, before anything runs', async (t) => {
+  const cases: [string[], RegExp][] = [
+    [['--seeds', '2', '--trace'], /--trace records one run: use it with --seed or --scenario, not --seeds/],
+    [['--seeds', '3', '--history', join(dir, 'h.jsonl')], /--history records one run/],
+    [['--from', '5'], /--from is the first seed of a sweep: use it with --seeds/],
+    [['--scenario', 'sim/scenarios/figure-8.json', '--seeds', '3'], /--scenario plays one scripted run and --seeds sweeps random seeds, not both/],
+    [['--seed', '5', '--seeds', '2'], /use either --seed \(replay one\) or --seeds \(sweep\), not both/],
+    [['--seed', '3', '--json', '--trace'], /--trace prints a text timeline and --json one JSON object/],
+  ];
+  for (const [args, message] of cases) {
+    const r = await runCliInProcess(['sim', ...args]);
+    t.is(r.code, 1, args.join(' '));
+    t.is(r.out, '', args.join(' '));
+    t.regex(r.err, new RegExp(`^loglog sim: ${message.source}[^\\n]*\\n$`), args.join(' '));
+  }
+  t.false(existsSync(join(dir, 'h.jsonl')));
 });
