@@ -8,7 +8,7 @@
  * Flags that do not fit the mode (--trace, --history or --scenario with --seeds, --from
  * without it, --trace with --json) are refused with exit 1 rather than ignored.
  *
- * A sweep prints seeds/s, simulated events/s, the faults injected by kind and every
+ * A sweep prints seeds/s, simulated events/s, the faults injected and those that hit an operation, by kind, and every
  * violation with the seed that reproduces it; it exits 1 when any seed fails. Progress goes
  * to stderr when stderr is a terminal. --bug takes a planted bug (spec/bugs.ts), or several
  * separated by commas.
@@ -70,9 +70,34 @@ function reproduce(r: RunResult, scenarioFile?: string): string {
   return parts.filter(Boolean).join(' ');
 }
 
-function faultsLine(faults: Record<string, number>): string {
+/**
+ * The counters (sim/node.ts) of an injected fault taking effect on an operation, with what
+ * they count. They are not injections: an armed fsyncError fails the node's next fdatasync
+ * unless the heal disarms it first (arming it twice before that sync still fails one); a
+ * diskFull refuses a write only if one comes while it lasts, and may refuse one per restart.
+ * So neither count follows from its injection count.
+ */
+const HIT_COUNTERS: Record<string, string> = {
+  'fsync-error': 'an fdatasync failed, armed by fsyncError',
+  'enospc-hit': 'a write refused, disk full by diskFull',
+};
+
+/** The fault counters split into injections and hits (see HIT_COUNTERS). */
+export function splitFaults(faults: Record<string, number>): { faultsInjected: Record<string, number>; faultsHit: Record<string, number> } {
+  const faultsInjected: Record<string, number> = {}, faultsHit: Record<string, number> = {};
+  for (const [k, n] of Object.entries(faults)) (k in HIT_COUNTERS ? faultsHit : faultsInjected)[k] = n;
+  return { faultsInjected, faultsHit };
+}
+
+function faultsLine(faults: Record<string, number>, explain = false): string {
   const kinds = Object.keys(faults).sort();
-  return kinds.length ? kinds.map((k) => `${k}×${faults[k]}`).join(' ') : 'none';
+  return kinds.length ? kinds.map((k) => `${k}×${faults[k]}${explain ? ` (${HIT_COUNTERS[k]})` : ''}`).join(' ') : 'none';
+}
+
+/** "faults injected: ...", and "hit an operation: ..." after `between`. */
+function faultsText(faults: Record<string, number>, between: string): string {
+  const { faultsInjected, faultsHit } = splitFaults(faults);
+  return `faults injected: ${faultsLine(faultsInjected)}${between}faults that hit an operation: ${faultsLine(faultsHit, true)}`;
 }
 
 /** The report of one run (single seed or scenario). */
@@ -84,7 +109,7 @@ export function describeRun(r: RunResult, wallMs: number, scenarioFile?: string)
     ...r.mix.split('\n').map((l) => `  ${l}`),
     `  appends ok ${s.appends.ok}, failed ${s.appends.fail}, unknown ${s.appends.unknown}; reads ${s.reads} (${s.readEntries} entries); committed ${fmt(s.committedEnd)} bytes`,
     `  elections ${s.elections}, highest term ${s.maxTerm}, fetches ${s.fetches}, catch-up copies ${s.copies}; network sent ${s.net.sent}, dropped ${s.net.dropped}, partitioned ${s.net.partitioned}, duplicated ${s.net.duplicated}`,
-    `  faults injected: ${faultsLine(s.faults)}; uploads lost ${s.uploadsLost}, corrupted ${s.uploadsCorrupted}; sectors on power loss kept/lost/partial/garbage ${s.mangling.sectorsKept}/${s.mangling.sectorsLost}/${s.mangling.sectorsPartial}/${s.mangling.sectorsGarbage}`,
+    `  ${faultsText(s.faults, '; ')}; uploads lost ${s.uploadsLost}, corrupted ${s.uploadsCorrupted}; sectors on power loss kept/lost/partial/garbage ${s.mangling.sectorsKept}/${s.mangling.sectorsLost}/${s.mangling.sectorsPartial}/${s.mangling.sectorsGarbage}`,
   ];
   for (const v of r.violations) lines.push(`  VIOLATION ${v.check} at ${fmt(v.time, 3)} ms: ${v.message}`);
   if (r.verdict === 'fail') lines.push(`  reproduce: ${reproduce(r, scenarioFile)}`);
@@ -114,7 +139,11 @@ export interface SweepResult {
   simMs: number;
   seedsPerSecond: number;
   eventsPerSecond: number;
+  /** Every fault counter: `faultsInjected` and `faultsHit` together (kept for older readers). */
   faults: Record<string, number>;
+  faultsInjected: Record<string, number>;
+  /** Faults that took effect on an operation (see HIT_COUNTERS). */
+  faultsHit: Record<string, number>;
   /** Failing seeds by the first check that failed. */
   byCheck: Record<string, number[]>;
   violations: { seed: number; check: string; message: string; reproduce: string }[];
@@ -124,7 +153,7 @@ export interface SweepResult {
 export async function sweep(o: SweepOptions): Promise<SweepResult> {
   const res: SweepResult = {
     from: o.from, seeds: 0, nodes: o.nodes, bugs: o.bugs, passed: 0, failed: 0, wallMs: 0, events: 0, simMs: 0,
-    seedsPerSecond: 0, eventsPerSecond: 0, faults: {}, byCheck: {}, violations: [],
+    seedsPerSecond: 0, eventsPerSecond: 0, faults: {}, faultsInjected: {}, faultsHit: {}, byCheck: {}, violations: [],
   };
   const t0 = performance.now();
   let lastYield = t0;
@@ -156,6 +185,7 @@ export async function sweep(o: SweepOptions): Promise<SweepResult> {
       if (o.stop?.()) break;
     }
   }
+  Object.assign(res, splitFaults(res.faults));
   res.wallMs = performance.now() - t0;
   res.seedsPerSecond = res.seeds / (res.wallMs / 1000);
   res.eventsPerSecond = res.events / (res.wallMs / 1000);
@@ -166,7 +196,7 @@ export function describeSweep(s: SweepResult): string {
   const lines = [
     `sim sweep: seeds ${s.from}..${s.from + s.seeds - 1}, ${s.nodes} nodes${s.bugs.length ? `, planted ${s.bugs.join(', ')}` : ''}: ${s.failed === 0 ? 'all passed' : `${s.failed} of ${s.seeds} FAILED`}`,
     `  ${fmt(s.wallMs / 1000, 1)} s wall, ${fmt(s.seedsPerSecond, 1)} seeds/s (${fmt(s.seedsPerSecond * 60)} seeds/min), ${fmt(s.eventsPerSecond)} simulated events/s, ${fmt(s.events)} events, ${fmt(s.simMs / 1000)} s simulated`,
-    `  faults injected: ${faultsLine(s.faults)}`,
+    `  ${faultsText(s.faults, '\n  ')}`,
   ];
   for (const [check, seeds] of Object.entries(s.byCheck)) lines.push(`  ${check}: seeds ${seeds.slice(0, 20).join(', ')}${seeds.length > 20 ? `, ... (${seeds.length})` : ''}`);
   const shown = new Set<number>();
@@ -256,7 +286,7 @@ async function action(ctx: SimCliContext, o: Record<string, unknown>): Promise<v
 function summary(r: RunResult, wallMs: number): Record<string, unknown> {
   return {
     seed: r.seed, nodes: r.nodes, bugs: r.bugs, scenario: r.scenario, verdict: r.verdict, violations: r.violations,
-    digest: r.digest, events: r.events, simMs: r.simMs, wallMs, stats: r.stats, mix: r.mix,
+    digest: r.digest, events: r.events, simMs: r.simMs, wallMs, stats: r.stats, ...splitFaults(r.stats.faults), mix: r.mix,
   };
 }
 

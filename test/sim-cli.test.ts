@@ -105,3 +105,22 @@ test('flags that do not fit together are refused in one line, before anything ru
   }
   t.false(existsSync(join(dir, 'h.jsonl')));
 });
+
+test('the summary tells injected faults from faults that hit an operation; --json keeps the combined counters', async (t) => {
+  // Seed 7 arms fsyncError twice and one fdatasync fails.
+  const text = await runCliInProcess(['sim', '--seeds', '1', '--from', '7']);
+  t.is(text.code, 0, text.err);
+  const injected = /^ {2}faults injected: (.*)$/m.exec(text.out)?.[1] ?? '';
+  t.regex(injected, /fsyncError×2/);
+  t.notRegex(injected, /fsync-error|enospc-hit/);
+  t.regex(text.out, /^ {2}faults that hit an operation: fsync-error×1 \(an fdatasync failed, armed by fsyncError\)$/m);
+  const one = await runCliInProcess(['sim', '--seed', '7']);
+  t.regex(one.out, /faults injected: [^;]*fsyncError×2[^;]*; faults that hit an operation: fsync-error×1 /);
+
+  const json = JSON.parse((await runCliInProcess(['sim', '--seeds', '1', '--from', '7', '--json'])).out) as Record<string, Record<string, number>>;
+  t.deepEqual(json.faultsHit, { 'fsync-error': 1 });
+  t.is(json.faultsInjected.fsyncError, 2);
+  t.deepEqual(json.faults, { ...json.faultsInjected, ...json.faultsHit });
+  const single = JSON.parse((await runCliInProcess(['sim', '--seed', '7', '--json'])).out) as Record<string, Record<string, number>>;
+  t.deepEqual(single.faultsHit, { 'fsync-error': 1 });
+});
