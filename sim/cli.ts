@@ -192,6 +192,9 @@ export async function sweep(o: SweepOptions): Promise<SweepResult> {
   return res;
 }
 
+/** Failing seeds a sweep's text summary details, with their reproduce commands. */
+export const SHOWN_FAILING_SEEDS = 10;
+
 export function describeSweep(s: SweepResult): string {
   const lines = [
     `sim sweep: seeds ${s.from}..${s.from + s.seeds - 1}, ${s.nodes} nodes${s.bugs.length ? `, planted ${s.bugs.join(', ')}` : ''}: ${s.failed === 0 ? 'all passed' : `${s.failed} of ${s.seeds} FAILED`}`,
@@ -199,13 +202,16 @@ export function describeSweep(s: SweepResult): string {
     `  ${faultsText(s.faults, '\n  ')}`,
   ];
   for (const [check, seeds] of Object.entries(s.byCheck)) lines.push(`  ${check}: seeds ${seeds.slice(0, 20).join(', ')}${seeds.length > 20 ? `, ... (${seeds.length})` : ''}`);
+  // The first violation of the first few failing seeds is enough to start from; the
+  // per-check lines above already list more seeds, and --json keeps every violation.
   const shown = new Set<number>();
   for (const v of s.violations) {
-    if (shown.has(v.seed) || shown.size >= 50) continue;
+    if (shown.has(v.seed) || shown.size >= SHOWN_FAILING_SEEDS) continue;
     shown.add(v.seed);
     lines.push(`  seed ${v.seed}: ${v.check}: ${v.message}`);
     lines.push(`    reproduce: ${v.reproduce}`);
   }
+  if (s.failed > shown.size) lines.push(`  ... and ${s.failed - shown.size} more failing seeds (see --json)`);
   return `${lines.join('\n')}\n`;
 }
 

@@ -124,3 +124,17 @@ test('the summary tells injected faults from faults that hit an operation; --jso
   const single = JSON.parse((await runCliInProcess(['sim', '--seed', '7', '--json'])).out) as Record<string, Record<string, number>>;
   t.deepEqual(single.faultsHit, { 'fsync-error': 1 });
 });
+
+test('a sweep with many failing seeds details the first ten and counts the rest; --json keeps them all', async (t) => {
+  // ackBeforeFsync fails every seed at once, so 14 seeds take well under a second.
+  const args = ['sim', '--seeds', '14', '--bug', 'ackBeforeFsync'];
+  const text = await runCliInProcess(args);
+  t.is(text.code, 1);
+  const detailed = [...text.out.matchAll(/^ {2}seed (\d+): /gm)].map((m) => Number(m[1]));
+  t.deepEqual(detailed, [1, 2, 3, 4, 5, 6, 7, 8, 9, 10]);
+  t.is(text.out.match(/^ {4}reproduce: /gm)?.length, 10);
+  t.regex(text.out, /^ {2}\.\.\. and 4 more failing seeds \(see --json\)\n$/m);
+  const json = JSON.parse((await runCliInProcess([...args, '--json'])).out) as { failed: number; violations: { seed: number }[] };
+  t.is(json.failed, 14);
+  t.is(new Set(json.violations.map((v) => v.seed)).size, 14);
+});
