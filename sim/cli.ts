@@ -18,7 +18,7 @@ import type { CAC } from 'cac';
 import { BUG_NAMES, type BugName } from '../spec/bugs.ts';
 import { formatHistory } from '../spec/history.ts';
 import { run, type RunResult } from './runner.ts';
-import { ScenarioError, loadScenario } from './scenario.ts';
+import { MAX_NODES, ScenarioError, loadScenario } from './scenario.ts';
 
 /** The bits of the CLI context the command uses (client/cli/context.ts provides them). */
 export interface SimCliContext {
@@ -236,7 +236,7 @@ function checkFlags(o: Record<string, unknown>): void {
 
 async function action(ctx: SimCliContext, o: Record<string, unknown>): Promise<void> {
   checkFlags(o);
-  const nodes = o.nodes === undefined ? undefined : integer(o.nodes, 'nodes', 1, 9);
+  const nodes = o.nodes === undefined ? undefined : integer(o.nodes, 'nodes', 1, MAX_NODES);
   const planted = bugs(o.bug);
   const write = async (s: string) => { await ctx.out.write(s); await ctx.out.flush(); };
 

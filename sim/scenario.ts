@@ -84,7 +84,8 @@ const KINDS = ['kill', 'power'];
 const FIXED_SELECTORS = ['leader', 'follower', 'all'];
 /** A run's scenario clears the random fault mix and sets the cluster size from "nodes". */
 const PARAMS_SET_BY_RUN = ['nodes', 'faults'];
-const MAX_NODES = 9;
+/** The largest cluster `loglog sim` runs (--nodes or a scenario's "nodes"). */
+export const MAX_NODES = 9;
 
 const show = (v: unknown) => JSON.stringify(v);
 const isObject = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
