@@ -6,6 +6,7 @@ import { LogError } from '../spec/errors.ts';
 import { FRAME_OVERHEAD } from '../spec/frame.ts';
 import { DEFAULT_CONFIG } from '../spec/replica.ts';
 import { DEFAULT_SEGMENT_BYTES } from './storage/segment-log.ts';
+import { closest } from '../spec/suggest.ts';
 
 export interface PeerAddress { id: string; url: string }
 
@@ -231,27 +232,6 @@ const KNOWN_FLAGS = new Map<string, DaemonFlag>([
   ...Object.values(SWITCH_ALIASES).map((name) => [name, { name, help: '' }] as const),
 ]);
 
-/** Edit distance, for "did you mean". */
-function distance(a: string, b: string): number {
-  let row = Array.from({ length: b.length + 1 }, (_, j) => j);
-  for (let i = 1; i <= a.length; i++) {
-    const next = [i];
-    for (let j = 1; j <= b.length; j++) next[j] = Math.min(row[j] + 1, next[j - 1] + 1, row[j - 1] + (a[i - 1] === b[j - 1] ? 0 : 1));
-    row = next;
-  }
-  return row[b.length];
-}
-
-/** The candidate a typo most likely meant, if any is close enough to be worth suggesting. */
-export function closest(word: string, candidates: Iterable<string>): string | undefined {
-  let best: string | undefined;
-  let bestDistance = Math.max(2, Math.floor(word.length / 3)) + 1;
-  for (const c of candidates) {
-    const d = distance(word.toLowerCase(), c.toLowerCase());
-    if (d < bestDistance) { best = c; bestDistance = d; }
-  }
-  return best;
-}
 
 /**
  * loglogd's command line, read strictly: every flag known, given once, and a value-taking

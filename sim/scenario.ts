@@ -23,7 +23,7 @@
  * the baseline) and throws a ScenarioError with one line per problem.
  */
 import { readFileSync } from 'node:fs';
-import { closest } from '../server/config.ts';
+import { closest } from '../spec/suggest.ts';
 import type { World } from './world.ts';
 import type { Nemesis } from './nemesis.ts';
 import { currentLeader } from './nemesis.ts';
