@@ -995,10 +995,15 @@ export class Replica {
   }
 
   private onFate(reqId: number, uploadId: string): void {
+    // "Never written" is the leader's word alone: a client resends on it, and a follower that
+    // lags has not heard of entries the leader has (and may commit).
+    const unknown = () => this.reply(reqId, this.role === 'leader'
+      ? { type: 'fate', state: 'unknown' }
+      : { type: 'error', code: 'not_leader', message: 'only the leader can tell an upload id it has never seen', details: { leader: this.leader } });
     const meta = this.fates.get(uploadId);
-    if (!meta) { this.reply(reqId, { type: 'fate', state: 'unknown' }); return; }
+    if (!meta) { unknown(); return; }
     const end = entryEnd(meta);
-    if (meta.offset >= this.end || this.termAt(meta.offset) !== meta.term) { this.reply(reqId, { type: 'fate', state: 'unknown' }); return; }
+    if (meta.offset >= this.end || this.termAt(meta.offset) !== meta.term) { unknown(); return; }
     const slot = this.slotAt(meta.offset);
     const kind = slot ? slot.meta.kind : meta.kind;
     if (end > this.commitEnd) { this.reply(reqId, { type: 'fate', state: 'pending', offset: meta.offset, end }); return; }

@@ -279,3 +279,16 @@ test('an entry the client sends no copies of is fetched at once; one with copies
   const fetches = f.step(w2).filter((e) => e.type === 'fetch');
   t.deepEqual(fetches.map((e) => e.type === 'fetch' && [e.meta.uploadId, e.peer]), [['u2', 'x']]);
 });
+
+test('a follower does not answer "unknown" for an upload id (a client resends on it): it points to the leader; the leader does answer it', (t) => {
+  const f = follower();
+  f.step({ type: 'message', from: 'x', msg: { type: 'append', term: 1, prevEnd: 0, prevTerm: 0, entries: [], commit: 0, seq: 1 } });
+  const reply = f.step({ type: 'fate', reqId: 9, uploadId: 'never-seen' }).find((e) => e.type === 'reply');
+  t.like(reply && reply.type === 'reply' ? reply.result : null, { type: 'error', code: 'not_leader', details: { leader: 'x' } });
+
+  const one = new Replica({ config: { ...DEFAULT_CONFIG, id: 'n1', members: ['n1'] }, init: EMPTY, random: () => 0.5, now: 0 });
+  one.step({ type: 'tick', now: 1 });
+  t.is(one.role, 'leader');
+  const answer = one.step({ type: 'fate', reqId: 3, uploadId: 'never-seen' }).find((e) => e.type === 'reply');
+  t.deepEqual(answer && answer.type === 'reply' ? answer.result : null, { type: 'fate', state: 'unknown' });
+});

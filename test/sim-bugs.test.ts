@@ -17,8 +17,8 @@ const CAUGHT: { bug: BugName; seed: number; check: string }[] = [
   { bug: 'readPastCommit', seed: 1, check: 'read-uncommitted' },
   { bug: 'noSuffixTruncation', seed: 3, check: 'replica-divergence' },
   { bug: 'noSuffixTruncation', seed: 15, check: 'commit-without-durable-majority' },
-  { bug: 'noTornTailTruncation', seed: 19, check: 'replica-divergence' },
-  { bug: 'noTornTailTruncation', seed: 11, check: 'commit-without-durable-majority' },
+  { bug: 'noTornTailTruncation', seed: 92, check: 'replica-divergence' },
+  { bug: 'noTornTailTruncation', seed: 44, check: 'commit-without-durable-majority' },
 ];
 
 for (const c of CAUGHT) {
