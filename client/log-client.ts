@@ -244,7 +244,9 @@ export class LogClient {
     this.maxDelayMs = Math.max(this.minDelayMs, opts.retry?.maxDelayMs ?? 2000);
     // Room for a second attempt after one that timed out: a frozen leader must cost one
     // request timeout and then a failover, not an error.
-    this.maxElapsedMs = opts.retry?.maxElapsedMs ?? 2 * (opts.requestTimeoutMs ?? DEFAULT_REQUEST_TIMEOUT_MS);
+    const requestTimeoutMs = opts.requestTimeoutMs ?? DEFAULT_REQUEST_TIMEOUT_MS;
+    // Requests that never time out (0) leave nothing to measure a budget in.
+    this.maxElapsedMs = opts.retry?.maxElapsedMs ?? (requestTimeoutMs > 0 ? 2 * requestTimeoutMs : Infinity);
     this.acks = opts.acks;
     this.offload = opts.offload;
     this.onCorruption = opts.onCorruption;
@@ -253,8 +255,9 @@ export class LogClient {
   }
 
   /**
-   * The largest entry payload the cluster accepts (the smallest `maxEntryBytes` its members
-   * reported), once discovery has heard one; undefined before.
+   * The largest entry payload the cluster accepts, as far as this client has heard: the
+   * smallest `maxEntryBytes` of the members asked (discovery's seeds at once, the other
+   * members in the background) and of any `too_large` answer. Undefined before discovery.
    */
   get maxEntryBytes(): number | undefined {
     return this.maxEntry;
@@ -302,6 +305,20 @@ export class LogClient {
     if (signal?.aborted) throw abortedError(signal);
   }
 
+  /**
+   * The members discovery did not ask, asked in the background: each tells its own entry
+   * limit (the smallest is the cluster's), which the seeds cannot tell for it.
+   */
+  private askOtherMembers(asked: readonly string[], signal: AbortSignal): void {
+    for (const m of this.members) {
+      if (asked.includes(m)) continue;
+      this.transport.json<ServerStatus>(m, { method: 'GET', path: '/v1/status', signal }).then(
+        (st) => { if (typeof st.maxEntryBytes === 'number') this.noteMaxEntry(st.maxEntryBytes); },
+        () => {},
+      );
+    }
+  }
+
   private runDiscovery(signal?: AbortSignal): Promise<void> {
     const seeds = [...new Set([...this.configured, ...this.members])];
     const timeout = AbortSignal.timeout(DISCOVERY_TIMEOUT_MS);
@@ -313,6 +330,7 @@ export class LogClient {
         if (done) return;
         done = true;
         if (!this.discovered) this.nextDiscoveryAt = Date.now() + REDISCOVER_MS;
+        else this.askOtherMembers(seeds, sig);
         resolve();
       };
       for (const s of seeds) {
@@ -336,9 +354,13 @@ export class LogClient {
    * Takes in one server's status. `first`: this answer defines the membership; later answers
    * only fill in the leader and node ids.
    */
+  private noteMaxEntry(max: number): void {
+    this.maxEntry = Math.min(this.maxEntry ?? Infinity, max);
+  }
+
   private learn(server: string, st: ServerStatus, first: boolean): void {
     if (typeof st.id === 'string' && st.id !== '') this.idToUrl.set(st.id, server);
-    if (typeof st.maxEntryBytes === 'number') this.maxEntry = Math.min(this.maxEntry ?? Infinity, st.maxEntryBytes);
+    if (typeof st.maxEntryBytes === 'number') this.noteMaxEntry(st.maxEntryBytes);
     const peers = peersOf(st);
     if (first && !this.discovered) {
       this.discovered = true;
@@ -430,11 +452,13 @@ export class LogClient {
     // Known only from a fate: committed, but not whether every replica has it.
     let fromFate = false;
     const attempts = this.withRetry('leader', opts.signal, undefined, async (server) => {
+      fromFate = false;
       if (uncertain) {
         const fate = await this.fateAt(server, uploadId, opts.signal);
         if (fate.state === 'committed' && typeof fate.offset === 'number') {
+          const res = await this.resultFromFate(server, fate, data.byteLength, crc, opts.signal);
           fromFate = true;
-          return this.resultFromFate(server, fate, data.byteLength, crc, opts.signal);
+          return res;
         }
         if (fate.state === 'pending') {
           throw new LogError('unavailable', `append ${uploadId} is still pending`, { uploadId });
@@ -463,6 +487,7 @@ export class LogClient {
         return { offset: res.offset, end: res.end, term: res.term };
       } catch (e) {
         const err = toLogError(e, server, opts.signal);
+        if (err.code === 'too_large' && typeof err.details.max === 'number') this.noteMaxEntry(err.details.max);
         if (mayHaveLanded(err)) uncertain = true;
         err.details.uploadId ??= uploadId;
         throw err;
@@ -474,8 +499,11 @@ export class LogClient {
     } catch (e) {
       // The last failure may be a refused connection, but an earlier attempt's answer was
       // lost: whoever retries on `retriable` would append the entry twice.
-      if (uncertain && e instanceof LogError && e.code !== 'aborted') {
-        throw new LogError('outcome_unknown', `${e.message}; an earlier attempt may have been written: ask fate("${uploadId}") before appending it again`, { ...e.details, uploadId }, { cause: e });
+      if (uncertain && e instanceof LogError) {
+        const ask = `an earlier attempt may have been written: ask fate("${uploadId}") before appending it again`;
+        // Stopped by the caller (signal, close): still an abort, but one that says what may be in the log.
+        if (e.code === 'aborted') throw new LogError('aborted', `${e.message}; ${ask}`, { ...e.details, uploadId, mayHaveLanded: true }, { cause: e });
+        throw new LogError('outcome_unknown', `${e.message}; ${ask}`, { ...e.details, uploadId }, { cause: e });
       }
       throw e;
     }
@@ -483,7 +511,7 @@ export class LogClient {
     if (fromFate && acks === 'all') {
       throw new LogError(
         'unconfirmed',
-        `the entry was committed at offset ${r.offset}, but its answer was lost before every replica confirmed it (acks=all; is a replica down?): it is in the log, do not append it again`,
+        `the entry was committed at offset ${r.offset}, but its answer was lost, and nothing shows that every replica has it (acks=all; is a replica down?): it is in the log, do not append it again`,
         { offset: r.offset, end: r.end, uploadId },
       );
     }
@@ -565,19 +593,22 @@ export class LogClient {
     // What the replica must have committed before it answers (this client's own writes).
     const mustSee = Math.max(opts.minCommit ?? 0, this.ackedEnd);
     const outage = new Outage(opts.onOutage);
+    let contacted = false;
     for (;;) {
       if (stopAt !== undefined && offset >= stopAt) return;
       let chunk: Chunk;
       try {
         chunk = await this.readChunk(offset, { limit, wait, mustSee, signal: opts.signal, pinned, start: server });
       } catch (e) {
-        // A follow waits for its servers however long they are down; a plain read does not.
-        if (!opts.follow || !(e instanceof LogError) || !e.retriable) throw e;
+        // A follow waits for its servers however long they are down; a plain read does not,
+        // nor a follow that never reached one (a wrong address, more likely).
+        if (!opts.follow || !contacted || !(e instanceof LogError) || !e.retriable) throw e;
         outage.begin(e);
         await this.sleep(this.retries + 1, opts.signal);
         continue;
       }
       outage.end();
+      contacted = true;
       server = chunk.server;
       if (first && !opts.follow) stopAt = Math.min(stopAt ?? Infinity, chunk.commit);
       first = false;
@@ -692,10 +723,18 @@ export class LogClient {
     let offset = from;
     let attempt = 0;
     const outage = new Outage(opts.onOutage);
+    // Until a server has taken the tail once, a failure is more likely a wrong address than an outage.
+    let contacted = false;
     for (;;) {
       if (opts.signal?.aborted) throw abortedError(opts.signal);
       if (this.closed) throw new LogError('aborted', 'the client is closed');
-      const sock = new TailSocket(server, offset, opts.signal);
+      // An open ends an outage (an idle log may send nothing for long); the backoff only
+      // starts over once entries flow, or a server that opens and then fails would be
+      // hammered.
+      const sock = new TailSocket(server, offset, opts.signal, () => {
+        contacted = true;
+        outage.end();
+      });
       this.tails.add(sock);
       let reconnect = false;
       try {
@@ -728,7 +767,10 @@ export class LogClient {
         const err = toLogError(e, server, opts.signal);
         if (err.code === 'aborted' || !err.retriable) throw err;
         // A tail waits for its servers however long they are down (as `tail -F` does).
-        if (attempt >= this.retries) outage.begin(err);
+        if (attempt >= this.retries) {
+          if (!contacted) throw err;
+          outage.begin(err);
+        }
         attempt++;
         if (!pinned) server = this.rotate(server);
         await this.sleep(attempt, opts.signal);

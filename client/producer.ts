@@ -22,11 +22,15 @@ import { LogError } from '../spec/errors.ts';
 import { batchSize, encodeBatch, envelopeCrc } from './envelope.ts';
 import type { Acks, AppendOptions, AppendResult, RecordPosition } from './types.ts';
 
+const noop = () => {};
+
 /** What the producer needs of a client: appending one entry. `LogClient` satisfies it. */
 export interface EntryAppender {
   append(data: Uint8Array, opts?: AppendOptions): Promise<AppendResult>;
   /** The largest entry the servers accept, when known: batches stay within it. */
   readonly maxEntryBytes?: number;
+  /** Learns the cluster (and its entry limit); the producer waits for it before its first append. */
+  discover?(): Promise<unknown>;
 }
 
 /** Options of {@link Producer}. */
@@ -76,6 +80,14 @@ interface Batch {
   ready: boolean;
 }
 
+/** Records `from` to `to` of `b`, as a batch of their own (sealed: not lingering). */
+function sliceBatch(b: Batch, from: number, to: number): Batch {
+  const records = b.records.slice(from, to);
+  let bytes = 0;
+  for (const r of records) bytes += r.byteLength;
+  return { records, resolves: b.resolves.slice(from, to), rejects: b.rejects.slice(from, to), bytes, ready: true };
+}
+
 /** Counters of a producer's activity. */
 export interface ProducerStats {
   /** Records accepted by `send` (excluding those still waiting for buffer space). */
@@ -114,6 +126,8 @@ export class Producer {
   private flushing = 0;
   private closed = false;
   private readonly stopOnError: boolean;
+  /** Settles once the client has tried to discover the cluster. */
+  private readonly discovered: Promise<void>;
   /** Set once a batch failed under `stopOnError`: what every later record fails with. */
   private stopped: LogError | null = null;
   private idleWaiters: (() => void)[] = [];
@@ -130,6 +144,8 @@ export class Producer {
     this.digest = opts.digest;
     this.acksOpt = opts.acks ? { acks: opts.acks } : {};
     this.stopOnError = opts.stopOnError === true;
+    // Started now, so that the entry limit is most likely known by the first append.
+    this.discovered = this.client.discover ? this.client.discover().then(noop, noop) : Promise.resolve();
     if (this.digest !== undefined && this.digest !== 'sha256') throw new LogError('bad_request', `unsupported digest: ${String(this.digest)} (sha256 or none)`);
     for (const [k, v] of [['lingerMs', this.lingerMs], ['maxBatchBytes', this.maxBatchBytes], ['maxInFlight', this.maxInFlight], ['maxBufferedBytes', this.maxBufferedBytes]] as const) {
       if (!Number.isFinite(v) || v < 0 || (k !== 'lingerMs' && v < 1)) throw new LogError('bad_request', `invalid ${k}: ${v}`);
@@ -145,11 +161,10 @@ export class Producer {
     if (this.closed) return Promise.reject(new LogError('aborted', 'the producer is closed'));
     if (!(record instanceof Uint8Array)) return Promise.reject(new LogError('bad_request', 'send takes a Uint8Array'));
     const max = this.client.maxEntryBytes;
-    const alone = batchSize(record.byteLength, 1, this.digest);
-    if (max !== undefined && alone > max) {
+    if (max !== undefined && batchSize(record.byteLength, 1, this.digest) > max) {
       // Refused on its own, as Kafka refuses a record over max.request.size: sent, it would
       // fail its whole batch. Under stopOnError nothing sent later goes either.
-      const err = new LogError('too_large', `a record of ${record.byteLength} bytes cannot be appended: in its envelope it is ${alone} bytes, and the servers take entries of at most ${max} bytes`, { max, recordBytes: record.byteLength });
+      const err = this.tooLarge(record.byteLength, max);
       if (this.stopOnError) this.stopped ??= new LogError('aborted', `not appended: an earlier record was refused (${err.message})`, {}, { cause: err });
       return Promise.reject(err);
     }
@@ -256,19 +271,52 @@ export class Producer {
     }
   }
 
-  private dispatch(b: Batch): void {
+  /**
+   * `b` cut to the servers' entry limit when that was learned after `b` was built (the first
+   * batches may be built before discovery has heard it): the records past the cut go back to
+   * the front of the queue, and a record too large for an entry of its own is refused, as at
+   * `send`. Null when nothing of `b` is to be sent now.
+   */
+  private fitted(b: Batch): Batch | null {
+    const limit = this.client.maxEntryBytes;
+    if (limit === undefined || batchSize(b.bytes, b.records.length, this.digest) <= limit) return b;
+    let n = 0;
+    let bytes = 0;
+    while (n < b.records.length && batchSize(bytes + b.records[n].byteLength, n + 1, this.digest) <= limit) bytes += b.records[n++].byteLength;
+    if (n > 0) {
+      this.sealed.unshift(sliceBatch(b, n, b.records.length));
+      return sliceBatch(b, 0, n);
+    }
+    const record = b.records[0];
+    const err = this.tooLarge(record.byteLength, limit);
+    this.buffered -= record.byteLength;
+    this.counters.failed++;
+    b.rejects[0](err);
+    if (b.records.length > 1) this.sealed.unshift(sliceBatch(b, 1, b.records.length));
+    if (this.stopOnError) this.stop(err);
+    return null;
+  }
+
+  private tooLarge(recordBytes: number, max: number): LogError {
+    return new LogError('too_large', `a record of ${recordBytes} bytes cannot be appended: in its envelope it is ${batchSize(recordBytes, 1, this.digest)} bytes, and the servers take entries of at most ${max} bytes`, { max, recordBytes });
+  }
+
+  private dispatch(batch: Batch): void {
     this.inFlight++;
     let payload: Buffer | null = null;
+    let b: Batch | null = batch;
     // Encoded inside the chain: a failure settles the batch later, never inside pump() or
     // admit(), which would then lose track of the open batch settle() may have started.
-    Promise.resolve()
+    this.discovered
       .then(() => {
+        b = this.fitted(batch);
+        if (!b) return null;
         payload = encodeBatch(b.records, { digest: this.digest });
         return this.client.append(payload, { ...this.acksOpt, crc32c: envelopeCrc(payload) });
       })
       .then(
-        (r) => this.settle(b, r, null, payload!.length),
-        (e) => this.settle(b, null, e),
+        (r) => (b ? this.settle(b, r, null, payload!.length) : this.afterSlot()),
+        (e) => this.settle(b!, null, e),
       );
   }
 
@@ -290,7 +338,6 @@ export class Producer {
   }
 
   private settle(b: Batch, r: AppendResult | null, err: unknown, entryBytes = 0): void {
-    this.inFlight--;
     this.buffered -= b.bytes;
     if (r) {
       this.counters.entries++;
@@ -304,6 +351,12 @@ export class Producer {
       for (const reject of b.rejects) reject(err);
       if (this.stopOnError) this.stop(err);
     }
+    this.afterSlot();
+  }
+
+  /** An append slot is free again: admit waiting records, send what is due, wake waiters. */
+  private afterSlot(): void {
+    this.inFlight--;
     while (this.blocked.length > 0 && this.hasRoom(this.blocked[0].record.byteLength)) {
       const p = this.blocked.shift()!;
       this.admit(p.record, p.resolve, p.reject);

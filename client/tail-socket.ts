@@ -44,9 +44,11 @@ export class TailSocket implements AsyncIterable<Buffer> {
   private wake: (() => void) | null = null;
   private readonly onAbort: () => void;
 
-  constructor(readonly server: string, offset: number, private readonly signal?: AbortSignal) {
+  /** `onOpen`: the server took the connection (a tail of an idle log may get no message for long). */
+  constructor(readonly server: string, offset: number, private readonly signal?: AbortSignal, onOpen?: () => void) {
     this.ws = new WebSocket(tailUrl(server, offset), { perMessageDeflate: false });
     this.ws.binaryType = 'nodebuffer';
+    if (onOpen) this.ws.once('open', onOpen);
     this.onAbort = () => {
       this.queue.length = 0;
       this.fail(abortedError(signal));

@@ -9,11 +9,15 @@
  * a lock never appears half written (a second node reading a lock the first was still
  * writing took it for a crash's leftover, and both ran). The start time tells the owner
  * from a later process that got the same pid. A lock whose owner is gone (kill -9, power
- * loss, a container replaced by one with another hostname and the same volume) is taken
- * over. Two nodes that both find the same stale lock within microseconds of each other
- * could both take it over; starting two nodes on one directory at the same instant after a
- * crash is not guarded against. Without /proc (macOS), a dead owner's pid that a new
- * process got keeps the lock until the file is deleted.
+ * loss, a zombie) is taken over. Where the filesystem has no hard links, the lock is
+ * created with O_EXCL instead (see `place`). A lock written under another hostname is
+ * assumed live: two nodes on one shared
+ * volume is what the lock is for, and another machine's pids cannot be looked up; a
+ * container replaced by one with a new hostname needs its lock deleted by hand. Two nodes
+ * that both find the same stale lock within microseconds of each other could both take it
+ * over; starting two nodes on one directory at the same instant after a crash is not
+ * guarded against. Without /proc (macOS), a dead owner's pid that a new process got keeps
+ * the lock until the file is deleted.
  */
 import fs from 'node:fs';
 import os from 'node:os';
@@ -39,9 +43,17 @@ function procStat(pid: number): { state: string; started: string } | null {
   return fields.length > 19 ? { state: fields[0], started: fields[19] } : null;
 }
 
-function alive(o: Owner): boolean {
-  // A pid is only looked up on this machine: a lock written under another hostname is
-  // taken for this machine's (the usual case is a container that was replaced).
+/** Threads of process `pid` (from /proc/PID/status), or null if unknown. */
+function threads(pid: number): number | null {
+  const m = /^Threads:\s*(\d+)/m.exec(readFileOrNullSync(`/proc/${pid}/status`)?.toString('latin1') ?? '');
+  return m ? Number(m[1]) : null;
+}
+
+function alive(o: Owner, host: string): boolean {
+  // Another machine's pid cannot be looked up here. Two nodes on one shared volume is the
+  // very thing the lock is for, so it is assumed live (a replaced container with a new
+  // hostname needs its lock deleted by hand; the message says so).
+  if (o.host !== host) return true;
   try {
     process.kill(o.pid, 0);
   } catch (e) {
@@ -52,8 +64,10 @@ function alive(o: Owner): boolean {
   // A pid that runs, whose start time cannot be read (hidden by the mount): assume the owner.
   const now = procStat(o.pid);
   if (now === null) return true;
-  // A zombie (killed, not yet reaped by a slow parent) holds nothing.
-  return now.state !== 'Z' && now.started === o.started;
+  if (now.started !== o.started) return false;
+  // A zombie (killed, not yet reaped by a slow parent) holds nothing, unless threads of it
+  // still run (its main thread exited: the process shows Z too).
+  return now.state !== 'Z' || (threads(o.pid) ?? 2) > 1;
 }
 
 function parseOwner(buf: Buffer | null): Owner | null {
@@ -67,10 +81,25 @@ function parseOwner(buf: Buffer | null): Owner | null {
   }
 }
 
-/** Links `mine` as `file`; false if `file` exists. */
-function place(mine: string, file: string): boolean {
+/** A lock this young that cannot be read may still be being written (see `place`). */
+const WRITING_MS = 5000;
+
+/**
+ * Links `mine` as `file`; false if `file` exists. Where the filesystem has no hard links
+ * (vfat, some FUSE and SMB mounts), `file` is created with O_EXCL and written: it can then
+ * be seen empty for a moment, which `judge` allows for.
+ */
+function place(mine: string, file: string, content: string): boolean {
   try {
     fs.linkSync(mine, file);
+    return true;
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code;
+    if (code === 'EEXIST') return false;
+    if (code !== 'EPERM' && code !== 'ENOTSUP' && code !== 'EOPNOTSUPP' && code !== 'ENOSYS' && code !== 'EXDEV') throw e;
+  }
+  try {
+    fs.writeFileSync(file, content, { flag: 'wx' });
     return true;
   } catch (e) {
     if ((e as NodeJS.ErrnoException).code === 'EEXIST') return false;
@@ -83,10 +112,12 @@ function judge(file: string, dir: string, me: Owner): void {
   const raw = readFileOrNullSync(file);
   if (!raw) return;
   const owner = parseOwner(raw);
-  // Locks appear whole (linked), so an unreadable one is damage, not a lock being written.
-  if (owner && alive(owner)) {
-    const who = owner.host === me.host ? `process ${owner.pid}` : `process ${owner.pid} (on ${owner.host})`;
-    throw new LogError('unavailable', `data directory ${dir} is in use by ${who}: stop that node first, or give this one another --data directory (if no node runs there, delete ${file})`);
+  if (!owner && Date.now() - (fs.statSync(file, { throwIfNoEntry: false })?.mtimeMs ?? 0) < WRITING_MS) {
+    throw new LogError('unavailable', `data directory ${dir} is being taken by another node (${file} is being written)`);
+  }
+  if (owner && alive(owner, me.host)) {
+    const who = owner.host === me.host ? `process ${owner.pid}` : `process ${owner.pid} on host ${owner.host}`;
+    throw new LogError('unavailable', `data directory ${dir} is in use by ${who}: stop that node first, or give this one another --data directory (if no node runs there, e.g. a replaced container, delete ${file})`);
   }
   // Only the stale lock just judged, not one a node starting beside us placed meanwhile.
   if (readFileOrNullSync(file)?.equals(raw)) unlinkIfExistsSync(file);
@@ -106,11 +137,12 @@ export class DirLock {
     const file = path.join(dir, LOCK_FILE);
     const me: Owner = { pid: process.pid, started: procStat(process.pid)?.started ?? null, host: os.hostname() };
     const content = `${JSON.stringify(me)}\n`;
-    const mine = `${file}.${process.pid}`;
+    // Per host and pid: two containers on one volume may both be pid 1.
+    const mine = `${file}.${me.host}.${process.pid}`;
     fs.writeFileSync(mine, content);
     try {
       for (let attempt = 0; attempt < 3; attempt++) {
-        if (place(mine, file)) return new DirLock(file, content);
+        if (place(mine, file, content)) return new DirLock(file, content);
         judge(file, dir, me);
       }
     } finally {

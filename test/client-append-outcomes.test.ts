@@ -1,0 +1,115 @@
+/**
+ * What an append reports when attempts fail in between (lost answers, fate lookups, a closed
+ * client), and the limits the client learns; against small fake servers.
+ */
+import test from 'ava';
+import { createServer } from 'node:http';
+import type { IncomingMessage, Server, ServerResponse } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { Kind, crc32c, encodeFrame } from '../spec/frame.ts';
+import { LogClient } from '../client/log-client.ts';
+import { LogError } from '../spec/errors.ts';
+import { until } from './helpers/cluster.ts';
+
+type H = (req: IncomingMessage, res: ServerResponse, body: Buffer, path: string) => void;
+interface Fake { url: string; server: Server; handler: H; log: string[] }
+
+async function fake(): Promise<Fake> {
+  const f = { log: [] as string[] } as Fake;
+  f.server = createServer((req, res) => {
+    const chunks: Buffer[] = [];
+    req.on('data', (c: Buffer) => chunks.push(c));
+    req.on('end', () => {
+      const path = new URL(req.url ?? '/', 'http://x').pathname;
+      if (path !== '/v1/status') f.log.push(`${req.method} ${path}`);
+      f.handler(req, res, Buffer.concat(chunks), path);
+    });
+  });
+  await new Promise<void>((r) => f.server.listen(0, '127.0.0.1', () => r()));
+  f.url = `http://127.0.0.1:${(f.server.address() as AddressInfo).port}`;
+  return f;
+}
+function json(res: ServerResponse, status: number, body: unknown): void {
+  res.writeHead(status, { 'content-type': 'application/json' });
+  res.end(JSON.stringify(body));
+}
+function status(res: ServerResponse, id: string, a: Fake, b: Fake): void {
+  json(res, 200, { id, role: id === 'a' ? 'leader' : 'follower', term: 1, leader: 'a', leaderUrl: a.url, start: 0, end: 0, commit: 0, durable: 0, segments: 1, bytes: 0,
+    peers: [{ id: 'a', url: a.url }, { id: 'b', url: b.url }] });
+}
+
+test('acks=all: an answer from a later attempt, after a fate lookup that could not finish, is not reported unconfirmed', async (t) => {
+  const a = await fake();
+  const b = await fake();
+  let posts = 0;
+  a.handler = (req, res, _body, path) => {
+    if (path === '/v1/status') return status(res, 'a', a, b);
+    if (path === '/v1/append') return json(res, 500, { error: { code: 'internal', message: 'write failed after sequencing' } });
+    // The real server's fate has no term, so the client reads the entry; A dies in between.
+    if (path.startsWith('/v1/fate/')) { json(res, 200, { state: 'committed', offset: 0, end: 34 }); a.server.close(); a.server.closeAllConnections(); return; }
+    req.socket.destroy();
+  };
+  b.handler = (req, res, body, path) => {
+    if (path === '/v1/status') return status(res, 'b', a, b);
+    if (path.startsWith('/v1/upload/')) return json(res, 200, {});
+    if (path.startsWith('/v1/fate/')) return json(res, 200, { state: 'aborted' });
+    if (path === '/v1/append') { posts++; t.is(req.headers['x-loglog-acks'], 'all'); return json(res, 200, { offset: 100, end: 134, term: 2 }); }
+    json(res, 404, { error: { code: 'not_found', message: 'no' } });
+  };
+  const client = new LogClient({ servers: [a.url, b.url], retry: { retries: 4, minDelayMs: 1, maxDelayMs: 5 } });
+  let r: unknown; let err: unknown;
+  try { r = await client.append(Buffer.from('x'), { acks: 'all' }); } catch (e) { err = e; }
+  t.log(a.log, b.log, r, (err as LogError)?.code, (err as Error)?.message);
+  await client.close(); b.server.close();
+  t.is(posts, 1);
+  t.is(err, undefined);
+});
+
+test('client.close() while a possibly written append waits to retry: aborted, with the upload id and mayHaveLanded', async (t) => {
+  const a = await fake();
+  a.handler = (req, res, _body, path) => {
+    if (path === '/v1/status') return json(res, 200, { id: 'a', role: 'leader', term: 1, leader: 'a', start: 0, end: 0, commit: 0, durable: 0, segments: 1, bytes: 0, peers: [] });
+    req.socket.destroy(); // the append may have been written; its answer is lost
+  };
+  const client = new LogClient({ servers: [a.url], retry: { retries: 4, minDelayMs: 400, maxDelayMs: 400 } });
+  const p = client.append(Buffer.from('x'));
+  await new Promise((r) => setTimeout(r, 100));
+  await client.close();
+  const e = await t.throwsAsync(p);
+  a.server.close();
+  t.is((e as LogError).code, 'aborted');
+  t.is(typeof (e as LogError).details.uploadId, 'string');
+  t.is((e as LogError).details.mayHaveLanded, true);
+  t.regex(e!.message, /ask fate\(/);
+});
+
+test('maxEntryBytes is the smallest of the members, the ones the seeds named included', async (t) => {
+  const a = await fake();
+  const b = await fake();
+  const st = (id: string, max: number) => ({ id, role: id === 'a' ? 'follower' : 'leader', term: 1, leader: 'b', leaderUrl: b.url, start: 0, end: 0, commit: 0, durable: 0, segments: 1, bytes: 0,
+    maxEntryBytes: max, peers: [{ id: 'a', url: a.url }, { id: 'b', url: b.url }] });
+  a.handler = (_req, res) => json(res, 200, st('a', 1 << 20));
+  b.handler = (_req, res) => json(res, 200, st('b', 1000));
+  const client = new LogClient({ servers: [a.url] });
+  await client.discover();
+  // The members the seed named are asked in the background.
+  await until('the leader\'s limit is heard', 5000, () => (client.maxEntryBytes === 1000 ? true : undefined));
+  await client.close(); a.server.close(); b.server.close();
+  t.is(client.maxEntryBytes, 1000);
+});
+
+test('requestTimeoutMs: 0 (no timeout) leaves no retry budget either: every retry is made', async (t) => {
+  const a = await fake();
+  let n = 0;
+  a.handler = (_req, res, _body, path) => {
+    if (path === '/v1/status') return json(res, 200, { id: 'a', role: 'leader', term: 1, leader: 'a', start: 0, end: 0, commit: 0, durable: 0, segments: 1, bytes: 0, peers: [] });
+    if (path === '/v1/end' && ++n <= 3) return json(res, 503, { error: { code: 'unavailable', message: 'electing' } });
+    json(res, 200, { start: 0, end: 0 });
+  };
+  const client = new LogClient({ servers: [a.url], requestTimeoutMs: 0, retry: { minDelayMs: 5, maxDelayMs: 10 } });
+  let err: unknown;
+  try { await client.end(); } catch (e) { err = e; }
+  await client.close(); a.server.close();
+  t.log(n, (err as Error)?.message);
+  t.is(err, undefined);
+});

@@ -1,0 +1,42 @@
+import test from 'ava';
+import { createServer } from 'node:http';
+import type { Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { WebSocketServer } from 'ws';
+import { LogClient } from '../client/log-client.ts';
+
+async function up(port = 0): Promise<{ server: Server; port: number; conns: number[]; wss: WebSocketServer }> {
+  const conns = [0];
+  const server = createServer((req, res) => {
+    res.setHeader('content-type', 'application/json');
+    res.end(JSON.stringify({ id: 'a', role: 'leader', term: 1, leader: 'a', start: 0, end: 0, commit: 0, durable: 0, segments: 1, bytes: 0, peers: [] }));
+  });
+  const wss = new WebSocketServer({ server, path: '/v1/tail' });
+  wss.on('connection', () => { conns[0]++; }); // an idle log: nothing to send
+  await new Promise<void>((r) => server.listen(port, '127.0.0.1', () => r()));
+  return { server, port: (server.address() as AddressInfo).port, conns, wss };
+}
+const down = (x: { server: Server; wss: WebSocketServer }) => { for (const c of x.wss.clients) c.terminate(); x.wss.close(); x.server.closeAllConnections(); return new Promise((r) => x.server.close(r)); };
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+test('a tail that reconnected to an idle log announces its next outage too', async (t) => {
+  let s = await up();
+  const port = s.port;
+  const client = new LogClient({ servers: [`http://127.0.0.1:${port}`], retry: { retries: 2, minDelayMs: 5, maxDelayMs: 20 } });
+  const outages: string[] = [];
+  const ac = new AbortController();
+  const it = client.tail(0, { signal: ac.signal, onOutage: (e) => outages.push(e.message) });
+  const done = (async () => { try { for await (const _ of it) { /* idle */ } } catch { /* aborted */ } })();
+  await sleep(200);
+  await down(s);
+  await sleep(500);
+  t.is(outages.length, 1, 'first outage announced');
+  s = await up(port);
+  await sleep(500);
+  t.true(s.conns[0] >= 1, 'reconnected');
+  await down(s);
+  await sleep(500);
+  t.log(outages);
+  ac.abort(); await done; await client.close();
+  t.is(outages.length, 2, 'second outage announced');
+});
