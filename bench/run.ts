@@ -18,8 +18,10 @@ const benches: Record<string, { about: string; options: readonly BenchOption[]; 
   sim: { about: 'the simulator\'s speed: events per second, seeds per minute', options: SIM_OPTIONS, run: async (argv) => (await import('./sim.ts')).benchSim(argv) },
 };
 
-const [which = 'single', ...rest] = process.argv.slice(2);
-if (which === '--help' || which === '-h' || which === 'help') {
+const args = process.argv.slice(2);
+// Options alone run the default benchmark.
+const [which, ...rest] = args.length === 0 || (args[0].startsWith('-') && !isHelp(args[0])) ? ['single', ...args] : args;
+if (isHelp(which) || rest.some(isHelp)) {
   process.stdout.write([
     'npm run bench [-- <benchmark> [options]]   (default: single)',
     '',
@@ -29,6 +31,10 @@ if (which === '--help' || which === '-h' || which === 'help') {
   ].join('\n'));
   process.exit(0);
 }
+function isHelp(a: string): boolean {
+  return a === '--help' || a === '-h' || a === 'help';
+}
+
 const bench = benches[which];
 if (!bench) {
   process.stderr.write(`bench: unknown benchmark "${which}"; choose one of ${Object.keys(benches).join(', ')} (npm run bench -- --help)\n`);

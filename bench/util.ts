@@ -27,7 +27,9 @@ export function checkArgs(bench: string, argv: readonly string[], options: reado
     };
     if (!o) fail(`unknown argument "${argv[i]}"`);
     if (o?.value) {
-      if (i + 1 >= argv.length || argv[i + 1].startsWith('--')) fail(`${o.name} needs a value (<${o.value}>)`);
+      const v = argv[i + 1];
+      if (v === undefined || v.startsWith('--')) fail(`${o.name} needs a value (<${o.value}>)`);
+      if (o.value !== 'dir' && !/^\d+$/.test(v)) fail(`${o.name} takes a whole number, got "${v}"`);
       i++;
     }
   }

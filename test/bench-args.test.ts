@@ -22,3 +22,11 @@ test('bench refuses an unknown argument and a flag without its value, before any
   t.is(bare.code, 1);
   t.regex(bare.err, /--seeds needs a value/);
 });
+
+test('bench: options alone run the default benchmark, --help after a name is help, and values are checked', async (t) => {
+  t.regex((await bench(['--rounds'])).err, /^bench single: --rounds needs a value/);
+  t.is((await bench(['single', '--help'])).code, 0);
+  const bad = await bench(['sim', '--seeds', 'abc']);
+  t.is(bad.code, 1);
+  t.regex(bad.err, /--seeds takes a whole number, got "abc"/);
+});
