@@ -184,6 +184,9 @@ function checkSteps(steps: unknown[], nodes: number, report: Say): void {
   const order = steps.map((s, i) => ({ s, i, at: isObject(s) ? s.at : undefined }))
     .sort((a, b) => (typeof a.at === 'number' && typeof b.at === 'number' ? a.at - b.at : 0) || a.i - b.i);
   const labels = new Set<string>();
+  // Every label any step sets, for the message when one is used before its step runs.
+  const setBy = new Map<string, string>();
+  for (const { s, i, at } of order) if (isObject(s) && typeof s.as === 'string' && !setBy.has(s.as)) setBy.set(s.as, `steps[${i}]${at === undefined ? '' : ` (at ${show(at)})`}`);
   for (const { s, i, at } of order) {
     current = i;
     const where = `steps[${i}]${at === undefined ? '' : ` (at ${show(at)})`}`;
@@ -203,6 +206,11 @@ function checkSteps(steps: unknown[], nodes: number, report: Say): void {
     const selectorWords = [...ids, ...FIXED_SELECTORS, ...labels];
     const selector = (field: string, v: unknown, extra: string[] = []) => {
       if (typeof v === 'string' && (selectorWords.includes(v) || extra.includes(v))) return;
+      const later = typeof v === 'string' ? setBy.get(v) : undefined;
+      if (later !== undefined) {
+        say(value(where, field, v), v, `a label set only by ${later}, which runs after this step`, 'steps run in time order (ties in file order): set a label before the steps that use it', []);
+        return;
+      }
       const why = typeof v !== 'string' ? 'not a node name' : v === 'rest' ? 'allowed only alone, as a whole group: ["rest"]' : `not a node of a ${nodes}-node cluster`;
       const labelled = labels.size ? `a label set earlier (${[...labels].join(', ')})` : 'a label set by an earlier step\'s "as"';
       say(value(where, field, v), v, why, `nodes: ${[...ids, ...FIXED_SELECTORS, ...extra].join(', ')}, or ${labelled}`, [...selectorWords, ...extra]);
