@@ -10,7 +10,8 @@
  *
  * Node selectors: a node id ("n2"), "leader" (the current leader, or nothing if there is
  * none), "follower" (some node that is not the leader), "all", or a label saved by an earlier
- * step's "as". Actions: crash (kind kill|power), restart, pause (ms), isolate (ms),
+ * step's "as"; crash, restart, pause and isolate also take "except" (a selector whose nodes
+ * "node" must not pick: "follower" except "starved"). Actions: crash (kind kill|power), restart, pause (ms), isolate (ms),
  * halves (groups: [["n1"],["n2","n3"]] or [["leader"],["rest"]], ms; clients reach every node), oneway (node → to, ms), clientFollower
  * (clients cannot reach `node`, ms), clog (node ↔ to, factor, ms), fsyncError, diskFull
  * (slack bytes, ms), heal (partitions and clogs), cutNextLeader (the next node elected is cut
@@ -32,10 +33,10 @@ import { baseParams } from './faults.ts';
 
 /** The keys each action reads besides "at" and "do"; any other key would be ignored by the run. */
 const ACTIONS = {
-  crash: ['node', 'kind', 'as'],
-  restart: ['node', 'as'],
-  pause: ['node', 'ms', 'as'],
-  isolate: ['node', 'ms', 'as'],
+  crash: ['node', 'except', 'kind', 'as'],
+  restart: ['node', 'except', 'as'],
+  pause: ['node', 'except', 'ms', 'as'],
+  isolate: ['node', 'except', 'ms', 'as'],
   halves: ['groups', 'ms', 'as'],
   oneway: ['node', 'to', 'ms', 'as'],
   clientFollower: ['node', 'ms', 'as'],
@@ -52,6 +53,8 @@ export interface ScenarioStep {
   at: number;
   do: Action;
   node?: string;
+  /** Nodes `node` must not pick (a selector or label): "follower" except "starved". */
+  except?: string;
   to?: string;
   kind?: 'kill' | 'power';
   ms?: number;
@@ -216,6 +219,7 @@ function checkSteps(steps: unknown[], nodes: number, report: Say): void {
       say(value(where, field, v), v, why, `nodes: ${[...ids, ...FIXED_SELECTORS, ...extra].join(', ')}, or ${labelled}`, [...selectorWords, ...extra]);
     };
     if (s.node !== undefined && takes.includes('node')) selector('node', s.node);
+    if (s.except !== undefined && takes.includes('except')) selector('except', s.except);
     if (s.to !== undefined && takes.includes('to')) selector('to', s.to);
     if (s.kind !== undefined && takes.includes('kind') && !KINDS.includes(s.kind as string)) say(value(where, 'kind', s.kind), s.kind, 'not a crash kind', `kinds: ${KINDS.join(', ')}`, KINDS);
     for (const [field, min] of [['ms', 0], ['factor', 1], ['slack', 0]] as const) {
@@ -250,19 +254,19 @@ function checkSteps(steps: unknown[], nodes: number, report: Say): void {
 
 export function scheduleScenario(w: World, nemesis: Nemesis, s: Scenario): void {
   const labels = new Map<string, SimNode[]>();
-  const select = (sel: string | undefined): SimNode[] => {
-    if (sel === undefined || sel === 'all') return w.nodes;
-    if (sel === 'leader') { const l = currentLeader(w); return l ? [l] : []; }
-    if (sel === 'follower') { const l = currentLeader(w); const f = w.nodes.filter((n) => n !== l); return f.length ? [f[0]] : []; }
+  const select = (sel: string | undefined, except: readonly SimNode[] = []): SimNode[] => {
+    if (sel === undefined || sel === 'all') return w.nodes.filter((n) => !except.includes(n));
+    if (sel === 'leader') { const l = currentLeader(w); return l && !except.includes(l) ? [l] : []; }
+    if (sel === 'follower') { const l = currentLeader(w); const f = w.nodes.filter((n) => n !== l && !except.includes(n)); return f.length ? [f[0]] : []; }
     const lab = labels.get(sel);
-    if (lab) return lab;
+    if (lab) return lab.filter((n) => !except.includes(n));
     const i = w.nodeIndex.get(sel);
     if (i === undefined) throw new Error(`scenario ${s.name}: unknown node selector "${sel}"`);
-    return [w.nodes[i]];
+    return except.includes(w.nodes[i]) ? [] : [w.nodes[i]];
   };
   for (const step of s.steps) {
     w.q.at(step.at, () => {
-      const targets = step.do === 'cutNextLeader' ? [] : select(step.node);
+      const targets = step.do === 'cutNextLeader' ? [] : select(step.node, step.except === undefined ? [] : select(step.except));
       if (step.as) labels.set(step.as, targets);
       if (w.trace.on) w.trace.line(w.q.now, 'SCN', `${step.do} ${targets.map((n) => n.id).join(',') || '(nobody)'}${step.ms ? ` for ${step.ms} ms` : ''}`);
       const ms = step.ms ?? 1000;

@@ -75,10 +75,21 @@ test('keys an action does not use, wrong JSON types and unknown parameters are r
   t.is(lines.length, 5, lines.join('\n'));
   t.regex(lines[0], /params\.clients: key "bodyDelayMS" is not a parameter; did you mean "bodyDelayMs"\?/);
   t.regex(lines[1], /"params\.clients\.thinkMs": "5" is not a number >= 0/);
-  t.regex(lines[2], /steps\[0\] \(at 1\): key "ms" is not used by "restart"; "restart" takes: at, do, node, as/);
+  t.regex(lines[2], /steps\[0\] \(at 1\): key "ms" is not used by "restart"; "restart" takes: at, do, node, except, as/);
   t.regex(lines[3], /"groups": "rest" is allowed only alone/);
   t.regex(lines[4], /steps\[2\]: 7 is not an object/);
   t.regex((await refused(t, { steps: 'none' })).join('\n'), /"name" is missing[^\n]*\n[^\n]*"steps": "none" is missing or not a list/);
+});
+
+test('"except" keeps a selector off the nodes of a label, and is checked like "node"', async (t) => {
+  const [bad] = await refused(t, withSteps({ at: 10, do: 'crash', node: 'follower', except: 'starvd' }));
+  t.regex(bad, /"except": "starvd" is not a node of a 3-node cluster/);
+  const ok = await runCliInProcess(['sim', '--scenario', 'sim/scenarios/follower-never-gets-upload.json', '--trace']);
+  t.is(ok.code, 0, ok.err);
+  const crashed = /2000\.000 SCN\s+crash (n\d)/.exec(ok.out)?.[1];
+  const starved = /300\.000 SCN\s+clientFollower (n\d)/.exec(ok.out)?.[1];
+  t.truthy(crashed);
+  t.not(crashed, starved, 'the other follower is crashed, not the starved one');
 });
 
 test('a JSON syntax error or a missing file is one line with exit 1', async (t) => {
