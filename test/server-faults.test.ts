@@ -4,6 +4,8 @@
  */
 import test from 'ava';
 import { connect } from 'node:net';
+import { spawn } from 'node:child_process';
+import { loglogdArgv } from '../server/daemon-argv.ts';
 import { request } from 'undici';
 import { startNode } from './helpers/node-process.ts';
 import { until } from './helpers/cluster.ts';
@@ -137,4 +139,28 @@ test('a body that stalls past the deadline gets 408 and becomes an aborted frame
   await r.body.dump();
   const kinds = [...parseFrames(await readAll(n.url), 0)].map((f) => f.kind);
   t.deepEqual(kinds, [Kind.Noop, Kind.Aborted, Kind.Data]);
+});
+
+test('a write that fails while a single node re-commits its log at start-up stops it, exit 3, before it serves', async (t) => {
+  const first = await startNode(t);
+  for (let i = 0; i < 20; i++) {
+    const body = Buffer.alloc(3000, i);
+    const r = await request(`${first.url}/v1/append`, { method: 'POST', body, headers: { 'content-length': String(body.length) } });
+    t.is(r.statusCode, 200);
+    await r.body.dump();
+  }
+  t.is(await first.stop(), 0);
+  const seg = readdirSync(first.dataDir).find((f) => f.endsWith('.seg'))!;
+  const size = statSync(join(first.dataDir, seg)).size;
+  // A file-size limit at the segment's end (bash counts 1 KiB blocks; Node ignores SIGXFSZ,
+  // so the write fails with EFBIG): the noop of the new term cannot be written.
+  const cmd = `ulimit -f ${Math.floor(size / 1024)}; exec "$0" "$@"`;
+  const proc = spawn('bash', ['-c', cmd, process.execPath, ...loglogdArgv(['--data', first.dataDir, '--listen', '127.0.0.1:0'])], { stdio: ['ignore', 'ignore', 'pipe'] });
+  t.teardown(() => { proc.kill('SIGKILL'); });
+  let err = '';
+  proc.stderr.on('data', (d: Buffer) => { err += d; });
+  const code = await new Promise<number | null>((res) => proc.once('exit', (c) => res(c)));
+  t.is(code, 3, err);
+  t.regex(err, /fatal: write at \d+ failed: EFBIG/);
+  t.notRegex(err, / serving /);
 });
