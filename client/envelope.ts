@@ -97,16 +97,6 @@ function asBuffer(b: Uint8Array): Buffer {
   return Buffer.isBuffer(b) ? b : Buffer.from(b.buffer, b.byteOffset, b.byteLength);
 }
 
-/** What makes `buf` (which has the magic) not an envelope, in its fixed header; null if nothing. */
-function headerProblem(buf: Buffer): string | null {
-  const version = buf[4];
-  if (version !== BATCH_VERSION) return `unsupported envelope version ${version}`;
-  const flags = buf[5];
-  if ((flags & ~FLAG_SHA256) !== 0) return `unknown envelope flags 0x${flags.toString(16)}`;
-  if (buf.readUInt16LE(6) !== 0) return 'envelope reserved bytes are not zero';
-  return null;
-}
-
 /** Where the records start and end, or why the record lengths do not fit `buf`. */
 function recordsRegion(buf: Buffer): { count: number; start: number; end: number } | string {
   const count = buf.readUInt32LE(8);
@@ -140,8 +130,11 @@ export function looksLikeBatch(input: Uint8Array): boolean {
 export function decodeBatch(input: Uint8Array): Buffer[] {
   const buf = asBuffer(input);
   if (!isBatch(buf)) throw new LogError('bad_request', 'not a record batch envelope (no LLB1 magic)');
-  const problem = headerProblem(buf);
-  if (problem) throw new LogError('bad_request', problem);
+  const version = buf[4];
+  if (version !== BATCH_VERSION) throw new LogError('bad_request', `unsupported envelope version ${version}`);
+  const flags = buf[5];
+  if ((flags & ~FLAG_SHA256) !== 0) throw new LogError('bad_request', `unknown envelope flags 0x${flags.toString(16)}`);
+  if (buf.readUInt16LE(6) !== 0) throw new LogError('bad_request', 'envelope reserved bytes are not zero');
   // Before the lengths: a changed byte anywhere after the header is reported as corruption.
   const stored = buf.readUInt32LE(12);
   const actual = crc32c(buf.subarray(BATCH_HEADER_SIZE));
@@ -151,7 +144,7 @@ export function decodeBatch(input: Uint8Array): Buffer[] {
   const region = recordsRegion(buf);
   if (typeof region === 'string') throw new LogError('bad_request', region);
   const { count, start, end } = region;
-  if ((buf[5] & FLAG_SHA256) !== 0) {
+  if ((flags & FLAG_SHA256) !== 0) {
     const digest = sha256(buf.subarray(start, end));
     if (!buf.subarray(end).equals(digest)) throw new LogError('checksum_mismatch', 'envelope SHA-256 digest mismatch');
   }

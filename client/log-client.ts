@@ -350,14 +350,14 @@ export class LogClient {
     });
   }
 
-  /**
-   * Takes in one server's status. `first`: this answer defines the membership; later answers
-   * only fill in the leader and node ids.
-   */
   private noteMaxEntry(max: number): void {
     this.maxEntry = Math.min(this.maxEntry ?? Infinity, max);
   }
 
+  /**
+   * Takes in one server's status. `first`: this answer defines the membership; later answers
+   * only fill in the leader and node ids.
+   */
   private learn(server: string, st: ServerStatus, first: boolean): void {
     if (typeof st.id === 'string' && st.id !== '') this.idToUrl.set(st.id, server);
     if (typeof st.maxEntryBytes === 'number') this.noteMaxEntry(st.maxEntryBytes);

@@ -80,6 +80,11 @@ interface Batch {
   ready: boolean;
 }
 
+/** What every record fails with once a producer under `stopOnError` has stopped. */
+function notAppended(what: string, cause: unknown): LogError {
+  return new LogError('aborted', `not appended: ${what} (${cause instanceof Error ? cause.message : String(cause)})`, {}, { cause });
+}
+
 /** Records `from` to `to` of `b`, as a batch of their own (sealed: not lingering). */
 function sliceBatch(b: Batch, from: number, to: number): Batch {
   const records = b.records.slice(from, to);
@@ -165,7 +170,7 @@ export class Producer {
       // Refused on its own, as Kafka refuses a record over max.request.size: sent, it would
       // fail its whole batch. Under stopOnError nothing sent later goes either.
       const err = this.tooLarge(record.byteLength, max);
-      if (this.stopOnError) this.stopped ??= new LogError('aborted', `not appended: an earlier record was refused (${err.message})`, {}, { cause: err });
+      if (this.stopOnError) this.stopped ??= notAppended('an earlier record was refused', err);
       return Promise.reject(err);
     }
     return new Promise<RecordPosition>((resolve, reject) => {
@@ -322,8 +327,7 @@ export class Producer {
 
   /** Fails every record that has not reached an append, and every later send. */
   private stop(cause: unknown): void {
-    const why = cause instanceof Error ? cause.message : String(cause);
-    this.stopped ??= new LogError('aborted', `not appended: an earlier batch failed (${why})`, {}, { cause });
+    this.stopped ??= notAppended('an earlier batch failed', cause);
     const rest = this.sealed.splice(0);
     if (this.open) rest.push(this.open);
     this.open = null;

@@ -5,7 +5,6 @@
 import { cac } from 'cac';
 import { DAEMON_FLAGS, loadConfig, parseDaemonArgv } from './config.ts';
 import { runNode } from './main.ts';
-import { makeDirSync } from './storage/fs-util.ts';
 
 // cac only writes --help and --version; parseDaemonArgv reads the command line.
 const cli = cac('loglogd');
@@ -17,14 +16,12 @@ cli
   .help()
   .version('0.1.0');
 
-
 try {
   const flags = parseDaemonArgv(process.argv.slice(2));
   if (flags.has('help')) cli.outputHelp();
   else if (flags.has('version')) cli.outputVersion();
   if (flags.has('help') || flags.has('version')) process.exit(0);
   const config = loadConfig(flags, process.env);
-  makeDirSync(config.dataDir, 'the data directory');
   await runNode(config, { stopOnStdinClose: flags.has('stop-on-stdin-close') });
 } catch (e) {
   process.stderr.write(`loglogd: ${(e as Error).message}\n`);

@@ -6,7 +6,7 @@ import { LogError } from '../spec/errors.ts';
 import { FRAME_OVERHEAD } from '../spec/frame.ts';
 import { DEFAULT_CONFIG } from '../spec/replica.ts';
 import { DEFAULT_SEGMENT_BYTES } from './storage/segment-log.ts';
-import { closest } from '../spec/suggest.ts';
+import { closest, isObject } from '../spec/input-checks.ts';
 
 export interface PeerAddress { id: string; url: string }
 
@@ -115,7 +115,7 @@ function text(v: unknown, name: string): string {
 }
 
 function peerObject(v: unknown, name: string): PeerAddress[] {
-  if (typeof v !== 'object' || v === null || Array.isArray(v)) throw new LogError('bad_request', `${name} must be "ID=URL,..." or an object of ID: URL, got ${JSON.stringify(v)}`);
+  if (!isObject(v)) throw new LogError('bad_request', `${name} must be "ID=URL,..." or an object of ID: URL, got ${JSON.stringify(v)}`);
   return Object.entries(v).map(([id, url]) => ({ id, url: text(url, `the URL of peer ${id} in ${name}`) }));
 }
 
@@ -167,10 +167,6 @@ function applySettings(base: NodeConfig, settings: readonly Setting[]): NodeConf
   const c: NodeConfig = { ...base, retention: { ...base.retention } };
   for (const s of settings) SETTINGS[s.key](c, s.value, s.name);
   return c;
-}
-
-function isObject(v: unknown): v is Record<string, unknown> {
-  return typeof v === 'object' && v !== null && !Array.isArray(v);
 }
 
 function isSettingKey(key: string): key is SettingKey {

@@ -24,7 +24,7 @@
  * the baseline) and throws a ScenarioError with one line per problem.
  */
 import { readFileSync } from 'node:fs';
-import { closest } from '../spec/suggest.ts';
+import { closest, isObject } from '../spec/input-checks.ts';
 import type { World } from './world.ts';
 import type { Nemesis } from './nemesis.ts';
 import { currentLeader } from './nemesis.ts';
@@ -91,7 +91,6 @@ const PARAMS_SET_BY_RUN = ['nodes', 'faults'];
 export const MAX_NODES = 9;
 
 const show = (v: unknown) => JSON.stringify(v);
-const isObject = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
 
 /** "did you mean" for a word that is close to one of `allowed`, else nothing. */
 function guess(given: unknown, allowed: readonly string[]): string {

@@ -11,10 +11,11 @@ const MAX_WAIT_MS = 60_000;
 
 export async function handleRead(node: LogNode, req: IncomingMessage, res: ServerResponse, url: URL): Promise<void> {
   const q = url.searchParams;
-  const offset = parseOffset('offset', q.get('offset'), readableRange(node));
+  const range = readableRange(node);
+  const offset = parseOffset('offset', q.get('offset'), range);
   const limit = Math.min(parseCount('limit', q.get('limit'), DEFAULT_LIMIT, 'bytes'), MAX_LIMIT);
   const wait = Math.min(parseCount('wait', q.get('wait'), 0, 'milliseconds'), MAX_WAIT_MS);
-  const minCommit = q.has('minCommit') ? parseOffset('minCommit', q.get('minCommit'), readableRange(node)) : null;
+  const minCommit = q.has('minCommit') ? parseOffset('minCommit', q.get('minCommit'), range) : null;
 
   const closed = new AbortController();
   res.on('close', () => closed.abort());

@@ -469,33 +469,34 @@ export class SegmentLog {
       return this.cutFailed(e);
     }
 
-    return this.fence(() => this.meta.run(async () => {
-      // A later truncation or a reset may have dropped the segment meanwhile: its files are
-      // gone (the path may already name a new segment with the same base), and nothing is
-      // left to cut. The removed segments' unlinks must be made durable either way.
+    // A later truncation or a reset may drop the segment before this runs, or while it does:
+    // its files are gone then (the path may already name a new segment with the same base),
+    // and nothing is left to cut.
+    const cutFiles = async () => {
+      if (seg.deleted) return;
+      const fd = await this.acquire(seg);
       try {
-        if (!seg.deleted) {
-          const fd = await this.acquire(seg);
-          try {
-            await ftruncate(fd, rel);
-            await fsync(fd);
-          } finally {
-            this.release(seg);
-          }
-        }
-        // Drops a sealed footer and entries past the cut (checkpoints vouch for a prefix).
-        // Durably: an old sealed index that survived a crash could pass for the index of
-        // the frames written after the cut, if they happen to end where the old ones did.
-        if (!seg.deleted) {
-          const idx = await this.indexFd(seg);
-          if (!seg.deleted) {
-            await ftruncate(idx, seg.persisted * 4);
-            await fsync(idx);
-          }
-        }
+        await ftruncate(fd, rel);
+        await fsync(fd);
+      } finally {
+        this.release(seg);
+      }
+      if (seg.deleted) return;
+      // Drops a sealed footer and entries past the cut (checkpoints vouch for a prefix).
+      // Durably: an old sealed index that survived a crash could pass for the index of the
+      // frames written after the cut, if they happen to end where the old ones did.
+      const idx = await this.indexFd(seg);
+      if (seg.deleted) return;
+      await ftruncate(idx, seg.persisted * 4);
+      await fsync(idx);
+    };
+    return this.fence(() => this.meta.run(async () => {
+      try {
+        await cutFiles();
       } catch (e) {
         if (!seg.deleted) throw e;
       }
+      // The removed segments' unlinks must be durable either way.
       if (removed.length > 0) await fsyncDir(this.dir);
     }));
   }

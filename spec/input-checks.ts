@@ -1,7 +1,13 @@
 /**
- * "Did you mean": the word a typo most likely meant. Not protocol; it lives here because the
- * daemon's flags and config, the simulator's scenarios and the CLI all share spec/.
+ * Checks of what users write (flags, config files, scenario files): "did you mean", and
+ * telling a JSON object from the rest. Not protocol; they live here because the daemon, the
+ * simulator and the CLI all share spec/.
  */
+
+/** A JSON object (not null, not an array). */
+export function isObject(v: unknown): v is Record<string, unknown> {
+  return typeof v === 'object' && v !== null && !Array.isArray(v);
+}
 
 /** Edit distance, for "did you mean". */
 function distance(a: string, b: string): number {
