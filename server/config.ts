@@ -26,6 +26,8 @@ export interface NodeConfig {
   electionMs: number;
   heartbeatMs: number;
   uploadDeadlineMs: number;
+  /** An `acks: 'all'` append committed this long but not durable on every replica is answered `unconfirmed`. */
+  allAckTimeoutMs: number;
   /** Retention: delete whole segments older than this (ms) or beyond this total size (bytes). */
   retention: { maxAgeMs: number | null; maxBytes: number | null };
   /** How often retention runs. */
@@ -47,6 +49,7 @@ export const DEFAULT_NODE_CONFIG: NodeConfig = {
   electionMs: DEFAULT_CONFIG.electionMs,
   heartbeatMs: DEFAULT_CONFIG.heartbeatMs,
   uploadDeadlineMs: DEFAULT_CONFIG.uploadDeadlineMs,
+  allAckTimeoutMs: DEFAULT_CONFIG.allAckTimeoutMs,
   retention: { maxAgeMs: null, maxBytes: null },
   retentionCheckMs: 60_000,
   uploadBufferBytes: 256 * 1024 * 1024,
@@ -132,6 +135,7 @@ export interface ConfigFile {
   electionTimeout?: string | number;
   heartbeat?: string | number;
   uploadDeadline?: string | number;
+  allAckTimeout?: string | number;
   retention?: { maxAge?: string | number; maxBytes?: string | number };
 }
 
@@ -156,6 +160,7 @@ const SETTINGS: Record<SettingKey, (c: NodeConfig, v: unknown, name: string) => 
   electionTimeout: (c, v, name) => { c.electionMs = positiveDuration(v, name); },
   heartbeat: (c, v, name) => { c.heartbeatMs = positiveDuration(v, name); },
   uploadDeadline: (c, v, name) => { c.uploadDeadlineMs = parseDuration(v, name); },
+  allAckTimeout: (c, v, name) => { c.allAckTimeoutMs = positiveDuration(v, name); },
   'retention.maxAge': (c, v, name) => { c.retention.maxAgeMs = parseDuration(v, name); },
   'retention.maxBytes': (c, v, name) => { c.retention.maxBytes = parseBytes(v, name); },
 };
@@ -217,6 +222,7 @@ export const DAEMON_FLAGS: readonly DaemonFlag[] = [
   { name: 'segment-bytes', value: 'size', key: 'segmentBytes', help: 'Segment file size, e.g. 64MiB' },
   { name: 'max-entry-bytes', value: 'size', key: 'maxEntryBytes', help: 'Largest entry accepted, e.g. 16MiB' },
   { name: 'body-deadline', value: 'duration', key: 'bodyDeadline', help: 'Abort an append whose body is not complete after this, e.g. 10s' },
+  { name: 'all-ack-timeout', value: 'duration', key: 'allAckTimeout', help: 'Answer an acks=all append "unconfirmed" (it is in the log) when it stays committed this long without every replica confirming it, e.g. 5s (default 5s)' },
   { name: 'retention-max-age', value: 'duration', key: 'retention.maxAge', help: 'Delete whole segments older than this, e.g. 7d' },
   { name: 'retention-max-bytes', value: 'size', key: 'retention.maxBytes', help: 'Delete oldest segments beyond this total size, e.g. 10GiB' },
   { name: 'stop-on-stdin-close', help: 'Stop cleanly when stdin closes. For a supervisor that starts loglogd with a pipe on its stdin: the node never outlives it. Refused when stdin is not a pipe' },

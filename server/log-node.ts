@@ -108,7 +108,7 @@ export class LogNode extends EventEmitter {
         id: config.id, members,
         electionMs: config.electionMs, heartbeatMs: config.heartbeatMs,
         bodyDeadlineMs: config.bodyDeadlineMs, uploadDeadlineMs: config.uploadDeadlineMs,
-        maxEntryBytes: config.maxEntryBytes, maxBatchEntries: 1024, windowEntries: 200_000,
+        allAckTimeoutMs: config.allAckTimeoutMs, maxEntryBytes: config.maxEntryBytes, maxBatchEntries: 1024, windowEntries: 200_000,
       },
       init: { term: hard.term, votedFor: hard.votedFor, start: log.start, end: log.end, epochs: log.epochs, tail: log.recoveredTail, fates: fates.fates },
       random: makeRandom(),

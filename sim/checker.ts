@@ -205,16 +205,16 @@ export class Checker {
     }
   }
 
-  /** A leader acknowledged an append (quorum or all). */
-  onAck(n: SimNode, a: AppendAttempt, r: Extract<ReplyResult, { type: 'appended' }>): void {
-    const i = this.canon.indexAt(r.offset);
+  /** A leader acknowledged an append (quorum or all), or answered it committed but `unconfirmed`, as [offset, end). */
+  onAck(n: SimNode, a: AppendAttempt, offset: number, end: number): void {
+    const i = this.canon.indexAt(offset);
     if (i < 0 || this.canon.frames[i].end > this.canon.end) {
-      this.violation('ack-not-committed', `${n.id} acknowledged ${a.uploadId} (acks=${a.acks}) at ${r.offset} but [0, ${r.end}) is not committed (committed end ${this.canon.end})`, n.id);
+      this.violation('ack-not-committed', `${n.id} acknowledged ${a.uploadId} (acks=${a.acks}) at ${offset} but [0, ${end}) is not committed (committed end ${this.canon.end})`, n.id);
       return;
     }
     const f = this.canon.frames[i];
-    if (f.kind !== Kind.Data || f.length !== a.payload.length || f.crc !== a.crc || f.end !== r.end) {
-      this.violation('ack-wrong-entry', `${n.id} acknowledged ${a.uploadId} at ${r.offset}, but the committed frame there is kind ${f.kind}, ${f.length} bytes, crc ${f.crc}`, n.id);
+    if (f.kind !== Kind.Data || f.length !== a.payload.length || f.crc !== a.crc || f.end !== end) {
+      this.violation('ack-wrong-entry', `${n.id} acknowledged ${a.uploadId} at ${offset}, but the committed frame there is kind ${f.kind}, ${f.length} bytes, crc ${f.crc}`, n.id);
     }
   }
 

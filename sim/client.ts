@@ -150,6 +150,10 @@ export class Appender extends Client {
     }
     if (r.type !== 'error') { settle('unknown', null); return; }
     switch (r.code) {
+      case 'unconfirmed':
+        // Committed (the checker holds the leader to it), only not on every replica yet.
+        settle('ok', Number(r.details?.offset));
+        return;
       case 'not_leader': {
         const hint = r.details?.leader;
         const i = typeof hint === 'string' ? w.nodeIndex.get(hint) : undefined;

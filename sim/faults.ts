@@ -71,7 +71,7 @@ export function baseParams(nodes = 3): SimParams {
     nodes,
     tickMs: 5,
     replica: {
-      electionMs: 150, heartbeatMs: 30, bodyDeadlineMs: 800, uploadDeadlineMs: 60,
+      electionMs: 150, heartbeatMs: 30, bodyDeadlineMs: 800, uploadDeadlineMs: 60, allAckTimeoutMs: 400,
       maxEntryBytes: 64 * 1024, maxBatchEntries: 64, windowEntries: 256,
     },
     net: { minDelay: 0.1, meanDelay: 0.4, tailP: 0, tailFactor: 1, drop: 0, duplicate: 0 },
@@ -158,7 +158,7 @@ export function drawParams(seed: number, nodes = 3): SimParams {
 export function describeParams(p: SimParams): string {
   const c = p.clients;
   const parts = [
-    `nodes ${p.nodes}, tick ${p.tickMs} ms, election ${p.replica.electionMs} ms, heartbeat ${p.replica.heartbeatMs} ms, body deadline ${p.replica.bodyDeadlineMs} ms, upload deadline ${p.replica.uploadDeadlineMs} ms, batch ${p.replica.maxBatchEntries}, window ${p.replica.windowEntries}`,
+    `nodes ${p.nodes}, tick ${p.tickMs} ms, election ${p.replica.electionMs} ms, heartbeat ${p.replica.heartbeatMs} ms, body deadline ${p.replica.bodyDeadlineMs} ms, upload deadline ${p.replica.uploadDeadlineMs} ms, all-ack timeout ${p.replica.allAckTimeoutMs} ms, batch ${p.replica.maxBatchEntries}, window ${p.replica.windowEntries}`,
     `network: delay ${p.net.minDelay}+exp(${p.net.meanDelay}) ms${p.net.tailP ? `, tail ${p.net.tailP}×${p.net.tailFactor}` : ''}${p.net.drop ? `, drop ${p.net.drop}` : ''}${p.net.duplicate ? `, duplicate ${p.net.duplicate}` : ''}`,
     `disk: write ${p.disk.writeMin}+exp(${p.disk.writeMean}) ms, sync ${p.disk.syncMin}+exp(${p.disk.syncMean}) ms${p.disk.slowP ? `, slow ${p.disk.slowP}` : ''}, sector fate keep/lose/partial/garbage ${p.sectorFate.keep}/${p.sectorFate.lose}/${p.sectorFate.partial}/${p.sectorFate.garbage}`,
     `clients: ${c.appenders} appenders, ${c.readers} readers, think ${c.thinkMs} ms, payload ≤ ${c.maxPayload} B, acks=all ${c.acksAllP}, declared crc ${c.declareCrcP}, upload lost/corrupt/late ${c.uploadLossP}/${c.uploadCorruptP}/${c.uploadLateP}, body stall/die/corrupt ${c.bodyStallP}/${c.bodyDieP}/${c.bodyCorruptP}, body delay ${c.bodyDelayMs} ms${c.noCopiesP ? `, no copies ${c.noCopiesP}` : ''}, fate ${c.fateP}, timeout ${c.appendTimeoutMs} ms, end ${c.endP}`,

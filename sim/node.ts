@@ -336,7 +336,12 @@ export class SimNode {
         if (!p) break;
         this.requests.delete(e.reqId);
         if (tr.on) tr.line(w.q.now, this.id, `reply req ${e.reqId}${p.attempt ? ` (${p.attempt.uploadId})` : ''}: ${JSON.stringify(e.result)}`);
-        if (p.attempt && e.result.type === 'appended') w.checker.onAck(this, p.attempt, e.result);
+        if (p.attempt) {
+          const r = e.result;
+          if (r.type === 'appended') w.checker.onAck(this, p.attempt, r.offset, r.end);
+          // "Committed, but not every replica confirmed it": as much a claim as an ack.
+          else if (r.type === 'error' && r.code === 'unconfirmed') w.checker.onAck(this, p.attempt, Number(r.details?.offset), Number(r.details?.end));
+        }
         p.reply(e.result, p.allocated);
         break;
       }

@@ -22,6 +22,12 @@ export interface ReplicaConfig {
   bodyDeadlineMs: number;
   /** A follower waits this long for a client's upload before fetching the bytes from a peer. */
   uploadDeadlineMs: number;
+  /**
+   * An `acks: 'all'` append that has been committed this long without being durable on every
+   * replica is answered `unconfirmed` (it is in the log) instead of waiting for a replica
+   * that may be down for good.
+   */
+  allAckTimeoutMs: number;
   maxEntryBytes: number;
   /** Most entries in one append message. */
   maxBatchEntries: number;
@@ -34,6 +40,7 @@ export const DEFAULT_CONFIG: Omit<ReplicaConfig, 'id' | 'members'> = {
   heartbeatMs: 50,
   bodyDeadlineMs: 10_000,
   uploadDeadlineMs: 200,
+  allAckTimeoutMs: 5_000,
   maxEntryBytes: 16 * 1024 * 1024,
   maxBatchEntries: 1024,
   windowEntries: 200_000,
@@ -80,6 +87,8 @@ interface Slot {
   openDeadline: number;
   /** Leader: the CRC32C the client declared for its body, if any. */
   expectCrc: number | null;
+  /** Leader, `acks: 'all'`: when the entry was first seen committed (Infinity before). */
+  committedAt: number;
 }
 
 interface Progress {
@@ -227,6 +236,7 @@ export class Replica {
         if (this.now >= s.openDeadline) this.abortBody(s, 'timeout', 'the request body stalled past the deadline');
       }
       if (this.now >= this.checkQuorumAt) this.checkQuorum();
+      if (this.role === 'leader') this.expireAllAcks();
       if (this.role === 'leader' && this.now >= this.heartbeatAt) this.broadcast(true);
     } else if (this.now >= this.electionAt) {
       this.startPreVote();
@@ -506,7 +516,7 @@ export class Replica {
   }
 
   private newSlot(meta: EntryMeta, written: boolean): Slot {
-    return { meta, written, seq: 0, reqId: null, acks: null, fetchAt: Infinity, fetchTries: 0, openDeadline: Infinity, expectCrc: null };
+    return { meta, written, seq: 0, reqId: null, acks: null, fetchAt: Infinity, fetchTries: 0, openDeadline: Infinity, expectCrc: null, committedAt: Infinity };
   }
 
   private writeSlot(slot: Slot, source: 'body' | 'zero' | 'upload'): void {
@@ -799,6 +809,37 @@ export class Replica {
       }
       if (n > 0) q.splice(0, n);
     }
+  }
+
+  /**
+   * Answers `unconfirmed` to `acks: 'all'` appends committed more than `allAckTimeoutMs` ago
+   * that some replica has still not made durable: the client learns at once that its entry
+   * is in the log, rather than after its own timeout, and does not append it again.
+   */
+  private expireAllAcks(): void {
+    const q = this.ackQueues.all;
+    for (const s of q) {
+      if (entryEnd(s.meta) > this.commitEnd) break;
+      if (s.committedAt === Infinity) s.committedAt = this.now;
+    }
+    let n = 0;
+    for (; n < q.length; n++) {
+      const s = q[n];
+      if (s.reqId === null) continue;
+      if (this.now - s.committedAt < this.config.allAckTimeoutMs) break;
+      const end = entryEnd(s.meta);
+      const missing = [...this.progress].filter(([, pr]) => pr.match < end).map(([id]) => id);
+      if (this.durableEnd < end) missing.unshift(this.id);
+      const reqId = s.reqId;
+      s.reqId = null;
+      this.byReq.delete(reqId);
+      this.reply(reqId, {
+        type: 'error', code: 'unconfirmed',
+        message: `committed at offset ${s.meta.offset}, but ${missing.join(', ')} did not confirm it within ${this.config.allAckTimeoutMs} ms (acks=all; is a replica down?): it is in the log, do not append it again`,
+        details: { offset: s.meta.offset, end, term: s.meta.term, missing },
+      });
+    }
+    if (n > 0) q.splice(0, n);
   }
 
   private reply(reqId: number, result: ReplyResult): void {

@@ -142,6 +142,27 @@ test.serial('ack levels end to end: with a follower stopped, quorum and leader a
   t.regex(cliBad.err, /--acks must be one of leader, quorum, all/);
 });
 
+test.serial('acks=all with a follower down: answered "unconfirmed" after allAckTimeout, with the offset the entry is committed at', async (t) => {
+  const c = await Cluster.start(t, { config: { allAckTimeout: '800ms' } });
+  const leader = await c.waitLeader();
+  const sdk = client(t, c.nodes.map((n) => n.url));
+  await sdk.append(Buffer.from('warm up'), { acks: 'all' });
+  const stopped = c.nodes.find((n) => n !== leader)!;
+  stopped.proc!.kill('SIGSTOP');
+  t.teardown(() => { if (stopped.alive) stopped.proc!.kill('SIGCONT'); });
+  const e = await t.throwsAsync(sdk.append(Buffer.from('needs everyone'), { acks: 'all' }), { instanceOf: LogError });
+  t.is(e?.code, 'unconfirmed', e?.message);
+  t.false(e?.retriable);
+  t.deepEqual(e?.details.missing, [stopped.id]);
+  t.regex(e?.message ?? '', /it is in the log, do not append it again/);
+  const offset = e?.details.offset as number;
+  const [entry] = await collect(sdk.read(offset, { to: offset + 1, server: leader.url }));
+  t.is(entry?.offset, offset);
+  t.is(entry?.payload.toString(), 'needs everyone');
+  stopped.proc!.kill('SIGCONT');
+  t.truthy(await sdk.append(Buffer.from('everyone again'), { acks: 'all' }));
+});
+
 test.serial('across a failover (leader killed -9) appends retry onto the new leader, each entry exactly once', async (t) => {
   const c = await Cluster.start(t);
   const leader = await c.waitLeader();

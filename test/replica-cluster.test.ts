@@ -292,3 +292,32 @@ test('a follower does not answer "unknown" for an upload id (a client resends on
   const answer = one.step({ type: 'fate', reqId: 3, uploadId: 'never-seen' }).find((e) => e.type === 'reply');
   t.deepEqual(answer && answer.type === 'reply' ? answer.result : null, { type: 'fate', state: 'unknown' });
 });
+
+test('an acks=all append that stays committed without every replica is answered "unconfirmed" after allAckTimeoutMs, naming the missing replica; an uncommitted one never is', (t) => {
+  const replyTo = (h: Harness, id: NodeId, reqId: number) => h.effects(id).flatMap((e) => (e.type === 'reply' && e.reqId === reqId ? [e.result] : []));
+  const h = new Harness();
+  h.run(1000);
+  const leader = h.leader()!.id;
+  const [down, up] = MEMBERS.filter((id) => id !== leader);
+  h.uploads.add('all-1');
+  h.cut.add(down);
+  h.step(leader, { type: 'appendHead', reqId: 1, uploadId: 'all-1', length: 10, crc: 5, acks: 'all' });
+  h.step(leader, { type: 'bodyDone', reqId: 1, ok: true, crc: 5 });
+  h.run(100);
+  t.true(h.get(leader).commitEnd >= h.get(up).commitEnd && h.get(leader).commitEnd > 0, 'committed by the leader and one follower');
+  t.deepEqual(replyTo(h, leader, 1), [], 'no answer before the timeout');
+  h.run(DEFAULT_CONFIG.allAckTimeoutMs);
+  const [r] = replyTo(h, leader, 1);
+  t.like(r, { type: 'error', code: 'unconfirmed', details: { missing: [down] } });
+  const offset = r?.type === 'error' ? r.details?.offset : undefined;
+  t.is(typeof offset, 'number');
+  t.is(r?.type === 'error' ? r.details?.end : undefined, (offset as number) + frameSize(10));
+
+  // With both followers cut off, nothing commits: no "unconfirmed" (the leader steps down instead).
+  h.cut.add(up);
+  h.uploads.add('all-2');
+  h.step(leader, { type: 'appendHead', reqId: 2, uploadId: 'all-2', length: 10, crc: 5, acks: 'all' });
+  h.step(leader, { type: 'bodyDone', reqId: 2, ok: true, crc: 5 });
+  h.run(DEFAULT_CONFIG.allAckTimeoutMs + 500);
+  t.notDeepEqual(replyTo(h, leader, 2).map((x) => x.type === 'error' && x.code), ['unconfirmed']);
+});

@@ -12,7 +12,7 @@ const CAUGHT: { bug: BugName; seed: number; check: string }[] = [
   { bug: 'ackBeforeFsync', seed: 1, check: 'commit-without-durable-majority' },
   { bug: 'commitWithoutMajority', seed: 1, check: 'commit-without-durable-majority' },
   { bug: 'skipPrevCheck', seed: 5, check: 'commit-without-durable-majority' },
-  { bug: 'skipPrevCheck', seed: 1, check: 'liveness' },
+  { bug: 'skipPrevCheck', seed: 2, check: 'liveness' },
   { bug: 'voteTwice', seed: 8, check: 'two-leaders' },
   { bug: 'readPastCommit', seed: 1, check: 'read-uncommitted' },
   { bug: 'noSuffixTruncation', seed: 3, check: 'replica-divergence' },
