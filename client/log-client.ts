@@ -231,6 +231,12 @@ export class LogClient {
   private rr = 0;
   /** End of this client's last append acknowledged at `quorum` or `all` (read your writes). */
   private ackedEnd = 0;
+  /**
+   * The highest commit end this client has seen (acknowledged appends, status answers).
+   * Every later append lands past it, so a fate lookup sends it as `after`: the leader then
+   * answers "never placed" only if it remembers every upload id from there on.
+   */
+  private knownCommit = 0;
   private closed = false;
   private maxEntry: number | undefined;
 
@@ -361,6 +367,7 @@ export class LogClient {
   private learn(server: string, st: ServerStatus, first: boolean): void {
     if (typeof st.id === 'string' && st.id !== '') this.idToUrl.set(st.id, server);
     if (typeof st.maxEntryBytes === 'number') this.noteMaxEntry(st.maxEntryBytes);
+    if (typeof st.commit === 'number' && st.commit > this.knownCommit) this.knownCommit = st.commit;
     const peers = peersOf(st);
     if (first && !this.discovered) {
       this.discovered = true;
@@ -445,6 +452,8 @@ export class LogClient {
     const crc = opts.crc32c ?? crc32c(data);
     const acks = opts.acks ?? this.acks;
     let uploadId = opts.uploadId ?? randomUUID();
+    // The commit end known before the first attempt (after discovery): every attempt lands past it.
+    let after = -1;
     // Set when a failed attempt may have been written: ask the server before resending.
     let uncertain = false;
     // Servers holding (or being sent) a copy under the current upload id.
@@ -454,7 +463,10 @@ export class LogClient {
     const attempts = this.withRetry('leader', opts.signal, undefined, async (server) => {
       fromFate = false;
       if (uncertain) {
-        const fate = await this.fateAt(server, uploadId, opts.signal);
+        const fate = await this.fateAt(server, uploadId, after, opts.signal);
+        if (fate.state === 'forgotten') {
+          throw new LogError('outcome_unknown', `an earlier attempt of append ${uploadId} may have been written, and the leader no longer remembers upload ids placed before offset ${fate.since} (it restarted or took many appends since): read from offset ${after} to look for the entry before appending it again`, { uploadId, after, since: fate.since });
+        }
         if (fate.state === 'committed' && typeof fate.offset === 'number') {
           const res = await this.resultFromFate(server, fate, data.byteLength, crc, opts.signal);
           fromFate = true;
@@ -470,6 +482,7 @@ export class LogClient {
         }
         uncertain = false;
       }
+      if (after < 0) after = this.knownCommit;
       const headers: Record<string, string> = {
         'content-type': 'application/octet-stream',
         'x-loglog-crc32c': String(crc),
@@ -499,7 +512,7 @@ export class LogClient {
     } catch (e) {
       // The last failure may be a refused connection, but an earlier attempt's answer was
       // lost: whoever retries on `retriable` would append the entry twice.
-      if (uncertain && e instanceof LogError) {
+      if (uncertain && e instanceof LogError && e.code !== 'outcome_unknown') {
         const ask = `an earlier attempt may have been written: ask fate("${uploadId}") before appending it again`;
         // Stopped by the caller (signal, close): still an abort, but one that says what may be in the log.
         if (e.code === 'aborted') throw new LogError('aborted', `${e.message}; ${ask}`, { ...e.details, uploadId, mayHaveLanded: true }, { cause: e });
@@ -508,6 +521,7 @@ export class LogClient {
       throw e;
     }
     if (acks !== 'leader' && r.end > this.ackedEnd) this.ackedEnd = r.end;
+    if (acks !== 'leader' && r.end > this.knownCommit) this.knownCommit = r.end;
     if (fromFate && acks === 'all') {
       throw new LogError(
         'unconfirmed',
@@ -825,18 +839,19 @@ export class LogClient {
     return r.start;
   }
 
-  /** What became of the append with this upload id (`unknown` if the server never saw it). */
-  async fate(uploadId: string, opts: { signal?: AbortSignal } = {}): Promise<Fate> {
-    return this.withRetry('leader', opts.signal, undefined, (server) => this.fateAt(server, uploadId, opts.signal));
+  /**
+   * What became of the append with this upload id. `after`: a commit end known before the
+   * append's first attempt (every attempt landed past it; default 0). `unknown` means it was
+   * never placed and will not be (safe to send again); `forgotten`, that the leader cannot
+   * tell, because it no longer remembers every upload id placed since `after`.
+   */
+  async fate(uploadId: string, opts: { signal?: AbortSignal; after?: number } = {}): Promise<Fate> {
+    if (opts.after !== undefined) assertOffset('after', opts.after);
+    return this.withRetry('leader', opts.signal, undefined, (server) => this.fateAt(server, uploadId, opts.after ?? 0, opts.signal));
   }
 
-  private async fateAt(server: string, uploadId: string, signal?: AbortSignal): Promise<Fate> {
-    try {
-      return await this.transport.json<Fate>(server, { method: 'GET', path: `/v1/fate/${encodeURIComponent(uploadId)}`, signal });
-    } catch (e) {
-      if (e instanceof LogError && e.code === 'not_found') return { state: 'unknown' };
-      throw e;
-    }
+  private fateAt(server: string, uploadId: string, after: number, signal?: AbortSignal): Promise<Fate> {
+    return this.transport.json<Fate>(server, { method: 'GET', path: `/v1/fate/${encodeURIComponent(uploadId)}?after=${after}`, signal });
   }
 
   /** Closes connection pools and open tails. In-flight requests (and upload copies) finish first. */

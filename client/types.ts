@@ -123,7 +123,15 @@ export interface Bounds {
 
 /** What became of an append, by upload id (`GET /v1/fate/:id`). */
 export interface Fate {
-  state: 'committed' | 'aborted' | 'pending' | 'unknown';
+  /**
+   * `committed` / `pending` (placed, not committed yet) / `aborted` (its body never arrived
+   * whole): the entry is at `offset`. `unknown`: never placed, and it will not be: safe to
+   * send again. `forgotten`: the leader no longer remembers every upload id placed since the
+   * lookup's `after` (only since `since`): sending again could duplicate the entry.
+   */
+  state: 'committed' | 'aborted' | 'pending' | 'unknown' | 'forgotten';
+  /** With `forgotten`: the offset from which the leader remembers every upload id. */
+  since?: number;
   /** The entry's offset, when committed (or pending, if allocated). */
   offset?: number;
   /** One past the entry's frame, when the offset is known. */

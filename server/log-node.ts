@@ -15,7 +15,7 @@ import { SegmentLog } from './storage/segment-log.ts';
 import { loadHardState, saveHardStateSync } from './storage/hard-state.ts';
 import type { NodeConfig } from './config.ts';
 import { UploadBuffer } from './upload-buffer.ts';
-import { FatesFile } from './storage/fates-file.ts';
+import { FatesFile, loadFatesFrom, saveFatesFromSync } from './storage/fates-file.ts';
 import { DirLock } from './storage/dir-lock.ts';
 import { makeDirSync } from './storage/fs-util.ts';
 
@@ -99,9 +99,18 @@ export class LogNode extends EventEmitter {
   }
 
   private static async openLocked(config: NodeConfig, lock: DirLock): Promise<LogNode> {
-    const log = await SegmentLog.open(config.dataDir, { segmentBytes: config.segmentBytes });
-    const hard = loadHardState(config.dataDir);
     const fates = FatesFile.open(config.dataDir);
+    let log: SegmentLog;
+    try {
+      // No checkpoint until the replica has marked the recovered frames without a fates
+      // record and that is saved: the next recovery would not scan them again.
+      log = await SegmentLog.open(config.dataDir, { segmentBytes: config.segmentBytes, beforeCheckpoint: () => fates.file.sync(), checkpointAtOpen: false });
+    } catch (e) {
+      await fates.file.close();
+      throw e;
+    }
+    const hard = loadHardState(config.dataDir);
+    const fatesFrom = loadFatesFrom(config.dataDir);
     const members = config.peers.length > 0 ? config.peers.map((p) => p.id) : [config.id];
     const replica = new Replica({
       config: {
@@ -110,10 +119,12 @@ export class LogNode extends EventEmitter {
         bodyDeadlineMs: config.bodyDeadlineMs, uploadDeadlineMs: config.uploadDeadlineMs,
         allAckTimeoutMs: config.allAckTimeoutMs, maxEntryBytes: config.maxEntryBytes, maxBatchEntries: 1024, windowEntries: 200_000,
       },
-      init: { term: hard.term, votedFor: hard.votedFor, start: log.start, end: log.end, epochs: log.epochs, tail: log.recoveredTail, fates: fates.fates },
+      init: { term: hard.term, votedFor: hard.votedFor, start: log.start, end: log.end, epochs: log.epochs, tail: log.recoveredTail, fates: fates.fates, fatesFrom },
       random: makeRandom(),
       now: 0,
     });
+    if (replica.fatesFrom > fatesFrom) saveFatesFromSync(config.dataDir, replica.fatesFrom);
+    await log.checkpointNow();
     return new LogNode(config, log, replica, fates.file, lock);
   }
 
@@ -158,6 +169,7 @@ export class LogNode extends EventEmitter {
     switch (e.type) {
       case 'send': this.transport?.send(e.to, e.msg); break;
       case 'persist': saveHardStateSync(this.config.dataDir, { term: e.term, votedFor: e.votedFor }); break;
+      case 'fatesFrom': saveFatesFromSync(this.config.dataDir, e.offset); break;
       case 'allocated':
         this.log.place(e.meta.offset, e.meta.length, e.meta.term);
         this.bodies.get(e.reqId)?.start(e.meta);
@@ -357,9 +369,10 @@ export class LogNode extends EventEmitter {
     return result;
   }
 
-  fate(uploadId: string): Promise<ReplyResult> {
+  /** What became of an upload id; `after`: every attempt under it was placed at or past this offset (see Input 'fate'). */
+  fate(uploadId: string, after = 0): Promise<ReplyResult> {
     const { reqId, result } = this.request();
-    this.step({ type: 'fate', reqId, uploadId });
+    this.step({ type: 'fate', reqId, uploadId, after });
     return result;
   }
 

@@ -7,7 +7,7 @@
  * and sometimes ask the leader for a linearizable end. Everything lands in the history.
  */
 import type { ReplyResult } from '../spec/messages.ts';
-import { Kind, checkFrame, crc32c } from '../spec/frame.ts';
+import { Kind, checkFrame, crc32c, frameSize } from '../spec/frame.ts';
 import type { AppendOp, AppendResult, HistoryOp } from '../spec/history.ts';
 import type { AppendAttempt, BodyPlan, SimNode } from './node.ts';
 import type { World } from './world.ts';
@@ -44,8 +44,27 @@ abstract class Client {
   }
 }
 
+/** Attempts of one append after the leader said it never saw the upload id. */
+const MAX_RESENDS = 3;
+
+/** One append as the history sees it, across its attempts (all under one upload id). */
+interface LogicalAppend {
+  uploadId: string;
+  payload: Buffer;
+  crc: number;
+  /** When the first attempt started. */
+  invoke: number;
+  /** A commit end the client knew before the first attempt: every attempt lands past it. */
+  after: number;
+  /** Attempts sent again after a fate of `unknown`; also names the newest attempt. */
+  resends: number;
+  settled: boolean;
+}
+
 export class Appender extends Client {
   private k = 0;
+  /** The highest commit end this client has seen (its committed appends' ends), as LogClient keeps it. */
+  private knownCommit = 0;
   /** Drain: keep appending until one append succeeds. */
   probe = false;
   probeOk = false;
@@ -61,15 +80,33 @@ export class Appender extends Client {
     if (this.stopped && !(this.probe && !this.probeOk)) return;
     if (w.q.now < this.deadUntil) { w.q.at(this.deadUntil, () => this.next()); return; }
     this.busy = true;
-    const c = w.params.clients;
     const rng = w.rng.clients;
-    const faulty = !w.healed;
     const uploadId = `${this.name}-${++this.k}`;
-    const len = Math.max(uploadId.length + 1, rng.int(c.maxPayload + 1));
+    const len = Math.max(uploadId.length + 1, rng.int(w.params.clients.maxPayload + 1));
     const payload = Buffer.alloc(len);
     rng.fill(payload);
     payload.write(`${uploadId}:`, 0, 'latin1');
-    const crc = crc32c(payload);
+    const op: LogicalAppend = { uploadId, payload, crc: crc32c(payload), invoke: w.q.now, after: this.knownCommit, resends: 0, settled: false };
+    this.send(op);
+  }
+
+  /** Ends the logical append: one history record, however many attempts it took. */
+  private settle(op: LogicalAppend, a: AppendAttempt, result: AppendResult, offset: number | null): void {
+    if (op.settled) return;
+    op.settled = true;
+    this.record(op, a, result, offset);
+    if (result === 'ok' && this.probe) this.probeOk = true;
+    this.busy = false;
+    this.think(() => this.next());
+  }
+
+  /** One attempt of `op`: copies to the followers, the head and body to the believed leader. */
+  private send(op: LogicalAppend): void {
+    const w = this.w;
+    const c = w.params.clients;
+    const rng = w.rng.clients;
+    const faulty = !w.healed;
+    const { uploadId, payload, crc } = op;
     const declaredCrc = rng.chance(c.declareCrcP) ? crc : null;
     let body: BodyPlan = { kind: 'ok', delay: rng.exp(c.bodyDelayMs) };
     if (faulty) {
@@ -87,8 +124,8 @@ export class Appender extends Client {
       closeAt: body.kind === 'die' ? invoke + body.delay + w.params.net.minDelay : invoke + c.appendTimeoutMs,
     };
     if (body.kind !== 'ok') w.countFault(`body-${body.kind}`);
-    w.trace.mix(60, this.idx, target, len);
-    if (w.trace.on) w.trace.line(w.q.now, this.name, `append ${uploadId} (${len} B, acks=${a.acks}${declaredCrc === null ? '' : ', crc declared'}${copies ? '' : ', no copies'}, body ${body.kind}) to ${w.nodes[target].id}`);
+    w.trace.mix(60, this.idx, target, payload.length);
+    if (w.trace.on) w.trace.line(w.q.now, this.name, `append ${uploadId}${op.resends > 0 ? ` (resend ${op.resends})` : ''} (${payload.length} B, acks=${a.acks}${declaredCrc === null ? '' : ', crc declared'}${copies ? '' : ', no copies'}, body ${body.kind}) to ${w.nodes[target].id}`);
 
     // Upload copies to every other node.
     for (let j = 0; j < w.nodes.length && copies; j++) {
@@ -104,43 +141,38 @@ export class Appender extends Client {
       w.q.after(delay, () => w.net.send(this.idx, j, () => node.deliver(() => node.clientUpload(uploadId, data)), false));
     }
 
-    let settled = false;
-    const settle = (result: AppendResult, offset: number | null) => {
-      if (settled) return;
-      settled = true;
-      this.record(a, result, offset);
-      if (result === 'ok' && this.probe) this.probeOk = true;
-      this.busy = false;
-      this.think(() => this.next());
-    };
+    // Only the newest attempt speaks for the append: an older one's late answer is ignored.
+    const resends = op.resends;
+    const current = () => !op.settled && op.resends === resends;
     // The head goes out; the node's reply comes back over the network.
     w.net.send(this.idx, target, () => {
       const node = w.nodes[target];
       node.deliver(() => node.clientAppend(a, (r, allocated) => {
         w.net.send(target, this.idx, () => {
-          if (!settled) this.onReply(a, r, allocated, settle);
+          if (current()) this.onReply(op, a, r, allocated);
         }, false);
       }));
     }, false);
     if (body.kind === 'die') {
       // The client process dies mid-body: the outcome is unknown, and it comes back later.
       w.q.at(a.closeAt, () => {
-        if (settled) return;
+        if (!current()) return;
         this.deadUntil = w.q.now + rng.exp(100);
         this.target = rng.int(w.nodes.length);
         if (w.trace.on) w.trace.line(w.q.now, this.name, `dies mid-body of ${uploadId}`);
-        settle('unknown', null);
+        this.settle(op, a, 'unknown', null);
       });
     }
     w.q.at(invoke + c.appendTimeoutMs, () => {
-      if (settled) return;
+      if (!current()) return;
       if (w.trace.on) w.trace.line(w.q.now, this.name, `append ${uploadId} timed out`);
       this.target = this.otherNode();
-      this.askFate(a, 0, settle);
+      this.askFate(op, a, 0);
     });
   }
 
-  private onReply(a: AppendAttempt, r: ReplyResult, allocated: boolean, settle: (r: AppendResult, o: number | null) => void): void {
+  private onReply(op: LogicalAppend, a: AppendAttempt, r: ReplyResult, allocated: boolean): void {
+    const settle = (result: AppendResult, offset: number | null) => this.settle(op, a, result, offset);
     const w = this.w;
     if (w.trace.on) w.trace.line(w.q.now, this.name, `reply for ${a.uploadId}: ${JSON.stringify(r)}`);
     if (r.type === 'appended') {
@@ -159,7 +191,7 @@ export class Appender extends Client {
         const i = typeof hint === 'string' ? w.nodeIndex.get(hint) : undefined;
         this.target = i !== undefined && i !== this.target ? i : this.otherNode();
         if (!allocated) { settle('fail', null); return; }
-        this.askFate(a, 0, settle);
+        this.askFate(op, a, 0);
         return;
       }
       case 'aborted':
@@ -169,29 +201,42 @@ export class Appender extends Client {
         settle('fail', null);
         return;
       default:
-        this.askFate(a, 0, settle);
+        this.askFate(op, a, 0);
     }
   }
 
-  /** Asks what became of an append whose outcome is unknown. */
-  private askFate(a: AppendAttempt, tries: number, settle: (r: AppendResult, o: number | null) => void): void {
+  /**
+   * Asks what became of an attempt whose outcome is unknown, and sends it again under the
+   * same upload id when the leader has never seen it, as LogClient does: the server must not
+   * let the two attempts both land.
+   */
+  private askFate(op: LogicalAppend, a: AppendAttempt, tries: number): void {
+    if (op.settled) return; // a late answer of the attempt settled it meanwhile
     const w = this.w;
+    const settle = (result: AppendResult, offset: number | null) => this.settle(op, a, result, offset);
     if (tries === 0 && !w.rng.clients.chance(w.params.clients.fateP)) { settle('unknown', null); return; }
     if (tries >= 6) { settle('unknown', null); return; }
     const to = this.target;
     let answered = false;
     const retry = (delay: number, moveOn: boolean) => {
       if (moveOn) this.target = this.otherNode();
-      w.q.after(delay, () => this.askFate(a, tries + 1, settle));
+      w.q.after(delay, () => this.askFate(op, a, tries + 1));
     };
     w.q.after(w.params.clients.readTimeoutMs, () => { if (!answered) { answered = true; retry(0, true); } });
-    this.rpc<ReplyResult>(to, (respond) => w.nodes[to].clientFate(a.uploadId, respond), (r) => {
-      if (answered) return;
+    this.rpc<ReplyResult>(to, (respond) => w.nodes[to].clientFate(a.uploadId, op.after, respond), (r) => {
+      if (answered || op.settled) return;
       answered = true;
       if (w.trace.on) w.trace.line(w.q.now, this.name, `fate of ${a.uploadId} from ${w.nodes[to].id}: ${JSON.stringify(r)}`);
       if (r.type === 'fate') {
         if (r.state === 'committed' && r.offset !== undefined) { settle('ok', r.offset); return; }
         if (r.state === 'aborted') { settle('fail', null); return; }
+        // The leader cannot tell: sending again could land the entry twice.
+        if (r.state === 'forgotten') { settle('unknown', null); return; }
+        if (r.state === 'unknown' && op.resends < MAX_RESENDS) {
+          op.resends++;
+          this.send(op);
+          return;
+        }
         retry(50, r.state === 'unknown');
         return;
       }
@@ -205,14 +250,14 @@ export class Appender extends Client {
     });
   }
 
-  private record(a: AppendAttempt, result: AppendResult, offset: number | null): void {
+  private record(op: LogicalAppend, a: AppendAttempt, result: AppendResult, offset: number | null): void {
     const w = this.w;
     w.stats.appends[result]++;
-    const op: AppendOp = {
-      client: this.name, op: 'append', invoke_ms: a.invoke, complete_ms: w.q.now, result,
+    if (result === 'ok') this.knownCommit = Math.max(this.knownCommit, offset! + frameSize(a.payload.length));
+    w.history.push({
+      client: this.name, op: 'append', invoke_ms: op.invoke, complete_ms: w.q.now, result,
       upload_id: a.uploadId, offset, len: a.payload.length, crc: a.crc,
-    };
-    w.history.push(op);
+    } satisfies AppendOp);
     w.trace.mix(61, this.idx, result === 'ok' ? offset! : result === 'fail' ? -1 : -2);
     if (w.trace.on) w.trace.line(w.q.now, this.name, `append ${a.uploadId} -> ${result}${offset !== null ? ` at ${offset}` : ''}`);
   }

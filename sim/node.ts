@@ -100,6 +100,16 @@ export class SimNode {
   private backlog: Action[] = [];
   readonly disk = new SimDisk();
   hard: { term: number; votedFor: string | null } = { term: 0, votedFor: null };
+  /**
+   * The fates file, as loglogd keeps it: a record per upload id written (at each write
+   * effect), never fdatasynced but before a checkpoint. A kill keeps every record (page
+   * cache); a power loss may lose a suffix of them, among the frames the next recovery
+   * scans (it starts at the checkpoint; here the scan's tail stands for it).
+   */
+  private fates: EntryMeta[] = [];
+  private fatesAtRisk = false;
+  /** The durable `fatesFrom` (see Replica.fatesFrom). */
+  private fatesFrom = 0;
   private uploads = new Map<string, Buffer>();
   private requests = new Map<number, Pending>();
   private bodies = new Map<number, BodyState>();
@@ -145,13 +155,20 @@ export class SimNode {
       return;
     }
     const tail = scan.entries.slice(Math.max(0, scan.entries.length - this.config.windowEntries));
+    if (this.fatesAtRisk) {
+      this.fatesAtRisk = false;
+      const scanFrom = tail.length > 0 ? tail[0].offset : scan.validEnd;
+      const cut = w.rng.disk.int(this.fates.length + 1);
+      this.fates = this.fates.filter((f, i) => i < cut || f.offset < scanFrom);
+    }
     const replica = new Replica({
       config: this.config,
-      init: { term: this.hard.term, votedFor: this.hard.votedFor, start: 0, end: scan.validEnd, epochs: scan.epochs, tail },
+      init: { term: this.hard.term, votedFor: this.hard.votedFor, start: 0, end: scan.validEnd, epochs: scan.epochs, tail, fates: this.fates, fatesFrom: this.fatesFrom },
       random: () => this.random.float(),
       now: this.localNow(),
       bugs: w.bugs,
     });
+    this.fatesFrom = replica.fatesFrom;
     this.replica = replica;
     this.up = true;
     this.paused = false;
@@ -172,7 +189,10 @@ export class SimNode {
     for (const wr of this.inflight) {
       if (!wr.discarded && w.rng.disk.chance(0.5)) this.disk.write(wr.at, wr.data);
     }
-    if (kind === 'power') this.disk.powerLoss(w.rng.disk, w.params.sectorFate, w.stats.mangling);
+    if (kind === 'power') {
+      this.disk.powerLoss(w.rng.disk, w.params.sectorFate, w.stats.mangling);
+      this.fatesAtRisk = true;
+    }
     this.inflight.clear();
     this.outstanding.clear();
     this.uploads.clear();
@@ -292,7 +312,11 @@ export class SimNode {
         if (b) b.cancelled = true;
         break;
       }
-      case 'write': this.onWrite(e.seq, e.meta, e.source); break;
+      case 'write':
+        if (e.meta.uploadId !== null) this.fates.push({ ...e.meta });
+        this.onWrite(e.seq, e.meta, e.source);
+        break;
+      case 'fatesFrom': this.fatesFrom = Math.max(this.fatesFrom, e.offset); break;
       case 'fetch': this.onFetch(e.seq, e.meta, e.peer); break;
       case 'copy': this.onCopy(e.peer, e.start, e.to, e.term); break;
       case 'sync': {
@@ -617,10 +641,10 @@ export class SimNode {
     this.step({ type: 'uploadArrived', uploadId });
   }
 
-  clientFate(uploadId: string, reply: (r: ReplyResult) => void): void {
+  clientFate(uploadId: string, after: number, reply: (r: ReplyResult) => void): void {
     const reqId = this.nextReq++;
     this.requests.set(reqId, { reply: (r) => reply(r), allocated: false, attempt: null });
-    this.step({ type: 'fate', reqId, uploadId });
+    this.step({ type: 'fate', reqId, uploadId, after });
   }
 
   clientReadIndex(reply: (r: ReplyResult) => void): void {
@@ -684,7 +708,7 @@ function describeInput(i: Input): string {
     case 'syncDone': return `syncDone ${i.upTo} ${i.ok ? 'ok' : 'FAILED'}`;
     case 'copyDone': return `copyDone [${i.start}, ${i.to}) ${i.ok ? 'ok' : 'failed'}`;
     case 'readIndex': return `readIndex req ${i.reqId}`;
-    case 'fate': return `fate req ${i.reqId} ${i.uploadId}`;
+    case 'fate': return `fate req ${i.reqId} ${i.uploadId} after ${i.after ?? 0}`;
     case 'tick': return `tick ${i.now}`;
   }
 }

@@ -20,16 +20,24 @@ export interface PlantedBugs {
   noSuffixTruncation: boolean;
   /** Recovery keeps a torn tail instead of truncating it. */
   noTornTailTruncation: boolean;
+  /** A leader answers a fate `unknown` (send it again) for ids it may have forgotten. */
+  fateIgnoresForgotten: boolean;
+  /** A leader places an append head whose upload id is already in the log (a stale duplicate). */
+  placeDuplicateIds: boolean;
+  /** A leader answers a fate `unknown` before it has committed in its term. */
+  fateBeforeTermCommit: boolean;
 }
 
 export type BugName = keyof PlantedBugs;
 
 export const BUG_NAMES: readonly BugName[] = [
   'ackBeforeFsync', 'commitWithoutMajority', 'commitOldTerm', 'skipPrevCheck',
-  'voteTwice', 'readPastCommit', 'noSuffixTruncation', 'noTornTailTruncation',
+  'voteTwice', 'readPastCommit', 'noSuffixTruncation', 'noTornTailTruncation', 'fateIgnoresForgotten',
+  'placeDuplicateIds', 'fateBeforeTermCommit',
 ];
 
 export const NO_BUGS: Readonly<PlantedBugs> = Object.freeze({
   ackBeforeFsync: false, commitWithoutMajority: false, commitOldTerm: false, skipPrevCheck: false,
   voteTwice: false, readPastCommit: false, noSuffixTruncation: false, noTornTailTruncation: false,
+  fateIgnoresForgotten: false, placeDuplicateIds: false, fateBeforeTermCommit: false,
 });

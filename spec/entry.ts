@@ -20,6 +20,12 @@ export interface EntryMeta {
    * Absent means copies are on their way (the field is left out to keep messages small).
    */
   copies?: false;
+  /**
+   * True when this data entry's upload id, if it had one, is not known: the entry was
+   * recovered from disk without its fates record. Whoever holds it cannot say "never placed"
+   * of an upload id (see Replica.fatesFrom). Absent otherwise.
+   */
+  idLost?: true;
 }
 
 export function entryEnd(e: { offset: number; length: number }): number {

@@ -17,6 +17,9 @@ export const ERROR_CODES = {
   unauthorized: { status: 401, retriable: false },
   not_found: { status: 404, retriable: false },
   method_not_allowed: { status: 405, retriable: false },
+  // An append under an upload id that is already placed (pending, or aborted): a stale
+  // duplicate of an earlier attempt, or an id used twice. Ask its fate.
+  conflict: { status: 409, retriable: false },
   // The client stopped sending an append's body: its fault (408), but a retry may well succeed.
   body_timeout: { status: 408, retriable: true },
   trimmed: { status: 410, retriable: false },

@@ -68,14 +68,28 @@ export type Input =
   /** A linearizable read of the commit end (read index). */
   | { type: 'readIndex'; reqId: number }
   /** What became of the append with this upload id? */
-  | { type: 'fate'; reqId: number; uploadId: string };
+  /**
+   * What became of the append with this upload id? `after`: every attempt under this id was
+   * placed at or past this offset (the commit end the client knew before its first attempt;
+   * 0 when it knew none). `unknown` ("never placed: send it again") is only answered when
+   * this node remembers every upload id placed from `after` on; else `forgotten`.
+   */
+  | { type: 'fate'; reqId: number; uploadId: string; after?: number };
 
 // ---------------------------------------------------------------- effects
+
+/**
+ * `committed`/`pending`/`aborted`: the entry is at `offset` (pending: not committed yet);
+ * `unknown`: never placed, safe to send again; `forgotten`: this node no longer remembers
+ * every upload id placed since the offset asked about (`since` is how far back it does: a
+ * restart, a catch-up copy or many appends since), so sending again could duplicate it.
+ */
+export type FateState = 'committed' | 'aborted' | 'pending' | 'unknown' | 'forgotten';
 
 export type ReplyResult =
   | { type: 'appended'; offset: number; end: number; term: number }
   | { type: 'readIndex'; end: number }
-  | { type: 'fate'; state: 'committed' | 'aborted' | 'pending' | 'unknown'; offset?: number; end?: number }
+  | { type: 'fate'; state: FateState; offset?: number; end?: number; since?: number }
   | { type: 'error'; code: ErrorCode; message: string; details?: ErrorDetails };
 
 export type Effect =
@@ -107,6 +121,12 @@ export type Effect =
    * only while its own term is still `term` (else nothing: its log may have changed).
    */
   | { type: 'copy'; peer: NodeId; start: number; to: number; term: number }
+  /**
+   * Upload ids placed below `offset` may be unknown to this node from now on (frames are
+   * about to arrive by copy, without them): persist it durably before executing the rest
+   * of this step's effects, and pass it back as `init.fatesFrom` after a restart.
+   */
+  | { type: 'fatesFrom'; offset: number }
   /** fdatasync everything written so far (covers at least up to `upTo`); input `syncDone`. */
   | { type: 'sync'; upTo: number }
   /**

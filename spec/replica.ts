@@ -61,6 +61,8 @@ export interface ReplicaInit {
   commitHint?: number;
   /** Upload ids and the frames they were placed in, oldest first (fates across restarts). */
   fates?: EntryMeta[];
+  /** The last `fatesFrom` the executor persisted (see {@link Replica.fatesFrom}). */
+  fatesFrom?: number;
 }
 
 export interface ReplicaOptions {
@@ -141,6 +143,30 @@ export class Replica {
   private fetchQueue = new Set<Slot>();
   private byReq = new Map<number, Slot>();
   private fates = new Map<string, EntryMeta>();
+  /**
+   * `fates` holds every upload id placed in this log at or past this offset. Below it an id
+   * may be missing: evicted from the map, lost with the fates file's unsynced records
+   * (power loss), or brought by a catch-up copy, which carries frames without their ids.
+   */
+  private _fatesFrom: number;
+
+  /**
+   * Upload ids below this offset may be unknown here. The executor persists it (durably)
+   * after constructing the replica and on every `fatesFrom` effect, and passes it back as
+   * `init.fatesFrom`: a restart must not forget what this node already knows it forgot.
+   */
+  get fatesFrom(): number {
+    return this._fatesFrom;
+  }
+
+  /** `fatesFrom` rose during this step: persist it before the step's other effects. */
+  private fatesFromToPersist = false;
+
+  private raiseFatesFrom(offset: number): void {
+    if (offset <= this._fatesFrom) return;
+    this._fatesFrom = offset;
+    this.fatesFromToPersist = true;
+  }
 
   private now: number;
   private electionAt = 0;
@@ -180,8 +206,27 @@ export class Replica {
     this.commitEnd = Math.min(Math.max(i.commitHint ?? i.start, i.start), i.end);
     this.epochs = i.epochs.map((e) => ({ ...e }));
     this.windowStart = i.tail.length > 0 ? i.tail[0].offset : i.end;
-    for (const meta of i.tail) this.slots.push(this.newSlot(meta, true));
-    for (const f of (i.fates ?? []).slice(-this.config.windowEntries)) if (f.uploadId !== null) this.fates.set(f.uploadId, { ...f });
+    const named = (i.fates ?? []).filter((f) => f.uploadId !== null);
+    const fates = named.slice(-this.config.windowEntries);
+    for (const f of fates) this.fates.set(f.uploadId!, { ...f });
+    this._fatesFrom = Math.max(i.start, Math.min(i.fatesFrom ?? 0, i.end));
+    // Records beyond the window are dropped, and with them what they knew.
+    for (const f of named.slice(0, named.length - fates.length)) this.raiseFatesFrom(Math.min(entryEnd(f), i.end));
+    // Frames carry no upload ids: the recovered ones get theirs back from the fates records
+    // (so that followers learn them too), and those without one are marked. A record lost
+    // with unsynced pages may have named one (the fates file is only fdatasynced before each
+    // checkpoint, and recovery scans from the checkpoint).
+    const ids = new Map(fates.map((f) => [`${f.offset}/${f.term}`, f.uploadId!]));
+    for (const t of i.tail) {
+      const meta = { ...t };
+      const id = ids.get(`${t.offset}/${t.term}`);
+      // No client copy is coming for a recovered entry: followers fetch it at once.
+      if (id !== undefined) Object.assign(meta, { uploadId: id, copies: false });
+      else if (meta.kind === Kind.Data) meta.idLost = true;
+      if (meta.idLost) this.raiseFatesFrom(entryEnd(meta));
+      this.slots.push(this.newSlot(meta, true));
+    }
+    this.fatesFromToPersist = false;
     this.resetElectionTimer();
   }
 
@@ -222,7 +267,11 @@ export class Replica {
       case 'syncDone': this.onSyncDone(input.upTo, input.ok); break;
       case 'copyDone': this.onCopyDone(input.start, input.to, input.epochs, input.ok); break;
       case 'readIndex': this.onReadIndex(input.reqId); break;
-      case 'fate': this.onFate(input.reqId, input.uploadId); break;
+      case 'fate': this.onFate(input.reqId, input.uploadId, input.after ?? 0); break;
+    }
+    if (this.fatesFromToPersist) {
+      this.fatesFromToPersist = false;
+      this.out.unshift({ type: 'fatesFrom', offset: this._fatesFrom });
     }
     return this.out;
   }
@@ -440,6 +489,17 @@ export class Replica {
       this.reply(reqId, { type: 'error', code: 'too_large', message: `entry of ${length} bytes exceeds the maximum of ${this.config.maxEntryBytes}`, details: { max: this.config.maxEntryBytes } });
       return;
     }
+    const placed = uploadId === null || this.bugs.placeDuplicateIds ? null : this.placedFate(uploadId);
+    if (placed) {
+      // A second head under an id already in the log: an earlier attempt delayed in the
+      // network (its client gave up, asked the fate, and may have sent it again since), or
+      // an id used twice. Placing it could land the entry twice.
+      const { state, offset, end, term } = placed;
+      this.reply(reqId, state === 'committed'
+        ? { type: 'appended', offset, end, term }
+        : { type: 'error', code: 'conflict', message: `upload id ${uploadId} is already placed at offset ${offset} (${state}): ask its fate`, details: { offset, end, state } });
+      return;
+    }
     const meta = this.placeNew(Kind.Data, length, crc ?? 0, uploadId);
     if (!copies) meta.copies = false;
     const slot = this.slotAt(meta.offset)!;
@@ -510,8 +570,14 @@ export class Replica {
     this.end = entryEnd(meta);
     if (meta.uploadId !== null) {
       this.fates.set(meta.uploadId, meta);
-      if (this.fates.size > this.config.windowEntries) this.fates.delete(this.fates.keys().next().value!);
+      if (this.fates.size > this.config.windowEntries) {
+        const [oldest, m] = this.fates.entries().next().value!;
+        this.fates.delete(oldest);
+        // Not persisted: a restart keeps only the newest records anyway (see the constructor).
+        this._fatesFrom = Math.max(this._fatesFrom, entryEnd(m));
+      }
     }
+    if (meta.idLost) this.raiseFatesFrom(entryEnd(meta));
     this.trimWindow();
   }
 
@@ -987,6 +1053,8 @@ export class Replica {
     this.advanceFollowerCommit(commit);
     this.copying = true;
     this.copyTerm = this.term;
+    // Copied frames come without their upload ids: said durably before any of them lands.
+    this.raiseFatesFrom(to);
     this.out.push({ type: 'copy', peer: leader, start: this.end, to, term: this.term });
   }
 
@@ -1035,19 +1103,36 @@ export class Replica {
     this.readWaits = remaining;
   }
 
-  private onFate(reqId: number, uploadId: string): void {
+  private onFate(reqId: number, uploadId: string, after: number): void {
     // "Never written" is the leader's word alone: a client resends on it, and a follower that
-    // lags has not heard of entries the leader has (and may commit).
-    const unknown = () => this.reply(reqId, this.role === 'leader'
-      ? { type: 'fate', state: 'unknown' }
-      : { type: 'error', code: 'not_leader', message: 'only the leader can tell an upload id it has never seen', details: { leader: this.leader } });
+    // lags has not heard of entries the leader has (and may commit). Nor can it be said of
+    // a range whose upload ids this node does not all know.
+    //
+    // Nor before this leader has committed in its own term: until then an entry an older
+    // leader placed and this one never had may still commit, under a later leader that has
+    // it (Raft §5.4.2). Once it has, every later leader's log starts with this one's, and an
+    // entry missing here is gone for good.
+    const unknown = () => this.reply(reqId, this.role !== 'leader'
+      ? { type: 'error', code: 'not_leader', message: 'only the leader can tell an upload id it has never seen', details: { leader: this.leader } }
+      : this.termBefore(this.commitEnd) !== this.term && !this.bugs.fateBeforeTermCommit
+        ? { type: 'error', code: 'unavailable', message: 'a new leader cannot tell yet whether an upload id it has never seen may still commit: ask again shortly' }
+        : after < this._fatesFrom && !this.bugs.fateIgnoresForgotten
+          ? { type: 'fate', state: 'forgotten', since: this._fatesFrom }
+          : { type: 'fate', state: 'unknown' });
+    const placed = this.placedFate(uploadId);
+    if (!placed) { unknown(); return; }
+    this.reply(reqId, { type: 'fate', ...placed });
+  }
+
+  /** Where an upload id's entry is in this log now, and whether it is committed or aborted; null if it is not. */
+  private placedFate(uploadId: string): { state: 'committed' | 'aborted' | 'pending'; offset: number; end: number; term: number } | null {
     const meta = this.fates.get(uploadId);
-    if (!meta) { unknown(); return; }
+    if (!meta || meta.offset >= this.end || this.termAt(meta.offset) !== meta.term) return null;
     const end = entryEnd(meta);
-    if (meta.offset >= this.end || this.termAt(meta.offset) !== meta.term) { unknown(); return; }
     const slot = this.slotAt(meta.offset);
     const kind = slot ? slot.meta.kind : meta.kind;
-    if (end > this.commitEnd) { this.reply(reqId, { type: 'fate', state: 'pending', offset: meta.offset, end }); return; }
-    this.reply(reqId, { type: 'fate', state: kind === Kind.Aborted ? 'aborted' : 'committed', offset: meta.offset, end });
+    const state = end > this.commitEnd ? 'pending' : kind === Kind.Aborted ? 'aborted' : 'committed';
+    return { state, offset: meta.offset, end, term: meta.term };
   }
 }
+

@@ -113,3 +113,23 @@ test('requestTimeoutMs: 0 (no timeout) leaves no retry budget either: every retr
   t.log(n, (err as Error)?.message);
   t.is(err, undefined);
 });
+
+test('a fate lookup sends the commit end the client knew as "after"; "forgotten" is outcome_unknown, never a resend', async (t) => {
+  const a = await fake();
+  const fateQueries: string[] = [];
+  let posts = 0;
+  a.handler = (req, res, _body, path) => {
+    if (path === '/v1/status') return json(res, 200, { id: 'a', role: 'leader', term: 1, leader: 'a', start: 0, end: 700, commit: 640, durable: 700, segments: 1, bytes: 700, peers: [] });
+    if (path.startsWith('/v1/fate/')) { fateQueries.push(new URL(req.url!, 'http://x').search); return json(res, 200, { state: 'forgotten', since: 900 }); }
+    if (path === '/v1/append') { posts++; req.socket.destroy(); return; } // written, maybe; the answer is lost
+    json(res, 404, { error: { code: 'not_found', message: 'no' } });
+  };
+  const client = new LogClient({ servers: [a.url], retry: { retries: 4, minDelayMs: 1, maxDelayMs: 5 } });
+  const e = await t.throwsAsync(client.append(Buffer.from('x')), { instanceOf: LogError });
+  await client.close(); a.server.close();
+  t.is(e?.code, 'outcome_unknown', e?.message);
+  t.false(e?.retriable);
+  t.like(e?.details, { since: 900, after: 640 });
+  t.is(posts, 1, 'not sent again');
+  t.deepEqual(fateQueries, ['?after=640']);
+});

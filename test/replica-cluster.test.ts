@@ -287,10 +287,17 @@ test('a follower does not answer "unknown" for an upload id (a client resends on
   t.like(reply && reply.type === 'reply' ? reply.result : null, { type: 'error', code: 'not_leader', details: { leader: 'x' } });
 
   const one = new Replica({ config: { ...DEFAULT_CONFIG, id: 'n1', members: ['n1'] }, init: EMPTY, random: () => 0.5, now: 0 });
-  one.step({ type: 'tick', now: 1 });
+  const elected = one.step({ type: 'tick', now: 1 });
   t.is(one.role, 'leader');
-  const answer = one.step({ type: 'fate', reqId: 3, uploadId: 'never-seen' }).find((e) => e.type === 'reply');
-  t.deepEqual(answer && answer.type === 'reply' ? answer.result : null, { type: 'fate', state: 'unknown' });
+  const ask = (after?: number) => {
+    const r = one.step({ type: 'fate', reqId: 3, uploadId: 'never-seen', after }).find((e) => e.type === 'reply');
+    return r && r.type === 'reply' ? r.result : null;
+  };
+  // Not before its term's first entry (the noop) commits: an older leader's entry might still.
+  t.like(ask(), { type: 'error', code: 'unavailable' });
+  for (const e of elected) if (e.type === 'write') one.step({ type: 'writeDone', seq: e.seq });
+  one.step({ type: 'syncDone', upTo: one.end, ok: true });
+  t.deepEqual(ask(), { type: 'fate', state: 'unknown' });
 });
 
 test('an acks=all append that stays committed without every replica is answered "unconfirmed" after allAckTimeoutMs, naming the missing replica; an uncommitted one never is', (t) => {

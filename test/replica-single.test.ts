@@ -97,3 +97,75 @@ test('a follower fetches an entry without an upload id at once, and waits for an
   const later = r.step({ type: 'tick', now: DEFAULT_CONFIG.uploadDeadlineMs + 1 });
   t.true(later.some((e) => e.type === 'fetch' && e.meta.offset === frameSize(3)), 'past the deadline it fetches');
 });
+
+/** The result of the reply effect among `fx` (null if none). */
+function replied(fx: Effect[]) {
+  const r = fx.find((e) => e.type === 'reply');
+  return r && r.type === 'reply' ? r.result : null;
+}
+
+test('a second head under an upload id already in the log is not placed: committed answers its offset, pending answers conflict', (t) => {
+  const r = single();
+  run(r, { type: 'tick', now: 1 });
+  r.step({ type: 'appendHead', reqId: 1, uploadId: 'u1', length: 10, crc: 5, acks: 'quorum' });
+  const first = replied(run(r, { type: 'bodyDone', reqId: 1, ok: true, crc: 5 }));
+  const end = r.end;
+  // A delayed copy of the same request arrives after the client asked and got its answer.
+  const again = run(r, { type: 'appendHead', reqId: 2, uploadId: 'u1', length: 10, crc: 5, acks: 'quorum' });
+  t.deepEqual(replied(again), first);
+  t.false(again.some((e) => e.type === 'allocated'));
+  t.is(r.end, end, 'nothing placed');
+  // Still open (pending): a conflict, not a second frame.
+  r.step({ type: 'appendHead', reqId: 3, uploadId: 'u2', length: 10, crc: 5, acks: 'quorum' });
+  const dup = r.step({ type: 'appendHead', reqId: 4, uploadId: 'u2', length: 10, crc: 5, acks: 'quorum' });
+  t.like(replied(dup), { type: 'error', code: 'conflict', details: { offset: end, state: 'pending' } });
+});
+
+test('after a restart, recovered entries get their upload ids back from the fates records; one without a record makes older ids "forgotten", not "unknown"', (t) => {
+  const h = frameSize(0);
+  const data = (offset: number, length: number) => ({ offset, length, term: 1, kind: Kind.Data, crc: 7, uploadId: null });
+  const a = data(h, 10), b = data(h + frameSize(10), 20);
+  const end = b.offset + frameSize(20);
+  const restart = (fates: { offset: number; length: number; uploadId: string }[], fatesFrom?: number) => {
+    const r = new Replica({
+      config: { ...DEFAULT_CONFIG, id: 'n1', members: ['n1'] },
+      init: {
+        term: 1, votedFor: 'n1', start: 0, end, epochs: [{ term: 1, offset: 0 }],
+        tail: [{ offset: 0, length: 0, term: 1, kind: Kind.Noop, crc: 0, uploadId: null }, a, b],
+        fates: fates.map((f) => ({ ...f, term: 1, kind: Kind.Data, crc: 0 })), fatesFrom, commitHint: end,
+      },
+      random: () => 0.5,
+      now: 0,
+    });
+    run(r, { type: 'tick', now: 1 }); // leader of term 2, its noop committed
+    return r;
+  };
+  const fate = (r: Replica, uploadId: string, after: number) => replied(run(r, { type: 'fate', reqId: 9, uploadId, after }));
+
+  const whole = restart([{ offset: a.offset, length: 10, uploadId: 'ua' }, { offset: b.offset, length: 20, uploadId: 'ub' }]);
+  t.is(whole.fatesFrom, 0, 'every id known');
+  t.like(fate(whole, 'ub', a.offset), { type: 'fate', state: 'committed', offset: b.offset });
+  t.like(fate(whole, 'never', 0), { type: 'fate', state: 'unknown' });
+
+  // The record of b was lost (power loss before the fates file reached the disk).
+  const lost = restart([{ offset: a.offset, length: 10, uploadId: 'ua' }]);
+  t.is(lost.fatesFrom, end);
+  t.like(fate(lost, 'ub', a.offset), { type: 'fate', state: 'forgotten', since: end });
+  t.like(fate(lost, 'never', end), { type: 'fate', state: 'unknown' });
+  // What it learned it forgot survives the next restart, records or not.
+  t.is(restart([], end).fatesFrom, end);
+});
+
+test('a catch-up copy makes the ids below its end forgotten, and says so (to persist) before the copy', (t) => {
+  const r = new Replica({
+    config: { ...DEFAULT_CONFIG, id: 'n2', members: ['n1', 'n2', 'n3'], windowEntries: 4 },
+    init: { term: 0, votedFor: null, start: 0, end: 0, epochs: [], tail: [] },
+    random: () => 0.5,
+    now: 0,
+  });
+  const fx = r.step({ type: 'message', from: 'n1', msg: { type: 'append', term: 1, prevEnd: 0, prevTerm: 0, entries: [], commit: 5000, seq: 1, catchUp: { to: 5000, epochs: [{ term: 1, offset: 0 }] } } });
+  const kinds = fx.map((e) => e.type);
+  t.true(kinds.includes('copy'), JSON.stringify(kinds));
+  t.true(kinds.indexOf('fatesFrom') >= 0 && kinds.indexOf('fatesFrom') < kinds.indexOf('copy'));
+  t.is(r.fatesFrom, 5000);
+});

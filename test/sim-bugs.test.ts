@@ -19,6 +19,10 @@ const CAUGHT: { bug: BugName; seed: number; check: string }[] = [
   { bug: 'noSuffixTruncation', seed: 15, check: 'commit-without-durable-majority' },
   { bug: 'noTornTailTruncation', seed: 92, check: 'replica-divergence' },
   { bug: 'noTornTailTruncation', seed: 44, check: 'commit-without-durable-majority' },
+  // Exactly-once under resends (the appender sends again when the leader says "unknown").
+  { bug: 'fateIgnoresForgotten', seed: 58, check: 'duplicate' },
+  { bug: 'placeDuplicateIds', seed: 292, check: 'duplicate' },
+  { bug: 'fateBeforeTermCommit', seed: 747, check: 'failed-append-visible' },
 ];
 
 for (const c of CAUGHT) {

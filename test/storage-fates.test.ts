@@ -42,3 +42,35 @@ test('the fate of an acknowledged append survives kill -9 of the node', async (t
   const unknown = await request(`${again.url}/v1/fate/never-seen`);
   t.is(((await unknown.body.json()) as { state: string }).state, 'unknown');
 });
+
+test('fates lost with the page cache (a power loss) make a restarted node answer "forgotten", not "unknown", and it stays so after the next restart', async (t) => {
+  const n = await startNode(t);
+  const append = async (url: string, id: string) => {
+    const body = Buffer.from(`payload of ${id}`);
+    const r = await request(`${url}/v1/append`, { method: 'POST', body, headers: { 'content-length': String(body.length), 'x-loglog-upload-id': id } });
+    return (await r.body.json()) as { offset: number; end: number };
+  };
+  const fate = async (url: string, id: string, after?: number) => {
+    const r = await request(`${url}/v1/fate/${id}${after === undefined ? '' : `?after=${after}`}`);
+    return (await r.body.json()) as { state: string; since?: number };
+  };
+  const a = await append(n.url, 'up-a');
+  await n.kill();
+  // What a power loss does to records written since the last fdatasync of the file.
+  writeFileSync(join(n.dataDir, 'fates'), '');
+  const again = await startNode(t, { dataDir: n.dataDir });
+  t.like(await fate(again.url, 'up-a'), { state: 'forgotten', since: a.end });
+  t.like(await fate(again.url, 'never-seen', 0), { state: 'forgotten' });
+  t.like(await fate(again.url, 'never-seen', a.end), { state: 'unknown' });
+  const b = await append(again.url, 'up-b');
+  t.like(await fate(again.url, 'up-b', a.end), { state: 'committed', offset: b.offset });
+  // A clean restart: the checkpoint is now past the first entry, so recovery does not see it
+  // again; the node still knows it forgot its id.
+  await again.stop();
+  const third = await startNode(t, { dataDir: n.dataDir });
+  t.like(await fate(third.url, 'never-seen', 0), { state: 'forgotten', since: a.end });
+  t.like(await fate(third.url, 'up-b', a.end), { state: 'committed', offset: b.offset });
+  const bad = await request(`${third.url}/v1/fate/up-b?after=-1`);
+  t.is(bad.statusCode, 400);
+  await bad.body.dump();
+});

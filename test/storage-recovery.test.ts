@@ -261,3 +261,28 @@ test('an empty directory is an empty log; a fresh log survives reopening before 
   t.deepEqual([again.start, again.end], [0, 0]);
   t.is(await append(again, 5, payload(0, 1)), 0);
 });
+
+test('a checkpoint waits for beforeCheckpoint and is not written when it fails; checkpointAtOpen: false leaves the old one', async (t) => {
+  const dir = await tmpDir(t);
+  let fail = true;
+  const calls: number[] = [];
+  const log = await openLog(t, dir, { beforeCheckpoint: async () => { calls.push(log.status().durable); if (fail) throw new Error('fates file unusable'); } });
+  const first = await append(log, 1, payload(1, 40));
+  await log.sync();
+  await t.throwsAsync(log.checkpointNow(), { message: 'fates file unusable' });
+  t.true((log.status().checkpoint ?? 0) <= first, 'no checkpoint past frames whose fates may not be durable');
+  fail = false;
+  await log.checkpointNow();
+  t.is(log.status().checkpoint, first + frameSize(40));
+  t.true(calls.length >= 2);
+  const second = await append(log, 1, payload(2, 10));
+  await log.sync();
+  fail = true; // no background checkpoint past the first frame either
+  const image = await crashImage(t, dir);
+  const reopened = await openLog(t, image, { checkpointAtOpen: false });
+  t.is(reopened.status().checkpoint, second, 'opening moved nothing');
+  t.true(reopened.recoveredTail.some((m) => m.offset === second), 'the frame after the checkpoint was scanned');
+  const image2 = await crashImage(t, dir);
+  const moved = await openLog(t, image2);
+  t.is(moved.status().checkpoint, second + frameSize(10), 'by default, opening checkpoints at the end');
+});

@@ -50,10 +50,11 @@ export function createApiServer(node: LogNode): ApiServer {
   routes.set('GET /v1/fate', async (_req, res, url) => {
     const id = parseUploadId(url.searchParams.get('id') ?? undefined);
     if (id === null) throw new LogError('bad_request', 'pass id=<upload id>');
-    const r = await node.fate(id);
+    const after = url.searchParams.has('after') ? parseOffset('after', url.searchParams.get('after')) : 0;
+    const r = await node.fate(id, after);
     const err = node.replyError(r);
     if (err) throw err;
-    sendJson(res, 200, r.type === 'fate' ? { state: r.state, offset: r.offset, end: r.end } : {});
+    sendJson(res, 200, r.type === 'fate' ? { state: r.state, offset: r.offset, end: r.end, since: r.since } : {});
   });
 
   // Upgrades are handled apart (server.on('upgrade')); this only makes the path known, so a

@@ -4,21 +4,28 @@
  * does not append the same entry twice. Frames themselves do not carry upload ids.
  *
  * Records, appended in order: u8 id length, the id (ASCII), u64 offset, u32 payload length,
- * u64 term, u8 kind, u32 CRC32C of the bytes before it. Appended without fsync: a killed
- * process loses nothing (the page cache survives), a power loss may lose the last records,
- * whose fates then answer `unknown` as they did before this file existed. Loading stops at
- * the first damaged record. When the file passes MAX_BYTES it is rewritten (temp + rename)
- * with the newest KEEP records, so loading it stays bounded.
+ * u64 term, u8 kind, u32 CRC32C of the bytes before it. Appended without fsync, but
+ * fdatasynced before every checkpoint ({@link FatesFile.sync}): a killed process loses
+ * nothing (the page cache survives), and a power loss only loses records of frames that the
+ * next recovery scans (it starts at the checkpoint). The replica marks recovered frames
+ * that no record names, and answers `forgotten` rather than `unknown` for ids that could be
+ * theirs (spec/replica.ts, fatesFrom). Loading stops at the first damaged record. When the
+ * file passes MAX_BYTES it is rewritten (temp + rename) with the newest KEEP records, so
+ * loading it stays bounded.
+ *
+ * The `fates-from` file keeps the replica's `fatesFrom` (u64 LE and its CRC32C, u32 LE),
+ * written durably whenever it rises: what a node knows it forgot must outlive a restart.
  */
 import fs from 'node:fs';
 import path from 'node:path';
 import { crc32c } from '../../spec/frame.ts';
 import type { Kind } from '../../spec/frame.ts';
 import { readU64LE, writeU64LE } from '../../spec/u64.ts';
-import type { EntryMeta } from '../../spec/entry.ts';
-import { readFileOrNullSync, writeFileAtomicSync } from './fs-util.ts';
+import { type EntryMeta, entryEnd } from '../../spec/entry.ts';
+import { fdatasync, fsyncDirSync, readFileOrNullSync, writeFileAtomicSync } from './fs-util.ts';
 
 const FILE = 'fates';
+const FROM_FILE = 'fates-from';
 const MAX_BYTES = 16 * 1024 * 1024;
 const KEEP = 100_000;
 const FIXED = 1 + 8 + 4 + 8 + 1 + 4;
@@ -66,6 +73,8 @@ export class FatesFile {
   private flushQueued = false;
   /** The newest records, for rewriting the file when it grows too large. */
   private recent: EntryMeta[];
+  /** A rewrite replaced the file since the last sync: the directory needs an fsync too. */
+  private renamed = false;
 
   private constructor(private readonly dir: string, fd: number, size: number, recent: EntryMeta[]) {
     this.fd = fd;
@@ -77,11 +86,17 @@ export class FatesFile {
   static open(dir: string): { file: FatesFile; fates: EntryMeta[] } {
     const p = path.join(dir, FILE);
     const buf = readFileOrNullSync(p) ?? Buffer.alloc(0);
-    const fates = decodeFates(buf).slice(-KEEP);
+    const all = decodeFates(buf);
+    const fates = all.slice(-KEEP);
+    forget(dir, all.slice(0, all.length - fates.length));
     const valid = fates.reduce((n, f) => n + FIXED + (f.uploadId?.length ?? 0), 0);
-    if (valid !== buf.length) writeFileAtomicSync(p, Buffer.concat(fates.map(encodeFate)), false);
-    const fd = fs.openSync(p, 'a');
-    return { file: new FatesFile(dir, fd, valid, fates), fates };
+    const file = new FatesFile(dir, -1, valid, fates);
+    if (valid !== buf.length) {
+      writeFileAtomicSync(p, Buffer.concat(fates.map(encodeFate)), false);
+      file.renamed = true;
+    }
+    file.fd = fs.openSync(p, 'a');
+    return { file, fates };
   }
 
   /**
@@ -95,7 +110,7 @@ export class FatesFile {
     if (this.fd < 0 || meta.uploadId === null || meta.uploadId.length === 0 || meta.uploadId.length > 255) return;
     this.queue.push(encodeFate(meta));
     this.recent.push(meta);
-    if (this.recent.length > 2 * KEEP) this.recent = this.recent.slice(-KEEP);
+    if (this.recent.length > 2 * KEEP) this.trimRecent();
     if (!this.flushQueued) {
       this.flushQueued = true;
       queueMicrotask(() => this.flush());
@@ -118,14 +133,39 @@ export class FatesFile {
     }
   }
 
-  /** Keeps only the newest records (all of them written: `recent` includes the last batch). */
+  /**
+   * Keeps only the newest records (all of them written: `recent` includes the last batch).
+   * The ids of the dropped ones are forgotten from now on: `fates-from` says so first.
+   */
   private rewrite(): void {
-    this.recent = this.recent.slice(-KEEP);
+    this.trimRecent();
     const data = Buffer.concat(this.recent.map(encodeFate));
     this.abandon();
     writeFileAtomicSync(path.join(this.dir, FILE), data, false);
     this.fd = fs.openSync(path.join(this.dir, FILE), 'a');
     this.size = data.length;
+    this.renamed = true;
+  }
+
+  /**
+   * Makes every record added so far durable. Called before each checkpoint: recovery scans
+   * from the checkpoint, so the frames below it must not lose their records. Throws once a
+   * write has failed (the checkpoint then stays where it is, and recovery scans further).
+   */
+  async sync(): Promise<void> {
+    this.flush();
+    if (this.fd < 0) throw new Error('the fates file stopped recording after a failed write; checkpoints wait for a restart');
+    await fdatasync(this.fd);
+    if (this.renamed) {
+      this.renamed = false;
+      fsyncDirSync(this.dir);
+    }
+  }
+
+  /** Keeps the newest KEEP records in memory; the others' ids are forgotten at the next rewrite or load. */
+  private trimRecent(): void {
+    forget(this.dir, this.recent.slice(0, Math.max(0, this.recent.length - KEEP)));
+    this.recent = this.recent.slice(-KEEP);
   }
 
   /** Closes the file and stops recording (fates then answer `unknown` after a restart). */
@@ -141,4 +181,31 @@ export class FatesFile {
     this.flush();
     this.abandon();
   }
+}
+
+/**
+ * The persisted `fatesFrom` (see spec/replica.ts): 0 if none was saved, and everything
+ * forgotten (the replica caps it at the log's end) if the file is damaged.
+ */
+export function loadFatesFrom(dir: string): number {
+  const b = readFileOrNullSync(path.join(dir, FROM_FILE));
+  if (!b) return 0;
+  if (b.length !== 12 || crc32c(b.subarray(0, 8)) !== b.readUInt32LE(8)) return Number.MAX_SAFE_INTEGER;
+  return readU64LE(b, 0);
+}
+
+/** Saves `fatesFrom` durably (temp file, fsync, rename, fsync of the directory). */
+export function saveFatesFromSync(dir: string, offset: number): void {
+  const b = Buffer.alloc(12);
+  writeU64LE(b, offset, 0);
+  b.writeUInt32LE(crc32c(b.subarray(0, 8)), 8);
+  writeFileAtomicSync(path.join(dir, FROM_FILE), b, true);
+}
+
+/** Raises `fates-from` past `dropped`: records about to be dropped, whose ids will not be known after a restart. */
+function forget(dir: string, dropped: readonly EntryMeta[]): void {
+  if (dropped.length === 0) return;
+  const end = dropped.reduce((m, f) => Math.max(m, entryEnd(f)), 0);
+  const from = loadFatesFrom(dir);
+  if (end > from) saveFatesFromSync(dir, end);
 }

@@ -8,6 +8,7 @@
  * checkpoint             last checkpointed durable frame boundary (see checkpoint.ts)
  * hardstate              Raft term and vote (see hard-state.ts)
  * fates                  upload id -> frame, for fates after a restart (see fates-file.ts)
+ * fates-from             where this node's knowledge of upload ids starts (see fates-file.ts)
  * lock                   the pid of the node using the directory (see dir-lock.ts)
  * ```
  *

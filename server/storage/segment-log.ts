@@ -59,6 +59,14 @@ export interface SegmentLogOptions {
   bugs?: Partial<PlantedBugs>;
   /** Least time between two checkpoints while the log is busy (default 1000 ms). */
   checkpointIntervalMs?: number;
+  /**
+   * Runs before each checkpoint is written; the checkpoint waits for it and is skipped if
+   * it throws. The node makes its fates records durable here: recovery does not scan what
+   * lies below a checkpoint, so nothing about those frames may be lost after it.
+   */
+  beforeCheckpoint?: () => Promise<void>;
+  /** Checkpoint at the recovered end as soon as the log is open (default true). */
+  checkpointAtOpen?: boolean;
 }
 
 export interface StorageStatus {
@@ -118,6 +126,7 @@ export class SegmentLog {
   private segs: Segment[];
   private cp: Checkpoint | null;
   private readonly checkpointIntervalMs: number;
+  private readonly beforeCheckpoint: (() => Promise<void>) | null;
   private readonly written: WriteFrontier;
   private readonly dirty = new Set<Segment>();
   private dirDirty = false;
@@ -145,10 +154,11 @@ export class SegmentLog {
   /** Set once close() has closed the files: nothing may open one again. */
   private closed = false;
 
-  private constructor(dir: string, segmentBytes: number, checkpointIntervalMs: number, r: Awaited<ReturnType<typeof recover>>) {
+  private constructor(dir: string, segmentBytes: number, opts: SegmentLogOptions, r: Awaited<ReturnType<typeof recover>>) {
     this.dir = dir;
     this.segmentBytes = segmentBytes;
-    this.checkpointIntervalMs = checkpointIntervalMs;
+    this.checkpointIntervalMs = opts.checkpointIntervalMs ?? DEFAULT_CHECKPOINT_INTERVAL_MS;
+    this.beforeCheckpoint = opts.beforeCheckpoint ?? null;
     this.segs = r.segments;
     this.start = this.segs[0]?.base ?? 0;
     this.end = r.end;
@@ -168,14 +178,14 @@ export class SegmentLog {
       throw new RangeError(`segmentBytes must be an integer in [1, ${MAX_SEGMENT_BYTES}], got ${segmentBytes}`);
     }
     const r = await recover(dir, opts.bugs ?? {});
-    const log = new SegmentLog(dir, segmentBytes, opts.checkpointIntervalMs ?? DEFAULT_CHECKPOINT_INTERVAL_MS, r);
+    const log = new SegmentLog(dir, segmentBytes, opts, r);
     if (log.recoveredTail.length === 0 && log.end > log.start) {
       // The scan started exactly at an empty active segment: fetch the last frame anyway.
       const prev = log.segs[log.segs.length - 2];
       const last = prev ? (await log.loadIndex(prev)).last() : undefined;
       if (last !== undefined) log.recoveredTail.push(await log.entryAt(prev.base + last));
     }
-    await log.checkpointNow();
+    if (opts.checkpointAtOpen !== false) await log.checkpointNow();
     return log;
   }
 
@@ -989,6 +999,7 @@ export class SegmentLog {
       seg.persisted = count;
     }
     const next: Checkpoint = { base: seg.base, offset: d, count, indexCrc: crc32c(index.view(0, count)) };
+    if (this.beforeCheckpoint) await this.beforeCheckpoint();
     const staged = await stageCheckpoint(this.dir, next);
     // A truncation lowered the checkpoint meanwhile: this one may point past the log.
     if (gen !== this.gen || seg.deleted) return;

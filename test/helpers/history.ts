@@ -390,11 +390,14 @@ export async function verifyCluster(t: ExecutionContext, cluster: Cluster, histo
 /**
  * Asks the leader what became of every append whose outcome the client did not learn
  * (`GET /v1/fate/:id`): "committed at X" must be true of the final log, "aborted" must
- * not be data in it. ("unknown" promises nothing: fates are not kept across restarts.)
+ * not be data in it, and "unknown" (never placed: a client would send it again) must not
+ * be anywhere in it. ("forgotten" promises nothing: the leader cannot tell.)
  */
 async function checkFates(t: ExecutionContext, cluster: Cluster, history: History, final: FinalLog): Promise<void> {
   const leader = await cluster.waitLeader();
   const byOffset = new Map(final.frames.map((f) => [f[0], f]));
+  // Payloads are random: a data frame of the same length and CRC is the append's own.
+  const landed = new Set(final.frames.filter((f) => f[3] === 'data').map((f) => `${f[1]}/${f[2]}`));
   const unknown = history.appends().filter((a) => a.result === 'unknown' && a.upload_id !== null);
   const states = new Map<string, number>();
   for (const a of unknown) {
@@ -409,6 +412,8 @@ async function checkFates(t: ExecutionContext, cluster: Cluster, history: Histor
       if (f && f[3] === 'data') t.fail(`fate says ${a.upload_id} was aborted, but the log holds data at ${j.offset}`);
     } else if (j.state === 'pending') {
       t.fail(`fate of ${a.upload_id} is still pending after the cluster converged`);
+    } else if (j.state === 'unknown' && landed.has(`${a.len}/${a.crc}`)) {
+      t.fail(`fate says ${a.upload_id} was never placed, but the log holds it: a client that sent it again would have duplicated it`);
     }
   }
   if (unknown.length > 0) t.log(`fates of ${unknown.length} unknown appends: ${JSON.stringify(Object.fromEntries(states))}`);
