@@ -501,7 +501,8 @@ export class LogClient {
       } catch (e) {
         const err = toLogError(e, server, opts.signal);
         if (err.code === 'too_large' && typeof err.details.max === 'number') this.noteMaxEntry(err.details.max);
-        if (mayHaveLanded(err)) uncertain = true;
+        // Stopped by the caller while the request was out: the server may have it all the same.
+        if (mayHaveLanded(err) || err.code === 'aborted') uncertain = true;
         err.details.uploadId ??= uploadId;
         throw err;
       }

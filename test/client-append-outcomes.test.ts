@@ -133,3 +133,25 @@ test('a fate lookup sends the commit end the client knew as "after"; "forgotten"
   t.is(posts, 1, 'not sent again');
   t.deepEqual(fateQueries, ['?after=640']);
 });
+
+test('an append the caller aborts while its request is out is "aborted" with mayHaveLanded and the upload id', async (t) => {
+  const a = await fake();
+  let arrived!: () => void;
+  const posted = new Promise<void>((r) => { arrived = r; });
+  a.handler = (req, res, _body, path) => {
+    if (path === '/v1/status') return json(res, 200, { id: 'a', role: 'leader', term: 1, leader: 'a', start: 0, end: 0, commit: 0, durable: 0, segments: 1, bytes: 0, peers: [] });
+    if (path === '/v1/append') { arrived(); return; } // received, written maybe; no answer yet
+    json(res, 404, { error: { code: 'not_found', message: 'no' } });
+  };
+  const client = new LogClient({ servers: [a.url] });
+  const ac = new AbortController();
+  const p = client.append(Buffer.from('x'), { signal: ac.signal });
+  await posted;
+  ac.abort();
+  const e = await t.throwsAsync(p, { instanceOf: LogError });
+  a.server.closeAllConnections(); a.server.close(); await client.close();
+  t.is(e?.code, 'aborted');
+  t.true(e?.details.mayHaveLanded);
+  t.is(typeof e?.details.uploadId, 'string');
+  t.regex(e?.message ?? '', /ask fate/);
+});
