@@ -780,7 +780,15 @@ export class LogClient {
         if (!reconnect) throw new LogError('network', `${server}: tail ended`, { server });
       } catch (e) {
         const err = toLogError(e, server, opts.signal);
-        if (err.code === 'aborted' || !err.retriable) throw err;
+        // "Beyond the commit end" may only mean the replica lags behind the leader.
+        const lagging = err.code === 'out_of_range' && !pinned ? await this.beforeCommitEnd(offset, opts.signal) : false;
+        if (lagging === true) {
+          server = this.leaderKnown ? this.leaderUrl : this.rotate(server);
+          await this.sleep(1, opts.signal);
+          continue;
+        }
+        // Unless the leader could not be asked (null): then wait, as for an outage.
+        if (err.code === 'aborted' || (!err.retriable && lagging !== null)) throw err;
         // A tail waits for its servers however long they are down (as `tail -F` does).
         if (attempt >= this.retries) {
           if (!contacted) throw err;
@@ -793,6 +801,20 @@ export class LogClient {
         sock.close();
         this.tails.delete(sock);
       }
+    }
+  }
+
+  /**
+   * Whether `offset` is within the log the leader has committed (a replica that called it
+   * "beyond the commit end" only lags); null if the leader cannot be asked now.
+   */
+  private async beforeCommitEnd(offset: number, signal?: AbortSignal): Promise<boolean | null> {
+    try {
+      return offset <= (await this.end({ linearizable: true, signal }));
+    } catch (e) {
+      if (signal?.aborted) throw abortedError(signal);
+      if (e instanceof LogError && e.retriable) return null;
+      throw e;
     }
   }
 

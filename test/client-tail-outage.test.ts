@@ -40,3 +40,46 @@ test('a tail that reconnected to an idle log announces its next outage too', asy
   ac.abort(); await done; await client.close();
   t.is(outages.length, 2, 'second outage announced');
 });
+
+test('a tail from an offset a lagging replica calls "beyond the commit end" goes on from the leader instead of failing', async (t) => {
+  const { encodeFrame, crc32c, Kind } = await import('../spec/frame.ts');
+  const payload = Buffer.from('committed on the leader');
+  const from = 100;
+  const urls: Record<string, string> = {};
+  const tails: string[] = [];
+  const node = async (id: 'a' | 'b') => {
+    const server = createServer((req, res) => {
+      res.setHeader('content-type', 'application/json');
+      const path = new URL(req.url!, 'http://x').pathname;
+      if (path === '/v1/end') return res.end(JSON.stringify({ start: 0, end: id === 'a' ? 200 : 50 }));
+      res.end(JSON.stringify({ id, role: id === 'a' ? 'leader' : 'follower', term: 1, leader: 'a', leaderUrl: urls.a, start: 0, end: 200, commit: id === 'a' ? 200 : 50, durable: 200, segments: 1, bytes: 200,
+        peers: [{ id: 'b', url: urls.b }, { id: 'a', url: urls.a }] }));
+    });
+    const wss = new WebSocketServer({ server, path: '/v1/tail' });
+    wss.on('connection', (ws) => {
+      tails.push(id);
+      if (id === 'b') {
+        ws.send(JSON.stringify({ error: { code: 'out_of_range', message: `offset ${from} is beyond the commit end 50`, start: 0, end: 50 } }));
+        ws.close(4416, 'out_of_range');
+      } else {
+        ws.send(encodeFrame({ kind: Kind.Data, term: 1, length: payload.length, crc: crc32c(payload) }, payload), { binary: true });
+      }
+    });
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', () => r()));
+    urls[id] = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+    return { server, wss };
+  };
+  const b = await node('b');
+  const a = await node('a');
+  const client = new LogClient({ servers: [urls.b], retry: { retries: 2, minDelayMs: 5, maxDelayMs: 20 } });
+  const ac = new AbortController();
+  let got: Buffer | null = null;
+  try {
+    for await (const e of client.tail(from, { signal: ac.signal })) { got = Buffer.from(e.payload); t.is(e.offset, from); break; }
+  } finally {
+    await client.close();
+    for (const x of [a, b]) await down(x);
+  }
+  t.deepEqual(tails, ['b', 'a'], 'the follower first, then the leader');
+  t.deepEqual(got, payload);
+});
