@@ -215,6 +215,8 @@ export class LogClient {
   private readonly minDelayMs: number;
   private readonly maxDelayMs: number;
   private readonly maxElapsedMs: number;
+  /** Also how long a tail's server may stay silent to the handshake and to pings (0: forever). */
+  private readonly requestTimeoutMs: number;
   private readonly acks?: Acks;
   private readonly offload?: boolean;
   private readonly onCorruption?: (report: CorruptionReport) => void;
@@ -251,6 +253,7 @@ export class LogClient {
     // Room for a second attempt after one that timed out: a frozen leader must cost one
     // request timeout and then a failover, not an error.
     const requestTimeoutMs = opts.requestTimeoutMs ?? DEFAULT_REQUEST_TIMEOUT_MS;
+    this.requestTimeoutMs = requestTimeoutMs;
     // Requests that never time out (0) leave nothing to measure a budget in.
     this.maxElapsedMs = opts.retry?.maxElapsedMs ?? (requestTimeoutMs > 0 ? 2 * requestTimeoutMs : Infinity);
     this.acks = opts.acks;
@@ -749,7 +752,7 @@ export class LogClient {
       const sock = new TailSocket(server, offset, opts.signal, () => {
         contacted = true;
         outage.end();
-      });
+      }, this.requestTimeoutMs);
       this.tails.add(sock);
       let reconnect = false;
       try {

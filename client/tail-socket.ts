@@ -43,12 +43,20 @@ export class TailSocket implements AsyncIterable<Buffer> {
   private ended = false;
   private wake: (() => void) | null = null;
   private readonly onAbort: () => void;
+  private pinger: NodeJS.Timeout | null = null;
+  private heardAt = 0;
 
-  /** `onOpen`: the server took the connection (a tail of an idle log may get no message for long). */
-  constructor(readonly server: string, offset: number, private readonly signal?: AbortSignal, onOpen?: () => void) {
-    this.ws = new WebSocket(tailUrl(server, offset), { perMessageDeflate: false });
+  /**
+   * `onOpen`: the server took the connection (a tail of an idle log may get no message for
+   * long). `liveMs` (0: never): how long the server may stay silent, to the opening handshake
+   * and then to pings, before the connection counts as lost: a frozen or wedged server
+   * keeps a TCP connection open, and an idle log sends nothing anyway.
+   */
+  constructor(readonly server: string, offset: number, private readonly signal?: AbortSignal, onOpen?: () => void, liveMs = 0) {
+    this.ws = new WebSocket(tailUrl(server, offset), { perMessageDeflate: false, ...(liveMs > 0 ? { handshakeTimeout: liveMs } : {}) });
     this.ws.binaryType = 'nodebuffer';
     if (onOpen) this.ws.once('open', onOpen);
+    if (liveMs > 0) this.ws.once('open', () => this.watch(liveMs));
     this.onAbort = () => {
       this.queue.length = 0;
       this.fail(abortedError(signal));
@@ -96,6 +104,25 @@ export class TailSocket implements AsyncIterable<Buffer> {
     });
   }
 
+  /** Pings the server; fails the connection if nothing comes back for `liveMs`. */
+  private watch(liveMs: number): void {
+    const heard = () => { this.heardAt = Date.now(); };
+    heard();
+    this.ws.on('pong', heard);
+    this.ws.on('message', heard);
+    this.pinger = setInterval(() => {
+      // Paused, we read nothing (pongs included): the reader is slow, not the server.
+      if (this.ws.isPaused) heard();
+      if (Date.now() - this.heardAt > liveMs) {
+        this.fail(new LogError('network', `${this.server}: tail got no answer in ${liveMs} ms (requestTimeoutMs)`, { server: this.server, timedOut: true }));
+        this.ws.terminate();
+        return;
+      }
+      this.ws.ping();
+    }, Math.max(10, Math.floor(liveMs / 3)));
+    this.pinger.unref();
+  }
+
   private notify(): void {
     const w = this.wake;
     this.wake = null;
@@ -110,6 +137,8 @@ export class TailSocket implements AsyncIterable<Buffer> {
 
   private shutdown(): void {
     this.signal?.removeEventListener('abort', this.onAbort);
+    if (this.pinger) clearInterval(this.pinger);
+    this.pinger = null;
     const s = this.ws.readyState;
     if (s === WebSocket.OPEN) this.ws.close(1000);
     else if (s === WebSocket.CONNECTING) this.ws.terminate();
