@@ -345,7 +345,8 @@ export class LogNode extends EventEmitter {
     if (!set) this.bodyWrites.set(frame, (set = new Set()));
     set.add(w);
     const drop = () => { set.delete(w); };
-    w.then(drop, drop);
+    // A body chunk that cannot be written is a failed write like any other: the node stops.
+    w.then(drop, (err) => { drop(); if (!this.closed) this.fatal(`write at ${at} failed: ${(err as Error).message}`); });
     return w;
   }
 

@@ -164,3 +164,23 @@ test('a write that fails while a single node re-commits its log at start-up stop
   t.regex(err, /fatal: write at \d+ failed: EFBIG/);
   t.notRegex(err, / serving /);
 });
+
+test('a streamed body whose write fails (the disk refuses it mid-body) stops the node with exit 3 and one line, not a crash', async (t) => {
+  const dir = await (await import('./helpers/node-process.ts')).tempDir(t);
+  // A 1 MiB file-size limit: the segment cannot grow past it, so the 4 MiB body's writes fail (EFBIG).
+  const cmd = 'ulimit -f 1024; exec "$0" "$@"';
+  const proc = spawn('bash', ['-c', cmd, process.execPath, ...loglogdArgv(['--data', dir, '--listen', '127.0.0.1:0'])], { stdio: ['ignore', 'ignore', 'pipe'] });
+  t.teardown(() => { proc.kill('SIGKILL'); });
+  let err = '';
+  const url = await new Promise<string>((res) => proc.stderr.on('data', (d: Buffer) => {
+    err += d;
+    const m = /serving (http:\/\/\S+?),/.exec(err);
+    if (m) res(m[1]);
+  }));
+  const exited = new Promise<number | null>((res) => proc.once('exit', (c) => res(c)));
+  const body = Buffer.alloc(4 << 20, 7);
+  await request(`${url}/v1/append`, { method: 'POST', body, headers: { 'content-length': String(body.length) } }).then((r) => r.body.dump(), () => {});
+  t.is(await exited, 3, err);
+  t.regex(err, /fatal: .*EFBIG/);
+  t.notRegex(err, /Unhandled|triggerUncaughtException|Node\.js v/);
+});

@@ -62,6 +62,9 @@ export function handleAppend(node: LogNode, req: IncomingMessage, res: ServerRes
       inflight--;
       if (inflight < MAX_INFLIGHT_WRITES && req.isPaused() && !finished) req.resume();
     });
+    // Settled by Promise.all at the body's end, if it comes; the node handles the failure
+    // itself (writeBody), so a rejection before then must not count as unhandled.
+    w.catch(() => {});
     writes.push(w);
     if (inflight >= MAX_INFLIGHT_WRITES) req.pause();
   };
