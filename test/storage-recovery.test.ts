@@ -286,3 +286,28 @@ test('a checkpoint waits for beforeCheckpoint and is not written when it fails; 
   const moved = await openLog(t, image2);
   t.is(moved.status().checkpoint, second + frameSize(10), 'by default, opening checkpoints at the end');
 });
+
+test('segment files removed by hand are refused, not papered over: none left at all, or a hole below the checkpoint', async (t) => {
+  const build = async () => {
+    const dir = await tmpDir(t);
+    const log = await openLog(t, dir, { segmentBytes: 4096 });
+    for (let i = 0; i < 12; i++) await append(log, 1, payload(i, 1000));
+    await log.sync();
+    await log.checkpointNow();
+    await log.close();
+    return dir;
+  };
+  const dir = await build();
+  const segs = segmentFiles(dir);
+  t.true(segs.length >= 3, segs.join());
+  fs.unlinkSync(path.join(dir, segs[1]));
+  const hole = await t.throwsAsync(SegmentLog.open(dir, {}));
+  t.regex(hole?.message ?? '', /bytes \d+\.\.\d+ are missing .* below the checkpoint/);
+  t.regex(hole?.message ?? '', /restore the missing \.seg files/);
+  t.is(segmentFiles(dir).length, segs.length - 1, 'nothing deleted');
+
+  const dir2 = await build();
+  for (const f of segmentFiles(dir2)) fs.unlinkSync(path.join(dir2, f));
+  const none = await t.throwsAsync(SegmentLog.open(dir2, {}));
+  t.regex(none?.message ?? '', /has no segment files, but its checkpoint and epochs files say the log reached offset \d+/);
+});

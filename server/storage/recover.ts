@@ -22,6 +22,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { crc32c } from '../../spec/frame.ts';
+import { LogError } from '../../spec/errors.ts';
 import { type EntryMeta, type Epoch, entryEnd, noteEpoch, truncateEpochs } from '../../spec/entry.ts';
 import type { PlantedBugs } from '../../spec/bugs.ts';
 import { type ScanStop, scanFrames } from '../../spec/recovery.ts';
@@ -88,6 +89,8 @@ export async function recover(dir: string, bugs: Partial<PlantedBugs>): Promise<
     bytesScanned: 0, segmentsScanned: 0, ms: 0, scanFrom: bases[0] ?? 0, fromCheckpoint: false,
     torn: false, stop: 'end', truncatedBytes: 0, deletedSegments: 0,
   };
+  const cp = loadCheckpoint(dir);
+  await refuseMissingSegments(dir, bases, cp, loaded.epochs);
   if (bases.length === 0) {
     if (loaded.epochs.length > 0 || !loaded.exact) rewriteEpochsSync(dir, []);
     stats.ms = performance.now() - t0;
@@ -97,7 +100,6 @@ export async function recover(dir: string, bugs: Partial<PlantedBugs>): Promise<
   // Terms below the scan come from the epochs file; if it is unusable, scan everything.
   const epochsUsable = !loaded.damaged && loaded.epochs.length > 0;
   const whole = (first: number): Plan => ({ first, from: bases[first], prefix: new Uint32Array(0), persisted: 0, expectEnd: null, checkpoint: null });
-  const cp = loadCheckpoint(dir);
   const fallback = (): Plan => {
     const first = cp ? bases.indexOf(cp.base) : -1;
     return whole(epochsUsable && first > 0 ? first : 0);
@@ -115,6 +117,33 @@ export async function recover(dir: string, bugs: Partial<PlantedBugs>): Promise<
   if (!loaded.exact || !sameEpochs(epochs, loaded.epochs)) rewriteEpochsSync(dir, epochs);
   stats.ms = performance.now() - t0;
   return { segments, end, epochs, checkpoint: plan.checkpoint, tail, stats };
+}
+
+/**
+ * Refuses a directory whose segment files were removed or lost by other means than the log's
+ * own trims and truncations (it does not guess: starting anyway would hand out the same
+ * offsets again for other data, or cut the log at the hole and delete what follows):
+ * - no segment at all, while the epochs file or the checkpoint says the log had frames;
+ * - the checkpoint's segment missing while later ones exist, or a hole below it: every
+ *   byte below the checkpoint was fdatasynced, so no crash leaves one there.
+ */
+async function refuseMissingSegments(dir: string, bases: number[], cp: Checkpoint | null, epochs: readonly Epoch[]): Promise<void> {
+  const advice = 'restore the missing .seg files from a backup; or, to start over with an empty log, move this directory aside (the other replicas, if any, will copy the log back)';
+  if (bases.length === 0) {
+    const had = cp && cp.offset > 0 ? cp.offset : epochs.length > 0 ? epochs[epochs.length - 1].offset : 0;
+    if (had > 0) throw new LogError('internal', `${dir} has no segment files, but its checkpoint and epochs files say the log reached offset ${had}: ${advice}`);
+    return;
+  }
+  if (!cp || cp.base < bases[0]) return; // trimmed past the checkpoint: nothing to check against
+  const last = bases.indexOf(cp.base);
+  if (last < 0) throw new LogError('internal', `${dir} has no segment file for base ${cp.base}, where its checkpoint (offset ${cp.offset}) is: ${advice}`);
+  for (let k = 0; k < last; k++) {
+    const size = (await fs.promises.stat(segmentPath(dir, bases[k]))).size;
+    if (bases[k] + size !== bases[k + 1]) {
+      const what = bases[k] + size < bases[k + 1] ? `bytes ${bases[k] + size}..${bases[k + 1]} are missing (a segment file, or part of one)` : `segment ${bases[k]} runs past the next one's base ${bases[k + 1]}`;
+      throw new LogError('internal', `${dir}: ${what}, below the checkpoint at ${cp.offset}, where every byte was synced: ${advice}`);
+    }
+  }
 }
 
 /** Scan from the checkpoint, if it and its segment's index are intact. */
