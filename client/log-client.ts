@@ -84,6 +84,8 @@ const DOWN_MS = 2_000;
 const MIN_COMMIT_WAIT_MS = 1_000;
 /** Upload copies in flight per follower before the client stops offloading to it. */
 const MAX_UPLOAD_BYTES_IN_FLIGHT = 64 << 20;
+/** How long close() lets upload copies still out finish before it stops them. */
+const UPLOAD_GRACE_MS = 1000;
 const DEFAULT_WAIT_MS = 10_000;
 /** How long another replica may wait to catch up when it is asked for a range a corrupt replica served. */
 const RECOVER_WAIT_MS = 2_000;
@@ -240,6 +242,10 @@ export class LogClient {
    */
   private knownCommit = 0;
   private closed = false;
+  /** Aborted by close(): requests nobody waits for (status asks of other members), and follows. */
+  private readonly closing = new AbortController();
+  /** Aborted by close() after UPLOAD_GRACE_MS: upload copies still out (a follower fetches what it misses). */
+  private readonly uploadsStop = new AbortController();
   private maxEntry: number | undefined;
 
   constructor(opts: LogClientOptions = {}) {
@@ -321,7 +327,7 @@ export class LogClient {
   private askOtherMembers(asked: readonly string[], signal: AbortSignal): void {
     for (const m of this.members) {
       if (asked.includes(m)) continue;
-      this.transport.json<ServerStatus>(m, { method: 'GET', path: '/v1/status', signal }).then(
+      this.transport.json<ServerStatus>(m, { method: 'GET', path: '/v1/status', signal: AbortSignal.any([signal, this.closing.signal]) }).then(
         (st) => { if (typeof st.maxEntryBytes === 'number') this.noteMaxEntry(st.maxEntryBytes); },
         () => {},
       );
@@ -555,6 +561,7 @@ export class LogClient {
           path: `/v1/upload/${encodeURIComponent(uploadId)}`,
           headers: { 'content-type': 'application/octet-stream', 'x-loglog-crc32c': String(crc) },
           body: data,
+          signal: this.uploadsStop.signal,
         })
         .catch(() => undefined)
         .finally(() => {
@@ -602,11 +609,13 @@ export class LogClient {
     const limit = opts.limit ?? DEFAULT_LIMIT;
     if (!Number.isSafeInteger(limit) || limit <= 0) throw new LogError('bad_request', `limit must be a positive integer, got ${limit}`);
     const wait = opts.follow ? (opts.waitMs ?? DEFAULT_WAIT_MS) : undefined;
+    // A follow may wait forever: close() stops it rather than waiting out its long poll.
+    const signal = opts.follow ? AbortSignal.any(opts.signal ? [opts.signal, this.closing.signal] : [this.closing.signal]) : opts.signal;
     let offset = from;
     let stopAt = opts.to;
     let first = true;
     const pinned = opts.server ? normalizeServer(opts.server) : undefined;
-    if (!pinned) await this.ensureDiscovered(opts.signal);
+    if (!pinned) await this.ensureDiscovered(signal);
     let server = pinned ?? this.nextReader();
     // What the replica must have committed before it answers (this client's own writes).
     const mustSee = Math.max(opts.minCommit ?? 0, this.ackedEnd);
@@ -616,13 +625,13 @@ export class LogClient {
       if (stopAt !== undefined && offset >= stopAt) return;
       let chunk: Chunk;
       try {
-        chunk = await this.readChunk(offset, { limit, wait, mustSee, signal: opts.signal, pinned, start: server });
+        chunk = await this.readChunk(offset, { limit, wait, mustSee, signal, pinned, start: server });
       } catch (e) {
         // A follow waits for its servers however long they are down; a plain read does not,
         // nor a follow that never reached one (a wrong address, more likely).
         if (!opts.follow || !contacted || !(e instanceof LogError) || !e.retriable) throw e;
         outage.begin(e);
-        await this.sleep(this.retries + 1, opts.signal);
+        await this.sleep(this.retries + 1, signal);
         continue;
       }
       outage.end();
@@ -880,13 +889,25 @@ export class LogClient {
     return this.transport.json<Fate>(server, { method: 'GET', path: `/v1/fate/${encodeURIComponent(uploadId)}?after=${after}`, signal });
   }
 
-  /** Closes connection pools and open tails. In-flight requests (and upload copies) finish first. */
+  /**
+   * Closes connection pools, tails and follows (they end with `aborted`). Other requests
+   * in flight finish first; upload copies still out get UPLOAD_GRACE_MS (1 s), then stop
+   * (the followers fetch those payloads from a peer).
+   */
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
     for (const t of this.tails) t.close();
     this.tails.clear();
-    await Promise.all([...this.uploads]);
+    this.closing.abort();
+    // Copies still out get a moment (each one a follower then need not fetch), not a
+    // request timeout: a frozen member would hold every close for 30 s.
+    const uploads = Promise.all([...this.uploads]);
+    let grace: NodeJS.Timeout | undefined;
+    await Promise.race([uploads, new Promise<void>((r) => { grace = setTimeout(r, UPLOAD_GRACE_MS); })]);
+    clearTimeout(grace);
+    this.uploadsStop.abort();
+    await uploads;
     await this.discovery?.catch(() => undefined);
     await this.transport.close();
   }

@@ -155,3 +155,25 @@ test('an append the caller aborts while its request is out is "aborted" with may
   t.is(typeof e?.details.uploadId, 'string');
   t.regex(e?.message ?? '', /ask fate/);
 });
+
+test('close() does not wait out a frozen member: background status asks and follows stop at once, upload copies after a short grace', async (t) => {
+  const a = await fake();
+  const frozen = await fake();
+  a.handler = (req, res, _body, path) => {
+    if (path === '/v1/status') return json(res, 200, { id: 'a', role: 'leader', term: 1, leader: 'a', leaderUrl: a.url, start: 0, end: 0, commit: 0, durable: 0, segments: 1, bytes: 0, peers: [{ id: 'a', url: a.url }, { id: 'f', url: frozen.url }] });
+    if (path === '/v1/append') return json(res, 200, { offset: 0, end: 34, term: 1 });
+    if (path === '/v1/read') return; // a long poll that never ends
+    json(res, 404, { error: { code: 'not_found', message: 'no' } });
+  };
+  frozen.handler = () => { /* accepts everything, answers nothing (SIGSTOP) */ };
+  const timeLimit = <T>(p: Promise<T>, ms: number) => Promise.race([p, new Promise<'stuck'>((r) => setTimeout(() => r('stuck'), ms).unref())]);
+  const client = new LogClient({ servers: [a.url], requestTimeoutMs: 30_000 });
+  await client.append(Buffer.from('x')); // its copy goes to the frozen member
+  const follow = (async () => { for await (const _ of client.read(34, { follow: true, server: a.url })) { /* none */ } })();
+  follow.catch(() => {});
+  await until('the follow and the copy are out', 5000, () => (a.log.includes('GET /v1/read') && frozen.log.some((l) => l.startsWith('PUT /v1/upload/')) ? true : undefined));
+  t.not(await timeLimit(client.close(), 10_000), 'stuck', 'close() returned');
+  const e = await timeLimit(follow.then(() => null, (x: unknown) => x), 5000);
+  t.is((e as LogError | null)?.code, 'aborted');
+  for (const f of [a, frozen]) { f.server.closeAllConnections(); f.server.close(); }
+});
