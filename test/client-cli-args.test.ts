@@ -3,7 +3,8 @@ import { cac } from 'cac';
 import {
   UsageError, joinNegativeValues, offsetOption, parseChoice, parseInteger, parseOffset, parseServerList, parseSize, rawOption,
 } from '../client/cli/args.ts';
-import { describeError, EXIT_INTERRUPTED, EXIT_SERVER, EXIT_USAGE } from '../client/cli/errors.ts';
+import { AfterProgress, describeError, EXIT_INTERRUPTED, EXIT_SERVER, EXIT_USAGE } from '../client/cli/errors.ts';
+import { recordFailure } from '../client/cli/commands/append.ts';
 import { LogError } from '../spec/errors.ts';
 import { formatRecord } from '../client/cli/output.ts';
 import { splitLines } from '../client/cli/commands/append.ts';
@@ -76,6 +77,19 @@ test('error lines and exit codes', (t) => {
   const aborted = describeError(new LogError('aborted', 'x'), []);
   t.is(aborted.exitCode, EXIT_INTERRUPTED);
   t.is(aborted.line, null);
+  // Ctrl-C part way through an append: how much got in is said.
+  const partly = describeError(new AfterProgress(new LogError('aborted', 'interrupted'), '12 records were appended before it (1 entries, offsets 33..33)'), []);
+  t.is(partly.exitCode, EXIT_INTERRUPTED);
+  t.is(partly.line, 'loglog: interrupted; 12 records were appended before it (1 entries, offsets 33..33)');
+});
+
+test('a record failed because an earlier batch did (stopOnError) reports that batch\'s error, unless the user interrupted', (t) => {
+  const full = new LogError('disk_full', 'no space left');
+  const stopped = new LogError('aborted', 'not appended: an earlier batch failed (no space left)', {}, { cause: full });
+  t.is(recordFailure(stopped, 7, false), full);
+  t.is(recordFailure(stopped, 7, true), stopped);
+  const big = recordFailure(new LogError('too_large', 'a record of 9 bytes cannot be appended', { recordBytes: 9 }), 7, false) as LogError;
+  t.regex(big.message, /^line 7: /);
 });
 
 test('json output: utf8 as text, other bytes as base64', (t) => {

@@ -65,7 +65,8 @@ function hint(e: LogError, servers: readonly string[]): string | null {
 export function describeError(e: unknown, servers: readonly string[]): { line: string | null; exitCode: number } {
   if (e instanceof AfterProgress) {
     const d = describeError(e.failure, servers);
-    return { line: d.line === null ? null : `${d.line}; ${e.done}`, exitCode: d.exitCode };
+    // Interrupted (Ctrl-C) part way: what did get in is worth a line.
+    return { line: `${d.line ?? 'loglog: interrupted'}; ${e.done}`, exitCode: d.exitCode };
   }
   if (e instanceof UsageError || (e instanceof Error && e.name === 'CACError')) {
     return { line: `loglog: ${e.message}; see \`loglog --help\` or \`loglog <command> --help\``, exitCode: EXIT_USAGE };

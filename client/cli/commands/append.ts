@@ -116,7 +116,9 @@ async function run(ctx: CliContext, o: Record<string, unknown>): Promise<void> {
     try {
       for await (const line of splitLines(input)) {
         if (failure !== null) break;
-        if (ctx.signal.aborted) throw new LogError('aborted', 'interrupted');
+        // Ctrl-C: stop reading, let what was sent finish (within the CLI's grace time), and
+        // say how much got in.
+        if (ctx.signal.aborted) { failure = new LogError('aborted', 'interrupted'); break; }
         if (!producer.writable) await producer.whenWritable();
         const n = line.length;
         const at = ++lineNo;
@@ -130,9 +132,7 @@ async function run(ctx: CliContext, o: Record<string, unknown>): Promise<void> {
               noteOffset(pos.offset);
             }
           },
-          (e) => {
-            failure ??= e instanceof LogError && e.details.recordBytes !== undefined ? new LogError(e.code, `line ${at}: ${e.message}`, e.details, { cause: e }) : e;
-          },
+          (e) => { failure ??= recordFailure(e, at, ctx.signal.aborted); },
         );
       }
       await producer.close();
@@ -150,6 +150,17 @@ async function run(ctx: CliContext, o: Record<string, unknown>): Promise<void> {
   }
   await ctx.out.write(`${JSON.stringify(summary)}\n`);
   await ctx.out.flush();
+}
+
+/**
+ * What to report for a record of line `line` that failed with `e`. Under stopOnError the
+ * records after a failed batch fail `aborted` with the batch's error as the cause, and one
+ * of them may settle first: the cause is reported (unless the user interrupted). A record
+ * refused for its size is named by its line.
+ */
+export function recordFailure(e: unknown, line: number, interrupted: boolean): unknown {
+  const real = e instanceof LogError && e.code === 'aborted' && e.cause instanceof LogError && !interrupted ? e.cause : e;
+  return real instanceof LogError && real.details.recordBytes !== undefined ? new LogError(real.code, `line ${line}: ${real.message}`, real.details, { cause: real }) : real;
 }
 
 export function register(cli: CAC, ctx: CliContext): void {
