@@ -67,6 +67,10 @@ export class LogNode extends EventEmitter {
   private nextReq = 1;
   private ticker: NodeJS.Timeout | null = null;
   private retentionTimer: NodeJS.Timeout | null = null;
+  /** The leader's start to trim toward (`trim` effects), and the last point tried. */
+  private trimTarget = 0;
+  private trimTried = 0;
+  private trimming = false;
   private closed = false;
   private readonly t0 = performance.now();
   /** A complete body handed over with bodyDone, for the write effect of that step. */
@@ -147,6 +151,24 @@ export class LogNode extends EventEmitter {
 
   private tick(): void {
     this.step({ type: 'tick', now: this.now() });
+    if (this.trimTarget > this.log.start) this.followTrim();
+  }
+
+  /**
+   * Trims toward the leader's start (`trim` effect) as far as this node can serve: whole
+   * segments below min(target, readable end). The rest follows on later ticks, as the
+   * node catches up and its segments seal.
+   */
+  private followTrim(): void {
+    if (this.trimming || this.closed) return;
+    const upTo = Math.min(this.trimTarget, this.readableEnd());
+    if (upTo <= this.log.start || upTo <= this.trimTried) return;
+    this.trimming = true;
+    this.trimTried = upTo;
+    this.log.trim(upTo).then(
+      (start) => { this.replica.start = start; },
+      (err) => this.emit('warn', `trim to the leader's start ${this.trimTarget} failed: ${(err as Error).message}`),
+    ).finally(() => { this.trimming = false; });
   }
 
   /** Feeds one input to the replica and executes its effects in order. */
@@ -170,6 +192,10 @@ export class LogNode extends EventEmitter {
       case 'send': this.transport?.send(e.to, e.msg); break;
       case 'persist': saveHardStateSync(this.config.dataDir, { term: e.term, votedFor: e.votedFor }); break;
       case 'fatesFrom': saveFatesFromSync(this.config.dataDir, e.offset); break;
+      case 'trim':
+        this.trimTarget = Math.max(this.trimTarget, e.before);
+        this.followTrim();
+        break;
       case 'allocated':
         this.log.place(e.meta.offset, e.meta.length, e.meta.term);
         this.bodies.get(e.reqId)?.start(e.meta);

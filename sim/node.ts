@@ -317,6 +317,8 @@ export class SimNode {
         this.onWrite(e.seq, e.meta, e.source);
         break;
       case 'fatesFrom': this.fatesFrom = Math.max(this.fatesFrom, e.offset); break;
+      // Simulated logs are never trimmed: a leader's start stays 0, and no follower is asked.
+      case 'trim': break;
       case 'fetch': this.onFetch(e.seq, e.meta, e.peer); break;
       case 'copy': this.onCopy(e.peer, e.start, e.to, e.term); break;
       case 'sync': {

@@ -31,6 +31,8 @@ export interface AppendMsg {
   commit: number;
   /** Heartbeat round number, echoed in replies (read index, check-quorum). */
   seq: number;
+  /** The leader's log start, when above 0 (trims): followers trim their own logs up to it. */
+  start?: number;
   /**
    * `start`: the leader's log start. A follower whose whole log lies below it (the others
    * trimmed that range while it was away) starts its log over, empty, there.
@@ -127,6 +129,12 @@ export type Effect =
    * of this step's effects, and pass it back as `init.fatesFrom` after a restart.
    */
   | { type: 'fatesFrom'; offset: number }
+  /**
+   * The leader's log was trimmed to `before`: delete whole segments below it here too, as
+   * far as this node's readable end allows now (and the rest as it gets there). Asked once
+   * per new leader start.
+   */
+  | { type: 'trim'; before: number }
   /** fdatasync everything written so far (covers at least up to `upTo`); input `syncDone`. */
   | { type: 'sync'; upTo: number }
   /**

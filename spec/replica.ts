@@ -794,6 +794,7 @@ export class Replica {
     }
     if (entries.length === 0 && !heartbeat) return;
     const msg: AppendMsg = { type: 'append', term: this.term, prevEnd: pr.next, prevTerm: this.termBefore(pr.next), entries, commit: this.commitEnd, seq: this.hbSeq };
+    if (this.start > 0) msg.start = this.start;
     if (entries.length > 0) pr.next = entryEnd(entries[entries.length - 1]);
     this.send(peer, msg);
   }
@@ -936,6 +937,11 @@ export class Replica {
     const newRound = m.seq > this.hbSeq;
     this.hbSeq = Math.max(this.hbSeq, m.seq);
     if (m.catchUp && (m.catchUp.start ?? 0) > this.end && !this.copying) this.restartLogAt(m.catchUp.start!, m.catchUp.epochs);
+    // The leader trimmed (a user's trim; retention is each node's own): follow it.
+    if (m.start !== undefined && m.start > this.start && m.start > this.trimAsked) {
+      this.trimAsked = m.start;
+      this.out.push({ type: 'trim', before: m.start });
+    }
 
     if (!this.bugs.skipPrevCheck && m.prevEnd > this.commitEnd) {
       if (m.prevEnd > this.end) {
@@ -984,6 +990,8 @@ export class Replica {
   }
 
   private leaderCommit = 0;
+  /** The highest leader start this follower has asked its executor to trim to. */
+  private trimAsked = 0;
 
   private advanceFollowerCommit(leaderCommit?: number): void {
     if (leaderCommit !== undefined) this.leaderCommit = Math.max(this.leaderCommit, leaderCommit);

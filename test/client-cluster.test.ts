@@ -163,6 +163,27 @@ test.serial('acks=all with a follower down: answered "unconfirmed" after allAckT
   t.truthy(await sdk.append(Buffer.from('everyone again'), { acks: 'all' }));
 });
 
+test.serial('a trim on the leader reaches the followers: every replica deletes the segments below it, one that was down too once it is back', async (t) => {
+  const c = await Cluster.start(t, { config: { segmentBytes: '4KiB' } });
+  const leader = await c.waitLeader();
+  const sdk = client(t, c.nodes.map((n) => n.url), { acks: 'all' });
+  for (let i = 0; i < 40; i++) await sdk.append(Buffer.alloc(1000, i));
+  const away = c.nodes.find((n) => n !== leader)!;
+  await away.kill();
+  const start = await sdk.trim(20_000);
+  t.true(start > 0 && start <= 20_000, String(start));
+  const back = c.nodes.filter((n) => n !== leader && n !== away)[0];
+  await until('the running follower trimmed', 10_000, async () => ((await back.status())?.start ?? 0) > 0 || undefined);
+  await away.start();
+  await until('the follower that was down trimmed too', 15_000, async () => ((await away.status())?.start ?? 0) > 0 || undefined);
+  for (const n of [back, away]) {
+    const s = (await n.status())!;
+    t.true(s.start > 0 && s.start <= start + 4096, `${n.id} start ${s.start}`);
+    const e = await t.throwsAsync(collect(sdk.read(0, { server: n.url })), { instanceOf: LogError });
+    t.is(e?.code, 'trimmed');
+  }
+});
+
 test.serial('across a failover (leader killed -9) appends retry onto the new leader, each entry exactly once', async (t) => {
   const c = await Cluster.start(t);
   const leader = await c.waitLeader();
