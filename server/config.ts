@@ -80,7 +80,8 @@ const MIB = 1024 ** 2;
 const GIB = 1024 ** 3;
 const SIZE_UNITS: Record<string, number> = { '': 1, k: KIB, kb: KIB, kib: KIB, m: MIB, mb: MIB, mib: MIB, g: GIB, gb: GIB, gib: GIB };
 const MAX_ENTRY_BYTES = 0xffff_ffff - FRAME_OVERHEAD;
-const DURATION_UNITS: Record<string, number> = { '': 1, ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 };
+// No bare numbers in text: "--retention-max-age 7" read as 7 ms deleted nearly the whole log.
+const DURATION_UNITS: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 };
 
 /** A whole amount with an optional unit (a JSON number is in the base unit); `what` shows the form. */
 function parseAmount(v: unknown, name: string, units: Record<string, number>, what: string): number {
@@ -96,9 +97,9 @@ export function parseBytes(v: unknown, name: string): number {
   return parseAmount(v, name, SIZE_UNITS, 'a size like 64MiB');
 }
 
-/** Durations like 500ms, 10s, 7d (a bare number is milliseconds). */
+/** Durations like 500ms, 10s, 7d: text needs its unit; a JSON number is milliseconds. */
 export function parseDuration(v: unknown, name: string): number {
-  return parseAmount(v, name, DURATION_UNITS, 'a duration like 10s or 7d');
+  return parseAmount(v, name, DURATION_UNITS, 'a duration with its unit (ms, s, m, h or d), like 500ms, 10s or 7d');
 }
 
 /** `n` (parsed from `raw`) when within [min, max]; `range` says so in the units people write. */
@@ -161,8 +162,9 @@ const SETTINGS: Record<SettingKey, (c: NodeConfig, v: unknown, name: string) => 
   heartbeat: (c, v, name) => { c.heartbeatMs = positiveDuration(v, name); },
   uploadDeadline: (c, v, name) => { c.uploadDeadlineMs = parseDuration(v, name); },
   allAckTimeout: (c, v, name) => { c.allAckTimeoutMs = positiveDuration(v, name); },
-  'retention.maxAge': (c, v, name) => { c.retention.maxAgeMs = parseDuration(v, name); },
-  'retention.maxBytes': (c, v, name) => { c.retention.maxBytes = parseBytes(v, name); },
+  // 0 would delete every sealed segment at once: surely not what was meant.
+  'retention.maxAge': (c, v, name) => { c.retention.maxAgeMs = positiveDuration(v, name); },
+  'retention.maxBytes': (c, v, name) => { c.retention.maxBytes = within(parseBytes(v, name), name, v, 1, Number.MAX_SAFE_INTEGER, 'at least 1 byte'); },
 };
 
 /** One setting to apply: its key in SETTINGS, its value and what gave it. */

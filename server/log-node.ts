@@ -165,8 +165,9 @@ export class LogNode extends EventEmitter {
     if (upTo <= this.log.start || upTo <= this.trimTried) return;
     this.trimming = true;
     this.trimTried = upTo;
+    const before = this.log.start;
     this.log.trim(upTo).then(
-      (start) => { this.replica.start = start; },
+      (start) => { this.replica.start = start; this.noteStart(before, 'the leader\'s trim'); },
       (err) => this.emit('warn', `trim to the leader's start ${this.trimTarget} failed: ${(err as Error).message}`),
     ).finally(() => { this.trimming = false; });
   }
@@ -488,15 +489,24 @@ export class LogNode extends EventEmitter {
     // Up to the commit end is a fair request even where the bytes are not all here yet
     // (a follower's, or the leader's own write still landing): whole segments below what
     // this node can serve go now.
+    const was = this.log.start;
     const start = await this.log.trim(Math.min(before, this.readableEnd()));
     this.replica.start = start;
+    this.noteStart(was, 'a trim');
     return start;
+  }
+
+  /** Says (an `info` event: loglogd prints it) when segments were deleted and the log start moved. */
+  private noteStart(was: number, why: string): void {
+    if (this.log.start > was) this.emit('info', `${why} deleted the segments below ${this.log.start} (the log started at ${was})`);
   }
 
   private async applyRetention(): Promise<void> {
     try {
+      const before = this.log.start;
       await this.log.applyRetention({ maxAgeMs: this.config.retention.maxAgeMs ?? undefined, maxBytes: this.config.retention.maxBytes ?? undefined, limit: this.readableEnd() }, Date.now());
       this.replica.start = this.log.start;
+      this.noteStart(before, 'retention');
     } catch (e) {
       this.emit('warn', `retention failed: ${(e as Error).message}`);
     }

@@ -21,6 +21,7 @@ export async function startNode(config: NodeConfig, log: (line: string) => void 
   if (onFatal) node.on('fatal', onFatal);
   const api = createApiServer(node);
   node.on('warn', (m: string) => log(`warning: ${m}`));
+  node.on('info', (m: string) => log(m));
   node.on('role', (r: { role: string; term: number; leader: string | null }) => log(`${config.id} is ${r.role} in term ${r.term}${r.leader && r.leader !== config.id ? ` (leader ${r.leader})` : ''}`));
   const single = config.peers.length === 0;
   if (single) {

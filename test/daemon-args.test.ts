@@ -91,7 +91,11 @@ test('a bad value is reported against the flag that gave it, with the value as g
   usageError(t, ['--segment-bytes', '-5'], /^--segment-bytes takes a size like 64MiB, got "-5"$/);
   usageError(t, ['--segment-bytes=-5'], /^--segment-bytes takes a size like 64MiB, got "-5"$/);
   usageError(t, ['--segment-bytes', '1KiB'], /^--segment-bytes must be from 4KiB to .*, got "1KiB"$/);
-  usageError(t, ['--retention-max-age', '-1d'], /^--retention-max-age takes a duration like 10s or 7d, got "-1d"$/);
+  usageError(t, ['--retention-max-age', '-1d'], /^--retention-max-age takes a duration with its unit \(ms, s, m, h or d\), like 500ms, 10s or 7d, got "-1d"$/);
+  // A bare number was milliseconds: "--retention-max-age 7" deleted nearly the whole log.
+  usageError(t, ['--retention-max-age', '7'], /^--retention-max-age takes a duration with its unit/);
+  usageError(t, ['--retention-max-age', '0d'], /^--retention-max-age must be at least 1ms/);
+  usageError(t, ['--retention-max-bytes', '0'], /^--retention-max-bytes must be at least 1 byte/);
   usageError(t, ['--body-deadline', '10 parsecs'], /^--body-deadline takes a duration/);
   usageError(t, ['--max-entry-bytes', '99999999999999999999'], /^--max-entry-bytes takes a size/);
 });
@@ -145,8 +149,8 @@ test('entry sizes and deadlines are bounded, and the message says the range', (t
   const range = /^--max-entry-bytes must be from 1 to 4294967262 bytes \(a frame, 33 bytes more, must fit in 4GiB - 1\), got /;
   for (const bad of ['100GiB', '4294967263', '0']) usageError(t, ['--max-entry-bytes', bad], range);
   t.is(loadConfig(parseDaemonArgv(['--body-deadline', '1ms'])).bodyDeadlineMs, 1);
-  usageError(t, ['--body-deadline', '0'], /^--body-deadline must be at least 1ms, got "0"$/);
-  usageError(t, ['--body-deadline', '-10s'], /^--body-deadline takes a duration like 10s or 7d, got "-10s"$/);
+  usageError(t, ['--body-deadline', '0ms'], /^--body-deadline must be at least 1ms, got "0ms"$/);
+  usageError(t, ['--body-deadline', '-10s'], /^--body-deadline takes a duration with its unit .*, got "-10s"$/);
   usageError(t, ['--segment-bytes', '4GiB'], /^--segment-bytes must be from 4KiB to 4294967295 bytes \(4GiB - 1\), got "4GiB"$/);
 });
 

@@ -235,3 +235,14 @@ test('a too-large append gets its 413, not a reset connection, every time', asyn
   }
   t.is((await post(n.url, Buffer.from('still serving'))).status, 200);
 });
+
+test('a trim says in loglogd\'s output which segments it deleted (retention says so too, the same way)', async (t) => {
+  const n = await startNode(t, { args: ['--segment-bytes', '4KiB'] });
+  for (let i = 0; i < 12; i++) await post(n.url, Buffer.alloc(1000, i));
+  const r = await request(`${n.url}/v1/trim?before=6000`, { method: 'POST' });
+  const { start } = (await r.body.json()) as { start: number };
+  t.true(start > 0);
+  const { until } = await import('./helpers/cluster.ts');
+  await until('the trim line', 5000, () => (n.stderr().includes(`a trim deleted the segments below ${start} (the log started at 0)`) ? true : undefined), () => n.stderr());
+  t.pass();
+});
