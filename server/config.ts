@@ -71,8 +71,32 @@ export function parsePeers(s: string, name = '--peers'): PeerAddress[] {
   return s.split(',').filter(Boolean).map((part) => {
     const i = part.indexOf('=');
     if (i <= 0) throw new LogError('bad_request', `${name} expects ID=URL pairs separated by commas, got "${part}"`);
-    return { id: part.slice(0, i), url: part.slice(i + 1).replace(/\/$/, '') };
+    return { id: part.slice(0, i), url: peerUrl(part.slice(i + 1), `${name} ${part.slice(0, i)}`) };
   });
+}
+
+/** A peer's base URL, checked: `name` says where it was given. */
+function peerUrl(raw: string, name: string): string {
+  let u: URL | null = null;
+  try { u = new URL(raw); } catch { /* reported below */ }
+  if (!u || (u.protocol !== 'http:' && u.protocol !== 'https:')) throw new LogError('bad_request', `${name}: "${raw}" is not a URL like http://host:7401`);
+  return raw.replace(/\/$/, '');
+}
+
+/**
+ * What a cluster member needs, checked before anything is created: itself among the peers,
+ * each id once, and the shared secret.
+ */
+function checkCluster(c: NodeConfig): NodeConfig {
+  if (c.peers.length === 0) return c;
+  const seen = new Set<string>();
+  for (const p of c.peers) {
+    if (seen.has(p.id)) throw new LogError('bad_request', `--peers names ${p.id} twice: each member once, this node included`);
+    seen.add(p.id);
+  }
+  if (!seen.has(c.id)) throw new LogError('bad_request', `--peers must list this node (${c.id}) too, e.g. ${c.id}=http://${c.host}:${c.port}`);
+  if (!c.clusterSecret) throw new LogError('bad_request', 'a cluster needs a shared secret: pass --cluster-secret or set LOGLOG_CLUSTER_SECRET on every node');
+  return c;
 }
 
 const KIB = 1024;
@@ -120,7 +144,7 @@ function text(v: unknown, name: string): string {
 
 function peerObject(v: unknown, name: string): PeerAddress[] {
   if (!isObject(v)) throw new LogError('bad_request', `${name} must be "ID=URL,..." or an object of ID: URL, got ${JSON.stringify(v)}`);
-  return Object.entries(v).map(([id, url]) => ({ id, url: text(url, `the URL of peer ${id} in ${name}`) }));
+  return Object.entries(v).map(([id, url]) => ({ id, url: peerUrl(text(url, `the URL of peer ${id} in ${name}`), `${name} ${id}`) }));
 }
 
 /** Fields a config file may set (JSON), with sizes and durations as strings or numbers. */
@@ -293,5 +317,5 @@ function flagSettings(flags: ReadonlyMap<string, string | true>, env: NodeJS.Pro
 export function loadConfig(flags: ReadonlyMap<string, string | true>, env: NodeJS.ProcessEnv = {}): NodeConfig {
   const file = flags.get('config');
   const fromFile = typeof file === 'string' ? configFileSettings(file) : [];
-  return applySettings(DEFAULT_NODE_CONFIG, [...fromFile, ...flagSettings(flags, env)]);
+  return checkCluster(applySettings(DEFAULT_NODE_CONFIG, [...fromFile, ...flagSettings(flags, env)]));
 }

@@ -1,5 +1,7 @@
 /** Starts one node: storage, replica, API server; prints how to use it; stops cleanly on signals. */
 import { fstatSync } from 'node:fs';
+import { createServer as createNetServer } from 'node:net';
+import { LogError } from '../spec/errors.ts';
 import { LogNode } from './log-node.ts';
 import { createApiServer } from './http/server.ts';
 import { DEFAULT_NODE_CONFIG, type NodeConfig } from './config.ts';
@@ -17,7 +19,28 @@ export interface RunningNode {
  * re-commit of its recovered log happens in here, and can already fail.
  */
 export async function startNode(config: NodeConfig, log: (line: string) => void = () => {}, onFatal?: (reason: string) => void): Promise<RunningNode> {
+  // A port in use is found before the log is opened (a single node would have re-committed
+  // its log in a new term by the time listen failed).
+  if (config.port !== 0) await portFree(config.host, config.port);
   const node = await LogNode.open(config);
+  try {
+    return await serve(node, config, log, onFatal);
+  } catch (e) {
+    await node.close().catch(() => {});
+    throw e;
+  }
+}
+
+/** Listens on `host:port` and lets go at once; rejects (EADDRINUSE, EACCES) if it cannot. */
+function portFree(host: string, port: number): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const probe = createNetServer();
+    probe.once('error', (e: NodeJS.ErrnoException) => reject(new LogError('unavailable', `cannot listen on ${host}:${port} (${e.code ?? e.message})${e.code === 'EADDRINUSE' ? ': another process has it; pick another --listen port' : ''}`)));
+    probe.listen(port, host, () => probe.close(() => resolve()));
+  });
+}
+
+async function serve(node: LogNode, config: NodeConfig, log: (line: string) => void, onFatal?: (reason: string) => void): Promise<RunningNode> {
   if (onFatal) node.on('fatal', onFatal);
   const api = createApiServer(node);
   node.on('warn', (m: string) => log(`warning: ${m}`));

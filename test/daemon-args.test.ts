@@ -1,4 +1,6 @@
 import test from 'ava';
+import { createServer } from 'node:net';
+import type { AddressInfo } from 'node:net';
 import { spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { writeFile } from 'node:fs/promises';
@@ -74,6 +76,26 @@ test('bad flags: loglogd exits 1 with one line naming the flag, and creates noth
   }
   t.false(existsSync(data));
   t.false(existsSync('true'), 'a value-less --data once became a directory named "true"');
+});
+
+test('cluster settings are checked before anything is created: this node among the peers, each id once, real URLs, a secret; a port in use too', async (t) => {
+  const env = { LOGLOG_CLUSTER_SECRET: 's' };
+  const bad = (argv: string[], message: RegExp, e: NodeJS.ProcessEnv = env) => t.throws(() => loadConfig(parseDaemonArgv(argv), e), { message }, argv.join(' '));
+  bad(['--id', 'n1', '--peers', 'n1=http://a:1,n1=http://b:2'], /--peers names n1 twice/);
+  bad(['--id', 'n1', '--peers', 'n1=http://a:1,n2=notaurl'], /--peers n2: "notaurl" is not a URL like http:\/\/host:7401/);
+  bad(['--id', 'n3', '--peers', 'n1=http://a:1,n2=http://b:2'], /--peers must list this node \(n3\) too/);
+  bad(['--id', 'n1', '--peers', 'n1=http://a:1,n2=http://b:2'], /a cluster needs a shared secret/, {});
+
+  const dir = await tempDir(t, 'loglog-args-');
+  const data = join(dir, 'data');
+  const taken = createServer();
+  await new Promise<void>((r) => taken.listen(0, '127.0.0.1', () => r()));
+  const port = (taken.address() as AddressInfo).port;
+  const { code, stderr } = await runLoglogd(['--data', data, '--listen', `127.0.0.1:${port}`]);
+  taken.close();
+  t.is(code, 1, stderr);
+  t.regex(stderr, /^loglogd: cannot listen on 127\.0\.0\.1:\d+ \(EADDRINUSE\): another process has it; pick another --listen port\n$/);
+  t.false(existsSync(data), 'no data directory, no log, no lock');
 });
 
 test('flags override the config file, which overrides the defaults', async (t) => {

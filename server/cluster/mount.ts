@@ -7,13 +7,9 @@ import { WsPeerTransport } from './peer-transport.ts';
 import { parseOffset } from '../http/params.ts';
 import { sendBytes } from '../http/respond.ts';
 
+/** `config` was checked by loadConfig (this node among the peers, a secret). */
 export function mountCluster(node: LogNode, api: ApiServer, config: NodeConfig, log: (line: string) => void): WsPeerTransport {
-  if (!config.peers.some((p) => p.id === config.id)) {
-    throw new LogError('bad_request', `--peers must list this node (${config.id}) too, e.g. ${config.id}=http://${config.host}:${config.port}`);
-  }
-  if (!config.clusterSecret) {
-    throw new LogError('bad_request', 'a cluster needs a shared secret: pass --cluster-secret or set LOGLOG_CLUSTER_SECRET on every node');
-  }
+  if (!config.clusterSecret) throw new LogError('internal', 'mountCluster: no cluster secret (loadConfig checks it)');
   const transport = new WsPeerTransport({
     self: config.id, peers: config.peers, secret: config.clusterSecret, log,
     onMessage: (from, msg) => node.step({ type: 'message', from, msg }),

@@ -139,7 +139,13 @@ export class DirLock {
     const content = `${JSON.stringify(me)}\n`;
     // Per host and pid: two containers on one volume may both be pid 1.
     const mine = `${file}.${me.host}.${process.pid}`;
-    fs.writeFileSync(mine, content);
+    try {
+      fs.writeFileSync(mine, content);
+    } catch (e) {
+      unlinkIfExistsSync(mine); // a part written before the disk filled up
+      const code = (e as NodeJS.ErrnoException).code ?? (e as Error).message;
+      throw new LogError('internal', `cannot write in the data directory ${dir} (${code}): check that it is writable by this user and that its disk has free space`, {}, { cause: e });
+    }
     try {
       for (let attempt = 0; attempt < 3; attempt++) {
         if (place(mine, file, content)) return new DirLock(file, content);
