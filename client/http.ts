@@ -54,6 +54,11 @@ export function abortedError(signal?: AbortSignal): LogError {
   return new LogError('aborted', 'the operation was aborted', {}, { cause: signal?.reason });
 }
 
+/** `bad_response`: `server` answered `what` in a way no loglogd does. */
+export function notLoglog(server: string, what: string, how: string, cause?: unknown): LogError {
+  return new LogError('bad_response', `${server} answered ${what} ${how}: is it a loglogd? (check the address)`, { server }, { cause });
+}
+
 /** Converts anything thrown by undici (or a body read) into a LogError. */
 export function toLogError(e: unknown, server: string, signal?: AbortSignal): LogError {
   if (e instanceof LogError) return e;
@@ -190,14 +195,21 @@ export class Transport {
     throw err;
   }
 
-  /** Like {@link request}, parsing the body as JSON. */
-  async json<T>(server: string, req: HttpRequest): Promise<T> {
+  /**
+   * Like {@link request}, parsing the body as JSON; `shape` names the fields the answer must
+   * have (a number or a string each), so that another server's 200 is not taken for loglog's.
+   */
+  async json<T>(server: string, req: HttpRequest, shape: Record<string, 'number' | 'string'> = {}): Promise<T> {
     const res = await this.request(server, req);
+    let v: unknown;
     try {
-      return JSON.parse(res.body.toString('utf8')) as T;
+      v = JSON.parse(res.body.toString('utf8'));
     } catch (e) {
-      throw new LogError('internal', `${server}: invalid JSON in the answer to ${req.method} ${req.path}`, { server }, { cause: e });
+      throw notLoglog(server, `${req.method} ${req.path}`, 'with something that is not JSON', e);
     }
+    const missing = Object.entries(shape).filter(([k, type]) => typeof (v as Record<string, unknown> | null)?.[k] !== type).map(([k]) => k);
+    if (typeof v !== 'object' || v === null || missing.length > 0) throw notLoglog(server, `${req.method} ${req.path}`, `without ${missing.join(', ') || 'a JSON object'}`);
+    return v as T;
   }
 
   /** Closes every pool (in-flight requests finish first). */

@@ -27,7 +27,7 @@ import { setTimeout as sleepTimer } from 'node:timers/promises';
 import { LogError } from '../spec/errors.ts';
 import type { ErrorDetails } from '../spec/errors.ts';
 import { FrameError, crc32c, frameSize, kindName, parseFrames, decodeHeader } from '../spec/frame.ts';
-import { DEFAULT_REQUEST_TIMEOUT_MS, Transport, abortedError, normalizeServer, toLogError } from './http.ts';
+import { DEFAULT_REQUEST_TIMEOUT_MS, Transport, abortedError, normalizeServer, notLoglog, toLogError } from './http.ts';
 import type { TransportOptions } from './http.ts';
 import { TailSocket } from './tail-socket.ts';
 import type {
@@ -84,6 +84,8 @@ const DOWN_MS = 2_000;
 const MIN_COMMIT_WAIT_MS = 1_000;
 /** Upload copies in flight per follower before the client stops offloading to it. */
 const MAX_UPLOAD_BYTES_IN_FLIGHT = 64 << 20;
+/** What every `/v1/status` answer has (another server's 200 must not pass for a member). */
+const STATUS_SHAPE = { id: 'string', role: 'string', term: 'number', commit: 'number' } as const;
 /** How long close() lets upload copies still out finish before it stops them. */
 const UPLOAD_GRACE_MS = 1000;
 const DEFAULT_WAIT_MS = 10_000;
@@ -327,7 +329,7 @@ export class LogClient {
   private askOtherMembers(asked: readonly string[], signal: AbortSignal): void {
     for (const m of this.members) {
       if (asked.includes(m)) continue;
-      this.transport.json<ServerStatus>(m, { method: 'GET', path: '/v1/status', signal: AbortSignal.any([signal, this.closing.signal]) }).then(
+      this.transport.json<ServerStatus>(m, { method: 'GET', path: '/v1/status', signal: AbortSignal.any([signal, this.closing.signal]) }, STATUS_SHAPE).then(
         (st) => { if (typeof st.maxEntryBytes === 'number') this.noteMaxEntry(st.maxEntryBytes); },
         () => {},
       );
@@ -349,7 +351,7 @@ export class LogClient {
         resolve();
       };
       for (const s of seeds) {
-        this.transport.json<ServerStatus>(s, { method: 'GET', path: '/v1/status', signal: sig }).then(
+        this.transport.json<ServerStatus>(s, { method: 'GET', path: '/v1/status', signal: sig }, STATUS_SHAPE).then(
           (st) => {
             this.learn(s, st, !done);
             if (!done && this.discovered) finish();
@@ -502,7 +504,7 @@ export class LogClient {
       if (!this.offloading) headers['x-loglog-copies'] = 'none';
       // The leader's copy goes out first: it gates everything (the followers can only write
       // their copies once the leader has sequenced the entry and sent them its metadata).
-      const post = this.transport.json<AppendResult>(server, { method: 'POST', path: '/v1/append', headers, body: data, signal: opts.signal });
+      const post = this.transport.json<AppendResult>(server, { method: 'POST', path: '/v1/append', headers, body: data, signal: opts.signal }, { offset: 'number', end: 'number', term: 'number' });
       if (this.offloading) this.uploadCopies(server, uploadId, data, crc, copies);
       try {
         const res = await post;
@@ -690,8 +692,11 @@ export class LogClient {
       signal: q.signal,
       longPollMs: q.wait,
     });
+    const announced = headerNumber(res.headers['x-loglog-commit']);
+    // Every loglogd read says its commit end; bytes without it are not frames of ours.
+    if (announced === undefined) throw notLoglog(server, 'GET /v1/read', 'without an x-loglog-commit header');
     const { entries, next } = verifyFrames(res.body, offset, server);
-    const commit = headerNumber(res.headers['x-loglog-commit']) ?? next;
+    const commit = announced;
     return { server, entries, next, commit: Math.max(commit, next) };
   }
 
@@ -844,7 +849,7 @@ export class LogClient {
         path: '/v1/end',
         query: { linearizable: opts.linearizable ? 1 : undefined },
         signal: opts.signal,
-      }),
+      }, { start: 'number', end: 'number' }),
     );
     return { start: r.start, end: r.end };
   }
@@ -858,7 +863,7 @@ export class LogClient {
   async status(opts: { server?: string; signal?: AbortSignal } = {}): Promise<ServerStatus> {
     const pinned = opts.server ? normalizeServer(opts.server) : undefined;
     return this.withRetry('read', opts.signal, pinned, (server) =>
-      this.transport.json<ServerStatus>(server, { method: 'GET', path: '/v1/status', signal: opts.signal }),
+      this.transport.json<ServerStatus>(server, { method: 'GET', path: '/v1/status', signal: opts.signal }, STATUS_SHAPE),
     );
   }
 
@@ -869,7 +874,7 @@ export class LogClient {
   async trim(before: number, opts: { signal?: AbortSignal } = {}): Promise<number> {
     assertOffset('before', before);
     const r = await this.withRetry('leader', opts.signal, undefined, (server) =>
-      this.transport.json<{ start: number }>(server, { method: 'POST', path: '/v1/trim', query: { before }, signal: opts.signal }),
+      this.transport.json<{ start: number }>(server, { method: 'POST', path: '/v1/trim', query: { before }, signal: opts.signal }, { start: 'number' }),
     );
     return r.start;
   }
@@ -886,7 +891,7 @@ export class LogClient {
   }
 
   private fateAt(server: string, uploadId: string, after: number, signal?: AbortSignal): Promise<Fate> {
-    return this.transport.json<Fate>(server, { method: 'GET', path: `/v1/fate/${encodeURIComponent(uploadId)}?after=${after}`, signal });
+    return this.transport.json<Fate>(server, { method: 'GET', path: `/v1/fate/${encodeURIComponent(uploadId)}?after=${after}`, signal }, { state: 'string' });
   }
 
   /**
@@ -929,7 +934,7 @@ export class LogClient {
       if (!this.idToUrl.has(hint)) {
         await Promise.all(this.members.map(async (s) => {
           try {
-            const st = await this.transport.json<ServerStatus>(s, { method: 'GET', path: '/v1/status', signal });
+            const st = await this.transport.json<ServerStatus>(s, { method: 'GET', path: '/v1/status', signal }, STATUS_SHAPE);
             if (typeof st.id === 'string') this.idToUrl.set(st.id, s);
             const lu = asUrl(st.leaderUrl);
             if (typeof st.leader === 'string' && lu) this.idToUrl.set(st.leader, lu);

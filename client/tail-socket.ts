@@ -4,8 +4,8 @@
  * {@link LogError}s, and ending the iteration (break, return, abort) closes it cleanly.
  */
 import WebSocket from 'ws';
-import { LogError } from '../spec/errors.ts';
-import { abortedError } from './http.ts';
+import { LogError, errorOfBody } from '../spec/errors.ts';
+import { abortedError, notLoglog } from './http.ts';
 
 const HIGH_WATER = 16;
 const LOW_WATER = 4;
@@ -84,7 +84,9 @@ export class TailSocket implements AsyncIterable<Buffer> {
         } catch {
           // not JSON
         }
-        const e = LogError.fromBody(res.statusCode ?? 500, body);
+        // A loglogd refuses a tail with its JSON error; anything else is another server.
+        const status = res.statusCode ?? 0;
+        const e = errorOfBody(body) ? LogError.fromBody(status, body) : status >= 500 ? LogError.fromBody(status, body) : notLoglog(server, 'the WebSocket upgrade of /v1/tail', `with HTTP ${status}`);
         e.details.server ??= server;
         this.fail(e);
       });

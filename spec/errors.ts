@@ -36,6 +36,9 @@ export const ERROR_CODES = {
   unconfirmed: { status: 504, retriable: false },
   disk_full: { status: 507, retriable: true },
   network: { status: 0, retriable: true },
+  // Client side: the answer is not one a loglogd gives (another web server, a proxy's page):
+  // the address is wrong, and asking again will not help.
+  bad_response: { status: 0, retriable: false },
   // Client side: an append failed after an earlier attempt that may have been written (its
   // answer was lost). Ask `fate(uploadId)` before appending it again.
   outcome_unknown: { status: 0, retriable: false },

@@ -177,3 +177,30 @@ test('close() does not wait out a frozen member: background status asks and foll
   t.is((e as LogError | null)?.code, 'aborted');
   for (const f of [a, frozen]) { f.server.closeAllConnections(); f.server.close(); }
 });
+
+test('a server that is not a loglogd (a 200 of its own, JSON or HTML) is bad_response at once, never an acknowledgement', async (t) => {
+  const { Producer } = await import('../client/producer.ts');
+  for (const kind of ['json', 'html'] as const) {
+    const f = await fake();
+    f.handler = (_req, res) => {
+      if (kind === 'json') return json(res, 200, { ok: true });
+      res.writeHead(200, { 'content-type': 'text/html' });
+      res.end('<html>welcome</html>');
+    };
+    const client = new LogClient({ servers: [f.url], retry: { retries: 2, minDelayMs: 1, maxDelayMs: 5 } });
+    const expectBad = async (what: string, p: Promise<unknown>) => {
+      const e = await t.throwsAsync(p, { instanceOf: LogError }, `${kind} ${what}`);
+      t.is(e?.code, 'bad_response', `${kind} ${what}: ${e?.message}`);
+      t.regex(e?.message ?? '', /is it a loglogd\?/);
+    };
+    await expectBad('append', client.append(Buffer.from('x')));
+    await expectBad('end', client.end());
+    await expectBad('read', (async () => { for await (const _ of client.read(0)) { /* none */ } })());
+    await expectBad('tail', (async () => { for await (const _ of client.tail(0, { signal: AbortSignal.timeout(5000) })) { /* none */ } })());
+    const producer = new Producer({ client });
+    await expectBad('producer', producer.send(Buffer.from('r')));
+    await producer.close().catch(() => {});
+    await client.close();
+    f.server.closeAllConnections(); f.server.close();
+  }
+});

@@ -29,6 +29,8 @@ function hint(e: LogError, servers: readonly string[]): string | null {
       return `is loglogd running at ${servers.join(', ')}? start it with \`npm start\`, or point --server / LOGLOG_SERVERS at it`;
     case 'unconfirmed':
       return 'see which replica is down with `loglog status`';
+    case 'bad_response':
+      return 'check --server (or LOGLOG_SERVERS): it should name loglogd nodes';
     case 'outcome_unknown':
       return 'look for it with `loglog read` near the commit end before appending it again';
     case 'trimmed':
