@@ -440,7 +440,8 @@ export class LogClient {
    * results in input order). Resolves once the entry is durable per the ack level.
    *
    * Entries of one array call are not ordered among themselves in the log; append them one
-   * at a time (or pack them into one envelope) when their order matters.
+   * at a time (or pack them into one envelope) when their order matters. If one fails, the
+   * error's `details.results` says which landed (see appendEach).
    */
   append(data: Uint8Array, opts?: AppendOptions): Promise<AppendResult>;
   append(data: Uint8Array[], opts?: AppendOptions): Promise<AppendResult[]>;
@@ -450,9 +451,25 @@ export class LogClient {
       if (opts.uploadId !== undefined || opts.crc32c !== undefined) {
         return Promise.reject(new LogError('bad_request', `${opts.uploadId !== undefined ? 'uploadId' : 'crc32c'} applies to a single entry, not an array`));
       }
-      return Promise.all(data.map((d) => this.appendOne(d, opts)));
+      return this.appendEach(data, opts);
     }
     return this.appendOne(data, opts);
+  }
+
+  /**
+   * Several entries, each appended on its own (concurrently). If any fails, the error is the
+   * first failure's, and says which entries landed: `details.results` has, per index, the
+   * entry's AppendResult or null. Appending the whole array again would duplicate those.
+   */
+  private async appendEach(data: Uint8Array[], opts: AppendOptions): Promise<AppendResult[]> {
+    const settled = await Promise.allSettled(data.map((d) => this.appendOne(d, opts)));
+    const failed = settled.findIndex((r) => r.status === 'rejected');
+    if (failed < 0) return settled.map((r) => (r as PromiseFulfilledResult<AppendResult>).value);
+    const results = settled.map((r) => (r.status === 'fulfilled' ? r.value : null));
+    const landed = results.filter((r) => r !== null).length;
+    const cause = (settled[failed] as PromiseRejectedResult).reason;
+    const e = cause instanceof LogError ? cause : new LogError('internal', String(cause));
+    throw new LogError(e.code, `entry ${failed} of ${data.length}: ${e.message}; ${landed} of the entries were appended (details.results: each one's result, or null): append only the failed ones again`, { ...e.details, index: failed, results }, { cause });
   }
 
   private async appendOne(data: Uint8Array, opts: AppendOptions): Promise<AppendResult> {

@@ -204,3 +204,27 @@ test('a server that is not a loglogd (a 200 of its own, JSON or HTML) is bad_res
     f.server.closeAllConnections(); f.server.close();
   }
 });
+
+test('an array append with a failed entry says which entries landed, so that only the failed ones are sent again', async (t) => {
+  const a = await fake();
+  let n = 0;
+  a.handler = (_req, res, body, path) => {
+    if (path === '/v1/status') return json(res, 200, { id: 'a', role: 'leader', term: 1, leader: 'a', start: 0, end: 0, commit: 0, durable: 0, segments: 1, bytes: 0, peers: [] });
+    if (path === '/v1/append') {
+      if (body.length > 100) return json(res, 413, { error: { code: 'too_large', message: 'entry too large', max: 100 } });
+      const offset = 1000 * ++n;
+      return json(res, 200, { offset, end: offset + 33 + body.length, term: 1 });
+    }
+    json(res, 404, { error: { code: 'not_found', message: 'no' } });
+  };
+  const client = new LogClient({ servers: [a.url] });
+  const e = await t.throwsAsync(client.append([Buffer.from('a'), Buffer.alloc(500), Buffer.from('c')]), { instanceOf: LogError });
+  await client.close(); a.server.close();
+  t.is(e?.code, 'too_large');
+  t.is(e?.details.index, 1);
+  const results = e?.details.results as ({ offset: number } | null)[];
+  t.is(results.length, 3);
+  t.is(results[1], null);
+  t.truthy(results[0] && results[2]);
+  t.regex(e?.message ?? '', /entry 1 of 3: .*2 of the entries were appended/);
+});
