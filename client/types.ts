@@ -93,7 +93,11 @@ export interface ReadOptions {
   onOutage?: (error: LogError) => void;
   /** Long-poll time per request in ms when following (default 10 000). */
   waitMs?: number;
-  /** Ask the replica to answer only once its commit end is at least this (read your writes). */
+  /**
+   * Ask the replica to answer only once its commit end is at least this. The client's own
+   * acknowledged appends are always waited for (read your writes); another client's are
+   * not: pass `await client.end({ linearizable: true })` to read all that was acknowledged.
+   */
   minCommit?: number;
   /** Also yield noop, config and aborted entries (default: data entries only). */
   all?: boolean;
