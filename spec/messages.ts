@@ -91,7 +91,7 @@ export type FateState = 'committed' | 'aborted' | 'pending' | 'unknown' | 'forgo
 export type ReplyResult =
   | { type: 'appended'; offset: number; end: number; term: number }
   | { type: 'readIndex'; end: number }
-  | { type: 'fate'; state: FateState; offset?: number; end?: number; since?: number }
+  | { type: 'fate'; state: FateState; offset?: number; end?: number; term?: number; since?: number }
   | { type: 'error'; code: ErrorCode; message: string; details?: ErrorDetails };
 
 export type Effect =

@@ -414,7 +414,7 @@ test('a lost append reply is resolved through fate, not by appending twice', asy
   t.is(log.frames.length, 1, 'not appended twice');
   t.deepEqual(r, { offset: 0, end: frameSize(4), term: 1 });
   t.true(a.hits.some((h) => h.startsWith('GET /v1/fate/')));
-  t.deepEqual(await c.fate(String(a.headers[0]['x-loglog-upload-id'])), { state: 'committed', offset: 0, end: frameSize(4) });
+  t.like(await c.fate(String(a.headers[0]['x-loglog-upload-id'])), { state: 'committed', offset: 0, end: frameSize(4) });
   t.deepEqual(await c.fate('never-seen'), { state: 'unknown' });
 });
 

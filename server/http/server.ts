@@ -54,7 +54,7 @@ export function createApiServer(node: LogNode): ApiServer {
     const r = await node.fate(id, after);
     const err = node.replyError(r);
     if (err) throw err;
-    sendJson(res, 200, r.type === 'fate' ? { state: r.state, offset: r.offset, end: r.end, since: r.since } : {});
+    sendJson(res, 200, r.type === 'fate' ? { state: r.state, offset: r.offset, end: r.end, term: r.term, since: r.since } : {});
   });
 
   // Upgrades are handled apart (server.on('upgrade')); this only makes the path known, so a
