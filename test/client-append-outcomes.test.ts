@@ -73,7 +73,9 @@ test('client.close() while a possibly written append waits to retry: aborted, wi
   };
   const client = new LogClient({ servers: [a.url], retry: { retries: 4, minDelayMs: 400, maxDelayMs: 400 } });
   const p = client.append(Buffer.from('x'));
-  await new Promise((r) => setTimeout(r, 100));
+  // Closed once the append went out (a sleep here lost the race on a busy machine: closed
+  // before anything was sent, the append is plainly aborted).
+  await until('the append was sent', 10_000, () => (a.log.includes('POST /v1/append') ? true : undefined));
   await client.close();
   const e = await t.throwsAsync(p);
   a.server.close();
