@@ -19,6 +19,7 @@
  * leaves a gap that later batches land after, unless `stopOnError` is set.
  */
 import { LogError } from '../spec/errors.ts';
+import { abortedError } from './http.ts';
 import { batchSize, encodeBatch, envelopeCrc } from './envelope.ts';
 import type { Acks, AppendOptions, AppendResult, RecordPosition } from './types.ts';
 
@@ -67,6 +68,28 @@ interface Pending {
   record: Uint8Array;
   resolve: (p: RecordPosition) => void;
   reject: (e: unknown) => void;
+  /** Drops the abort listener of a send waiting for room. */
+  unlisten?: () => void;
+}
+
+/** Calls `onAbort` when `signal` aborts; returns what removes the listener. */
+function untilAborted(signal: AbortSignal, onAbort: () => void): () => void {
+  signal.addEventListener('abort', onAbort, { once: true });
+  return () => signal.removeEventListener('abort', onAbort);
+}
+
+/** Waits to be called from `waiters`, or rejects `aborted` when `signal` aborts first. */
+function waitFor(waiters: (() => void)[], signal?: AbortSignal): Promise<void> {
+  if (signal?.aborted) return Promise.reject(abortedError(signal));
+  return new Promise<void>((resolve, reject) => {
+    const unlisten = signal ? untilAborted(signal, () => {
+      const i = waiters.indexOf(wake);
+      if (i >= 0) waiters.splice(i, 1);
+      reject(abortedError(signal));
+    }) : undefined;
+    const wake = () => { unlisten?.(); resolve(); };
+    waiters.push(wake);
+  });
 }
 
 /** Parallel arrays rather than one object per record: the per-record path is the hot one. */
@@ -159,9 +182,10 @@ export class Producer {
 
   /**
    * Queues one record. Resolves with the record's position once its entry is acknowledged;
-   * waits first (backpressure) while too many bytes are buffered.
+   * waits first (backpressure) while too many bytes are buffered. `signal` stops that wait
+   * (rejecting `aborted`, the record not sent); a record already accepted goes with its batch.
    */
-  send(record: Uint8Array): Promise<RecordPosition> {
+  send(record: Uint8Array, opts?: { signal?: AbortSignal }): Promise<RecordPosition> {
     if (this.stopped) return Promise.reject(this.stopped);
     if (this.closed) return Promise.reject(new LogError('aborted', 'the producer is closed'));
     if (!(record instanceof Uint8Array)) return Promise.reject(new LogError('bad_request', 'send takes a Uint8Array'));
@@ -173,9 +197,25 @@ export class Producer {
       if (this.stopOnError) this.stopped ??= notAppended('an earlier record was refused', err);
       return Promise.reject(err);
     }
+    const signal = opts?.signal;
+    if (signal?.aborted) return Promise.reject(abortedError(signal));
     return new Promise<RecordPosition>((resolve, reject) => {
-      if (this.blocked.length === 0 && this.hasRoom(record.byteLength)) this.admit(record, resolve, reject);
-      else this.blocked.push({ record, resolve, reject });
+      if (this.blocked.length === 0 && this.hasRoom(record.byteLength)) {
+        this.admit(record, resolve, reject);
+        return;
+      }
+      const p: Pending = { record, resolve, reject };
+      if (signal) {
+        // Only the wait for room is stopped: an accepted record goes with its batch.
+        p.unlisten = untilAborted(signal, () => {
+          const i = this.blocked.indexOf(p);
+          if (i < 0) return;
+          this.blocked.splice(i, 1);
+          reject(abortedError(signal));
+          this.afterRoom();
+        });
+      }
+      this.blocked.push(p);
     });
   }
 
@@ -184,28 +224,31 @@ export class Producer {
     return this.blocked.length === 0 && this.buffered < this.maxBufferedBytes;
   }
 
-  /** Resolves when {@link writable} (at once if it already is). */
-  whenWritable(): Promise<void> {
+  /** Resolves when {@link writable} (at once if it already is); `signal` stops the wait. */
+  whenWritable(opts?: { signal?: AbortSignal }): Promise<void> {
     if (this.writable) return Promise.resolve();
-    return new Promise((resolve) => this.writableWaiters.push(resolve));
+    return waitFor(this.writableWaiters, opts?.signal);
   }
 
-  /** Seals the open batch now and resolves when every record sent so far has settled. */
-  async flush(): Promise<void> {
+  /**
+   * Seals the open batch now and resolves when every record sent so far has settled.
+   * `signal` stops the wait (rejecting `aborted`), not the appends under way.
+   */
+  async flush(opts?: { signal?: AbortSignal }): Promise<void> {
     this.flushing++;
     try {
       if (this.open) this.seal();
       this.pump();
-      if (!this.idle()) await new Promise<void>((resolve) => this.idleWaiters.push(resolve));
+      if (!this.idle()) await waitFor(this.idleWaiters, opts?.signal);
     } finally {
       this.flushing--;
     }
   }
 
-  /** Flushes, then refuses further sends. Does not close the client. */
-  async close(): Promise<void> {
+  /** Flushes, then refuses further sends. Does not close the client. `signal` as for flush. */
+  async close(opts?: { signal?: AbortSignal }): Promise<void> {
     this.closed = true;
-    await this.flush();
+    await this.flush(opts);
   }
 
   /** Activity counters (a snapshot). */
@@ -338,7 +381,10 @@ export class Producer {
       this.counters.failed += b.records.length;
       for (const reject of b.rejects) reject(this.stopped);
     }
-    for (const p of this.blocked.splice(0)) p.reject(this.stopped);
+    for (const p of this.blocked.splice(0)) {
+      p.unlisten?.();
+      p.reject(this.stopped);
+    }
   }
 
   private settle(b: Batch, r: AppendResult | null, err: unknown, entryBytes = 0): void {
@@ -358,11 +404,17 @@ export class Producer {
     this.afterSlot();
   }
 
-  /** An append slot is free again: admit waiting records, send what is due, wake waiters. */
+  /** An append slot is free again. */
   private afterSlot(): void {
     this.inFlight--;
+    this.afterRoom();
+  }
+
+  /** Room or a slot was freed: admit waiting records, send what is due, wake waiters. */
+  private afterRoom(): void {
     while (this.blocked.length > 0 && this.hasRoom(this.blocked[0].record.byteLength)) {
       const p = this.blocked.shift()!;
+      p.unlisten?.();
       this.admit(p.record, p.resolve, p.reject);
     }
     if (this.flushing > 0 && this.open) this.seal();

@@ -257,3 +257,33 @@ test('invalid options are rejected', (t) => {
   t.throws(() => new Producer({ client, digest: 'md5' as never }), { instanceOf: LogError, message: /unsupported digest/ });
   t.throws(() => new Producer({} as never), { instanceOf: LogError });
 });
+
+test('a signal stops a send waiting for buffer space (the record is not sent), and the waits of whenWritable, flush and close; an accepted record still goes', async (t) => {
+  const client = new FakeClient(false);
+  const p = new Producer({ client, lingerMs: 0, maxBatchBytes: 1 << 20, maxBufferedBytes: 150, maxInFlight: 8 });
+  const first = p.send(Buffer.alloc(100, 1));
+  await sleep(5);
+  const ac = new AbortController();
+  const waiting = p.send(Buffer.alloc(100, 2), { signal: ac.signal });
+  const after = p.send(Buffer.alloc(100, 3)); // queued behind the aborted one
+  const writable = p.whenWritable({ signal: ac.signal });
+  const flushed = p.flush({ signal: ac.signal });
+  ac.abort();
+  for (const w of [waiting, writable, flushed]) t.is((await t.throwsAsync(w, { instanceOf: LogError }))?.code, 'aborted');
+  await t.throwsAsync(p.send(Buffer.alloc(1), { signal: ac.signal }), { instanceOf: LogError });
+  client.calls[0].resolve();
+  t.is((await first).index, 0, 'the accepted record went');
+  await sleep(5);
+  client.calls[1].resolve();
+  t.is((await after).index, 0);
+  t.deepEqual(client.calls.map((c) => decodeBatch(c.payload).map((r) => r[0])), [[1], [3]], 'the aborted record was never sent');
+  // close() waits for what is in flight; its signal stops that wait.
+  const last = p.send(Buffer.alloc(10, 4));
+  const closing = new AbortController();
+  const closed = p.close({ signal: closing.signal });
+  closing.abort();
+  t.is((await t.throwsAsync(closed, { instanceOf: LogError }))?.code, 'aborted');
+  await sleep(5);
+  client.calls[2].resolve();
+  t.is((await last).index, 0);
+});
