@@ -11,7 +11,7 @@
  */
 import { LogError } from '../spec/errors.ts';
 import { decodeBatch, looksLikeBatch } from './envelope.ts';
-import type { Entry, ReadOptions, RecordEntry } from './types.ts';
+import type { Entry, FromPosition, ReadOptions, RecordEntry } from './types.ts';
 
 /** How entries map to records. */
 export type EnvelopeMode = 'auto' | 'require' | 'none';
@@ -23,7 +23,7 @@ export interface RecordsOptions extends Omit<ReadOptions, 'all'> {
 
 /** What {@link records} needs of a client. `LogClient` satisfies it. */
 export interface EntryReader {
-  read(from: number, opts?: ReadOptions): AsyncIterable<Entry>;
+  read(from: number | FromPosition, opts?: ReadOptions): AsyncIterable<Entry>;
 }
 
 /**
@@ -58,7 +58,7 @@ export async function* decodeRecords(entries: AsyncIterable<Entry>, mode: Envelo
 }
 
 /** Reads records from entry offset `from` (see {@link EnvelopeMode} for non-envelope entries). */
-export function records(client: EntryReader, from: number, opts: RecordsOptions = {}): AsyncGenerator<RecordEntry> {
+export function records(client: EntryReader, from: number | FromPosition, opts: RecordsOptions = {}): AsyncGenerator<RecordEntry> {
   const { envelope, ...readOpts } = opts;
   return decodeRecords(client.read(from, readOpts), envelope ?? 'auto');
 }

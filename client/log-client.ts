@@ -31,7 +31,7 @@ import { DEFAULT_REQUEST_TIMEOUT_MS, Transport, abortedError, normalizeServer, n
 import type { TransportOptions } from './http.ts';
 import { TailSocket } from './tail-socket.ts';
 import type {
-  Acks, AppendOptions, AppendResult, Bounds, CorruptionReport, Entry, EntryKind, Fate, ReadOptions,
+  Acks, AppendOptions, AppendResult, Bounds, CorruptionReport, Entry, EntryKind, Fate, FromPosition, ReadOptions,
   RetryOptions, ServerStatus, TailOptions,
 } from './types.ts';
 
@@ -609,8 +609,9 @@ export class LogClient {
   // ---------------------------------------------------------------- read
 
   /**
-   * Reads entries from `from` (an entry offset, e.g. 0, the log start or an `end` of an
-   * earlier entry). Yields data entries only (noop/config/aborted are skipped unless `all`).
+   * Reads entries from `from`: an entry offset (e.g. 0, or an `end` of an earlier entry), or
+   * `'start'` (the log start now, wherever trims left it: Kafka's "earliest") or `'end'` (the
+   * commit end: "latest"). Yields data entries only (noop/config/aborted are skipped unless `all`).
    * Without `follow`, stops at the commit end seen by the first request (or `to`).
    *
    * Each call reads from one replica (the next in round robin, moving on if it fails). The
@@ -621,8 +622,8 @@ export class LogClient {
    * @throws LogError `trimmed` (details.start), `bad_offset`, `out_of_range`,
    *   `checksum_mismatch` (details.offset, details.replica) when no replica serves good bytes.
    */
-  async *read(from: number, opts: ReadOptions = {}): AsyncGenerator<Entry> {
-    assertOffset('from', from);
+  async *read(start: number | FromPosition, opts: ReadOptions = {}): AsyncGenerator<Entry> {
+    const from = await this.position(start, opts.signal);
     if (opts.to !== undefined) assertOffset('to', opts.to);
     if (opts.minCommit !== undefined) assertOffset('minCommit', opts.minCommit);
     const limit = opts.limit ?? DEFAULT_LIMIT;
@@ -755,17 +756,25 @@ export class LogClient {
     }
   }
 
+  /** An offset to read from: as given, or the log's start or commit end now. */
+  private async position(from: number | FromPosition, signal?: AbortSignal): Promise<number> {
+    if (from === 'start' || from === 'end') return (await this.bounds({ signal }))[from];
+    assertOffset('from', from);
+    return from;
+  }
+
   // ---------------------------------------------------------------- tail
 
   /**
-   * Follows the log live over the WebSocket `/v1/tail?offset=from`, yielding entries as they
+   * Follows the log live over the WebSocket `/v1/tail?offset=from` (`from` as for
+   * {@link read}: an offset, `'start'` or `'end'`), yielding entries as they
    * commit. Verifies and skips like {@link read}; reconnects (with backoff) when the socket
    * drops, for as long as the servers are down (`onOutage` hears of it). Ends only on a
    * non-retriable error or when `signal` aborts (the socket is closed cleanly and the
    * iteration throws `aborted`); breaking out of the loop also closes it.
    */
-  async *tail(from: number, opts: TailOptions = {}): AsyncGenerator<Entry> {
-    assertOffset('from', from);
+  async *tail(start: number | FromPosition, opts: TailOptions = {}): AsyncGenerator<Entry> {
+    const from = await this.position(start, opts.signal);
     const pinned = opts.server ? normalizeServer(opts.server) : undefined;
     if (!pinned) await this.ensureDiscovered(opts.signal);
     let server = pinned ?? this.nextReader();

@@ -73,6 +73,9 @@ export interface Entry {
   payload: Buffer;
 }
 
+/** Where a read or tail may start besides an offset: the log start or the commit end, as of the call. */
+export type FromPosition = 'start' | 'end';
+
 /** Options of `LogClient.read`. */
 export interface ReadOptions {
   /** Bytes per read request (the server still sends at least one whole frame). Default 1 MiB. */

@@ -226,3 +226,21 @@ test.serial('a single loglogd behind a three-address server list: the CLI works 
   t.is(end.code, 0, end.err);
   t.regex(end.out, /^\d+\n$/);
 });
+
+test.serial('read and tail from "start" (wherever trims left it) and "end" (only what comes next)', async (t) => {
+  const n = await startNode(t, { args: ['--segment-bytes', '4KiB'] });
+  const sdk = client(t, [n.url]);
+  for (let i = 0; i < 12; i++) await sdk.append(Buffer.alloc(1000, i));
+  const start = await sdk.trim(6000);
+  const fromStart = await collect(sdk.read('start'));
+  t.is(fromStart[0].offset, start);
+  await t.throwsAsync(collect(sdk.read(0)), { instanceOf: LogError, message: /trimmed|below/ });
+  const ac = new AbortController();
+  const tailed: string[] = [];
+  const tail = (async () => { for await (const e of sdk.tail('end', { signal: ac.signal })) { tailed.push(e.payload.toString()); ac.abort(); } })().catch(() => {});
+  // Appends until the tail sees one: whichever it is, it is new, never one of the old entries.
+  let k = 0;
+  await until('the tail yields', 10_000, async () => { await sdk.append(Buffer.from(`next-${k++}`)); return tailed.length > 0 || undefined; });
+  await tail;
+  t.regex(tailed[0], /^next-\d+$/);
+});
