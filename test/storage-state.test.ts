@@ -98,3 +98,12 @@ test('a second sync does not resolve before the fdatasync covering its writes', 
   t.true(firstDone, `the second sync resolved with durable=${log.durable} while the first fdatasync was still running`);
   await first;
 });
+
+test('a data-directory file that cannot be read (a directory in its place) is named in the error', async (t) => {
+  const { readFileOrNullSync } = await import('../server/storage/fs-util.ts');
+  const dir = await tmpDir(t);
+  const p = (await import('node:path')).join(dir, 'hardstate');
+  (await import('node:fs')).mkdirSync(p);
+  t.throws(() => readFileOrNullSync(p), { message: new RegExp(`^${p.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}: EISDIR`) });
+  t.is(readFileOrNullSync(`${p}-none`), null);
+});

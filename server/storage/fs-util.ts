@@ -118,8 +118,11 @@ export function readFileOrNullSync(file: string): Buffer | null {
   try {
     return fs.readFileSync(file);
   } catch (e) {
-    if ((e as NodeJS.ErrnoException).code === 'ENOENT') return null;
-    throw e;
+    const err = e as NodeJS.ErrnoException;
+    if (err.code === 'ENOENT') return null;
+    // Node's message for EISDIR, EACCES, EIO on a read names no file: say which.
+    if (!err.message.includes(file)) err.message = `${file}: ${err.message}`;
+    throw err;
   }
 }
 
