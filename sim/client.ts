@@ -3,7 +3,9 @@
  * body to the node they believe leads and upload copies to every other node (copies arrive
  * late, never, or corrupted per the run's mix; bodies stall, break off when the client
  * dies, or arrive corrupted). They follow not-leader redirects and, after losing a reply,
- * ask the append's fate by upload id. Readers read committed frames from random replicas
+ * ask the append's fate by upload id, sending the entry again under the same id when the
+ * leader says it never saw it (as LogClient does: the history then catches a duplicate if
+ * "unknown" was wrong). Readers read committed frames from random replicas
  * and sometimes ask the leader for a linearizable end. Everything lands in the history.
  */
 import type { ReplyResult } from '../spec/messages.ts';
