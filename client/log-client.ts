@@ -23,6 +23,7 @@
  *   at most `retry.retries` times; non-retriable errors are thrown at once.
  */
 import { randomUUID } from 'node:crypto';
+import { setMaxListeners } from 'node:events';
 import { setTimeout as sleepTimer } from 'node:timers/promises';
 import { LogError } from '../spec/errors.ts';
 import type { ErrorDetails } from '../spec/errors.ts';
@@ -269,6 +270,8 @@ export class LogClient {
     this.onCorruption = opts.onCorruption;
     this.leaderUrl = this.members[0];
     this.rr = Math.floor(Math.random() * this.members.length);
+    // One listener per request in flight (undici's): many uploads at once are no leak.
+    setMaxListeners(0, this.closing.signal, this.uploadsStop.signal);
   }
 
   /**

@@ -230,3 +230,28 @@ test('an array append with a failed entry says which entries landed, so that onl
   t.truthy(results[0] && results[2]);
   t.regex(e?.message ?? '', /entry 1 of 3: .*2 of the entries were appended/);
 });
+
+test('many appends at once (each with its upload copies) raise no MaxListenersExceeded warning', async (t) => {
+  const a = await fake();
+  const f = await fake();
+  let n = 0;
+  a.handler = (_req, res, body, path) => {
+    if (path === '/v1/status') return json(res, 200, { id: 'a', role: 'leader', term: 1, leader: 'a', leaderUrl: a.url, start: 0, end: 0, commit: 0, durable: 0, segments: 1, bytes: 0, peers: [{ id: 'a', url: a.url }, { id: 'f', url: f.url }] });
+    const offset = 1000 * n++;
+    json(res, 200, { offset, end: offset + 33 + body.length, term: 1 });
+  };
+  f.handler = (_req, res, _body, path) => {
+    if (path === '/v1/status') return json(res, 200, { id: 'f', role: 'follower', term: 1, leader: 'a', leaderUrl: a.url, start: 0, end: 0, commit: 0, durable: 0, segments: 1, bytes: 0, peers: [{ id: 'a', url: a.url }, { id: 'f', url: f.url }] });
+    json(res, 200, {});
+  };
+  const warnings: string[] = [];
+  const onWarning = (w: Error) => warnings.push(`${w.name}: ${w.message}`);
+  process.on('warning', onWarning);
+  const client = new LogClient({ servers: [a.url] });
+  await Promise.all(Array.from({ length: 40 }, (_, i) => client.append(Buffer.alloc(1000, i))));
+  await client.close();
+  process.off('warning', onWarning);
+  for (const x of [a, f]) { x.server.closeAllConnections(); x.server.close(); }
+  t.true(f.log.filter((l) => l.startsWith('PUT /v1/upload/')).length > 10, 'the copies went out');
+  t.deepEqual(warnings, []);
+});
