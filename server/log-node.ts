@@ -114,7 +114,10 @@ export class LogNode extends EventEmitter {
       throw e;
     }
     const hard = loadHardState(config.dataDir);
-    const fatesFrom = loadFatesFrom(config.dataDir);
+    // No file: a new directory (nothing to forget), or one written before the file existed,
+    // whose records may have been dropped unannounced (all of its log, then).
+    const saved = loadFatesFrom(config.dataDir);
+    const fatesFrom = saved ?? (log.end > log.start ? log.end : 0);
     const members = config.peers.length > 0 ? config.peers.map((p) => p.id) : [config.id];
     const replica = new Replica({
       config: {
@@ -127,7 +130,7 @@ export class LogNode extends EventEmitter {
       random: makeRandom(),
       now: 0,
     });
-    if (replica.fatesFrom > fatesFrom) saveFatesFromSync(config.dataDir, replica.fatesFrom);
+    if (saved === null || replica.fatesFrom > fatesFrom) saveFatesFromSync(config.dataDir, replica.fatesFrom);
     await log.checkpointNow();
     return new LogNode(config, log, replica, fates.file, lock);
   }
@@ -192,7 +195,8 @@ export class LogNode extends EventEmitter {
     switch (e.type) {
       case 'send': this.transport?.send(e.to, e.msg); break;
       case 'persist': saveHardStateSync(this.config.dataDir, { term: e.term, votedFor: e.votedFor }); break;
-      case 'fatesFrom': saveFatesFromSync(this.config.dataDir, e.offset); break;
+      // The file may be higher already: the fates file raises it when it drops records.
+      case 'fatesFrom': saveFatesFromSync(this.config.dataDir, Math.max(e.offset, loadFatesFrom(this.config.dataDir) ?? 0)); break;
       case 'trim':
         this.trimTarget = Math.max(this.trimTarget, e.before);
         this.followTrim();

@@ -1027,6 +1027,9 @@ export class Replica {
     this.matchedEnd = start;
     this.epochs.length = 0;
     for (const e of leaderEpochs) if (e.offset < start) this.epochs.push({ ...e });
+    // Nothing below `start` is here any more, nor are its upload ids (saved first: the
+    // fatesFrom effect goes to the front of this step's effects).
+    this.raiseFatesFrom(start);
     this.out.push({ type: 'reset', to: start });
     this.setCommit(start);
   }

@@ -169,3 +169,33 @@ test('a catch-up copy makes the ids below its end forgotten, and says so (to per
   t.true(kinds.indexOf('fatesFrom') >= 0 && kinds.indexOf('fatesFrom') < kinds.indexOf('copy'));
   t.is(r.fatesFrom, 5000);
 });
+
+test('a follower whose log restarts at the leader\'s start (reset) forgets the ids below it: elected, it says "forgotten", not "unknown"', (t) => {
+  // n2 was down; its log ends at 0. Meanwhile n1 (leader, term 1) took appends, among them
+  // 'x' somewhere in [0, S), committed them, and trimmed the log to S.
+  const S = 10 * frameSize(100);
+  const r = new Replica({
+    config: { ...DEFAULT_CONFIG, id: 'n2', members: ['n1', 'n2', 'n3'] },
+    init: { term: 0, votedFor: null, start: 0, end: 0, epochs: [], tail: [] },
+    random: () => 0.5, now: 0,
+  });
+  const epochs = [{ term: 1, offset: 0 }];
+  // Catch-up instruction carrying the leader's start; the leader's window reaches below S, so `to` = S.
+  run(r, { type: 'message', from: 'n1', msg: { type: 'append', term: 1, prevEnd: 0, prevTerm: 0, entries: [], commit: S, seq: 1, start: S, catchUp: { to: S, epochs, start: S } } });
+  t.is(r.start, S);
+  // Then plain metadata from S on (the leader's window covers it).
+  const e1 = { offset: S, length: 5, term: 1, kind: Kind.Data, crc: 1, uploadId: 'y' };
+  run(r, { type: 'message', from: 'n1', msg: { type: 'append', term: 1, prevEnd: S, prevTerm: 1, entries: [e1], commit: S + frameSize(5), seq: 2, start: S } });
+  t.is(r.end, S + frameSize(5));
+  t.is(r.fatesFrom, S);
+  // n1 dies; n2 is elected (its log is as up to date as n3's).
+  run(r, { type: 'tick', now: 10_000 });
+  run(r, { type: 'message', from: 'n3', msg: { type: 'voteReply', term: 2, pre: true, granted: true } });
+  run(r, { type: 'message', from: 'n3', msg: { type: 'voteReply', term: 2, pre: false, granted: true } });
+  t.is(r.role, 'leader');
+  run(r, { type: 'message', from: 'n3', msg: { type: 'appendReply', term: 2, ok: true, end: r.end, conflictTerm: 0, seq: 1 } });
+  t.is(r.commitEnd, r.end, 'noop of term 2 committed');
+  // A client that knew commit end 0 before appending 'x' (committed in [0, S), then trimmed) asks.
+  const ans = replied(run(r, { type: 'fate', reqId: 9, uploadId: 'x', after: 0 }));
+  t.like(ans, { type: 'fate', state: 'forgotten', since: S });
+});

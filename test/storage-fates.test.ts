@@ -1,5 +1,5 @@
 import test from 'ava';
-import { appendFileSync, readFileSync, writeFileSync } from 'node:fs';
+import { appendFileSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { request } from 'undici';
 import { FatesFile, decodeFates, encodeFate } from '../server/storage/fates-file.ts';
@@ -73,4 +73,22 @@ test('fates lost with the page cache (a power loss) make a restarted node answer
   const bad = await request(`${third.url}/v1/fate/up-b?after=-1`);
   t.is(bad.statusCode, 400);
   await bad.body.dump();
+});
+
+test('a data directory from before the fates-from file existed counts every id in its log as forgotten; a new one, none', async (t) => {
+  const n = await startNode(t);
+  const body = Buffer.from('old format');
+  const r = await request(`${n.url}/v1/append`, { method: 'POST', body, headers: { 'content-length': String(body.length), 'x-loglog-upload-id': 'up-old' } });
+  const { end } = (await r.body.json()) as { end: number };
+  const fresh = await request(`${n.url}/v1/fate/never-seen?after=0`);
+  t.like(await fresh.body.json(), { state: 'unknown' }, 'a new directory starts knowing every id');
+  t.is(await n.stop(), 0);
+  // Its records may have been dropped unannounced by the compaction of older versions.
+  rmSync(join(n.dataDir, 'fates-from'));
+  const again = await startNode(t, { dataDir: n.dataDir });
+  const f = await request(`${again.url}/v1/fate/never-seen?after=0`);
+  t.like(await f.body.json(), { state: 'forgotten' });
+  t.true(readFileSync(join(n.dataDir, 'fates-from')).length === 12, 'and it is written down');
+  const after = await request(`${again.url}/v1/fate/never-seen?after=${end}`);
+  t.like(await after.body.json(), { state: 'unknown' });
 });

@@ -22,7 +22,7 @@ import { crc32c } from '../../spec/frame.ts';
 import type { Kind } from '../../spec/frame.ts';
 import { readU64LE, writeU64LE } from '../../spec/u64.ts';
 import { type EntryMeta, entryEnd } from '../../spec/entry.ts';
-import { fdatasync, fsyncDirSync, readFileOrNullSync, writeFileAtomicSync } from './fs-util.ts';
+import { fdatasync, readFileOrNullSync, writeFileAtomicSync } from './fs-util.ts';
 
 const FILE = 'fates';
 const FROM_FILE = 'fates-from';
@@ -73,8 +73,8 @@ export class FatesFile {
   private flushQueued = false;
   /** The newest records, for rewriting the file when it grows too large. */
   private recent: EntryMeta[];
-  /** A rewrite replaced the file since the last sync: the directory needs an fsync too. */
-  private renamed = false;
+  /** Syncs running: no rewrite meanwhile (it would close the descriptor they sync). */
+  private syncing = 0;
 
   private constructor(private readonly dir: string, fd: number, size: number, recent: EntryMeta[]) {
     this.fd = fd;
@@ -91,10 +91,9 @@ export class FatesFile {
     forget(dir, all.slice(0, all.length - fates.length));
     const valid = fates.reduce((n, f) => n + FIXED + (f.uploadId?.length ?? 0), 0);
     const file = new FatesFile(dir, -1, valid, fates);
-    if (valid !== buf.length) {
-      writeFileAtomicSync(p, Buffer.concat(fates.map(encodeFate)), false);
-      file.renamed = true;
-    }
+    // Durably: a rename made durable by some later journal commit, over data that is not,
+    // would leave an empty file after a power loss, below a checkpoint.
+    if (valid !== buf.length) writeFileAtomicSync(p, Buffer.concat(fates.map(encodeFate)), true);
     file.fd = fs.openSync(p, 'a');
     return { file, fates };
   }
@@ -125,7 +124,8 @@ export class FatesFile {
     try {
       for (let at = 0; at < batch.length;) at += fs.writeSync(this.fd, batch, at, batch.length - at, null);
       this.size += batch.length;
-      if (this.size > MAX_BYTES) this.rewrite();
+      // Not under a sync: it fdatasyncs the descriptor a rewrite would close.
+      if (this.size > MAX_BYTES && this.syncing === 0) this.rewrite();
     } catch {
       // A torn record ends what loading keeps; stop rather than append past it.
       this.queue = [];
@@ -141,10 +141,9 @@ export class FatesFile {
     this.trimRecent();
     const data = Buffer.concat(this.recent.map(encodeFate));
     this.abandon();
-    writeFileAtomicSync(path.join(this.dir, FILE), data, false);
+    writeFileAtomicSync(path.join(this.dir, FILE), data, true); // see open()
     this.fd = fs.openSync(path.join(this.dir, FILE), 'a');
     this.size = data.length;
-    this.renamed = true;
   }
 
   /**
@@ -155,16 +154,23 @@ export class FatesFile {
   async sync(): Promise<void> {
     this.flush();
     if (this.fd < 0) throw new Error('the fates file stopped recording after a failed write; checkpoints wait for a restart');
-    await fdatasync(this.fd);
-    if (this.renamed) {
-      this.renamed = false;
-      fsyncDirSync(this.dir);
+    this.syncing++;
+    try {
+      await fdatasync(this.fd);
+    } finally {
+      this.syncing--;
     }
   }
 
   /** Keeps the newest KEEP records in memory; the others' ids are forgotten at the next rewrite or load. */
   private trimRecent(): void {
-    forget(this.dir, this.recent.slice(0, Math.max(0, this.recent.length - KEEP)));
+    try {
+      forget(this.dir, this.recent.slice(0, Math.max(0, this.recent.length - KEEP)));
+    } catch {
+      // Cannot say what it forgets (a full disk): stop recording, which holds checkpoints
+      // back, so that the next recovery scans and marks what lacks a record.
+      this.abandon();
+    }
     this.recent = this.recent.slice(-KEEP);
   }
 
@@ -184,12 +190,13 @@ export class FatesFile {
 }
 
 /**
- * The persisted `fatesFrom` (see spec/replica.ts): 0 if none was saved, and everything
- * forgotten (the replica caps it at the log's end) if the file is damaged.
+ * The persisted `fatesFrom` (see spec/replica.ts): null if the file is missing (a new data
+ * directory, or one from before the file existed), and everything forgotten (the replica
+ * caps it at the log's end) if the file is damaged.
  */
-export function loadFatesFrom(dir: string): number {
+export function loadFatesFrom(dir: string): number | null {
   const b = readFileOrNullSync(path.join(dir, FROM_FILE));
-  if (!b) return 0;
+  if (!b) return null;
   if (b.length !== 12 || crc32c(b.subarray(0, 8)) !== b.readUInt32LE(8)) return Number.MAX_SAFE_INTEGER;
   return readU64LE(b, 0);
 }
@@ -206,6 +213,6 @@ export function saveFatesFromSync(dir: string, offset: number): void {
 function forget(dir: string, dropped: readonly EntryMeta[]): void {
   if (dropped.length === 0) return;
   const end = dropped.reduce((m, f) => Math.max(m, entryEnd(f)), 0);
-  const from = loadFatesFrom(dir);
+  const from = loadFatesFrom(dir) ?? 0;
   if (end > from) saveFatesFromSync(dir, end);
 }
