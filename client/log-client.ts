@@ -460,6 +460,24 @@ export class LogClient {
   }
 
   /**
+   * What a 409 to an append head means for the next attempt. The id is in the leader's log
+   * (an earlier attempt of ours, delayed, landed first): ask its fate. Or the leader may have
+   * forgotten ids placed since `after`: a first attempt goes again with `after` = its
+   * `since` (nothing of ours can be there); after earlier attempts, nobody can tell.
+   */
+  private onConflict(err: LogError, uploadId: string, earlier: number, after: number, askFate: () => void, raiseAfter: (since: number) => void): LogError {
+    if (err.details.state !== 'forgotten') {
+      askFate();
+      return new LogError('unavailable', `${err.message}; asking its fate`, err.details, { cause: err });
+    }
+    if (earlier === 0 && typeof err.details.since === 'number') {
+      raiseAfter(err.details.since);
+      return new LogError('unavailable', `${err.message}; sending it again from offset ${err.details.since} on`, err.details, { cause: err });
+    }
+    return new LogError('outcome_unknown', `an earlier attempt of append ${uploadId} may have been written, and the leader no longer remembers upload ids placed since offset ${after}: read from there to look for the entry before appending it again`, { ...err.details, uploadId, after }, { cause: err });
+  }
+
+  /**
    * Several entries, each appended on its own (concurrently). If any fails, the error is the
    * first failure's, and says which entries landed: `details.results` has, per index, the
    * entry's AppendResult or null. Appending the whole array again would duplicate those.
@@ -491,6 +509,8 @@ export class LogClient {
     let copies = new Set<string>();
     // Known only from a fate: committed, but not whether every replica has it.
     let fromFate = false;
+    // Attempts sent under the current upload id (a stale one of them may yet arrive).
+    let sent = 0;
     const attempts = this.withRetry('leader', opts.signal, undefined, async (server) => {
       fromFate = false;
       if (uncertain) {
@@ -510,14 +530,18 @@ export class LogClient {
         if (fate.state === 'aborted') {
           uploadId = randomUUID();
           copies = new Set();
+          after = -1;
+          sent = 0;
         }
         uncertain = false;
       }
       if (after < 0) after = this.knownCommit;
+      const earlier = sent++;
       const headers: Record<string, string> = {
         'content-type': 'application/octet-stream',
         'x-loglog-crc32c': String(crc),
         'x-loglog-upload-id': uploadId,
+        'x-loglog-after': String(after),
       };
       if (acks) headers['x-loglog-acks'] = acks;
       // Followers fetch at once what no client copy will bring (instead of waiting for it).
@@ -535,6 +559,7 @@ export class LogClient {
         // Stopped by the caller while the request was out: the server may have it all the same.
         if (mayHaveLanded(err) || err.code === 'aborted') uncertain = true;
         err.details.uploadId ??= uploadId;
+        if (err.code === 'conflict') throw this.onConflict(err, uploadId, earlier, after, () => { uncertain = true; }, (since) => { after = since; });
         throw err;
       }
     });

@@ -361,10 +361,10 @@ export class LogNode extends EventEmitter {
    * Starts an append: the replica allocates the range (sink.start is called synchronously
    * with the meta when it does), and the returned promise settles per the ack level.
    */
-  beginAppend(args: { length: number; crc: number | null; uploadId: string | null; acks: 'leader' | 'quorum' | 'all'; copies?: boolean; sink: BodySink }): { reqId: number; result: Promise<ReplyResult> } {
+  beginAppend(args: { length: number; crc: number | null; uploadId: string | null; acks: 'leader' | 'quorum' | 'all'; copies?: boolean; after?: number; sink: BodySink }): { reqId: number; result: Promise<ReplyResult> } {
     const { reqId, result } = this.request();
     this.bodies.set(reqId, args.sink);
-    this.step({ type: 'appendHead', reqId, uploadId: args.uploadId, length: args.length, crc: args.crc, acks: args.acks, copies: args.copies });
+    this.step({ type: 'appendHead', reqId, uploadId: args.uploadId, length: args.length, crc: args.crc, acks: args.acks, copies: args.copies, after: args.after });
     void result.finally(() => this.bodies.delete(reqId));
     return { reqId, result };
   }

@@ -60,6 +60,8 @@ interface LogicalAppend {
   after: number;
   /** Attempts sent again after a fate of `unknown`; also names the newest attempt. */
   resends: number;
+  /** The attempt whose fate is being asked: its own answer no longer counts (LogClient gave up on it). */
+  asking: number;
   settled: boolean;
 }
 
@@ -88,7 +90,7 @@ export class Appender extends Client {
     const payload = Buffer.alloc(len);
     rng.fill(payload);
     payload.write(`${uploadId}:`, 0, 'latin1');
-    const op: LogicalAppend = { uploadId, payload, crc: crc32c(payload), invoke: w.q.now, after: this.knownCommit, resends: 0, settled: false };
+    const op: LogicalAppend = { uploadId, payload, crc: crc32c(payload), invoke: w.q.now, after: this.knownCommit, resends: 0, asking: -1, settled: false };
     this.send(op);
   }
 
@@ -124,6 +126,7 @@ export class Appender extends Client {
     const a: AppendAttempt = {
       client: this.idx, uploadId, payload, crc, declaredCrc, acks: rng.chance(c.acksAllP) ? 'all' : 'quorum', copies, body, invoke,
       closeAt: body.kind === 'die' ? invoke + body.delay + w.params.net.minDelay : invoke + c.appendTimeoutMs,
+      after: op.after,
     };
     if (body.kind !== 'ok') w.countFault(`body-${body.kind}`);
     w.trace.mix(60, this.idx, target, payload.length);
@@ -145,7 +148,7 @@ export class Appender extends Client {
 
     // Only the newest attempt speaks for the append: an older one's late answer is ignored.
     const resends = op.resends;
-    const current = () => !op.settled && op.resends === resends;
+    const current = () => !op.settled && op.resends === resends && op.asking !== resends;
     // The head goes out; the node's reply comes back over the network.
     w.net.send(this.idx, target, () => {
       const node = w.nodes[target];
@@ -184,6 +187,17 @@ export class Appender extends Client {
     }
     if (r.type !== 'error') { settle('unknown', null); return; }
     switch (r.code) {
+      case 'conflict':
+        // As LogClient: a first attempt the leader refused because it may have forgotten
+        // ids goes again from where it remembers; otherwise the id is placed: ask its fate.
+        if (r.details?.state === 'forgotten' && op.resends === 0 && typeof r.details.since === 'number') {
+          op.after = r.details.since;
+          op.resends++;
+          this.send(op);
+          return;
+        }
+        this.askFate(op, a, 0);
+        return;
       case 'unconfirmed':
         // Committed (the checker holds the leader to it), only not on every replica yet.
         settle('ok', Number(r.details?.offset));
@@ -214,6 +228,7 @@ export class Appender extends Client {
    */
   private askFate(op: LogicalAppend, a: AppendAttempt, tries: number): void {
     if (op.settled) return; // a late answer of the attempt settled it meanwhile
+    if (tries === 0) op.asking = op.resends;
     const w = this.w;
     const settle = (result: AppendResult, offset: number | null) => this.settle(op, a, result, offset);
     if (tries === 0 && !w.rng.clients.chance(w.params.clients.fateP)) { settle('unknown', null); return; }

@@ -56,6 +56,8 @@ export interface AppendAttempt {
   invoke: number;
   /** When the client closes the connection (timeout or death), in virtual ms. */
   closeAt: number;
+  /** A commit end the client knew before its first attempt (see Input 'appendHead'). */
+  after: number;
 }
 
 export type AppendReply = (r: ReplyResult, allocated: boolean) => void;
@@ -429,7 +431,7 @@ export class SimNode {
   clientAppend(a: AppendAttempt, reply: AppendReply): void {
     const reqId = this.nextReq++;
     this.requests.set(reqId, { reply, allocated: false, attempt: a });
-    this.step({ type: 'appendHead', reqId, uploadId: a.uploadId, length: a.payload.length, crc: a.declaredCrc, acks: a.acks, copies: a.copies });
+    this.step({ type: 'appendHead', reqId, uploadId: a.uploadId, length: a.payload.length, crc: a.declaredCrc, acks: a.acks, copies: a.copies, after: a.after });
   }
 
   private onAllocated(reqId: number, meta: EntryMeta): void {

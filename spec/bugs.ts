@@ -20,9 +20,9 @@ export interface PlantedBugs {
   noSuffixTruncation: boolean;
   /** Recovery keeps a torn tail instead of truncating it. */
   noTornTailTruncation: boolean;
-  /** A leader answers a fate `unknown` (send it again) for ids it may have forgotten. */
+  /** A leader ignores that it may have forgotten upload ids (fatesFrom): it answers their fate `unknown` and places heads under them. */
   fateIgnoresForgotten: boolean;
-  /** A leader places an append head whose upload id is already in the log (a stale duplicate). */
+  /** A leader places an append head whose upload id is already in its log (a stale duplicate). */
   placeDuplicateIds: boolean;
   /** A leader answers a fate `unknown` before it has committed in its term. */
   fateBeforeTermCommit: boolean;

@@ -54,7 +54,15 @@ export type Input =
   | { type: 'tick'; now: number }
   | { type: 'message'; from: NodeId; msg: Message }
   /** A client's append request head arrived: the length is known, the body is still coming. */
-  | { type: 'appendHead'; reqId: number; uploadId: string | null; length: number; crc: number | null; acks: AckLevel; copies?: boolean }
+  | {
+    type: 'appendHead'; reqId: number; uploadId: string | null; length: number; crc: number | null; acks: AckLevel; copies?: boolean;
+    /**
+     * A commit end the client knew before its first attempt under this upload id (as for
+     * `fate`). A head whose id this node may have forgotten (`after` below its fatesFrom)
+     * is refused: it may be a stale copy of an attempt that already landed.
+     */
+    after?: number;
+  }
   /** The body of an allocated append is complete (`ok`) or lost (client gone, stalled). */
   | { type: 'bodyDone'; reqId: number; ok: boolean; crc: number }
   /** A `write` or `fetch` effect's bytes are in the file (not yet synced). */

@@ -259,7 +259,7 @@ export class Replica {
     switch (input.type) {
       case 'tick': this.onTick(input.now); break;
       case 'message': this.onMessage(input.from, input.msg); break;
-      case 'appendHead': this.onAppendHead(input.reqId, input.uploadId, input.length, input.crc, input.acks, input.copies ?? true); break;
+      case 'appendHead': this.onAppendHead(input.reqId, input.uploadId, input.length, input.crc, input.acks, input.copies ?? true, input.after); break;
       case 'bodyDone': this.onBodyDone(input.reqId, input.ok, input.crc); break;
       case 'writeDone': this.onWriteDone(input.seq); break;
       case 'writeFailed': this.onWriteFailed(input.seq, input.reason); break;
@@ -480,7 +480,7 @@ export class Replica {
 
   // ------------------------------------------------------------------ leader: appends
 
-  private onAppendHead(reqId: number, uploadId: string | null, length: number, crc: number | null, acks: AckLevel, copies: boolean): void {
+  private onAppendHead(reqId: number, uploadId: string | null, length: number, crc: number | null, acks: AckLevel, copies: boolean, after?: number): void {
     if (this.role !== 'leader') {
       this.reply(reqId, { type: 'error', code: 'not_leader', message: 'this node is not the leader', details: { leader: this.leader } });
       return;
@@ -498,6 +498,13 @@ export class Replica {
       this.reply(reqId, state === 'committed'
         ? { type: 'appended', offset, end, term }
         : { type: 'error', code: 'conflict', message: `upload id ${uploadId} is already placed at offset ${offset} (${state}): ask its fate`, details: { offset, end, state } });
+      return;
+    }
+    if (uploadId !== null && after !== undefined && after < this._fatesFrom && !this.bugs.fateIgnoresForgotten) {
+      // This node may have forgotten the id (evicted, copied in, lost with a power loss): it
+      // cannot tell a new append from a stale copy of one that landed. A first attempt is
+      // sent again with `after` = since; a resend cannot be (see LogClient).
+      this.reply(reqId, { type: 'error', code: 'conflict', message: `upload id ${uploadId}: this leader no longer knows every upload id placed since offset ${after} (only since ${this._fatesFrom}), so it cannot rule out that an earlier attempt landed`, details: { state: 'forgotten', since: this._fatesFrom } });
       return;
     }
     const meta = this.placeNew(Kind.Data, length, crc ?? 0, uploadId);

@@ -255,3 +255,32 @@ test('many appends at once (each with its upload copies) raise no MaxListenersEx
   t.true(f.log.filter((l) => l.startsWith('PUT /v1/upload/')).length > 10, 'the copies went out');
   t.deepEqual(warnings, []);
 });
+
+test('a 409 conflict: "forgotten" on a first attempt goes again with after = since; on a later one it is outcome_unknown; "pending" asks the fate', async (t) => {
+  const a = await fake();
+  const afters: string[] = [];
+  let script: string[] = [];
+  a.handler = (req, res, _body, path) => {
+    if (path === '/v1/status') return json(res, 200, { id: 'a', role: 'leader', term: 1, leader: 'a', start: 0, end: 0, commit: 100, durable: 0, segments: 1, bytes: 0, peers: [] });
+    if (path.startsWith('/v1/fate/')) return json(res, 200, script.shift() === 'unknown' ? { state: 'unknown' } : { state: 'committed', offset: 40, end: 74, term: 1 });
+    if (path === '/v1/append') {
+      afters.push(String(req.headers['x-loglog-after']));
+      const next = script.shift();
+      if (next === 'forgotten') return json(res, 409, { error: { code: 'conflict', message: 'may have forgotten', state: 'forgotten', since: 500 } });
+      if (next === 'pending') return json(res, 409, { error: { code: 'conflict', message: 'already placed', state: 'pending', offset: 40, end: 74 } });
+      if (next === 'lost') { req.socket.destroy(); return; }
+      return json(res, 200, { offset: 600, end: 634, term: 1 });
+    }
+    json(res, 404, { error: { code: 'not_found', message: 'no' } });
+  };
+  const client = new LogClient({ servers: [a.url], retry: { retries: 4, minDelayMs: 1, maxDelayMs: 5 } });
+  script = ['forgotten', 'ok'];
+  t.like(await client.append(Buffer.from('x')), { offset: 600 });
+  t.deepEqual(afters, ['100', '500'], 'the first attempt went again from where the leader remembers');
+  script = ['pending', 'committed'];
+  t.like(await client.append(Buffer.from('y')), { offset: 40 }, 'the stale attempt that landed first is the result');
+  script = ['lost', 'unknown', 'forgotten'];
+  const e = await t.throwsAsync(client.append(Buffer.from('z')), { instanceOf: LogError });
+  t.is(e?.code, 'outcome_unknown', e?.message);
+  await client.close(); a.server.close();
+});

@@ -199,3 +199,25 @@ test('a follower whose log restarts at the leader\'s start (reset) forgets the i
   const ans = replied(run(r, { type: 'fate', reqId: 9, uploadId: 'x', after: 0 }));
   t.like(ans, { type: 'fate', state: 'forgotten', since: S });
 });
+
+test('a head whose upload id this leader may have forgotten (its after below fatesFrom) is refused: it may be a stale copy of an entry held without its id', (t) => {
+  const h = frameSize(0);
+  const x = { offset: h, length: 10, term: 1, kind: Kind.Data, crc: 7, uploadId: null };
+  const end = x.offset + frameSize(10);
+  // Restarted after a power loss that took x's fates record; x is committed.
+  const r = new Replica({
+    config: { ...DEFAULT_CONFIG, id: 'n1', members: ['n1'] },
+    init: { term: 1, votedFor: 'n1', start: 0, end, epochs: [{ term: 1, offset: 0 }], tail: [{ offset: 0, length: 0, term: 1, kind: Kind.Noop, crc: 0, uploadId: null }, x], fates: [], commitHint: end },
+    random: () => 0.5,
+    now: 0,
+  });
+  run(r, { type: 'tick', now: 1 });
+  t.is(r.fatesFrom, end);
+  // A delayed head of an earlier attempt of the id x was appended under; its client knew commit end 0.
+  const stale = run(r, { type: 'appendHead', reqId: 5, uploadId: 'ux', length: 10, crc: 7, acks: 'quorum', after: 0 });
+  t.false(stale.some((e) => e.type === 'allocated'));
+  t.like(replied(stale), { type: 'error', code: 'conflict', details: { state: 'forgotten', since: end } });
+  // From a client that knows a commit end past what was forgotten, the same head is placed.
+  const fresh = run(r, { type: 'appendHead', reqId: 6, uploadId: 'ux', length: 10, crc: 7, acks: 'quorum', after: end });
+  t.true(fresh.some((e) => e.type === 'allocated'));
+});

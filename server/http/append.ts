@@ -7,7 +7,7 @@ import { HEADER_SIZE, crc32c } from '../../spec/frame.ts';
 import type { EntryMeta } from '../../spec/entry.ts';
 import { LogError } from '../../spec/errors.ts';
 import type { LogNode } from '../log-node.ts';
-import { parseAcks, parseCopies, parseCrc, parseUploadId } from './params.ts';
+import { parseAcks, parseCopies, parseCrc, parseOffset, parseUploadId } from './params.ts';
 import { sendError, sendJson } from './respond.ts';
 
 /** Chunks are coalesced to this size before a positional write. */
@@ -39,6 +39,8 @@ export function handleAppend(node: LogNode, req: IncomingMessage, res: ServerRes
   const uploadId = parseUploadId(req.headers['x-loglog-upload-id']);
   const copies = parseCopies(req.headers['x-loglog-copies']);
   const acks = parseAcks((req.headers['x-loglog-acks'] as string | undefined) ?? url.searchParams.get('acks'));
+  const afterHeader = req.headers['x-loglog-after'];
+  const after = afterHeader === undefined ? undefined : parseOffset('x-loglog-after', Array.isArray(afterHeader) ? afterHeader[0] : afterHeader);
 
   let meta: EntryMeta | null = null;
   let received = 0;
@@ -84,7 +86,7 @@ export function handleAppend(node: LogNode, req: IncomingMessage, res: ServerRes
       setImmediate(() => req.destroy());
     },
   };
-  const started = node.beginAppend({ length, crc, uploadId, acks, copies, sink });
+  const started = node.beginAppend({ length, crc, uploadId, acks, copies, after, sink });
   reqId = started.reqId;
   started.result.then((r) => {
     const err = bodyTimeout(node.replyError(r));
