@@ -161,6 +161,9 @@ test('every bad input gets a 4xx JSON error and the server keeps serving with da
   await expectError(post(n.url, Buffer.from('xyz'), { 'x-loglog-crc32c': 'abc' }), 400, 'bad_request');
   await expectError(post(n.url, Buffer.from('xyz'), { 'x-loglog-acks': 'some' }), 400, 'bad_request');
   await expectError(post(n.url, Buffer.from('xyz'), { 'x-loglog-copies': 'some' }), 400, 'bad_request');
+  await expectError(post(n.url, Buffer.from('xyz'), { 'x-loglog-after': '-1' }), 400, 'bad_offset');
+  await expectError(getJson('/v1/fate/some-id?after=x'), 400, 'bad_offset');
+  await expectError(getJson('/v1/fate/bad%20id'), 400, 'bad_request');
 
   await expectError(getJson('/v1/nope'), 404, 'not_found');
   // A known path asked with the wrong method: 405, naming the methods it takes.
