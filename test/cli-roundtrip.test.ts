@@ -4,6 +4,8 @@ import { encodeBatch } from '../client/envelope.ts';
 import { runCli, spawnCli } from './helpers/cli.ts';
 import { LogClient } from '../client/log-client.ts';
 import { startNode } from './helpers/node-process.ts';
+import { request } from 'undici';
+import { until } from './helpers/cluster.ts';
 
 test('loglog append then read: 100,000 records round trip identical and in order', async (t) => {
   const n = await startNode(t);
@@ -106,4 +108,21 @@ test('loglog append refuses a record larger than the server takes by its line, a
   t.is(r.code, 2);
   t.regex(r.err, /^loglog: line 2: a record of 3000 bytes cannot be appended: .* at most 1024 bytes \(too_large\).*; the first 1 records were appended before it/);
   t.is((await runCli(['read', '--server', n.url])).out, 'small1\n');
+});
+
+test('Ctrl-C of loglog append while an append is stuck (a frozen server) still says how many records got in', async (t) => {
+  const n = await startNode(t);
+  t.teardown(() => { n.proc.kill('SIGCONT'); });
+  const lines = Array.from({ length: 3_000_000 }, (_, i) => `r-${i}`).join('\n') + '\n';
+  const cli = spawnCli(['append', '--server', n.url], { stdin: lines });
+  // Some records in, then the server freezes mid-stream.
+  await until('records appended', 20_000, async () => {
+    const r = await request(`${n.url}/v1/status`).then((x) => x.body.json() as Promise<{ commit: number }>, () => null);
+    return r && r.commit > 100_000 ? true : undefined;
+  });
+  n.proc.kill('SIGSTOP');
+  cli.proc.kill('SIGINT');
+  const r = await cli.done;
+  t.is(r.code, 130, r.err);
+  t.regex(r.err, /^loglog: interrupted; (the first )?\d+ records were appended before it \(\d+ entries, offsets \d+\.\.\d+\); appends still under way may land too\n$/);
 });

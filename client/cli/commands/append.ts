@@ -119,7 +119,14 @@ async function run(ctx: CliContext, o: Record<string, unknown>): Promise<void> {
         // Ctrl-C: stop reading, let what was sent finish (within the CLI's grace time), and
         // say how much got in.
         if (ctx.signal.aborted) { failure = new LogError('aborted', 'interrupted'); break; }
-        if (!producer.writable) await producer.whenWritable();
+        if (!producer.writable) {
+          try {
+            await producer.whenWritable({ signal: ctx.signal });
+          } catch {
+            failure = new LogError('aborted', 'interrupted');
+            break;
+          }
+        }
         const n = line.length;
         const at = ++lineNo;
         producer.send(line).then(
@@ -135,7 +142,15 @@ async function run(ctx: CliContext, o: Record<string, unknown>): Promise<void> {
           (e) => { failure ??= recordFailure(e, at, ctx.signal.aborted); },
         );
       }
-      await producer.close();
+      if (ctx.signal.aborted) {
+        // The CLI exits soon after Ctrl-C (its grace time): wait a little for appends under
+        // way, then say what is known, not nothing.
+        let t: NodeJS.Timeout | undefined;
+        await Promise.race([producer.close().catch(() => {}), new Promise<void>((r) => { t = setTimeout(r, INTERRUPT_WAIT_MS); })]);
+        clearTimeout(t);
+      } else {
+        await producer.close();
+      }
     } finally {
       progress.done();
     }
@@ -145,12 +160,16 @@ async function run(ctx: CliContext, o: Record<string, unknown>): Promise<void> {
     if (failure !== null) {
       if (acked === 0) throw failure;
       const first = maxInFlight === 1 ? `the first ${acked} records` : `${acked} records`;
-      throw new AfterProgress(failure, `${first} were appended before it (${summary.entries} entries, offsets ${summary.first}..${summary.last})`);
+      const pending = producer.stats().inFlight > 0 ? '; appends still under way may land too' : '';
+      throw new AfterProgress(failure, `${first} were appended before it (${summary.entries} entries, offsets ${summary.first}..${summary.last})${pending}`);
     }
   }
   await ctx.out.write(`${JSON.stringify(summary)}\n`);
   await ctx.out.flush();
 }
+
+/** After Ctrl-C, how long appends under way get before the summary (below the CLI's 2 s grace). */
+const INTERRUPT_WAIT_MS = 1000;
 
 /**
  * What to report for a record of line `line` that failed with `e`. Under stopOnError the
