@@ -486,6 +486,11 @@ export class LogNode extends EventEmitter {
    * as Kafka's deleteRecords past the high watermark is an OffsetOutOfRange error.
    */
   async trim(before: number): Promise<number> {
+    // From the leader it reaches every replica; one trimmed alone would serve less than the rest.
+    if (this.replica.role !== 'leader') {
+      const leader = this.replica.leader;
+      throw new LogError('not_leader', 'a trim goes to the leader, which passes it on to the followers', { leader, leaderUrl: this.peerUrl(leader) });
+    }
     const end = this.replica.commitEnd;
     if (before > end) {
       throw new LogError('out_of_range', `trim point ${before} is beyond the commit end ${end}; trim at most up to ${end}`, { start: this.log.start, end });

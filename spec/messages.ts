@@ -43,7 +43,11 @@ export interface AppendMsg {
  * `ok`: `end` is the follower's durable end verified against this leader.
  * not ok: the prev check failed; `end` and `conflictTerm` let the leader skip back a whole term.
  */
-export interface AppendReplyMsg { type: 'appendReply'; term: number; ok: boolean; end: number; conflictTerm: number; seq: number }
+export interface AppendReplyMsg {
+  type: 'appendReply'; term: number; ok: boolean; end: number; conflictTerm: number; seq: number;
+  /** The follower's log start, when above 0: a leader below it trims up to it too (a trim its predecessor acknowledged). */
+  start?: number;
+}
 
 export type Message = VoteMsg | VoteReplyMsg | AppendMsg | AppendReplyMsg;
 

@@ -811,6 +811,9 @@ export class Replica {
     if (this.role !== 'leader' || m.term !== this.term) return;
     const pr = this.progress.get(from);
     if (!pr) return;
+    // A member that trimmed further (under a leader that died before its start spread):
+    // the highest start wins, and goes on to the others with this leader's messages.
+    this.followStart(m.start);
     pr.heardAt = this.now;
     pr.ackedSeq = Math.max(pr.ackedSeq, m.seq);
     if (m.ok) {
@@ -945,10 +948,7 @@ export class Replica {
     this.hbSeq = Math.max(this.hbSeq, m.seq);
     if (m.catchUp && (m.catchUp.start ?? 0) > this.end && !this.copying) this.restartLogAt(m.catchUp.start!, m.catchUp.epochs);
     // The leader trimmed (a user's trim; retention is each node's own): follow it.
-    if (m.start !== undefined && m.start > this.start && m.start > this.trimAsked) {
-      this.trimAsked = m.start;
-      this.out.push({ type: 'trim', before: m.start });
-    }
+    this.followStart(m.start);
 
     if (!this.bugs.skipPrevCheck && m.prevEnd > this.commitEnd) {
       if (m.prevEnd > this.end) {
@@ -997,8 +997,15 @@ export class Replica {
   }
 
   private leaderCommit = 0;
-  /** The highest leader start this follower has asked its executor to trim to. */
+  /** The highest start of another member this node has asked its executor to trim to. */
   private trimAsked = 0;
+
+  /** Another member's log start is above ours: trim up to it (`trim` effect), once per new start. */
+  private followStart(start: number | undefined): void {
+    if (start === undefined || start <= this.start || start <= this.trimAsked) return;
+    this.trimAsked = start;
+    this.out.push({ type: 'trim', before: start });
+  }
 
   private advanceFollowerCommit(leaderCommit?: number): void {
     if (leaderCommit !== undefined) this.leaderCommit = Math.max(this.leaderCommit, leaderCommit);
@@ -1008,7 +1015,9 @@ export class Replica {
 
   private sendAck(to: NodeId, seq: number): void {
     const end = this.bugs.skipPrevCheck ? this.durableEnd : Math.min(this.durableEnd, this.matchedEnd);
-    this.send(to, { type: 'appendReply', term: this.term, ok: true, end, conflictTerm: 0, seq });
+    const reply: AppendReplyMsg = { type: 'appendReply', term: this.term, ok: true, end, conflictTerm: 0, seq };
+    if (this.start > 0) reply.start = this.start;
+    this.send(to, reply);
   }
 
   /**
