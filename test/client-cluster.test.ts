@@ -259,6 +259,12 @@ test.serial('read and tail from "start" (wherever trims left it) and "end" (only
   const start = await sdk.trim(6000);
   const fromStart = await collect(sdk.read('start'));
   t.is(fromStart[0].offset, start);
+  const viaCli = await cli(['read', '--from', 'start', '--format', 'json', '--server', n.url]);
+  t.is(viaCli.code, 0, viaCli.err);
+  t.is(JSON.parse(viaCli.out.split('\n')[0]).offset, start);
+  const bad = await cli(['read', '--from', 'begin', '--server', n.url]);
+  t.is(bad.code, 1, 'a usage error');
+  t.regex(bad.err, /--from/);
   await t.throwsAsync(collect(sdk.read(0)), { instanceOf: LogError, message: /trimmed|below/ });
   const ac = new AbortController();
   const tailed: string[] = [];

@@ -55,6 +55,15 @@ function outageNote(ctx: CliContext): (e: LogError) => void {
   return (e) => ctx.note(`loglog: ${e.message}; waiting for the servers to come back (Ctrl-C stops)`);
 }
 
+/** `--from`: an offset, or `start` / `end` (the log's start or commit end now); `fallback` when absent. */
+async function fromOption(ctx: CliContext, fallback: 'start' | 'end'): Promise<number> {
+  const raw = ctx.raw('from');
+  const where = raw === 'start' || raw === 'end' ? raw : raw === undefined ? fallback : null;
+  if (where === null) return ctx.offset('from')!;
+  const bounds = await ctx.getClient().bounds({ signal: ctx.signal });
+  return bounds[where];
+}
+
 async function runRead(ctx: CliContext, o: Record<string, unknown>): Promise<void> {
   const follow = o.follow === true;
   const p = printOptions(ctx, follow);
@@ -63,7 +72,7 @@ async function runRead(ctx: CliContext, o: Record<string, unknown>): Promise<voi
   const limit = limitRaw === undefined ? undefined : parseSize(limitRaw, 'limit');
   if (limit === 0) throw new UsageError('--limit must be at least 1 byte');
   const client = ctx.getClient();
-  const from = ctx.offset('from') ?? (await client.bounds({ signal: ctx.signal })).start;
+  const from = await fromOption(ctx, 'start');
   if (to !== undefined && to < from) throw new UsageError(`--to ${to} is below --from ${from}`);
   const progress = ctx.interactive ? new Progress(ctx.io.stderr, 'read') : undefined;
   try {
@@ -76,7 +85,7 @@ async function runRead(ctx: CliContext, o: Record<string, unknown>): Promise<voi
 async function runTail(ctx: CliContext): Promise<void> {
   const p = printOptions(ctx, true);
   const client = ctx.getClient();
-  const from = ctx.offset('from') ?? (await client.end({ signal: ctx.signal }));
+  const from = await fromOption(ctx, 'end');
   await print(ctx, client.tail(from, { signal: ctx.signal, onOutage: outageNote(ctx) }), p);
 }
 
@@ -88,7 +97,7 @@ export function register(cli: CAC, ctx: CliContext): void {
   cli
     .command('read', 'Print committed records from an offset')
     .option(...SERVER_OPTION)
-    .option('--from <offset>', 'Entry offset to start at (default: the log start)')
+    .option('--from <offset>', 'Entry offset to start at, or start / end (default: the log start)')
     .option('--to <offset>', 'Stop before the first entry at or past this offset')
     .option('--follow', 'Keep waiting for new entries after the commit end (Ctrl-C to stop)')
     .option('--format <format>', FORMAT_HELP)
@@ -102,7 +111,7 @@ export function register(cli: CAC, ctx: CliContext): void {
   cli
     .command('tail', 'Follow the log live over a WebSocket (default: from the current end)')
     .option(...SERVER_OPTION)
-    .option('--from <offset>', 'Entry offset to start at (default: the current commit end)')
+    .option('--from <offset>', 'Entry offset to start at, or start / end (default: the current commit end)')
     .option('--format <format>', FORMAT_HELP)
     .option('--envelope <mode>', ENVELOPE_HELP)
     .example('loglog tail')
