@@ -3,12 +3,13 @@
  * up front with exit 1 and one `loglog sim:` line per problem, before anything is simulated.
  */
 import test from 'ava';
-import { existsSync, mkdtempSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { runCliInProcess } from './helpers/cli.ts';
 
 const dir = mkdtempSync(join(tmpdir(), 'loglog-sim-cli-'));
+test.after.always(() => rmSync(dir, { recursive: true, force: true }));
 let files = 0;
 
 /** Writes a scenario file (an object is written as JSON, a string as is) and returns its path. */
