@@ -132,6 +132,15 @@ function mayHaveLanded(e: LogError): boolean {
   return true;
 }
 
+/** `outcome_unknown` for an append whose earlier attempt may have landed where the leader no longer remembers upload ids. */
+function forgottenError(uploadId: string, after: number, since: unknown, cause?: unknown): LogError {
+  return new LogError(
+    'outcome_unknown',
+    `an earlier attempt of append ${uploadId} may have been written, and the leader no longer remembers upload ids placed before offset ${String(since)} (it restarted or took many appends since): read from offset ${after} to look for the entry before appending it again`,
+    { uploadId, after, since }, { cause },
+  );
+}
+
 function assertOffset(name: string, v: number): void {
   if (!Number.isSafeInteger(v) || v < 0) throw new LogError('bad_request', `${name} must be a non-negative safe integer, got ${v}`);
 }
@@ -465,16 +474,15 @@ export class LogClient {
    * forgotten ids placed since `after`: a first attempt goes again with `after` = its
    * `since` (nothing of ours can be there); after earlier attempts, nobody can tell.
    */
-  private onConflict(err: LogError, uploadId: string, earlier: number, after: number, askFate: () => void, raiseAfter: (since: number) => void): LogError {
+  private onConflict(err: LogError, uploadId: string, earlier: number, after: number): { error: LogError; askFate?: true; after?: number } {
+    const since = err.details.since;
     if (err.details.state !== 'forgotten') {
-      askFate();
-      return new LogError('unavailable', `${err.message}; asking its fate`, err.details, { cause: err });
+      return { error: new LogError('unavailable', `${err.message}; asking its fate`, err.details, { cause: err }), askFate: true };
     }
-    if (earlier === 0 && typeof err.details.since === 'number') {
-      raiseAfter(err.details.since);
-      return new LogError('unavailable', `${err.message}; sending it again from offset ${err.details.since} on`, err.details, { cause: err });
+    if (earlier === 0 && typeof since === 'number') {
+      return { error: new LogError('unavailable', `${err.message}; sending it again from offset ${since} on`, err.details, { cause: err }), after: since };
     }
-    return new LogError('outcome_unknown', `an earlier attempt of append ${uploadId} may have been written, and the leader no longer remembers upload ids placed since offset ${after}: read from there to look for the entry before appending it again`, { ...err.details, uploadId, after }, { cause: err });
+    return { error: forgottenError(uploadId, after, since, err) };
   }
 
   /**
@@ -515,9 +523,7 @@ export class LogClient {
       fromFate = false;
       if (uncertain) {
         const fate = await this.fateAt(server, uploadId, after, opts.signal);
-        if (fate.state === 'forgotten') {
-          throw new LogError('outcome_unknown', `an earlier attempt of append ${uploadId} may have been written, and the leader no longer remembers upload ids placed before offset ${fate.since} (it restarted or took many appends since): read from offset ${after} to look for the entry before appending it again`, { uploadId, after, since: fate.since });
-        }
+        if (fate.state === 'forgotten') throw forgottenError(uploadId, after, fate.since);
         if (fate.state === 'committed' && typeof fate.offset === 'number') {
           const res = await this.resultFromFate(server, fate, data.byteLength, crc, opts.signal);
           fromFate = true;
@@ -559,7 +565,12 @@ export class LogClient {
         // Stopped by the caller while the request was out: the server may have it all the same.
         if (mayHaveLanded(err) || err.code === 'aborted') uncertain = true;
         err.details.uploadId ??= uploadId;
-        if (err.code === 'conflict') throw this.onConflict(err, uploadId, earlier, after, () => { uncertain = true; }, (since) => { after = since; });
+        if (err.code === 'conflict') {
+          const next = this.onConflict(err, uploadId, earlier, after);
+          if (next.askFate) uncertain = true;
+          if (next.after !== undefined) after = next.after;
+          throw next.error;
+        }
         throw err;
       }
     });
@@ -962,9 +973,7 @@ export class LogClient {
     // Copies still out get a moment (each one a follower then need not fetch), not a
     // request timeout: a frozen member would hold every close for 30 s.
     const uploads = Promise.all([...this.uploads]);
-    let grace: NodeJS.Timeout | undefined;
-    await Promise.race([uploads, new Promise<void>((r) => { grace = setTimeout(r, UPLOAD_GRACE_MS); })]);
-    clearTimeout(grace);
+    await Promise.race([uploads, sleepTimer(UPLOAD_GRACE_MS, undefined, { ref: false })]);
     this.uploadsStop.abort();
     await uploads;
     await this.discovery?.catch(() => undefined);

@@ -86,7 +86,7 @@ export class TailSocket implements AsyncIterable<Buffer> {
         }
         // A loglogd refuses a tail with its JSON error; anything else is another server.
         const status = res.statusCode ?? 0;
-        const e = errorOfBody(body) ? LogError.fromBody(status, body) : status >= 500 ? LogError.fromBody(status, body) : notLoglog(server, 'the WebSocket upgrade of /v1/tail', `with HTTP ${status}`);
+        const e = errorOfBody(body) || status >= 500 ? LogError.fromBody(status, body) : notLoglog(server, 'the WebSocket upgrade of /v1/tail', `with HTTP ${status}`);
         e.details.server ??= server;
         this.fail(e);
       });

@@ -1139,16 +1139,18 @@ export class Replica {
     // leader placed and this one never had may still commit, under a later leader that has
     // it (Raft §5.4.2). Once it has, every later leader's log starts with this one's, and an
     // entry missing here is gone for good.
-    const unknown = () => this.reply(reqId, this.role !== 'leader'
-      ? { type: 'error', code: 'not_leader', message: 'only the leader can tell an upload id it has never seen', details: { leader: this.leader } }
-      : this.termBefore(this.commitEnd) !== this.term && !this.bugs.fateBeforeTermCommit
-        ? { type: 'error', code: 'unavailable', message: 'a new leader cannot tell yet whether an upload id it has never seen may still commit: ask again shortly' }
-        : after < this._fatesFrom && !this.bugs.fateIgnoresForgotten
-          ? { type: 'fate', state: 'forgotten', since: this._fatesFrom }
-          : { type: 'fate', state: 'unknown' });
     const placed = this.placedFate(uploadId);
-    if (!placed) { unknown(); return; }
-    this.reply(reqId, { type: 'fate', ...placed });
+    this.reply(reqId, placed ? { type: 'fate', ...placed } : this.neverPlacedAnswer(after));
+  }
+
+  /** The fate answer for an upload id this node does not hold (see onFate). */
+  private neverPlacedAnswer(after: number): ReplyResult {
+    if (this.role !== 'leader') return { type: 'error', code: 'not_leader', message: 'only the leader can tell an upload id it has never seen', details: { leader: this.leader } };
+    if (this.termBefore(this.commitEnd) !== this.term && !this.bugs.fateBeforeTermCommit) {
+      return { type: 'error', code: 'unavailable', message: 'a new leader cannot tell yet whether an upload id it has never seen may still commit: ask again shortly' };
+    }
+    if (after < this._fatesFrom && !this.bugs.fateIgnoresForgotten) return { type: 'fate', state: 'forgotten', since: this._fatesFrom };
+    return { type: 'fate', state: 'unknown' };
   }
 
   /** Where an upload id's entry is in this log now, and whether it is committed or aborted; null if it is not. */

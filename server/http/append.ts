@@ -7,7 +7,7 @@ import { HEADER_SIZE, crc32c } from '../../spec/frame.ts';
 import type { EntryMeta } from '../../spec/entry.ts';
 import { LogError } from '../../spec/errors.ts';
 import type { LogNode } from '../log-node.ts';
-import { parseAcks, parseCopies, parseCrc, parseOffset, parseUploadId } from './params.ts';
+import { parseAcks, parseAfter, parseCopies, parseCrc, parseUploadId } from './params.ts';
 import { sendError, sendJson } from './respond.ts';
 
 /** Chunks are coalesced to this size before a positional write. */
@@ -39,8 +39,7 @@ export function handleAppend(node: LogNode, req: IncomingMessage, res: ServerRes
   const uploadId = parseUploadId(req.headers['x-loglog-upload-id']);
   const copies = parseCopies(req.headers['x-loglog-copies']);
   const acks = parseAcks((req.headers['x-loglog-acks'] as string | undefined) ?? url.searchParams.get('acks'));
-  const afterHeader = req.headers['x-loglog-after'];
-  const after = afterHeader === undefined ? undefined : parseOffset('x-loglog-after', Array.isArray(afterHeader) ? afterHeader[0] : afterHeader);
+  const after = parseAfter(req.headers['x-loglog-after']);
 
   let meta: EntryMeta | null = null;
   let received = 0;

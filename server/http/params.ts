@@ -19,6 +19,16 @@ export function parseOffset(name: string, raw: string | null, range: ErrorDetail
   return n;
 }
 
+/** The first value of a header node:http may give as an array. */
+function first(raw: string | string[]): string {
+  return Array.isArray(raw) ? raw[0] : raw;
+}
+
+/** `x-loglog-after`: a byte offset, or undefined when the client sent none. */
+export function parseAfter(raw: string | string[] | undefined): number | undefined {
+  return raw === undefined ? undefined : parseOffset('x-loglog-after', first(raw));
+}
+
 /** A count such as a byte limit or a wait in milliseconds; `fallback` when absent, else a 400 `bad_request`. */
 export function parseCount(name: string, raw: string | null, fallback: number, unit: string): number {
   if (raw === null || raw === '') return fallback;
@@ -36,7 +46,7 @@ export function parseAcks(raw: string | null | undefined): 'leader' | 'quorum' |
 /** The client's CRC32C header: a decimal u32. */
 export function parseCrc(raw: string | string[] | undefined): number | null {
   if (raw === undefined) return null;
-  const s = Array.isArray(raw) ? raw[0] : raw;
+  const s = first(raw);
   if (!/^\d{1,10}$/.test(s) || Number(s) > 0xffffffff) throw new LogError('bad_request', `x-loglog-crc32c must be a decimal CRC32C (0..4294967295), got "${s}"`);
   return Number(s);
 }
@@ -46,7 +56,7 @@ export function parseCrc(raw: string | string[] | undefined): number | null {
  * the payload from a peer at once); `uploaded` (the default) when it does.
  */
 export function parseCopies(raw: string | string[] | undefined): boolean {
-  const s = Array.isArray(raw) ? raw[0] : raw;
+  const s = raw === undefined ? undefined : first(raw);
   if (s === undefined || s === 'uploaded') return true;
   if (s === 'none') return false;
   throw new LogError('bad_request', `x-loglog-copies must be "uploaded" or "none", got "${s}"`);
@@ -54,7 +64,7 @@ export function parseCopies(raw: string | string[] | undefined): boolean {
 
 export function parseUploadId(raw: string | string[] | undefined): string | null {
   if (raw === undefined) return null;
-  const s = Array.isArray(raw) ? raw[0] : raw;
+  const s = first(raw);
   if (!/^[A-Za-z0-9_.:-]{1,128}$/.test(s)) throw new LogError('bad_request', 'upload ids are 1-128 characters of A-Z a-z 0-9 _ . : -');
   return s;
 }

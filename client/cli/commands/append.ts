@@ -3,6 +3,7 @@
  * entries by the Producer; prints one JSON summary line.
  */
 import { open } from 'node:fs/promises';
+import { setTimeout as sleep } from 'node:timers/promises';
 import type { CAC } from 'cac';
 import { LogError } from '../../../spec/errors.ts';
 import { Producer } from '../../producer.ts';
@@ -116,17 +117,10 @@ async function run(ctx: CliContext, o: Record<string, unknown>): Promise<void> {
     try {
       for await (const line of splitLines(input)) {
         if (failure !== null) break;
-        // Ctrl-C: stop reading, let what was sent finish (within the CLI's grace time), and
-        // say how much got in.
-        if (ctx.signal.aborted) { failure = new LogError('aborted', 'interrupted'); break; }
-        if (!producer.writable) {
-          try {
-            await producer.whenWritable({ signal: ctx.signal });
-          } catch {
-            failure = new LogError('aborted', 'interrupted');
-            break;
-          }
-        }
+        // Ctrl-C (also while waiting for buffer space): stop reading, let what was sent
+        // finish (within the CLI's grace time), and say how much got in.
+        const interrupted = ctx.signal.aborted || (!producer.writable && !(await producer.whenWritable({ signal: ctx.signal }).then(() => true, () => false)));
+        if (interrupted) { failure = new LogError('aborted', 'interrupted'); break; }
         const n = line.length;
         const at = ++lineNo;
         producer.send(line).then(
@@ -145,9 +139,7 @@ async function run(ctx: CliContext, o: Record<string, unknown>): Promise<void> {
       if (ctx.signal.aborted) {
         // The CLI exits soon after Ctrl-C (its grace time): wait a little for appends under
         // way, then say what is known, not nothing.
-        let t: NodeJS.Timeout | undefined;
-        await Promise.race([producer.close().catch(() => {}), new Promise<void>((r) => { t = setTimeout(r, INTERRUPT_WAIT_MS); })]);
-        clearTimeout(t);
+        await Promise.race([producer.close().catch(() => {}), sleep(INTERRUPT_WAIT_MS, undefined, { ref: false })]);
       } else {
         await producer.close();
       }
