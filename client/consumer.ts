@@ -10,7 +10,7 @@
  * yields every payload as one record.
  */
 import { LogError } from '../spec/errors.ts';
-import { decodeBatch, looksLikeBatch } from './envelope.ts';
+import { decodeBatch, decodeIfBatch } from './envelope.ts';
 import type { Entry, FromPosition, ReadOptions, RecordEntry } from './types.ts';
 
 /** How entries map to records. */
@@ -34,18 +34,17 @@ export function entryRecords(entry: Entry, mode: EnvelopeMode = 'auto'): RecordE
   // Judged by layout, not checksum: every read has verified the entry's own checksum, so
   // these are the bytes the appender sent; a well-formed envelope is still checked against
   // its CRC32C.
-  if (mode === 'none' || (mode === 'auto' && !looksLikeBatch(entry.payload))) {
-    return [{ offset: entry.offset, index: 0, value: entry.payload }];
-  }
-  let values: Buffer[];
+  if (mode === 'none') return [{ offset: entry.offset, index: 0, value: entry.payload }];
+  let values: Buffer[] | null;
   try {
-    values = decodeBatch(entry.payload);
+    values = mode === 'auto' ? decodeIfBatch(entry.payload) : decodeBatch(entry.payload);
   } catch (e) {
     if (e instanceof LogError) {
       throw new LogError(e.code, `entry at offset ${entry.offset}: ${e.message}`, { ...e.details, offset: entry.offset }, { cause: e });
     }
     throw e;
   }
+  if (values === null) return [{ offset: entry.offset, index: 0, value: entry.payload }];
   return values.map((value, index) => ({ offset: entry.offset, index, value }));
 }
 

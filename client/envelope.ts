@@ -110,17 +110,6 @@ function recordsRegion(buf: Buffer): { count: number; start: number; end: number
 }
 
 /**
- * True if `buf` is laid out as an envelope: the magic, and record lengths that add up to
- * its size. Version, flags and checksums are not judged here: an envelope of a version this
- * reader does not know must fail to decode, not pass for a raw record (so later versions
- * keep the count and the length table where they are). See {@link decodeBatch}.
- */
-export function looksLikeBatch(input: Uint8Array): boolean {
-  const buf = asBuffer(input);
-  return isBatch(buf) && typeof recordsRegion(buf) !== 'string';
-}
-
-/**
  * Unpacks an envelope into its records. The returned buffers are views into `buf`, not copies.
  *
  * @throws LogError `checksum_mismatch` if the CRC32C or the digest does not match;
@@ -130,21 +119,50 @@ export function looksLikeBatch(input: Uint8Array): boolean {
 export function decodeBatch(input: Uint8Array): Buffer[] {
   const buf = asBuffer(input);
   if (!isBatch(buf)) throw new LogError('bad_request', 'not a record batch envelope (no LLB1 magic)');
+  checkHeader(buf);
+  // Before the lengths: a changed byte anywhere after the header is reported as corruption.
+  checkCrc(buf);
+  const region = recordsRegion(buf);
+  if (typeof region === 'string') throw new LogError('bad_request', region);
+  return unpack(buf, region);
+}
+
+/**
+ * {@link decodeBatch} for a payload laid out as an envelope (the magic, and record lengths
+ * that add up to its size), or null for one that is not (raw bytes that may begin with
+ * anything). Version, flags and checksums are not judged by that layout: an envelope of a
+ * version this reader does not know must fail to decode, not pass for a raw record (so
+ * later versions keep the count and the length table where they are).
+ */
+export function decodeIfBatch(input: Uint8Array): Buffer[] | null {
+  const buf = asBuffer(input);
+  if (!isBatch(buf)) return null;
+  const region = recordsRegion(buf);
+  if (typeof region === 'string') return null;
+  checkHeader(buf);
+  checkCrc(buf);
+  return unpack(buf, region);
+}
+
+function checkHeader(buf: Buffer): void {
   const version = buf[4];
   if (version !== BATCH_VERSION) throw new LogError('bad_request', `unsupported envelope version ${version}`);
   const flags = buf[5];
   if ((flags & ~FLAG_SHA256) !== 0) throw new LogError('bad_request', `unknown envelope flags 0x${flags.toString(16)}`);
   if (buf.readUInt16LE(6) !== 0) throw new LogError('bad_request', 'envelope reserved bytes are not zero');
-  // Before the lengths: a changed byte anywhere after the header is reported as corruption.
+}
+
+function checkCrc(buf: Buffer): void {
   const stored = buf.readUInt32LE(12);
   const actual = crc32c(buf.subarray(BATCH_HEADER_SIZE));
   if (stored !== actual) {
     throw new LogError('checksum_mismatch', `envelope CRC32C mismatch (stored ${stored}, computed ${actual})`, { expected: stored, actual });
   }
-  const region = recordsRegion(buf);
-  if (typeof region === 'string') throw new LogError('bad_request', region);
-  const { count, start, end } = region;
-  if ((flags & FLAG_SHA256) !== 0) {
+}
+
+/** The records of a checked envelope whose lengths fit (`region`), after its digest if it has one. */
+function unpack(buf: Buffer, { count, start, end }: { count: number; start: number; end: number }): Buffer[] {
+  if ((buf[5] & FLAG_SHA256) !== 0) {
     const digest = sha256(buf.subarray(start, end));
     if (!buf.subarray(end).equals(digest)) throw new LogError('checksum_mismatch', 'envelope SHA-256 digest mismatch');
   }

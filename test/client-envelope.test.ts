@@ -104,6 +104,17 @@ test('non-envelope entries are single opaque records', (t) => {
   t.is(e?.details.offset, 100);
 });
 
+test('auto mode decodes envelopes with a digest and checks it', (t) => {
+  const payload = encodeBatch([Buffer.from('x'), Buffer.from('yz')], { digest: 'sha256' });
+  const entry = { offset: 3, end: 90, term: 1, kind: 'data' as const, payload };
+  t.deepEqual(entryRecords(entry).map((r) => r.value.toString()), ['x', 'yz']);
+  // A record byte changed and the CRC recomputed: only the digest notices.
+  const forged = Buffer.from(payload);
+  forged[BATCH_HEADER_SIZE + 8] ^= 1;
+  forged.writeUInt32LE(crc32c(forged.subarray(BATCH_HEADER_SIZE)), 12);
+  t.is(t.throws(() => entryRecords({ ...entry, payload: forged }), { instanceOf: LogError })?.code, 'checksum_mismatch');
+});
+
 test('envelopeCrc is the CRC32C of the whole envelope', (t) => {
   for (const rs of [[], recs, [Buffer.alloc(1 << 20, 7)]]) {
     for (const digest of [undefined, 'sha256'] as const) {
