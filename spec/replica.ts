@@ -96,6 +96,8 @@ interface Slot {
 interface Progress {
   next: number;
   match: number;
+  /** The heartbeat seq of the reply that last raised `match`: an older rejection does not lower it. */
+  matchSeq: number;
   /** Last heartbeat seq acknowledged (read index, check-quorum). */
   ackedSeq: number;
   heardAt: number;
@@ -386,7 +388,7 @@ export class Replica {
     this.truncateTo(Math.max(this.writtenEnd, this.commitEnd));
     this.progress.clear();
     for (const p of this.peers()) {
-      this.progress.set(p, { next: this.end, match: 0, ackedSeq: 0, heardAt: this.now, catchingUp: false, belowStart: false });
+      this.progress.set(p, { next: this.end, match: 0, matchSeq: 0, ackedSeq: 0, heardAt: this.now, catchingUp: false, belowStart: false });
     }
     this.checkQuorumAt = this.now + this.config.electionMs * 2;
     this.readWaits = [];
@@ -675,8 +677,14 @@ export class Replica {
       if (s.fetchAt > this.now) continue;
       const peers = this.peers();
       if (peers.length === 0) continue;
-      const fromLeader = this.leader !== null && this.leader !== this.id && s.fetchTries % 2 === 0;
-      const preferred = fromLeader ? this.leader! : peers[s.fetchTries % peers.length];
+      // Every other try goes to the leader, the rest in turn to the other peers: a leader whose
+      // own copy is damaged must not be asked every time (with two peers, `peers[tries % 2]`
+      // on odd tries was always the same one, and could be the leader).
+      const leader = this.leader !== null && this.leader !== this.id ? this.leader : null;
+      const others = leader === null ? peers : peers.filter((p) => p !== leader);
+      const preferred = leader !== null && (s.fetchTries % 2 === 0 || others.length === 0)
+        ? leader
+        : others[Math.floor(s.fetchTries / (leader === null ? 1 : 2)) % others.length];
       this.fetchQueue.delete(s);
       if (s.meta.uploadId !== null) this.awaitingUpload.delete(s.meta.uploadId);
       s.seq = this.nextSeq++;
@@ -818,7 +826,10 @@ export class Replica {
     pr.ackedSeq = Math.max(pr.ackedSeq, m.seq);
     if (m.ok) {
       if (m.end >= this.start) pr.belowStart = false;
-      if (m.end > pr.match) pr.match = Math.min(m.end, this.end);
+      if (m.end > pr.match) {
+        pr.match = Math.min(m.end, this.end);
+        pr.matchSeq = m.seq;
+      }
       // A follower acknowledges a catch-up instruction at once; until its copy reached the
       // window, more instructions would only bounce back and forth (heartbeats repeat them).
       if (pr.match >= this.windowStart) pr.catchingUp = false;
@@ -829,6 +840,12 @@ export class Replica {
       if (pr.next < this.sealedEnd()) this.sendAppend(from, pr, false);
       return;
     }
+    // A follower that lost frames it had acknowledged (its data directory emptied, a
+    // recovery that cut a damaged tail) answers below its match. Raft assumes stable storage;
+    // without this the leader would go on sending from where the follower has nothing, and
+    // count bytes it no longer holds. A rejection from an older round than the
+    // acknowledgement that set the match says nothing new.
+    if (m.end < pr.match && m.seq >= pr.matchSeq) pr.match = m.end;
     // Skip back a whole term at a time (Raft's fast backup, Kafka's epoch lookup).
     pr.catchingUp = false;
     pr.belowStart = m.end < this.start;

@@ -24,18 +24,21 @@ class Harness {
   copyTerm = 1;
 
   constructor(inits: Partial<Record<NodeId, ReplicaInit>> = {}) {
-    let seed = 1;
     for (const id of MEMBERS) {
-      const s = seed++;
-      let x = s * 7919;
-      this.r.set(id, new Replica({
-        config: { ...DEFAULT_CONFIG, id, members: MEMBERS, electionMs: 100, heartbeatMs: 20, uploadDeadlineMs: 30 },
-        init: inits[id] ?? EMPTY,
-        random: () => { x = (x * 48271) % 2147483647; return x / 2147483647; },
-        now: 0,
-      }));
+      this.start(id, inits[id] ?? EMPTY);
       this.seen.set(id, []);
     }
+  }
+
+  /** (Re)starts `id` from `init`, as a process restarted on what its disk holds. */
+  start(id: NodeId, init: ReplicaInit): void {
+    let x = (MEMBERS.indexOf(id) + 1) * 7919;
+    this.r.set(id, new Replica({
+      config: { ...DEFAULT_CONFIG, id, members: MEMBERS, electionMs: 100, heartbeatMs: 20, uploadDeadlineMs: 30 },
+      init,
+      random: () => { x = (x * 48271) % 2147483647; return x / 2147483647; },
+      now: this.now,
+    }));
   }
 
   get(id: NodeId): Replica {
@@ -327,4 +330,43 @@ test('an acks=all append that stays committed without every replica is answered 
   h.step(leader, { type: 'bodyDone', reqId: 2, ok: true, crc: 5 });
   h.run(DEFAULT_CONFIG.allAckTimeoutMs + 500);
   t.notDeepEqual(replyTo(h, leader, 2).map((x) => x.type === 'error' && x.code), ['unconfirmed']);
+});
+
+test('a follower that lost acknowledged frames (an emptied data directory, a recovery cut) is caught up again by the same leader', (t) => {
+  const h = new Harness();
+  h.run(1000);
+  const leader = h.leader()!;
+  for (let i = 1; i <= 5; i++) {
+    h.uploads.add(`u${i}`);
+    h.step(leader.id, { type: 'appendHead', reqId: i, uploadId: `u${i}`, length: 100, crc: 5, acks: 'all' });
+    h.step(leader.id, { type: 'bodyDone', reqId: i, ok: true, crc: 5 });
+  }
+  h.run(200);
+  const [lost] = MEMBERS.filter((id) => id !== leader.id);
+  t.is(h.get(lost).durableEnd, leader.end, 'every replica held the entries');
+  // Its log gone, it comes back knowing the leader's term (a vote it cannot recall is another matter).
+  h.start(lost, { ...EMPTY, term: leader.term });
+  h.run(1000);
+  t.is(h.leader(), leader, 'the same leader stays');
+  t.is(h.get(lost).durableEnd, leader.end, 'and brings the follower back to its end');
+  t.is(h.get(lost).commitEnd, leader.commitEnd);
+});
+
+test('a fetch that keeps failing alternates between the leader and each other peer in turn', (t) => {
+  const data: EntryMeta = { offset: 0, length: 10, term: 1, kind: Kind.Data, crc: 5, uploadId: 'u1', copies: false };
+  // f's peers are x and z, in that order; z leads (so peers[odd % 2] would always be z).
+  const f = new Replica({ config: { ...DEFAULT_CONFIG, id: 'f', members: ['x', 'f', 'z'] }, init: { ...EMPTY, term: 1 }, random: () => 0.5, now: 0 });
+  const fx = f.step({ type: 'message', from: 'z', msg: { type: 'append', term: 1, prevEnd: 0, prevTerm: 0, entries: [data], commit: 0, seq: 1 } });
+  const write = fx.find((e) => e.type === 'write');
+  let out = f.step({ type: 'writeFailed', seq: write!.type === 'write' ? write!.seq : 0, reason: 'missing' });
+  const peers: string[] = [];
+  for (let now = 0; peers.length < 6; now += DEFAULT_CONFIG.heartbeatMs) {
+    for (const e of out) {
+      if (e.type !== 'fetch') continue;
+      peers.push(e.peer);
+      out = f.step({ type: 'writeFailed', seq: e.seq, reason: 'corrupt' });
+    }
+    if (!out.some((e) => e.type === 'fetch')) out = f.step({ type: 'tick', now });
+  }
+  t.deepEqual(peers, ['z', 'x', 'z', 'x', 'z', 'x']);
 });
