@@ -174,6 +174,15 @@ class CorruptRead extends Error {
 }
 
 /**
+ * A replica's `damaged` answer (its copy of the range is unreadable) as a CorruptRead, so
+ * that the range is read from the other replicas as for bad bytes; null for other errors.
+ */
+function damagedRead(e: unknown, server: string, offset: number): CorruptRead | null {
+  if (!(e instanceof LogError) || e.code !== 'damaged') return null;
+  return new CorruptRead({ offset: typeof e.details.offset === 'number' ? e.details.offset : offset, replica: server, reason: 'damaged' });
+}
+
+/**
  * Verifies whole frames served from `base`. Returns the verified prefix; throws CorruptRead
  * when the very first frame is bad (so the caller retries it elsewhere).
  */
@@ -742,13 +751,18 @@ export class LogClient {
     offset: number,
     q: { limit: number; wait?: number; minCommit?: number; signal?: AbortSignal },
   ): Promise<Chunk> {
-    const res = await this.transport.request(server, {
-      method: 'GET',
-      path: '/v1/read',
-      query: { offset, limit: q.limit, wait: q.wait, minCommit: q.minCommit },
-      signal: q.signal,
-      longPollMs: q.wait,
-    });
+    let res: Awaited<ReturnType<Transport['request']>>;
+    try {
+      res = await this.transport.request(server, {
+        method: 'GET',
+        path: '/v1/read',
+        query: { offset, limit: q.limit, wait: q.wait, minCommit: q.minCommit },
+        signal: q.signal,
+        longPollMs: q.wait,
+      });
+    } catch (e) {
+      throw damagedRead(e, server, offset) ?? e;
+    }
     const announced = headerNumber(res.headers['x-loglog-commit']);
     // Every loglogd read says its commit end; bytes without it are not frames of ours.
     if (announced === undefined) throw notLoglog(server, 'GET /v1/read', 'without an x-loglog-commit header');
@@ -833,34 +847,30 @@ export class LogClient {
         outage.end();
       }, this.requestTimeoutMs);
       this.tails.add(sock);
-      let reconnect = false;
       try {
         for await (const msg of sock) {
           attempt = 0;
           outage.end();
           let rest = msg;
           while (rest.length > 0) {
-            let verified: { entries: Entry[]; next: number };
-            try {
-              verified = verifyFrames(rest, offset, server);
-            } catch (e) {
-              if (!(e instanceof CorruptRead)) throw e;
-              // Bad bytes on the tail: read that range from another replica, then tail from there.
-              const chunk = await this.recover(e.report, { limit: DEFAULT_LIMIT, signal: opts.signal });
-              for (const en of chunk.entries) if (isVisible(en.kind, opts.all)) yield en;
-              offset = chunk.next;
-              if (!pinned) server = chunk.server;
-              reconnect = true;
-              break;
-            }
+            const verified = verifyFrames(rest, offset, server);
             for (const en of verified.entries) if (isVisible(en.kind, opts.all)) yield en;
             rest = rest.subarray(verified.next - offset);
             offset = verified.next;
           }
-          if (reconnect) break;
         }
-        if (!reconnect) throw new LogError('network', `${server}: tail ended`, { server });
+        throw new LogError('network', `${server}: tail ended`, { server });
       } catch (e) {
+        const report = e instanceof CorruptRead ? e.report : damagedRead(e, server, offset)?.report;
+        if (report) {
+          // Bad bytes on the tail, or a replica whose copy of the range is damaged: read that
+          // range from the other replicas, then tail from there.
+          const chunk = await this.recover(report, { limit: DEFAULT_LIMIT, signal: opts.signal });
+          for (const en of chunk.entries) if (isVisible(en.kind, opts.all)) yield en;
+          offset = chunk.next;
+          if (!pinned) server = chunk.server;
+          continue;
+        }
         const err = toLogError(e, server, opts.signal);
         // "Beyond the commit end" may only mean the replica lags behind the leader.
         const lagging = err.code === 'out_of_range' && !pinned ? await this.beforeCommitEnd(offset, opts.signal) : false;

@@ -86,6 +86,7 @@ export class LogNode extends EventEmitter {
     super();
     this.setMaxListeners(0);
     this.log = log;
+    this.log.onDamaged = (message) => this.emit('warn', message);
     this.replica = replica;
     this.uploads = new UploadBuffer(config.uploadBufferBytes);
   }

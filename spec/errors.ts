@@ -29,6 +29,9 @@ export const ERROR_CODES = {
   not_leader: { status: 421, retriable: true },
   aborted: { status: 499, retriable: false },
   internal: { status: 500, retriable: true },
+  // This replica's copy of the range is unreadable (a sealed segment found damaged: bit rot,
+  // a file edited by hand): the SDK reads the range from another replica.
+  damaged: { status: 500, retriable: true },
   unavailable: { status: 503, retriable: true },
   timeout: { status: 504, retriable: true },
   // Client side: the entry is committed, but every replica did not confirm it (acks=all)

@@ -62,6 +62,8 @@ interface Knobs {
   failNext?: { count: number; code: ErrorCode; status: number };
   /** Serve the frame at this offset with one payload byte flipped. */
   corruptAt?: number;
+  /** Reads and tails at or past this offset get `damaged` (the replica's segment is unreadable there). */
+  damagedFrom?: number;
   /** Write the next append, then drop the connection instead of answering. */
   dropReply?: boolean;
   /** Extra fields of /v1/status. */
@@ -133,6 +135,9 @@ function serve(log: FakeLog, id: string, knobs: Knobs, s: FakeServer, req: Incom
     if (offset < log.start) return sendError(res, 410, 'trimmed', 'trimmed', { start: log.start });
     if (offset > log.end) return sendError(res, 416, 'out_of_range', 'beyond the end', { end: log.end });
     if (offset !== log.end && !log.offsets.includes(offset)) return sendError(res, 400, 'bad_offset', 'mid-frame', { start: log.start, end: log.end });
+    if (knobs.damagedFrom !== undefined && offset >= knobs.damagedFrom && offset < log.end) {
+      return sendError(res, 500, 'damaged', 'segment damaged', { offset, damagedAt: knobs.damagedFrom });
+    }
     const answer = () => {
       const buf = offset === log.end ? Buffer.alloc(0) : Buffer.from(log.slice(offset, limit));
       if (knobs.corruptAt !== undefined) {
@@ -188,13 +193,20 @@ async function startFake(t: ExecutionContext, log: FakeLog, id: string, knobs: K
     let at = Number(new URL(req.url ?? '/', 'http://x').searchParams.get('offset'));
     const push = () => {
       if (ws.readyState !== ws.OPEN) return;
+      if (s.knobs.damagedFrom !== undefined && at >= s.knobs.damagedFrom && at < log.end) {
+        ws.send(JSON.stringify({ error: { code: 'damaged', message: 'segment damaged', offset: at } }));
+        ws.close(4500, 'damaged');
+        return;
+      }
       if (at < log.end) {
-        const buf = Buffer.from(log.slice(at, 1 << 20));
+        const damaged = s.knobs.damagedFrom;
+        const buf = Buffer.from(log.slice(at, damaged !== undefined && at < damaged ? damaged - at : 1 << 20));
         if (s.knobs.corruptAt !== undefined && s.knobs.corruptAt >= at && s.knobs.corruptAt - at + 32 < buf.length) {
           buf[s.knobs.corruptAt - at + 32] ^= 0xff;
         }
         at += buf.length;
         ws.send(buf);
+        if (at < log.end) return void setImmediate(push);
       }
       log.waiters.push(push);
     };
@@ -470,6 +482,49 @@ test('a corrupted frame with no intact replica throws checksum_mismatch naming t
   const e2 = await t.throwsAsync(collect(c2.read(0, { server: bad.url })), { instanceOf: LogError });
   t.is(e2?.code, 'checksum_mismatch');
   t.deepEqual(e2?.details.replicas, [bad.url, bad2.url]);
+});
+
+test('a replica whose copy of a range is damaged answers "damaged": reads take the range from another replica and report it', async (t) => {
+  const log = new FakeLog();
+  for (const s of ['a', 'b', 'c', 'd']) log.add(Kind.Data, Buffer.from(`payload-${s}`));
+  const bad = await startFake(t, log, 'bad', { damagedFrom: log.offsets[2] });
+  const good = await startFake(t, log, 'good');
+  const reports: CorruptionReport[] = [];
+  const c = client(t, [bad.url, good.url], { onCorruption: (r) => reports.push(r) });
+  for (const server of [bad.url, undefined]) {
+    reports.length = 0;
+    const got = await collect(c.read(0, { server, limit: 40 }));
+    t.deepEqual(got.map((e) => e.payload.toString()), ['payload-a', 'payload-b', 'payload-c', 'payload-d'], `server ${server ?? 'any'}`);
+    if (server) t.deepEqual(reports[0], { offset: log.offsets[2], replica: bad.url, reason: 'damaged' });
+  }
+  const badHits = bad.hits.filter((h) => h === 'GET /v1/read').length;
+  t.true(badHits < 10, `the damaged replica is not retried over and over (${badHits} reads)`);
+
+  // With no other replica, the read fails naming the replica and why, after the entries before.
+  const alone = client(t, [bad.url]);
+  const seen: string[] = [];
+  const e = await t.throwsAsync(async () => {
+    for await (const en of alone.read(0, { limit: 40 })) seen.push(en.payload.toString());
+  }, { instanceOf: LogError });
+  t.deepEqual(seen, ['payload-a', 'payload-b']);
+  t.is(e?.code, 'checksum_mismatch');
+  t.is(e?.details.reason, 'damaged');
+});
+
+test('tail: a replica whose copy is damaged from some offset on hands the tail to another replica there', async (t) => {
+  const log = new FakeLog();
+  for (const s of ['one', 'two', 'three']) log.add(Kind.Data, Buffer.from(s));
+  const bad = await startFake(t, log, 'bad', { damagedFrom: log.offsets[1] });
+  const good = await startFake(t, log, 'good');
+  const reports: CorruptionReport[] = [];
+  const c = client(t, [bad.url, good.url], { onCorruption: (r) => reports.push(r) });
+  const seen: string[] = [];
+  for await (const e of c.tail(0, { server: bad.url })) {
+    seen.push(e.payload.toString());
+    if (seen.length === 3) break;
+  }
+  t.deepEqual(seen, ['one', 'two', 'three']);
+  t.deepEqual(reports[0], { offset: log.offsets[1], replica: bad.url, reason: 'damaged' });
 });
 
 // ------------------------------------------------------------------ waiting, tailing, aborting

@@ -118,9 +118,14 @@ test('bit rot inside a sealed segment is reported by reads, not served', async (
   fs.writeFileSync(seg, bytes);
   fs.unlinkSync(path.join(dir, '0000000000000000.idx'));
   const again = await openLog(t, dir, { segmentBytes: 400 });
+  const told: string[] = [];
+  again.onDamaged = (m) => told.push(m);
   const r = await again.read(0, 10_000, again.end);
   t.is(r.next, 200, 'the frames before the damage');
-  await t.throwsAsync(again.read(200, 100, again.end), { code: 'internal', message: /damaged/ });
+  const e = await t.throwsAsync(again.read(200, 100, again.end), { code: 'damaged', message: /damaged from offset 200.*another replica/ });
+  t.like(e?.details, { offset: 200, damagedAt: 200 });
+  t.is(told.length, 1, 'the damage is told once');
+  t.regex(told[0], /segment 0000000000000000 is damaged from offset 200/);
   t.is((await again.read(400, 100, again.end)).next, 500, 'other segments are fine');
 });
 

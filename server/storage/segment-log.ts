@@ -106,6 +106,8 @@ function gone(seg: Segment): LogError {
 }
 
 export class SegmentLog {
+  /** Told (once per segment, when a read first loads it) of a sealed segment found damaged. */
+  onDamaged: ((message: string) => void) | null = null;
   readonly dir: string;
   readonly segmentBytes: number;
   /** First offset in the log (the base of the oldest segment). */
@@ -574,7 +576,7 @@ export class SegmentLog {
     const i = index.find(rel);
     if (i < 0) {
       if (seg.damagedAt !== null && offset >= seg.damagedAt) {
-        throw new LogError('internal', `segment ${hex16(seg.base)} is damaged from offset ${seg.damagedAt}`, { offset });
+        throw new LogError('damaged', `segment ${hex16(seg.base)} of this replica is damaged from offset ${seg.damagedAt}; read the range from another replica`, { offset, damagedAt: seg.damagedAt });
       }
       throw new LogError('bad_offset', `offset ${offset} is not the start of a frame`, { start: this.start, end: limitEnd });
     }
@@ -951,6 +953,7 @@ export class SegmentLog {
       index = rebuilt!.index;
       if (rebuilt!.validEnd < seg.base + size) {
         seg.damagedAt = rebuilt!.validEnd;
+        this.onDamaged?.(`segment ${hex16(seg.base)} is damaged from offset ${seg.damagedAt} (its frames end there, ${seg.base + size - seg.damagedAt} bytes before the segment does): reads of that range get "damaged" and go to other replicas; restore the file from a replica to repair it`);
       } else if (!seg.deleted) {
         void this.meta.run(async () => {
           if (seg.deleted || seg === this.active()) return;
