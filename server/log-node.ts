@@ -563,6 +563,11 @@ export class LogNode extends EventEmitter {
     return new LogError(r.code, r.message, details);
   }
 
+  /** True once close() has begun: waits end at once from then on. */
+  get isClosed(): boolean {
+    return this.closed;
+  }
+
   async close(): Promise<void> {
     if (this.closed) return;
     if (this.ticker) clearInterval(this.ticker);

@@ -184,3 +184,19 @@ test('a streamed body whose write fails (the disk refuses it mid-body) stops the
   t.regex(err, /fatal: .*EFBIG/);
   t.notRegex(err, /Unhandled|triggerUncaughtException|Node\.js v/);
 });
+
+test('a node with a tail open stops cleanly on a signal', async (t) => {
+  const node = await startNode(t);
+  const { LogClient } = await import('../client/log-client.ts');
+  const client = new LogClient({ servers: [node.url], retries: 0 });
+  t.teardown(() => client.close());
+  await client.append(Buffer.from('x'));
+  const ac = new AbortController();
+  const it = client.tail(0, { signal: ac.signal })[Symbol.asyncIterator]();
+  t.is((await it.next()).value?.payload.toString(), 'x', 'the tail is open and waiting for more');
+  // It used to spin at 100% CPU once the node closed under the waiting tail, deaf to signals.
+  t.is(await node.stop(), 0);
+  t.regex(node.stderr(), /stopped cleanly/);
+  ac.abort();
+  await it.next().catch(() => {});
+});

@@ -1,6 +1,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import test from 'ava';
+import type { LogError } from '../spec/errors.ts';
 import { crc32c, frameSize, parseFrames } from '../spec/frame.ts';
 import { append, dataFrame, fill, openLog, payload, readAll, segmentFiles, tmpDir } from './helpers/storage.ts';
 import { writevAllSync } from '../server/storage/fs-util.ts';
@@ -123,7 +124,7 @@ test('bit rot inside a sealed segment is reported by reads, not served', async (
   const r = await again.read(0, 10_000, again.end);
   t.is(r.next, 200, 'the frames before the damage');
   const e = await t.throwsAsync(again.read(200, 100, again.end), { code: 'damaged', message: /damaged from offset 200.*another replica/ });
-  t.like(e?.details, { offset: 200, damagedAt: 200 });
+  t.like((e as LogError | undefined)?.details, { offset: 200, damagedAt: 200 });
   t.is(told.length, 1, 'the damage is told once');
   t.regex(told[0], /segment 0000000000000000 is damaged from offset 200/);
   t.is((await again.read(400, 100, again.end)).next, 500, 'other segments are fine');

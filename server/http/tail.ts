@@ -23,7 +23,12 @@ export async function serveTail(node: LogNode, ws: WebSocket, url: URL): Promise
     checkReadable(node, offset);
     while (!closed.signal.aborted) {
       if (offset >= node.readableEnd()) {
-        await node.waitReadable(offset, 30_000, closed.signal);
+        // A closed node ends every wait at once: without this check the loop would spin in
+        // microtasks and starve the event loop, the stop's own signal handlers included.
+        if (!(await node.waitReadable(offset, 30_000, closed.signal)) && node.isClosed) {
+          ws.close(1001, 'the server is stopping');
+          break;
+        }
         continue;
       }
       const { data, next } = await node.read(offset, CHUNK);
