@@ -8,7 +8,7 @@ import { run } from '../sim/runner.ts';
  * the same seed passes without the bug. commitOldTerm needs Raft's Figure 8, which the
  * figure-8 scenario stages (test/sim-scenarios.test.ts).
  */
-const CAUGHT: { bug: BugName; seed: number; check: string }[] = [
+const CAUGHT: { bug: BugName; seed: number; check: string; nodes?: number }[] = [
   { bug: 'ackBeforeFsync', seed: 1, check: 'commit-without-durable-majority' },
   { bug: 'commitWithoutMajority', seed: 1, check: 'commit-without-durable-majority' },
   { bug: 'skipPrevCheck', seed: 5, check: 'commit-without-durable-majority' },
@@ -18,20 +18,21 @@ const CAUGHT: { bug: BugName; seed: number; check: string }[] = [
   { bug: 'noSuffixTruncation', seed: 3, check: 'replica-divergence' },
   { bug: 'noSuffixTruncation', seed: 15, check: 'commit-without-durable-majority' },
   { bug: 'noTornTailTruncation', seed: 92, check: 'replica-divergence' },
-  { bug: 'noTornTailTruncation', seed: 44, check: 'commit-without-durable-majority' },
+  { bug: 'noTornTailTruncation', seed: 72, check: 'commit-without-durable-majority' },
   // Exactly-once under resends (the appender sends again when the leader says "unknown").
   { bug: 'fateIgnoresForgotten', seed: 58, check: 'duplicate' },
   { bug: 'placeDuplicateIds', seed: 292, check: 'duplicate' },
-  { bug: 'fateBeforeTermCommit', seed: 747, check: 'failed-append-visible' },
+  // Rare on three nodes (none in seeds 1-8000 since the message pattern last changed).
+  { bug: 'fateBeforeTermCommit', seed: 4048, check: 'failed-append-visible', nodes: 5 },
 ];
 
 for (const c of CAUGHT) {
-  test(`${c.bug} is caught by ${c.check} at seed ${c.seed}`, (t) => {
-    const bad = run(c.seed, { bugs: [c.bug] });
+  test(`${c.bug} is caught by ${c.check} at seed ${c.seed}${c.nodes ? ` on ${c.nodes} nodes` : ''}`, (t) => {
+    const bad = run(c.seed, { bugs: [c.bug], nodes: c.nodes });
     t.is(bad.verdict, 'fail');
     t.is(bad.violations[0]?.check, c.check, bad.violations.map((v) => `${v.check}: ${v.message}`).join('\n'));
     t.log(`${bad.violations[0].check}: ${bad.violations[0].message}`);
-    const good = run(c.seed);
+    const good = run(c.seed, { nodes: c.nodes });
     t.deepEqual(good.violations, [], 'the same seed passes without the bug');
   });
 }
