@@ -688,7 +688,10 @@ export class LogClient {
     // What the replica must have committed before it answers (this client's own writes).
     const mustSee = Math.max(opts.minCommit ?? 0, this.ackedEnd);
     const outage = new Outage(opts.onOutage);
-    let contacted = false;
+    // A loglogd has answered this client (discovery, or the position asked of one): a failure
+    // from here on is an outage, not a wrong address. The first long poll of a follow at the
+    // end may be cut by a stop before it ever answers.
+    let contacted = this.discovered || start === 'start' || start === 'end';
     for (;;) {
       if (stopAt !== undefined && offset >= stopAt) return;
       let chunk: Chunk;
@@ -834,8 +837,9 @@ export class LogClient {
     let offset = from;
     let attempt = 0;
     const outage = new Outage(opts.onOutage);
-    // Until a server has taken the tail once, a failure is more likely a wrong address than an outage.
-    let contacted = false;
+    // Until a loglogd has answered (discovery, the position, or this tail's socket), a failure
+    // is more likely a wrong address than an outage.
+    let contacted = this.discovered || start === 'start' || start === 'end';
     for (;;) {
       if (opts.signal?.aborted) throw abortedError(opts.signal);
       if (this.closed) throw new LogError('aborted', 'the client is closed');

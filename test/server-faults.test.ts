@@ -188,7 +188,7 @@ test('a streamed body whose write fails (the disk refuses it mid-body) stops the
 test('a node with a tail open stops cleanly on a signal', async (t) => {
   const node = await startNode(t);
   const { LogClient } = await import('../client/log-client.ts');
-  const client = new LogClient({ servers: [node.url], retries: 0 });
+  const client = new LogClient({ servers: [node.url] });
   t.teardown(() => client.close());
   await client.append(Buffer.from('x'));
   const ac = new AbortController();
@@ -199,4 +199,26 @@ test('a node with a tail open stops cleanly on a signal', async (t) => {
   t.regex(node.stderr(), /stopped cleanly/);
   ac.abort();
   await it.next().catch(() => {});
+});
+
+test('a follow read at the end waits out its server being down, and goes on once it is back', async (t) => {
+  const node = await startNode(t);
+  const { LogClient } = await import('../client/log-client.ts');
+  const client = new LogClient({ servers: [node.url] });
+  t.teardown(() => client.close());
+  await client.append(Buffer.from('before'));
+  let sawOutage!: () => void;
+  const outage = new Promise<void>((r) => { sawOutage = r; });
+  const it = client.read(await client.end(), { follow: true, waitMs: 20_000, onOutage: () => sawOutage() })[Symbol.asyncIterator]();
+  const next = it.next();
+  t.is(await node.stop(), 0);
+  // It used to give up here (its first long poll had never answered: "a wrong address").
+  await Promise.race([outage, next.then(() => { throw new Error('the follow ended instead of waiting'); })]);
+  const port = Number(new URL(node.url).port);
+  const again = await startNode(t, { dataDir: node.dataDir, port });
+  const later = new LogClient({ servers: [again.url] });
+  t.teardown(() => later.close());
+  await later.append(Buffer.from('later'));
+  t.is((await next).value?.payload.toString(), 'later');
+  await it.return?.(undefined);
 });
