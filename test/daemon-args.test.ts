@@ -113,7 +113,7 @@ test('a bad value is reported against the flag that gave it, with the value as g
   usageError(t, ['--segment-bytes', '-5'], /^--segment-bytes takes a size like 64MiB, got "-5"$/);
   usageError(t, ['--segment-bytes=-5'], /^--segment-bytes takes a size like 64MiB, got "-5"$/);
   usageError(t, ['--segment-bytes', '1KiB'], /^--segment-bytes must be from 4KiB to .*, got "1KiB"$/);
-  usageError(t, ['--retention-max-age', '-1d'], /^--retention-max-age takes a duration with its unit \(ms, s, m, h or d\), like 500ms, 10s or 7d, got "-1d"$/);
+  usageError(t, ['--retention-max-age', '-1d'], /^--retention-max-age takes a duration with its unit \(ms, s, m, h or d\), like 500ms, 10s or 7d \(in a config file, also a whole number of milliseconds\), got "-1d"$/);
   // A bare number was milliseconds: "--retention-max-age 7" deleted nearly the whole log.
   usageError(t, ['--retention-max-age', '7'], /^--retention-max-age takes a duration with its unit/);
   usageError(t, ['--retention-max-age', '0d'], /^--retention-max-age must be at least 1ms/);
@@ -128,6 +128,8 @@ test('a bad value in a config file is reported against its key and the file', as
   for (const [json, message] of [
     [{ retention: { maxBytes: -1 } }, /^retention\.maxBytes in config file .* takes a size like 64MiB, got -1$/],
     [{ bodyDeadline: 1.5 }, /^bodyDeadline in config file .* takes a duration/],
+    [{ heartbeat: -5 }, /^heartbeat in config file .* takes a duration .*also a whole number of milliseconds\), got -5$/],
+    [{ heartbeat: '2s', electionTimeout: '300ms' }, /^heartbeat \(2000ms\) must be at most half of electionTimeout \(300ms\)/],
     [{ data: 5 }, /^data in config file .* must be a non-empty string, got 5$/],
     [{ peers: { n1: 7 } }, /^the URL of peer n1 in peers in config file .* must be a non-empty string, got 7$/],
     [{ retention: '7d' }, /^retention in config file .* must be an object/],
