@@ -71,7 +71,9 @@ export interface LogClientOptions extends TransportOptions {
 export function serversFromEnv(env: NodeJS.ProcessEnv = process.env): string[] {
   const v = env.LOGLOG_SERVERS?.trim();
   if (!v) return [...DEFAULT_SERVERS];
-  return v.split(',').map((s) => s.trim()).filter((s) => s !== '');
+  const list = v.split(',').map((s) => s.trim()).filter((s) => s !== '');
+  if (list.length === 0) throw new LogError('bad_request', `LOGLOG_SERVERS (${JSON.stringify(env.LOGLOG_SERVERS)}) names no server: set it to URLs like http://127.0.0.1:7400, or unset it for the default`);
+  return list;
 }
 
 const DEFAULT_LIMIT = 1 << 20;

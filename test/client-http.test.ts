@@ -654,6 +654,15 @@ test('CLI: unreachable server is a one-line error with exit code 2', async (t) =
   t.regex(lines[0], /^loglog: .*\(network\); is loglogd running/);
 });
 
+test('CLI: a LOGLOG_SERVERS that names no server is one line and exit 1 (it used to hang, then exit 13)', async (t) => {
+  for (const servers of [',', ' , ']) {
+    const { code, err } = await runCli(['end'], { env: { ...process.env, LOGLOG_SERVERS: servers } });
+    t.is(code, 1);
+    t.regex(err, /^loglog: LOGLOG_SERVERS \(.*\) names no server: set it to URLs like http:\/\/127\.0\.0\.1:7400, or unset it/);
+    t.is(err.trim().split('\n').length, 1);
+  }
+});
+
 test('CLI bin: runs through tsx from any directory; EPIPE exits quietly', async (t) => {
   const log = new FakeLog();
   for (let i = 0; i < 2000; i++) log.add(Kind.Data, Buffer.from(`line ${i} ${'x'.repeat(100)}`));
