@@ -146,6 +146,9 @@ export interface SweepResult {
   faultsHit: Record<string, number>;
   /** Failing seeds by the first check that failed. */
   byCheck: Record<string, number[]>;
+  /** Stopped early (Ctrl-C) after `seeds` of the `requested` seeds. */
+  interrupted: boolean;
+  requested: number;
   violations: { seed: number; check: string; message: string; reproduce: string }[];
 }
 
@@ -154,6 +157,7 @@ export async function sweep(o: SweepOptions): Promise<SweepResult> {
   const res: SweepResult = {
     from: o.from, seeds: 0, nodes: o.nodes, bugs: o.bugs, passed: 0, failed: 0, wallMs: 0, events: 0, simMs: 0,
     seedsPerSecond: 0, eventsPerSecond: 0, faults: {}, faultsInjected: {}, faultsHit: {}, byCheck: {}, violations: [],
+    interrupted: false, requested: o.seeds,
   };
   const t0 = performance.now();
   let lastYield = t0;
@@ -182,7 +186,10 @@ export async function sweep(o: SweepOptions): Promise<SweepResult> {
     if (performance.now() - lastYield > 250) {
       await new Promise((resolve) => setImmediate(resolve));
       lastYield = performance.now();
-      if (o.stop?.()) break;
+      if (o.stop?.() && seed < o.from + o.seeds - 1) {
+        res.interrupted = true;
+        break;
+      }
     }
   }
   Object.assign(res, splitFaults(res.faults));
@@ -197,7 +204,8 @@ export const SHOWN_FAILING_SEEDS = 10;
 
 export function describeSweep(s: SweepResult): string {
   const lines = [
-    `sim sweep: seeds ${s.from}..${s.from + s.seeds - 1}, ${s.nodes} nodes${s.bugs.length ? `, planted ${s.bugs.join(', ')}` : ''}: ${s.failed === 0 ? 'all passed' : `${s.failed} of ${s.seeds} FAILED`}`,
+    `sim sweep: seeds ${s.from}..${s.from + s.seeds - 1}, ${s.nodes} nodes${s.bugs.length ? `, planted ${s.bugs.join(', ')}` : ''}: ${s.failed === 0 ? 'all passed' : `${s.failed} of ${s.seeds} FAILED`}` +
+      (s.interrupted ? ` (INTERRUPTED after ${s.seeds} of ${s.requested} seeds)` : ''),
     `  ${fmt(s.wallMs / 1000, 1)} s wall, ${fmt(s.seedsPerSecond, 1)} seeds/s (${fmt(s.seedsPerSecond * 60)} seeds/min), ${fmt(s.eventsPerSecond)} simulated events/s, ${fmt(s.events)} events, ${fmt(s.simMs / 1000)} s simulated`,
     `  ${faultsText(s.faults, '\n  ')}`,
   ];
@@ -256,7 +264,8 @@ async function action(ctx: SimCliContext, o: Record<string, unknown>): Promise<v
 
   if (o.seeds !== undefined) {
     const count = integer(o.seeds, 'seeds', 1);
-    const from = o.from === undefined ? 1 : integer(o.from, 'from', 0);
+    // Past 2^53 a seed + 1 is the same number: the sweep would never end.
+    const from = o.from === undefined ? 1 : integer(o.from, 'from', 0, Number.MAX_SAFE_INTEGER - count + 1);
     const tty = ctx.io.stderr.isTTY === true;
     let t0 = performance.now();
     let failing = 0;
@@ -276,6 +285,7 @@ async function action(ctx: SimCliContext, o: Record<string, unknown>): Promise<v
     if (tty) ctx.io.stderr.write('\n');
     await write(o.json === true ? `${JSON.stringify(res)}\n` : describeSweep(res));
     if (res.failed > 0) ctx.exitCode = 1;
+    else if (res.interrupted) ctx.exitCode = 130;
     return;
   }
 

@@ -109,6 +109,8 @@ test('flags that do not fit together are refused in one line, before anything ru
     [['--scenario', 'sim/scenarios/figure-8.json', '--seeds', '3'], /--scenario plays one scripted run and --seeds sweeps random seeds, not both/],
     [['--seed', '5', '--seeds', '2'], /use either --seed \(replay one\) or --seeds \(sweep\), not both/],
     [['--seed', '3', '--json', '--trace'], /--trace prints a text timeline and --json one JSON object/],
+    // Past 2^53 a seed + 1 is the same seed: the sweep never ended.
+    [['--seeds', '5', '--from', '9007199254740990'], /--from must be between 0 and 9007199254740987, got 9007199254740990/],
   ];
   for (const [args, message] of cases) {
     const r = await runCliInProcess(['sim', ...args]);
@@ -150,4 +152,15 @@ test('a sweep with many failing seeds details the first ten and counts the rest;
   const json = JSON.parse((await runCliInProcess([...args, '--json'])).out) as { failed: number; violations: { seed: number }[] };
   t.is(json.failed, 14);
   t.is(new Set(json.violations.map((v) => v.seed)).size, 14);
+});
+
+test('a sweep stopped early (Ctrl-C) says so, and how far it got, instead of "all passed"', async (t) => {
+  const { sweep, describeSweep } = await import('../sim/cli.ts');
+  const r = await sweep({ from: 1, seeds: 1_000_000, nodes: 3, bugs: [], stop: () => true });
+  t.true(r.interrupted);
+  t.is(r.requested, 1_000_000);
+  t.true(r.seeds > 0 && r.seeds < r.requested);
+  t.regex(describeSweep(r), new RegExp(`^sim sweep: seeds 1\\.\\.${r.seeds}, 3 nodes: all passed \\(INTERRUPTED after ${r.seeds} of 1000000 seeds\\)`));
+  const whole = await sweep({ from: 1, seeds: 1, nodes: 3, bugs: [], stop: () => true });
+  t.false(whole.interrupted, 'a sweep that ran every seed was not interrupted');
 });
