@@ -1073,6 +1073,9 @@ export class LogClient {
     let attempt = 0;
     let redirects = 0;
     const began = Date.now();
+    // The last "no leader here" from a server that did answer: when the attempts end on an
+    // unreachable server, that is the better account (a lost quorum, not servers down).
+    let noLeader: LogError | null = null;
     for (;;) {
       if (this.closed) throw new LogError('aborted', 'the client is closed');
       if (signal?.aborted) throw abortedError(signal);
@@ -1089,6 +1092,7 @@ export class LogClient {
         if (err.code === 'aborted') throw err;
         if (err.code === 'network') this.markDown(server, err);
         if (!err.retriable) throw err;
+        if (err.code === 'unavailable' || err.code === 'not_leader') noLeader = err;
         let unknownLeader: string | null = null;
         if (err.code === 'not_leader' && !pinned) {
           const hint = await this.resolveLeader(err.details, signal);
@@ -1110,6 +1114,9 @@ export class LogClient {
               err.details,
               { cause: err },
             );
+          }
+          if (err.code === 'network' && noLeader !== null) {
+            throw new LogError(noLeader.code, `${noLeader.message}; then no server answered (${err.message})`, noLeader.details, { cause: err });
           }
           throw err;
         }

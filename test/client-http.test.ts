@@ -359,6 +359,28 @@ test('421 with an id hint: resolved through peers in /v1/status, or a clear erro
   t.regex(e!.message, /"n9".*add its URL/);
 });
 
+test('a server that said there is no leader outweighs unreachable ones in the final error (a lost quorum, not "is loglogd running?")', async (t) => {
+  // Answers "no leader" once, then cuts every connection (as the nodes of a cluster that lost its quorum go down).
+  let answered = 0;
+  const server = createServer((req, res) => {
+    res.setHeader('content-type', 'application/json');
+    if (req.url === '/v1/status') {
+      res.end(JSON.stringify({ id: 'a', role: 'follower', term: 1, leader: null, start: 0, end: 0, commit: 0, durable: 0, segments: 1, bytes: 0, peers: [] }));
+      return;
+    }
+    if (answered++ > 0) { req.socket.destroy(); return; }
+    res.writeHead(503);
+    res.end(JSON.stringify({ error: { code: 'unavailable', message: 'no leader: a majority is unreachable' } }));
+  });
+  await new Promise<void>((res) => server.listen(0, '127.0.0.1', res));
+  t.teardown(() => { server.closeAllConnections(); server.close(); });
+  const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+  const c = client(t, [url], { retry: { retries: 3, minDelayMs: 1, maxDelayMs: 1 } });
+  const e = await t.throwsAsync(c.end({ linearizable: true }), { instanceOf: LogError });
+  t.is(e?.code, 'unavailable');
+  t.regex(e!.message, /^no leader: a majority is unreachable; then no server answered \(/);
+});
+
 test('503 then success: retried with backoff; 4xx is not retried; retries are bounded', async (t) => {
   const log = new FakeLog();
   const a = await startFake(t, log, 'a', { failNext: { count: 2, code: 'unavailable', status: 503 } });
