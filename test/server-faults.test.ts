@@ -3,6 +3,8 @@
  * mid-body, bodies that stall past the deadline.
  */
 import test from 'ava';
+import type { ExecutionContext } from 'ava';
+import { LogClient } from '../client/log-client.ts';
 import { connect } from 'node:net';
 import { spawn } from 'node:child_process';
 import { loglogdArgv } from '../server/daemon-argv.ts';
@@ -185,11 +187,16 @@ test('a streamed body whose write fails (the disk refuses it mid-body) stops the
   t.notRegex(err, /Unhandled|triggerUncaughtException|Node\.js v/);
 });
 
+/** An SDK client of `url`, closed after the test. */
+function clientOf(t: ExecutionContext, url: string): LogClient {
+  const client = new LogClient({ servers: [url] });
+  t.teardown(() => client.close());
+  return client;
+}
+
 test('a node with a tail open stops cleanly on a signal', async (t) => {
   const node = await startNode(t);
-  const { LogClient } = await import('../client/log-client.ts');
-  const client = new LogClient({ servers: [node.url] });
-  t.teardown(() => client.close());
+  const client = clientOf(t, node.url);
   await client.append(Buffer.from('x'));
   const ac = new AbortController();
   const it = client.tail(0, { signal: ac.signal })[Symbol.asyncIterator]();
@@ -203,9 +210,7 @@ test('a node with a tail open stops cleanly on a signal', async (t) => {
 
 test('a follow read at the end waits out its server being down, and goes on once it is back', async (t) => {
   const node = await startNode(t);
-  const { LogClient } = await import('../client/log-client.ts');
-  const client = new LogClient({ servers: [node.url] });
-  t.teardown(() => client.close());
+  const client = clientOf(t, node.url);
   await client.append(Buffer.from('before'));
   let sawOutage!: () => void;
   const outage = new Promise<void>((r) => { sawOutage = r; });
@@ -216,9 +221,7 @@ test('a follow read at the end waits out its server being down, and goes on once
   await Promise.race([outage, next.then(() => { throw new Error('the follow ended instead of waiting'); })]);
   const port = Number(new URL(node.url).port);
   const again = await startNode(t, { dataDir: node.dataDir, port });
-  const later = new LogClient({ servers: [again.url] });
-  t.teardown(() => later.close());
-  await later.append(Buffer.from('later'));
+  await clientOf(t, again.url).append(Buffer.from('later'));
   t.is((await next).value?.payload.toString(), 'later');
   await it.return?.(undefined);
 });
