@@ -4,9 +4,8 @@
  */
 import { CLUSTER_OPTIONS, benchCluster } from './cluster.ts';
 import { SINGLE_OPTIONS, benchSingle } from './single.ts';
+import { SIM_OPTIONS, benchSim } from './sim.ts';
 import { type BenchOption, usage } from './util.ts';
-
-const SIM_OPTIONS: readonly BenchOption[] = (await import('./sim.ts')).SIM_OPTIONS;
 
 const benches: Record<string, { about: string; options: readonly BenchOption[]; run: (argv: string[]) => Promise<Record<string, unknown>> }> = {
   single: {
@@ -15,7 +14,7 @@ const benches: Record<string, { about: string; options: readonly BenchOption[]; 
     run: benchSingle,
   },
   cluster: { about: 'three nodes, acks quorum: Producer throughput, the leader\'s egress, single-append latency', options: CLUSTER_OPTIONS, run: benchCluster },
-  sim: { about: 'the simulator\'s speed: events per second, seeds per minute', options: SIM_OPTIONS, run: async (argv) => (await import('./sim.ts')).benchSim(argv) },
+  sim: { about: 'the simulator\'s speed: events per second, seeds per minute', options: SIM_OPTIONS, run: benchSim },
 };
 
 const args = process.argv.slice(2);

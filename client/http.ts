@@ -115,13 +115,14 @@ function buildPath(base: string, req: HttpRequest): string {
 }
 
 /** How long one request may wait for its answer, unless `requestTimeoutMs` says otherwise. */
-export const DEFAULT_REQUEST_TIMEOUT_MS = 30_000;
+const DEFAULT_REQUEST_TIMEOUT_MS = 30_000;
 
 /** The undici-based transport shared by all calls of one {@link LogClient}. */
 export class Transport {
   private readonly pools = new Map<string, Pool>();
   private readonly longPools = new Map<string, Pool>();
-  private readonly timeoutMs: number;
+  /** How long one request may wait for its answer (`requestTimeoutMs`; 0: no limit). */
+  readonly timeoutMs: number;
   private closed = false;
 
   constructor(private readonly opts: TransportOptions = {}) {

@@ -28,7 +28,7 @@ import { setTimeout as sleepTimer } from 'node:timers/promises';
 import { LogError } from '../spec/errors.ts';
 import type { ErrorDetails } from '../spec/errors.ts';
 import { FrameError, crc32c, frameSize, kindName, parseFrames, decodeHeader } from '../spec/frame.ts';
-import { DEFAULT_REQUEST_TIMEOUT_MS, Transport, abortedError, normalizeServer, notLoglog, toLogError } from './http.ts';
+import { Transport, abortedError, normalizeServer, notLoglog, toLogError } from './http.ts';
 import type { TransportOptions } from './http.ts';
 import { TailSocket } from './tail-socket.ts';
 import type {
@@ -67,11 +67,16 @@ export interface LogClientOptions extends TransportOptions {
   onCorruption?: (report: CorruptionReport) => void;
 }
 
+/** The URLs of a comma-separated server list (`--server`, LOGLOG_SERVERS), blanks dropped. */
+export function splitServers(raw: string): string[] {
+  return raw.split(',').map((s) => s.trim()).filter((s) => s !== '');
+}
+
 /** Servers from `LOGLOG_SERVERS` (comma-separated), else the default servers. */
 export function serversFromEnv(env: NodeJS.ProcessEnv = process.env): string[] {
   const v = env.LOGLOG_SERVERS?.trim();
   if (!v) return [...DEFAULT_SERVERS];
-  const list = v.split(',').map((s) => s.trim()).filter((s) => s !== '');
+  const list = splitServers(v);
   if (list.length === 0) throw new LogError('bad_request', `LOGLOG_SERVERS (${JSON.stringify(env.LOGLOG_SERVERS)}) names no server: set it to URLs like http://127.0.0.1:7400, or unset it for the default`);
   return list;
 }
@@ -241,7 +246,6 @@ export class LogClient {
   private readonly maxDelayMs: number;
   private readonly maxElapsedMs: number;
   /** Also how long a tail's server may stay silent to the handshake and to pings (0: forever). */
-  private readonly requestTimeoutMs: number;
   private readonly acks?: Acks;
   private readonly offload?: boolean;
   private readonly onCorruption?: (report: CorruptionReport) => void;
@@ -281,8 +285,7 @@ export class LogClient {
     this.maxDelayMs = Math.max(this.minDelayMs, opts.retry?.maxDelayMs ?? 2000);
     // Room for a second attempt after one that timed out: a frozen leader must cost one
     // request timeout and then a failover, not an error.
-    const requestTimeoutMs = opts.requestTimeoutMs ?? DEFAULT_REQUEST_TIMEOUT_MS;
-    this.requestTimeoutMs = requestTimeoutMs;
+    const requestTimeoutMs = this.transport.timeoutMs;
     // Requests that never time out (0) leave nothing to measure a budget in.
     this.maxElapsedMs = opts.retry?.maxElapsedMs ?? (requestTimeoutMs > 0 ? 2 * requestTimeoutMs : Infinity);
     this.acks = opts.acks;
@@ -851,12 +854,11 @@ export class LogClient {
       const sock = new TailSocket(server, offset, opts.signal, () => {
         contacted = true;
         outage.end();
-      }, this.requestTimeoutMs);
+      }, this.transport.timeoutMs);
       this.tails.add(sock);
       try {
         for await (const msg of sock) {
           attempt = 0;
-          outage.end();
           let rest = msg;
           while (rest.length > 0) {
             const verified = verifyFrames(rest, offset, server);
@@ -972,7 +974,7 @@ export class LogClient {
   }
 
   private fateAt(server: string, uploadId: string, after: number, signal?: AbortSignal): Promise<Fate> {
-    return this.transport.json<Fate>(server, { method: 'GET', path: `/v1/fate/${encodeURIComponent(uploadId)}?after=${after}`, signal }, { state: 'string' });
+    return this.transport.json<Fate>(server, { method: 'GET', path: `/v1/fate/${encodeURIComponent(uploadId)}`, query: { after }, signal }, { state: 'string' });
   }
 
   /**

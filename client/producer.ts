@@ -322,27 +322,19 @@ export class Producer {
   /**
    * `b` cut to the servers' entry limit when that was learned after `b` was built (the first
    * batches may be built before discovery has heard it): the records past the cut go back to
-   * the front of the queue, and a record too large for an entry of its own is refused, as at
-   * `send`. Null when nothing of `b` is to be sent now.
+   * the front of the queue. A first record too large for an entry of its own comes back
+   * alone with `refused`, to fail as at `send`.
    */
-  private fitted(b: Batch): Batch | null {
+  private fitted(b: Batch): { batch: Batch; refused?: LogError } {
     const limit = this.client.maxEntryBytes;
-    if (limit === undefined || batchSize(b.bytes, b.records.length, this.digest) <= limit) return b;
+    if (limit === undefined || batchSize(b.bytes, b.records.length, this.digest) <= limit) return { batch: b };
     let n = 0;
     let bytes = 0;
     while (n < b.records.length && batchSize(bytes + b.records[n].byteLength, n + 1, this.digest) <= limit) bytes += b.records[n++].byteLength;
-    if (n > 0) {
-      this.sealed.unshift(sliceBatch(b, n, b.records.length));
-      return sliceBatch(b, 0, n);
-    }
-    const record = b.records[0];
-    const err = this.tooLarge(record.byteLength, limit);
-    this.buffered -= record.byteLength;
-    this.counters.failed++;
-    b.rejects[0](err);
-    if (b.records.length > 1) this.sealed.unshift(sliceBatch(b, 1, b.records.length));
-    if (this.stopOnError) this.stop(err);
-    return null;
+    const cut = Math.max(n, 1);
+    if (cut < b.records.length) this.sealed.unshift(sliceBatch(b, cut, b.records.length));
+    const batch = sliceBatch(b, 0, cut);
+    return n > 0 ? { batch } : { batch, refused: this.tooLarge(b.records[0].byteLength, limit) };
   }
 
   private tooLarge(recordBytes: number, max: number): LogError {
@@ -352,19 +344,20 @@ export class Producer {
   private dispatch(batch: Batch): void {
     this.inFlight++;
     let payload: Buffer | null = null;
-    let b: Batch | null = batch;
+    let b = batch;
     // Encoded inside the chain: a failure settles the batch later, never inside pump() or
     // admit(), which would then lose track of the open batch settle() may have started.
     this.discovered
       .then(() => {
-        b = this.fitted(batch);
-        if (!b) return null;
+        const fit = this.fitted(batch);
+        b = fit.batch;
+        if (fit.refused) throw fit.refused;
         payload = encodeBatch(b.records, { digest: this.digest });
         return this.client.append(payload, { ...this.acksOpt, crc32c: envelopeCrc(payload) });
       })
       .then(
-        (r) => (b ? this.settle(b, r, null, payload!.length) : this.afterSlot()),
-        (e) => this.settle(b!, null, e),
+        (r) => this.settle(b, r, null, payload!.length),
+        (e) => this.settle(b, null, e),
       );
   }
 

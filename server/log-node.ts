@@ -15,7 +15,7 @@ import { SegmentLog } from './storage/segment-log.ts';
 import { loadHardState, saveHardStateSync } from './storage/hard-state.ts';
 import type { NodeConfig } from './config.ts';
 import { UploadBuffer } from './upload-buffer.ts';
-import { FatesFile, loadFatesFrom, saveFatesFromSync } from './storage/fates-file.ts';
+import { FatesFile, loadFatesFrom, raiseFatesFromSync, saveFatesFromSync } from './storage/fates-file.ts';
 import { DirLock } from './storage/dir-lock.ts';
 import { makeDirSync } from './storage/fs-util.ts';
 
@@ -197,7 +197,7 @@ export class LogNode extends EventEmitter {
       case 'send': this.transport?.send(e.to, e.msg); break;
       case 'persist': saveHardStateSync(this.config.dataDir, { term: e.term, votedFor: e.votedFor }); break;
       // The file may be higher already: the fates file raises it when it drops records.
-      case 'fatesFrom': saveFatesFromSync(this.config.dataDir, Math.max(e.offset, loadFatesFrom(this.config.dataDir) ?? 0)); break;
+      case 'fatesFrom': raiseFatesFromSync(this.config.dataDir, e.offset); break;
       case 'trim':
         this.trimTarget = Math.max(this.trimTarget, e.before);
         this.followTrim();

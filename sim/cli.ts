@@ -83,7 +83,7 @@ const HIT_COUNTERS: Record<string, string> = {
 };
 
 /** The fault counters split into injections and hits (see HIT_COUNTERS). */
-export function splitFaults(faults: Record<string, number>): { faultsInjected: Record<string, number>; faultsHit: Record<string, number> } {
+function splitFaults(faults: Record<string, number>): { faultsInjected: Record<string, number>; faultsHit: Record<string, number> } {
   const faultsInjected: Record<string, number> = {}, faultsHit: Record<string, number> = {};
   for (const [k, n] of Object.entries(faults)) (k in HIT_COUNTERS ? faultsHit : faultsInjected)[k] = n;
   return { faultsInjected, faultsHit };
@@ -200,7 +200,7 @@ export async function sweep(o: SweepOptions): Promise<SweepResult> {
 }
 
 /** Failing seeds a sweep's text summary details, with their reproduce commands. */
-export const SHOWN_FAILING_SEEDS = 10;
+const SHOWN_FAILING_SEEDS = 10;
 
 export function describeSweep(s: SweepResult): string {
   const lines = [

@@ -131,7 +131,7 @@ function jsonPosition(text: string, message: string): string {
 }
 
 /** The problems of a parsed scenario, one line each (without the file name). */
-export function checkScenario(raw: unknown, nodesOverride?: number): string[] {
+function checkScenario(raw: unknown, nodesOverride?: number): string[] {
   if (!isObject(raw)) return [`a scenario is a JSON object with ${TOP_KEYS.map((k) => `"${k}"`).join(', ')}; got ${show(raw)}`];
   const problems: string[] = [];
   const say: Say = (head, given, why, allowed, words = []) => problems.push(`${head} ${why}; ${guess(given, words)}${allowed}`);

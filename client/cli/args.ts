@@ -5,6 +5,7 @@
  * `0012` becomes 12, a 20-digit offset loses digits, `1e3` becomes 1000. Offsets must be
  * exact, so the CLI reads their raw text from argv ({@link rawOption}) and parses it here.
  */
+import { splitServers } from '../log-client.ts';
 
 /** A mistake in how the CLI was invoked (exit code 1). */
 export class UsageError extends Error {
@@ -128,7 +129,7 @@ export function offsetOption(argv: readonly string[], name: string): number | un
 
 /** Splits `--server a,b` / LOGLOG_SERVERS into a list. */
 export function parseServerList(raw: string): string[] {
-  const list = raw.split(',').map((s) => s.trim()).filter((s) => s !== '');
+  const list = splitServers(raw);
   if (list.length === 0) throw new UsageError('--server needs at least one URL, e.g. --server http://127.0.0.1:7400');
   return list;
 }

@@ -209,10 +209,15 @@ export function saveFatesFromSync(dir: string, offset: number): void {
   writeFileAtomicSync(path.join(dir, FROM_FILE), b, true);
 }
 
+/**
+ * Raises the saved `fatesFrom` to `offset` (durably), and leaves it alone when it is that
+ * high already: the replica's effects and the records this file drops both raise it.
+ */
+export function raiseFatesFromSync(dir: string, offset: number): void {
+  if (offset > (loadFatesFrom(dir) ?? 0)) saveFatesFromSync(dir, offset);
+}
+
 /** Raises `fates-from` past `dropped`: records about to be dropped, whose ids will not be known after a restart. */
 function forget(dir: string, dropped: readonly EntryMeta[]): void {
-  if (dropped.length === 0) return;
-  const end = dropped.reduce((m, f) => Math.max(m, entryEnd(f)), 0);
-  const from = loadFatesFrom(dir) ?? 0;
-  if (end > from) saveFatesFromSync(dir, end);
+  if (dropped.length > 0) raiseFatesFromSync(dir, dropped.reduce((m, f) => Math.max(m, entryEnd(f)), 0));
 }
