@@ -16,6 +16,7 @@ import { loadHardState, saveHardStateSync } from './storage/hard-state.ts';
 import type { NodeConfig } from './config.ts';
 import { UploadBuffer } from './upload-buffer.ts';
 import { FatesFile, loadFatesFrom, raiseFatesFromSync, saveFatesFromSync } from './storage/fates-file.ts';
+import { loadTrimPoint, saveTrimPointSync } from './storage/trim-point.ts';
 import { DirLock } from './storage/dir-lock.ts';
 import { makeDirSync } from './storage/fs-util.ts';
 
@@ -115,6 +116,7 @@ export class LogNode extends EventEmitter {
       throw e;
     }
     const hard = loadHardState(config.dataDir);
+    const trim = loadTrimPoint(config.dataDir);
     // No file: a new directory (nothing to forget), or one written before the file existed,
     // whose records may have been dropped unannounced (all of its log, then).
     const saved = loadFatesFrom(config.dataDir);
@@ -127,18 +129,24 @@ export class LogNode extends EventEmitter {
         bodyDeadlineMs: config.bodyDeadlineMs, uploadDeadlineMs: config.uploadDeadlineMs,
         allAckTimeoutMs: config.allAckTimeoutMs, maxEntryBytes: config.maxEntryBytes, maxBatchEntries: 1024, windowEntries: 200_000,
       },
-      init: { term: hard.term, votedFor: hard.votedFor, start: log.start, end: log.end, epochs: log.epochs, tail: log.recoveredTail, fates: fates.fates, fatesFrom },
+      init: { term: hard.term, votedFor: hard.votedFor, start: log.start, end: log.end, epochs: log.epochs, tail: log.recoveredTail, fates: fates.fates, fatesFrom, trimPoint: trim.point },
       random: makeRandom(),
       now: 0,
     });
     if (saved === null || replica.fatesFrom > fatesFrom) saveFatesFromSync(config.dataDir, replica.fatesFrom);
     await log.checkpointNow();
-    return new LogNode(config, log, replica, fates.file, lock);
+    const node = new LogNode(config, log, replica, fates.file, lock);
+    if (trim.damaged) node.openWarnings.push('the trim-point file is damaged: this node deletes nothing more until the leader passes its trim point on again');
+    return node;
   }
 
   /** Starts the clock; with a cluster of one this elects the node at once. */
+  /** Said when the node starts (`warn` events), once whoever listens has subscribed. */
+  private readonly openWarnings: string[] = [];
+
   start(transport: PeerTransport | null): void {
     this.transport = transport;
+    for (const w of this.openWarnings.splice(0)) this.emit('warn', w);
     this.tick();
     this.ticker = setInterval(() => this.tick(), Math.max(5, Math.min(10, this.config.heartbeatMs / 5)));
     this.ticker.unref();
@@ -155,24 +163,25 @@ export class LogNode extends EventEmitter {
 
   private tick(): void {
     this.step({ type: 'tick', now: this.now() });
-    if (this.trimTarget > this.log.start) this.followTrim();
+    this.followTrim();
   }
 
   /**
-   * Trims toward the leader's start (`trim` effect) as far as this node can serve: whole
-   * segments below min(target, readable end). The rest follows on later ticks, as the
-   * node catches up and its segments seal.
+   * Deletes toward the trim point (`trim` effect) as far as this node can serve: whole
+   * segments below min(point, readable end). The rest follows on later ticks, as the node
+   * catches up and its segments seal. Each run is reported (`trimDone`), even one that
+   * deleted nothing: the leader answers a trim once it has run up to its point.
    */
   private followTrim(): void {
     if (this.trimming || this.closed) return;
     const upTo = Math.min(this.trimTarget, this.readableEnd());
-    if (upTo <= this.log.start || upTo <= this.trimTried) return;
+    if (upTo <= this.trimTried) return;
     this.trimming = true;
     this.trimTried = upTo;
-    const before = this.log.start;
+    const was = this.log.start;
     this.log.trim(upTo).then(
-      (start) => { this.replica.start = start; this.noteStart(before, 'the leader\'s trim'); },
-      (err) => this.emit('warn', `trim to the leader's start ${this.trimTarget} failed: ${(err as Error).message}`),
+      (start) => { this.noteStart(was, 'a trim'); this.step({ type: 'trimDone', start, upTo }); },
+      (err) => this.emit('warn', `trim to ${upTo} failed: ${(err as Error).message}`),
     ).finally(() => { this.trimming = false; });
   }
 
@@ -199,6 +208,8 @@ export class LogNode extends EventEmitter {
       // The file may be higher already: the fates file raises it when it drops records.
       case 'fatesFrom': raiseFatesFromSync(this.config.dataDir, e.offset); break;
       case 'trim':
+        // Durable before any later effect: the acknowledgement that reports it, say.
+        saveTrimPointSync(this.config.dataDir, e.before);
         this.trimTarget = Math.max(this.trimTarget, e.before);
         this.followTrim();
         break;
@@ -482,28 +493,16 @@ export class LogNode extends EventEmitter {
   }
 
   /**
-   * Deletes whole segments below `before`. A point past the commit end is refused (416 with the
-   * range) rather than cut down to it: the caller asked to drop entries that do not exist yet,
-   * as Kafka's deleteRecords past the high watermark is an OffsetOutOfRange error.
+   * Deletes the log below `before` on every replica (whole segments; the leader's answer is
+   * its new start). See spec/replica.ts, onTrim: a point past the commit end is refused, and
+   * the answer waits for a majority to hold the point.
    */
   async trim(before: number): Promise<number> {
-    // From the leader it reaches every replica; one trimmed alone would serve less than the rest.
-    if (this.replica.role !== 'leader') {
-      const leader = this.replica.leader;
-      throw new LogError('not_leader', 'a trim goes to the leader, which passes it on to the followers', { leader, leaderUrl: this.peerUrl(leader) });
-    }
-    const end = this.replica.commitEnd;
-    if (before > end) {
-      throw new LogError('out_of_range', `trim point ${before} is beyond the commit end ${end}; trim at most up to ${end}`, { start: this.log.start, end });
-    }
-    // Up to the commit end is a fair request even where the bytes are not all here yet
-    // (a follower's, or the leader's own write still landing): whole segments below what
-    // this node can serve go now.
-    const was = this.log.start;
-    const start = await this.log.trim(Math.min(before, this.readableEnd()));
-    this.replica.start = start;
-    this.noteStart(was, 'a trim');
-    return start;
+    const { reqId, result } = this.request();
+    this.step({ type: 'trim', reqId, before });
+    const r = await result;
+    if (r.type === 'trimmed') return r.start;
+    throw this.replyError(r) ?? new LogError('internal', `unexpected answer to a trim: ${r.type}`);
   }
 
   /** Says (an `info` event: loglogd prints it) when segments were deleted and the log start moved. */
@@ -515,8 +514,8 @@ export class LogNode extends EventEmitter {
     try {
       const before = this.log.start;
       await this.log.applyRetention({ maxAgeMs: this.config.retention.maxAgeMs ?? undefined, maxBytes: this.config.retention.maxBytes ?? undefined, limit: this.readableEnd() }, Date.now());
-      this.replica.start = this.log.start;
       this.noteStart(before, 'retention');
+      if (this.log.start > before) this.step({ type: 'trimDone', start: this.log.start, upTo: this.log.start });
     } catch (e) {
       this.emit('warn', `retention failed: ${(e as Error).message}`);
     }
@@ -526,7 +525,7 @@ export class LogNode extends EventEmitter {
     const r = this.replica;
     return {
       id: this.config.id, role: r.role, term: r.term, leader: r.leader,
-      start: this.log.start, end: r.end, commit: r.commitEnd, readable: this.readableEnd(), durable: r.durableEnd,
+      start: this.log.start, trimPoint: r.trimPoint, end: r.end, commit: r.commitEnd, readable: this.readableEnd(), durable: r.durableEnd,
       segments: this.log.segmentCount, bytes: this.log.bytes,
       maxEntryBytes: this.config.maxEntryBytes,
       members: r.config.members,

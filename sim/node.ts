@@ -685,7 +685,7 @@ export class SimNode {
 
 const INPUT_CODES: Record<Input['type'], number> = {
   tick: 0, message: 1, appendHead: 2, bodyDone: 3, writeDone: 4, writeFailed: 5, uploadArrived: 6,
-  syncDone: 7, copyDone: 8, readIndex: 9, fate: 10,
+  syncDone: 7, copyDone: 8, readIndex: 9, fate: 10, trim: 11, trimDone: 12,
 };
 const MSG_CODES: Record<Message['type'], number> = { vote: 0, voteReply: 1, append: 2, appendReply: 3 };
 
@@ -713,6 +713,8 @@ function describeInput(i: Input): string {
     case 'copyDone': return `copyDone [${i.start}, ${i.to}) ${i.ok ? 'ok' : 'failed'}`;
     case 'readIndex': return `readIndex req ${i.reqId}`;
     case 'fate': return `fate req ${i.reqId} ${i.uploadId} after ${i.after ?? 0}`;
+    case 'trim': return `trim req ${i.reqId} before ${i.before}`;
+    case 'trimDone': return `trimDone start ${i.start} up to ${i.upTo}`;
     case 'tick': return `tick ${i.now}`;
   }
 }

@@ -31,8 +31,11 @@ export interface AppendMsg {
   commit: number;
   /** Heartbeat round number, echoed in replies (read index, check-quorum). */
   seq: number;
-  /** The leader's log start, when above 0 (trims): followers trim their own logs up to it. */
-  start?: number;
+  /**
+   * The leader's trim point, when above 0: followers record it durably (the `trim` effect)
+   * and delete their whole segments below it.
+   */
+  trimTo?: number;
   /**
    * `start`: the leader's log start. A follower whose whole log lies below it (the others
    * trimmed that range while it was away) starts its log over, empty, there.
@@ -45,8 +48,11 @@ export interface AppendMsg {
  */
 export interface AppendReplyMsg {
   type: 'appendReply'; term: number; ok: boolean; end: number; conflictTerm: number; seq: number;
-  /** The follower's log start, when above 0: a leader below it trims up to it too (a trim its predecessor acknowledged). */
-  start?: number;
+  /**
+   * The follower's durable trim point, when above 0. The leader counts it toward a trim's
+   * majority, and takes it up when it is higher (a trim a predecessor accepted).
+   */
+  trimTo?: number;
 }
 
 export type Message = VoteMsg | VoteReplyMsg | AppendMsg | AppendReplyMsg;
@@ -88,7 +94,15 @@ export type Input =
    * 0 when it knew none). `unknown` ("never placed: send it again") is only answered when
    * this node remembers every upload id placed from `after` on; else `forgotten`.
    */
-  | { type: 'fate'; reqId: number; uploadId: string; after?: number };
+  | { type: 'fate'; reqId: number; uploadId: string; after?: number }
+  /** A client asks to delete the log below `before` (answered by the leader: see Replica.trim). */
+  | { type: 'trim'; reqId: number; before: number }
+  /**
+   * A `trim` effect's deletion ran: whole segments below `upTo` are gone (`upTo` is the
+   * point it trimmed toward, at most this node's readable end then) and the log now starts
+   * at `start`. Also after retention deleted segments of its own accord.
+   */
+  | { type: 'trimDone'; start: number; upTo: number };
 
 // ---------------------------------------------------------------- effects
 
@@ -104,6 +118,8 @@ export type ReplyResult =
   | { type: 'appended'; offset: number; end: number; term: number }
   | { type: 'readIndex'; end: number }
   | { type: 'fate'; state: FateState; offset?: number; end?: number; term?: number; since?: number }
+  /** The trim is on a majority (durably) and this node deleted what it could: its log starts at `start`. */
+  | { type: 'trimmed'; start: number }
   | { type: 'error'; code: ErrorCode; message: string; details?: ErrorDetails };
 
 export type Effect =
@@ -142,9 +158,10 @@ export type Effect =
    */
   | { type: 'fatesFrom'; offset: number }
   /**
-   * The leader's log was trimmed to `before`: delete whole segments below it here too, as
-   * far as this node's readable end allows now (and the rest as it gets there). Asked once
-   * per new leader start.
+   * This node's trim point rose to `before`: save it durably before executing any later
+   * effect (pass it back as `init.trimPoint` after a restart), then delete whole segments
+   * below it as far as this node's readable end allows now, and the rest as it gets there;
+   * input `trimDone` after each deletion (even one that deleted nothing).
    */
   | { type: 'trim'; before: number }
   /** fdatasync everything written so far (covers at least up to `upTo`); input `syncDone`. */

@@ -63,6 +63,8 @@ export interface ReplicaInit {
   fates?: EntryMeta[];
   /** The last `fatesFrom` the executor persisted (see {@link Replica.fatesFrom}). */
   fatesFrom?: number;
+  /** The last trim point the executor persisted (`trim` effects). */
+  trimPoint?: number;
 }
 
 export interface ReplicaOptions {
@@ -105,9 +107,12 @@ interface Progress {
   catchingUp: boolean;
   /** The follower's log ends below this leader's start (trimmed): only a catch-up from the start helps. */
   belowStart: boolean;
+  /** The follower's durable trim point, as last reported. */
+  trimTo: number;
 }
 
 interface ReadWait { reqId: number; commit: number; seq: number }
+interface TrimWait { reqId: number; before: number }
 
 export class Replica {
   readonly id: NodeId;
@@ -180,6 +185,13 @@ export class Replica {
   private progress = new Map<NodeId, Progress>();
   private hbSeq = 0;
   private readWaits: ReadWait[] = [];
+  private trimWaits: TrimWait[] = [];
+  /** Durable (init.trimPoint): everything below it is to be deleted here. See {@link trimPoint}. */
+  private _trimPoint: number;
+  /** The executor deleted what it could below this point (`trimDone`). */
+  private trimmedTo: number;
+  /** The trim point was recovered above the start: ask the executor to carry on deleting. */
+  private resumeTrim: boolean;
   /** Follower: end of the log verified against the current leader in this term. */
   private matchedEnd = 0;
   private syncInFlight = false;
@@ -202,6 +214,9 @@ export class Replica {
     this.term = i.term;
     this.votedFor = i.votedFor;
     this.start = i.start;
+    this._trimPoint = Math.max(i.start, i.trimPoint ?? 0);
+    this.trimmedTo = i.start;
+    this.resumeTrim = this._trimPoint > i.start;
     this.end = i.end;
     this.writtenEnd = i.end;
     this.durableEnd = i.end;
@@ -238,6 +253,15 @@ export class Replica {
     return Math.floor(this.config.members.length / 2) + 1;
   }
 
+  /**
+   * Everything below this offset is to be deleted on this node, durably: a client's trim
+   * that a leader accepted and passed on. The log may still start below it (whole segments
+   * go, and only up to what the node can serve).
+   */
+  get trimPoint(): number {
+    return Math.max(this._trimPoint, this.start);
+  }
+
   /** Reads may serve whole frames below this offset. */
   readableEnd(): number {
     if (this.bugs.readPastCommit) return this.writtenEnd;
@@ -258,6 +282,10 @@ export class Replica {
   step(input: Input): Effect[] {
     this.out = [];
     if (this.stopped) return this.out;
+    if (this.resumeTrim) {
+      this.resumeTrim = false;
+      this.out.push({ type: 'trim', before: this._trimPoint });
+    }
     switch (input.type) {
       case 'tick': this.onTick(input.now); break;
       case 'message': this.onMessage(input.from, input.msg); break;
@@ -270,6 +298,8 @@ export class Replica {
       case 'copyDone': this.onCopyDone(input.start, input.to, input.epochs, input.ok); break;
       case 'readIndex': this.onReadIndex(input.reqId); break;
       case 'fate': this.onFate(input.reqId, input.uploadId, input.after ?? 0); break;
+      case 'trim': this.onTrim(input.reqId, input.before); break;
+      case 'trimDone': this.onTrimDone(input.start, input.upTo); break;
     }
     if (this.fatesFromToPersist) {
       this.fatesFromToPersist = false;
@@ -388,7 +418,7 @@ export class Replica {
     this.truncateTo(Math.max(this.writtenEnd, this.commitEnd));
     this.progress.clear();
     for (const p of this.peers()) {
-      this.progress.set(p, { next: this.end, match: 0, matchSeq: 0, ackedSeq: 0, heardAt: this.now, catchingUp: false, belowStart: false });
+      this.progress.set(p, { next: this.end, match: 0, matchSeq: 0, ackedSeq: 0, heardAt: this.now, catchingUp: false, belowStart: false, trimTo: 0 });
     }
     this.checkQuorumAt = this.now + this.config.electionMs * 2;
     this.readWaits = [];
@@ -451,6 +481,10 @@ export class Replica {
     this.ackQueues = { leader: [], quorum: [], all: [] };
     for (const w of this.readWaits) this.reply(w.reqId, { type: 'error', code: 'not_leader', message: 'leadership lost', details: { leader: null } });
     this.readWaits = [];
+    for (const w of this.trimWaits) {
+      this.reply(w.reqId, { type: 'error', code: 'not_leader', message: 'leadership was lost before a majority had the trim; send it again (a trim is idempotent)', details: { leader: null } });
+    }
+    this.trimWaits = [];
     this.progress.clear();
     // Nothing at or after an open entry was replicated or committed: drop it.
     if (firstOpen !== Infinity) this.truncateTo(firstOpen);
@@ -795,7 +829,7 @@ export class Replica {
       const to = Math.max(this.commitEnd, Math.min(this.windowStart, this.writtenEnd));
       this.send(peer, {
         type: 'append', term: this.term, prevEnd: pr.next, prevTerm: this.termBefore(pr.next), entries: [],
-        commit: this.commitEnd, seq: this.hbSeq, catchUp: { to, epochs: this.epochs.map((e) => ({ ...e })), start: this.start },
+        commit: this.commitEnd, seq: this.hbSeq, catchUp: { to, epochs: this.epochs.map((e) => ({ ...e })), start: this.start }, ...this.trimField(),
       });
       return;
     }
@@ -808,8 +842,7 @@ export class Replica {
       entries.push({ ...m });
     }
     if (entries.length === 0 && !heartbeat) return;
-    const msg: AppendMsg = { type: 'append', term: this.term, prevEnd: pr.next, prevTerm: this.termBefore(pr.next), entries, commit: this.commitEnd, seq: this.hbSeq };
-    if (this.start > 0) msg.start = this.start;
+    const msg: AppendMsg = { type: 'append', term: this.term, prevEnd: pr.next, prevTerm: this.termBefore(pr.next), entries, commit: this.commitEnd, seq: this.hbSeq, ...this.trimField() };
     if (entries.length > 0) pr.next = entryEnd(entries[entries.length - 1]);
     this.send(peer, msg);
   }
@@ -819,9 +852,13 @@ export class Replica {
     if (this.role !== 'leader' || m.term !== this.term) return;
     const pr = this.progress.get(from);
     if (!pr) return;
-    // A member that trimmed further (under a leader that died before its start spread):
-    // the highest start wins, and goes on to the others with this leader's messages.
-    this.followStart(m.start);
+    // A member with a higher trim point (accepted by an earlier leader): the highest wins,
+    // and goes on to the others with this leader's messages.
+    this.raiseTrimPoint(m.trimTo);
+    if (m.trimTo !== undefined && m.trimTo > pr.trimTo) {
+      pr.trimTo = m.trimTo;
+      this.answerTrims();
+    }
     pr.heardAt = this.now;
     pr.ackedSeq = Math.max(pr.ackedSeq, m.seq);
     if (m.ok) {
@@ -964,8 +1001,9 @@ export class Replica {
     const newRound = m.seq > this.hbSeq;
     this.hbSeq = Math.max(this.hbSeq, m.seq);
     if (m.catchUp && (m.catchUp.start ?? 0) > this.end && !this.copying) this.restartLogAt(m.catchUp.start!, m.catchUp.epochs);
-    // The leader trimmed (a user's trim; retention is each node's own): follow it.
-    this.followStart(m.start);
+    // A user's trim, passed on by the leader (retention is each node's own): record it
+    // (durably, before the acknowledgement below reports it) and delete below it.
+    this.raiseTrimPoint(m.trimTo);
 
     if (!this.bugs.skipPrevCheck && m.prevEnd > this.commitEnd) {
       if (m.prevEnd > this.end) {
@@ -1014,15 +1052,6 @@ export class Replica {
   }
 
   private leaderCommit = 0;
-  /** The highest start of another member this node has asked its executor to trim to. */
-  private trimAsked = 0;
-
-  /** Another member's log start is above ours: trim up to it (`trim` effect), once per new start. */
-  private followStart(start: number | undefined): void {
-    if (start === undefined || start <= this.start || start <= this.trimAsked) return;
-    this.trimAsked = start;
-    this.out.push({ type: 'trim', before: start });
-  }
 
   private advanceFollowerCommit(leaderCommit?: number): void {
     if (leaderCommit !== undefined) this.leaderCommit = Math.max(this.leaderCommit, leaderCommit);
@@ -1032,9 +1061,7 @@ export class Replica {
 
   private sendAck(to: NodeId, seq: number): void {
     const end = this.bugs.skipPrevCheck ? this.durableEnd : Math.min(this.durableEnd, this.matchedEnd);
-    const reply: AppendReplyMsg = { type: 'appendReply', term: this.term, ok: true, end, conflictTerm: 0, seq };
-    if (this.start > 0) reply.start = this.start;
-    this.send(to, reply);
+    this.send(to, { type: 'appendReply', term: this.term, ok: true, end, conflictTerm: 0, seq, ...this.trimField() });
   }
 
   /**
@@ -1053,6 +1080,7 @@ export class Replica {
     this.slots = [];
     this.windowStart = start;
     this.start = start;
+    this.trimmedTo = Math.max(this.trimmedTo, start);
     this.end = start;
     this.writtenEnd = start;
     this.durableEnd = start;
@@ -1120,6 +1148,61 @@ export class Replica {
   }
 
   // ------------------------------------------------------------------ reads and queries
+
+  // ------------------------------------------------------------------ trims
+
+  /**
+   * A client's trim. The leader takes any point up to its commit end (Kafka's deleteRecords
+   * refuses one past the high watermark too) as its trim point and passes it on with its
+   * messages. It answers once a majority holds the point durably, so that no later leader
+   * can lose it (any majority that elects one includes a holder, which passes it back), and
+   * once it has deleted what it could itself.
+   */
+  private onTrim(reqId: number, before: number): void {
+    if (this.role !== 'leader') {
+      this.reply(reqId, { type: 'error', code: 'not_leader', message: 'a trim goes to the leader, which passes it on to the followers', details: { leader: this.leader } });
+      return;
+    }
+    if (before > this.commitEnd) {
+      this.reply(reqId, { type: 'error', code: 'out_of_range', message: `trim point ${before} is beyond the commit end ${this.commitEnd}; trim at most up to ${this.commitEnd}`, details: { start: this.start, end: this.commitEnd } });
+      return;
+    }
+    this.raiseTrimPoint(before);
+    this.trimWaits.push({ reqId, before });
+    this.answerTrims();
+    if (this.trimWaits.length > 0) this.broadcast(true);
+  }
+
+  private answerTrims(): void {
+    if (this.role !== 'leader' || this.trimWaits.length === 0) return;
+    const remaining: TrimWait[] = [];
+    for (const w of this.trimWaits) {
+      let holders = 1;
+      for (const pr of this.progress.values()) if (pr.trimTo >= w.before) holders++;
+      if (holders >= this.majority && this.trimmedTo >= w.before) this.reply(w.reqId, { type: 'trimmed', start: this.start });
+      else remaining.push(w);
+    }
+    this.trimWaits = remaining;
+  }
+
+  /** Takes up a higher trim point: the `trim` effect saves it before anything later in this step (an acknowledgement that reports it). */
+  private raiseTrimPoint(to: number | undefined): void {
+    if (to === undefined || to <= this.trimPoint) return;
+    this._trimPoint = to;
+    this.out.push({ type: 'trim', before: to });
+  }
+
+  private onTrimDone(start: number, upTo: number): void {
+    // Never lower: a deletion that finished after a reset (restartLogAt) reports an older start.
+    this.start = Math.max(this.start, start);
+    this.trimmedTo = Math.max(this.trimmedTo, upTo);
+    this.answerTrims();
+  }
+
+  /** The trim point for a message, when there is one to pass on. */
+  private trimField(): { trimTo?: number } {
+    return this.trimPoint > 0 ? { trimTo: this.trimPoint } : {};
+  }
 
   private onReadIndex(reqId: number): void {
     if (this.role !== 'leader') {

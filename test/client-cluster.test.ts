@@ -184,26 +184,34 @@ test.serial('a trim on the leader reaches the followers: every replica deletes t
   }
 });
 
-test.serial('a trim whose leader died before passing it on comes back with that node: the highest start wins; a follower refuses a trim with 421', async (t) => {
+test.serial('a trim is acknowledged only once a majority holds it, and then outlives its leader; a follower refuses a trim with 421', async (t) => {
   const c = await Cluster.start(t, { config: { segmentBytes: '4KiB' } });
   const leader = await c.waitLeader();
   const sdk = client(t, c.nodes.map((n) => n.url), { acks: 'all' });
   for (let i = 0; i < 40; i++) await sdk.append(Buffer.alloc(1000, i));
-  const followers = c.nodes.filter((n) => n !== leader);
-  const direct = await fetch(`${followers[0].url}/v1/trim?before=20000`, { method: 'POST' });
+  const [away, holder] = c.nodes.filter((n) => n !== leader);
+  const direct = await fetch(`${away.url}/v1/trim?before=20000`, { method: 'POST' });
   t.is(direct.status, 421);
-  // The followers hear nothing while the leader trims and dies.
-  for (const f of followers) f.proc!.kill('SIGSTOP');
-  t.teardown(() => { for (const f of followers) if (f.alive) f.proc!.kill('SIGCONT'); });
-  const trimmed = (await (await fetch(`${leader.url}/v1/trim?before=20000`, { method: 'POST' })).json()) as { start: number };
-  t.true(trimmed.start > 0);
-  await leader.kill();
-  for (const f of followers) f.proc!.kill('SIGCONT');
-  await c.waitLeader({ among: followers });
-  t.is((await followers[0].status())?.start, 0, 'the others never heard of it');
-  await leader.start();
-  await until('every replica trimmed to the old leader\'s start', 15_000, async () => {
-    const starts = await Promise.all(c.nodes.map(async (n) => (await n.status())?.start ?? 0));
+  // Neither follower hears the trim: the leader must not acknowledge it. It gives up with
+  // its leadership (check-quorum) and says so.
+  for (const f of [away, holder]) f.proc!.kill('SIGSTOP');
+  t.teardown(() => { for (const f of [away, holder]) if (f.alive) f.proc!.kill('SIGCONT'); });
+  const alone = await fetch(`${leader.url}/v1/trim?before=20000`, { method: 'POST' });
+  t.is(alone.status, 421, await alone.text());
+  for (const f of [away, holder]) f.proc!.kill('SIGCONT');
+  const now = await c.waitLeader();
+  // With one follower away, the other makes the majority: acknowledged, then the leader
+  // dies for good, and the follower that was away takes the trim up from the holder.
+  const others = c.nodes.filter((n) => n !== now);
+  others[0].proc!.kill('SIGSTOP');
+  t.teardown(() => { if (others[0].alive) others[0].proc!.kill('SIGCONT'); });
+  const trimmed = (await (await fetch(`${now.url}/v1/trim?before=20000`, { method: 'POST' })).json()) as { start: number };
+  t.true(trimmed.start > 0, JSON.stringify(trimmed));
+  await now.kill();
+  others[0].proc!.kill('SIGCONT');
+  await c.waitLeader({ among: others });
+  await until('both remaining replicas trimmed', 15_000, async () => {
+    const starts = await Promise.all(others.map(async (n) => (await n.status())?.start ?? 0));
     return starts.every((s) => s > 0) || undefined;
   });
   t.pass();

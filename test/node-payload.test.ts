@@ -12,6 +12,8 @@ import { DEFAULT_NODE_CONFIG } from '../server/config.ts';
 import { crc32c } from '../spec/frame.ts';
 import type { EntryMeta } from '../spec/entry.ts';
 import { LogError } from '../spec/errors.ts';
+import fs from 'node:fs';
+import { loadTrimPoint } from '../server/storage/trim-point.ts';
 
 /** A cluster of one, leading and past its first noop, in a temporary directory. */
 async function openLeader(t: ExecutionContext): Promise<LogNode> {
@@ -61,4 +63,38 @@ test('a frame written before an earlier one is served at once, not after the ear
   node.bodyDone(first.reqId, true, crc32c(first.body), { offset: first.meta.offset, chunks: [first.body] });
   t.is((await first.result).type, 'appended');
   t.is((await second.result).type, 'appended');
+});
+
+test('a trim point survives a restart: the node saves it before deleting, and a damaged trim-point file is a warning, not a refusal to start', async (t) => {
+  const dir = await mkdtemp(join(tmpdir(), 'loglog-trimpoint-'));
+  t.teardown(() => rm(dir, { recursive: true, force: true }));
+  const config = { ...DEFAULT_NODE_CONFIG, dataDir: dir, segmentBytes: 4096 };
+  let node = await LogNode.open(config);
+  node.start(null);
+  await node.waitReadable(0, 5000);
+  for (let i = 0; i < 10; i++) {
+    const body = Buffer.alloc(1000, i);
+    let offset = -1;
+    const { reqId, result } = node.beginAppend({ length: body.length, crc: crc32c(body), uploadId: `p${i}`, acks: 'leader', sink: { start: (m) => { offset = m.offset; }, cancel() {} } });
+    node.bodyDone(reqId, true, crc32c(body), { offset, chunks: [body] });
+    t.like(await result, { type: 'appended', offset });
+  }
+  const end = node.readableEnd();
+  const start = await node.trim(end);
+  t.true(start > 0, String(start));
+  t.is(loadTrimPoint(dir).point, end);
+  await node.close();
+  node = await LogNode.open(config);
+  t.is(node.status().trimPoint, end, 'restored');
+  await node.close();
+  fs.writeFileSync(join(dir, 'trim-point'), 'junk');
+  node = await LogNode.open(config);
+  t.teardown(() => node.close());
+  const warnings: string[] = [];
+  node.on('warn', (m: string) => warnings.push(m));
+  node.start(null);
+  t.is(warnings.length, 1);
+  t.regex(warnings[0], /trim-point file is damaged/);
+  t.is(node.status().start, start, 'what was deleted stays deleted');
+  t.is(node.status().trimPoint, start, 'the point is the start until the leader passes it on again');
 });

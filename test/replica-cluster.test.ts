@@ -60,6 +60,8 @@ class Harness {
           case 'sync': queue.push({ type: 'syncDone', upTo: e.upTo, ok: true }); break;
           // Catch-up copies succeed at once, from a log of term-1 entries.
           case 'copy': queue.push({ type: 'copyDone', start: e.start, to: e.to, epochs: [{ term: this.copyTerm, offset: e.start }], ok: e.to > e.start }); break;
+          // Segments too large to delete: a trim runs up to its point and deletes nothing.
+          case 'trim': queue.push({ type: 'trimDone', start: this.get(id).start, upTo: Math.min(e.before, this.get(id).readableEnd()) }); break;
           default: break;
         }
       }
@@ -369,4 +371,88 @@ test('a fetch that keeps failing alternates between the leader and each other pe
     if (!out.some((e) => e.type === 'fetch')) out = f.step({ type: 'tick', now });
   }
   t.deepEqual(peers, ['z', 'x', 'z', 'x', 'z', 'x']);
+});
+
+/** What `id` answered to request `reqId`, if it has. */
+function answer(h: Harness, id: NodeId, reqId: number) {
+  const e = h.effects(id).find((x) => x.type === 'reply' && x.reqId === reqId);
+  return e?.type === 'reply' ? e.result : undefined;
+}
+
+/** A leader with a few committed entries, and the commit end to trim at. */
+function withEntries(h: Harness): { leader: Replica; before: number } {
+  h.run(1000);
+  const leader = h.leader()!;
+  for (let i = 1; i <= 3; i++) {
+    h.uploads.add(`t${i}`);
+    h.step(leader.id, { type: 'appendHead', reqId: 100 + i, uploadId: `t${i}`, length: 100, crc: 5, acks: 'all' });
+    h.step(leader.id, { type: 'bodyDone', reqId: 100 + i, ok: true, crc: 5 });
+  }
+  h.run(200);
+  return { leader, before: leader.commitEnd };
+}
+
+test('a trim is answered once a majority holds its point durably, and each holder saved it before saying so', (t) => {
+  const h = new Harness();
+  const { leader, before } = withEntries(h);
+  const [b, c] = MEMBERS.filter((id) => id !== leader.id);
+  h.cut.add(b).add(c);
+  h.step(leader.id, { type: 'trim', reqId: 1, before });
+  h.run(100);
+  t.is(answer(h, leader.id, 1), undefined, 'the leader alone holds it: no answer');
+  t.is(leader.trimPoint, before);
+  h.cut.delete(b);
+  h.run(100);
+  t.deepEqual(answer(h, leader.id, 1), { type: 'trimmed', start: 0 });
+  t.is(h.get(b).trimPoint, before);
+  t.is(h.get(c).trimPoint, 0, 'the cut-off follower has not heard of it');
+  // b's trim effect comes before the first reply that reports the point.
+  const fx = h.effects(b);
+  const saved = fx.findIndex((e) => e.type === 'trim' && e.before === before);
+  const told = fx.findIndex((e) => e.type === 'send' && e.msg.type === 'appendReply' && e.msg.trimTo === before);
+  t.true(saved >= 0 && told > saved, `trim effect at ${saved}, first report at ${told}`);
+  h.cut.delete(c);
+  h.run(100);
+  t.is(h.get(c).trimPoint, before, 'and the last follower takes it up once it is back');
+});
+
+test('a trim is refused past the commit end and by a follower; one whose leader lost its majority fails not_leader', (t) => {
+  const h = new Harness();
+  const { leader, before } = withEntries(h);
+  const follower = MEMBERS.find((id) => id !== leader.id)!;
+  h.step(follower, { type: 'trim', reqId: 1, before });
+  t.like(answer(h, follower, 1), { type: 'error', code: 'not_leader', details: { leader: leader.id } });
+  h.step(leader.id, { type: 'trim', reqId: 2, before: before + 1 });
+  t.like(answer(h, leader.id, 2), { type: 'error', code: 'out_of_range', details: { end: before } });
+  t.is(leader.trimPoint, 0);
+  for (const id of MEMBERS) if (id !== leader.id) h.cut.add(id);
+  h.step(leader.id, { type: 'trim', reqId: 3, before });
+  h.run(1000);
+  t.is(leader.role, 'follower');
+  t.like(answer(h, leader.id, 3), { type: 'error', code: 'not_leader' });
+});
+
+test('an acknowledged trim outlives its leader: the next leader takes it up from the follower that holds it', (t) => {
+  const h = new Harness();
+  const { leader, before } = withEntries(h);
+  const [b, c] = MEMBERS.filter((id) => id !== leader.id);
+  h.cut.add(c);
+  h.step(leader.id, { type: 'trim', reqId: 1, before });
+  h.run(50);
+  t.like(answer(h, leader.id, 1), { type: 'trimmed' });
+  // The old leader is gone for good; c, which never heard of the trim, comes back.
+  h.cut.delete(c);
+  h.cut.add(leader.id);
+  h.run(2000);
+  const next = h.leader()!;
+  t.not(next.id, leader.id);
+  t.is(h.get(b).trimPoint, before);
+  t.is(h.get(c).trimPoint, before);
+});
+
+test('a node restarted with a saved trim point above its start carries on deleting toward it', (t) => {
+  const r = new Replica({ config: { ...DEFAULT_CONFIG, id: 'a', members: MEMBERS }, init: { ...EMPTY, trimPoint: 500 }, random: () => 0.5, now: 0 });
+  t.is(r.trimPoint, 500);
+  t.deepEqual(r.step({ type: 'tick', now: 1 }).filter((e) => e.type === 'trim'), [{ type: 'trim', before: 500 }]);
+  t.deepEqual(r.step({ type: 'tick', now: 2 }).filter((e) => e.type === 'trim'), [], 'asked once');
 });

@@ -181,11 +181,11 @@ test('a follower whose log restarts at the leader\'s start (reset) forgets the i
   });
   const epochs = [{ term: 1, offset: 0 }];
   // Catch-up instruction carrying the leader's start; the leader's window reaches below S, so `to` = S.
-  run(r, { type: 'message', from: 'n1', msg: { type: 'append', term: 1, prevEnd: 0, prevTerm: 0, entries: [], commit: S, seq: 1, start: S, catchUp: { to: S, epochs, start: S } } });
+  run(r, { type: 'message', from: 'n1', msg: { type: 'append', term: 1, prevEnd: 0, prevTerm: 0, entries: [], commit: S, seq: 1, trimTo: S, catchUp: { to: S, epochs, start: S } } });
   t.is(r.start, S);
   // Then plain metadata from S on (the leader's window covers it).
   const e1 = { offset: S, length: 5, term: 1, kind: Kind.Data, crc: 1, uploadId: 'y' };
-  run(r, { type: 'message', from: 'n1', msg: { type: 'append', term: 1, prevEnd: S, prevTerm: 1, entries: [e1], commit: S + frameSize(5), seq: 2, start: S } });
+  run(r, { type: 'message', from: 'n1', msg: { type: 'append', term: 1, prevEnd: S, prevTerm: 1, entries: [e1], commit: S + frameSize(5), seq: 2, trimTo: S } });
   t.is(r.end, S + frameSize(5));
   t.is(r.fatesFrom, S);
   // n1 dies; n2 is elected (its log is as up to date as n3's).

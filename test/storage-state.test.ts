@@ -2,6 +2,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import test from 'ava';
 import { loadHardState, saveHardStateSync } from '../server/storage/hard-state.ts';
+import { loadTrimPoint, saveTrimPointSync } from '../server/storage/trim-point.ts';
 import { WriteFrontier } from '../server/storage/write-frontier.ts';
 import { segmentsToDelete } from '../server/storage/retention.ts';
 import { append, crashImage, fill, openLog, payload, tmpDir } from './helpers/storage.ts';
@@ -18,6 +19,18 @@ test('hard state: defaults, round trip, refuses a damaged file', async (t) => {
   t.throws(() => loadHardState(dir), { code: 'internal' });
   fs.writeFileSync(path.join(dir, 'hardstate'), '{"term":-1,"votedFor":null}');
   t.throws(() => loadHardState(dir), { message: /malformed/ });
+});
+
+test('trim point: 0 when never saved, round trip, a damaged file reads as 0 and says so', async (t) => {
+  const dir = await tmpDir(t);
+  t.deepEqual(loadTrimPoint(dir), { point: 0, damaged: false });
+  saveTrimPointSync(dir, 2 ** 40 + 7);
+  t.deepEqual(loadTrimPoint(dir), { point: 2 ** 40 + 7, damaged: false });
+  const file = path.join(dir, 'trim-point');
+  const b = fs.readFileSync(file);
+  b[3] ^= 1;
+  fs.writeFileSync(file, b);
+  t.deepEqual(loadTrimPoint(dir), { point: 0, damaged: true });
 });
 
 test('write frontier: only the contiguous written prefix counts', (t) => {

@@ -23,6 +23,7 @@ import type { Kind } from '../../spec/frame.ts';
 import { readU64LE, writeU64LE } from '../../spec/u64.ts';
 import { type EntryMeta, entryEnd } from '../../spec/entry.ts';
 import { fdatasync, readFileOrNullSync, writeFileAtomicSync } from './fs-util.ts';
+import { loadOffsetFile, saveOffsetFileSync } from './offset-file.ts';
 
 const FILE = 'fates';
 const FROM_FILE = 'fates-from';
@@ -195,18 +196,13 @@ export class FatesFile {
  * caps it at the log's end) if the file is damaged.
  */
 export function loadFatesFrom(dir: string): number | null {
-  const b = readFileOrNullSync(path.join(dir, FROM_FILE));
-  if (!b) return null;
-  if (b.length !== 12 || crc32c(b.subarray(0, 8)) !== b.readUInt32LE(8)) return Number.MAX_SAFE_INTEGER;
-  return readU64LE(b, 0);
+  const saved = loadOffsetFile(dir, FROM_FILE);
+  return saved === 'damaged' ? Number.MAX_SAFE_INTEGER : saved;
 }
 
-/** Saves `fatesFrom` durably (temp file, fsync, rename, fsync of the directory). */
+/** Saves `fatesFrom` durably. */
 export function saveFatesFromSync(dir: string, offset: number): void {
-  const b = Buffer.alloc(12);
-  writeU64LE(b, offset, 0);
-  b.writeUInt32LE(crc32c(b.subarray(0, 8)), 8);
-  writeFileAtomicSync(path.join(dir, FROM_FILE), b, true);
+  saveOffsetFileSync(dir, FROM_FILE, offset);
 }
 
 /**
