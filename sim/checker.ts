@@ -20,7 +20,9 @@
  *   different from it; copy-divergent: committed frames copied to a lagging replica that
  *   differ from the canonical log;
  * - replica-invariant: the replica threw (its own internal assertion);
- * - final-*: after the drain, every replica's live and durable images hold the canonical log.
+ * - trim-ack-without-majority: a leader acknowledged a trim that a majority does not hold durably;
+ * - final-*: after the drain, every replica's live and durable images hold the canonical log,
+ *   and its trim point is at least every acknowledged one.
  */
 import type { Effect, ReplyResult, Role } from '../spec/messages.ts';
 import { Kind, decodeHeader, frameSize } from '../spec/frame.ts';
@@ -55,6 +57,8 @@ export class Checker {
   private leaders = new Map<number, string>();
   /** Highest commit end any replica ever announced. */
   maxCommit = 0;
+  /** Highest trim point a leader acknowledged. */
+  maxTrimAcked = 0;
   maxViolations = 20;
 
   constructor(private readonly w: World) {}
@@ -218,6 +222,18 @@ export class Checker {
     }
   }
 
+  /** A leader answered a trim: its point must be held durably by a majority (else a later leader may lose it). */
+  onTrimAck(n: SimNode, before: number): void {
+    const w = this.w;
+    const majority = Math.floor(w.nodes.length / 2) + 1;
+    const holders = w.nodes.filter((m) => m.trimPoint >= before);
+    if (holders.length < majority) {
+      this.violation('trim-ack-without-majority', `${n.id} acknowledged a trim before ${before} held by ${holders.length} of ${w.nodes.length} nodes (${holders.map((m) => m.id).join(', ') || 'none'})`, n.id);
+    }
+    this.maxTrimAcked = Math.max(this.maxTrimAcked, before);
+    w.stats.trims++;
+  }
+
   /**
    * Bytes served to a reader must be committed frames. Catch-up copies may carry the
    * leader's uncommitted frames too; their committed part must match the committed log.
@@ -295,6 +311,7 @@ export class Checker {
       if (live.cumAt(end) !== this.canon.cum) this.violation('final-prefix-mismatch', `${n.id}'s log [0, ${end}) differs from the committed log (valid frames end at ${live.end})`, n.id);
       const dur = this.durable(n);
       if (dur.cumAt(end) !== this.canon.cum) this.violation('final-durable-mismatch', `${n.id}'s durable image does not hold the committed log [0, ${end}) (durable valid end ${dur.end})`, n.id);
+      if (n.trimPoint < this.maxTrimAcked) this.violation('final-trim-lost', `${n.id}'s trim point ${n.trimPoint} is below a trim acknowledged before ${this.maxTrimAcked}`, n.id);
     }
   }
 

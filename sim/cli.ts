@@ -107,7 +107,7 @@ export function describeRun(r: RunResult, wallMs: number, scenarioFile?: string)
     `${r.scenario ? `scenario ${r.scenario}, ` : ''}seed ${r.seed}${r.bugs.length ? ` with planted ${r.bugs.join(', ')}` : ''}: ${r.verdict === 'pass' ? 'PASS' : 'FAIL'}`,
     `  ${fmt(r.events)} events, ${fmt(r.simMs / 1000, 1)} s simulated, ${fmt(wallMs / 1000, 2)} s wall (${fmt(r.events / Math.max(wallMs, 1) * 1000)} events/s), digest ${r.digest}`,
     ...r.mix.split('\n').map((l) => `  ${l}`),
-    `  appends ok ${s.appends.ok}, failed ${s.appends.fail}, unknown ${s.appends.unknown}; reads ${s.reads} (${s.readEntries} entries); committed ${fmt(s.committedEnd)} bytes`,
+    `  appends ok ${s.appends.ok}, failed ${s.appends.fail}, unknown ${s.appends.unknown}; reads ${s.reads} (${s.readEntries} entries); trims ${s.trims}; committed ${fmt(s.committedEnd)} bytes`,
     `  elections ${s.elections}, highest term ${s.maxTerm}, fetches ${s.fetches}, catch-up copies ${s.copies}; network sent ${s.net.sent}, dropped ${s.net.dropped}, partitioned ${s.net.partitioned}, duplicated ${s.net.duplicated}`,
     `  ${faultsText(s.faults, '; ')}; uploads lost ${s.uploadsLost}, corrupted ${s.uploadsCorrupted}; sectors on power loss kept/lost/partial/garbage ${s.mangling.sectorsKept}/${s.mangling.sectorsLost}/${s.mangling.sectorsPartial}/${s.mangling.sectorsGarbage}`,
   ];

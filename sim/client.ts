@@ -293,6 +293,8 @@ export class Reader extends Client {
     this.busy = true;
     const c = w.params.clients;
     if (w.rng.clients.chance(c.endP)) { this.linearizableEnd(); return; }
+    // Drawn only when trims are on: runs without them replay as they did before trims.
+    if (c.trimP > 0 && w.rng.clients.chance(c.trimP)) { this.trim(); return; }
     const to = w.rng.clients.int(w.nodes.length);
     const from = this.cursor;
     const limit = w.rng.clients.pick([256, 4096, 65536]);
@@ -321,6 +323,30 @@ export class Reader extends Client {
       w.trace.mix(62, this.idx, from, res.next);
       if (w.trace.on && res.next > from) w.trace.line(w.q.now, this.name, `read [${from}, ${res.next}) from ${w.nodes[to].id}: ${entries.length} entries`);
       this.cursor = res.next;
+      finish();
+    });
+  }
+
+  /**
+   * A trim at the node believed to lead, up to where this reader has read (a committed
+   * boundary). The simulated nodes keep their bytes (see SimNode's `trim` effect): what is
+   * checked is that an acknowledged trim point is on a majority and never lost.
+   */
+  private trim(): void {
+    const w = this.w;
+    const to = this.target;
+    const before = this.cursor;
+    let done = false;
+    const finish = () => { done = true; this.busy = false; this.think(() => this.next()); };
+    w.q.after(w.params.clients.readTimeoutMs, () => { if (!done) { this.target = this.otherNode(); finish(); } });
+    this.rpc<ReplyResult>(to, (respond) => w.nodes[to].clientTrim(before, respond), (r) => {
+      if (done) return;
+      w.trace.mix(64, this.idx, before, r.type === 'trimmed' ? 1 : 0);
+      if (w.trace.on) w.trace.line(w.q.now, this.name, `trim before ${before} at ${w.nodes[to].id}: ${JSON.stringify(r)}`);
+      if (r.type === 'error' && r.code === 'not_leader') {
+        const i = typeof r.details?.leader === 'string' ? w.nodeIndex.get(r.details.leader) : undefined;
+        this.target = i ?? this.otherNode();
+      }
       finish();
     });
   }

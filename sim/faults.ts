@@ -42,6 +42,8 @@ export interface ClientParams {
   readTimeoutMs: number;
   /** Probability that a reader's operation is a linearizable `end` at the leader. */
   endP: number;
+  /** Probability that a reader's operation is a trim at the leader, up to where it has read. */
+  trimP: number;
 }
 
 export interface SimParams {
@@ -81,7 +83,7 @@ export function baseParams(nodes = 3): SimParams {
     clients: {
       appenders: 3, readers: 2, thinkMs: 20, maxPayload: 2048, acksAllP: 0.1, declareCrcP: 0.8,
       uploadLossP: 0, uploadCorruptP: 0, uploadLateP: 0, bodyStallP: 0, bodyDieP: 0, bodyCorruptP: 0,
-      bodyDelayMs: 0.5, noCopiesP: 0, fateP: 0.8, appendTimeoutMs: 1500, readTimeoutMs: 500, endP: 0.1,
+      bodyDelayMs: 0.5, noCopiesP: 0, fateP: 0.8, appendTimeoutMs: 1500, readTimeoutMs: 500, endP: 0.1, trimP: 0,
     },
     faults: [],
     faultMeanIntervalMs: 1000,
@@ -151,6 +153,7 @@ export function drawParams(seed: number, nodes = 3): SimParams {
   p.drainMs = 20_000;
   // Drawn last so that adding it left every earlier draw, hence every recorded seed, as it was.
   if (on(0.3)) c.noCopiesP = r.pick([0.2, 1]);
+  if (on(0.3)) c.trimP = r.pick([0.05, 0.2]);
   return p;
 }
 
@@ -161,7 +164,7 @@ export function describeParams(p: SimParams): string {
     `nodes ${p.nodes}, tick ${p.tickMs} ms, election ${p.replica.electionMs} ms, heartbeat ${p.replica.heartbeatMs} ms, body deadline ${p.replica.bodyDeadlineMs} ms, upload deadline ${p.replica.uploadDeadlineMs} ms, all-ack timeout ${p.replica.allAckTimeoutMs} ms, batch ${p.replica.maxBatchEntries}, window ${p.replica.windowEntries}`,
     `network: delay ${p.net.minDelay}+exp(${p.net.meanDelay}) ms${p.net.tailP ? `, tail ${p.net.tailP}×${p.net.tailFactor}` : ''}${p.net.drop ? `, drop ${p.net.drop}` : ''}${p.net.duplicate ? `, duplicate ${p.net.duplicate}` : ''}`,
     `disk: write ${p.disk.writeMin}+exp(${p.disk.writeMean}) ms, sync ${p.disk.syncMin}+exp(${p.disk.syncMean}) ms${p.disk.slowP ? `, slow ${p.disk.slowP}` : ''}, sector fate keep/lose/partial/garbage ${p.sectorFate.keep}/${p.sectorFate.lose}/${p.sectorFate.partial}/${p.sectorFate.garbage}`,
-    `clients: ${c.appenders} appenders, ${c.readers} readers, think ${c.thinkMs} ms, payload ≤ ${c.maxPayload} B, acks=all ${c.acksAllP}, declared crc ${c.declareCrcP}, upload lost/corrupt/late ${c.uploadLossP}/${c.uploadCorruptP}/${c.uploadLateP}, body stall/die/corrupt ${c.bodyStallP}/${c.bodyDieP}/${c.bodyCorruptP}, body delay ${c.bodyDelayMs} ms${c.noCopiesP ? `, no copies ${c.noCopiesP}` : ''}, fate ${c.fateP}, timeout ${c.appendTimeoutMs} ms, end ${c.endP}`,
+    `clients: ${c.appenders} appenders, ${c.readers} readers, think ${c.thinkMs} ms, payload ≤ ${c.maxPayload} B, acks=all ${c.acksAllP}, declared crc ${c.declareCrcP}, upload lost/corrupt/late ${c.uploadLossP}/${c.uploadCorruptP}/${c.uploadLateP}, body stall/die/corrupt ${c.bodyStallP}/${c.bodyDieP}/${c.bodyCorruptP}, body delay ${c.bodyDelayMs} ms${c.noCopiesP ? `, no copies ${c.noCopiesP}` : ''}, fate ${c.fateP}, timeout ${c.appendTimeoutMs} ms, end ${c.endP}${c.trimP ? `, trim ${c.trimP}` : ''}`,
     `faults: ${p.faults.length > 0 ? p.faults.join(' ') : 'none'} every ~${p.faultMeanIntervalMs} ms${p.faults.includes('churn') ? ` (churn ${p.churnP} after ~${p.churnDelayMs} ms)` : ''} lasting ~${p.faultMeanDurationMs} ms, fault phase ${p.faultPhaseMs} ms, drain ≤ ${p.drainMs} ms`,
   ];
   return parts.join('\n');

@@ -66,6 +66,8 @@ interface Pending {
   reply: AppendReply;
   allocated: boolean;
   attempt: AppendAttempt | null;
+  /** A trim's point (for the acknowledgement check). */
+  trim?: number;
   /** Expected payload CRC/length of an append (for the acknowledgement check). */
 }
 
@@ -112,6 +114,11 @@ export class SimNode {
   private fatesAtRisk = false;
   /** The durable `fatesFrom` (see Replica.fatesFrom). */
   private fatesFrom = 0;
+  /** The durable trim point (`trim` effects), like the server's trim-point file. */
+  trimPoint = 0;
+  /** This incarnation's deletion runs (see followTrim). */
+  private trimTried = 0;
+  private trimming = false;
   private uploads = new Map<string, Buffer>();
   private requests = new Map<number, Pending>();
   private bodies = new Map<number, BodyState>();
@@ -165,13 +172,15 @@ export class SimNode {
     }
     const replica = new Replica({
       config: this.config,
-      init: { term: this.hard.term, votedFor: this.hard.votedFor, start: 0, end: scan.validEnd, epochs: scan.epochs, tail, fates: this.fates, fatesFrom: this.fatesFrom },
+      init: { term: this.hard.term, votedFor: this.hard.votedFor, start: 0, end: scan.validEnd, epochs: scan.epochs, tail, fates: this.fates, fatesFrom: this.fatesFrom, trimPoint: this.trimPoint },
       random: () => this.random.float(),
       now: this.localNow(),
       bugs: w.bugs,
     });
     this.fatesFrom = replica.fatesFrom;
     this.replica = replica;
+    this.trimTried = 0;
+    this.trimming = false;
     this.up = true;
     this.paused = false;
     this.downReason = null;
@@ -260,6 +269,7 @@ export class SimNode {
 
   private tick(): void {
     this.step({ type: 'tick', now: this.localNow() });
+    this.followTrim();
     this.schedule(this.w.params.tickMs, () => this.tick());
   }
 
@@ -319,8 +329,12 @@ export class SimNode {
         this.onWrite(e.seq, e.meta, e.source);
         break;
       case 'fatesFrom': this.fatesFrom = Math.max(this.fatesFrom, e.offset); break;
-      // Simulated logs are never trimmed: a leader's start stays 0, and no follower is asked.
-      case 'trim': break;
+      case 'trim':
+        // Durable at once, like the server's saveTrimPointSync.
+        tr.mix(52, e.before);
+        this.trimPoint = Math.max(this.trimPoint, e.before);
+        this.followTrim();
+        break;
       case 'fetch': this.onFetch(e.seq, e.meta, e.peer); break;
       case 'copy': this.onCopy(e.peer, e.start, e.to, e.term); break;
       case 'sync': {
@@ -364,6 +378,7 @@ export class SimNode {
         if (!p) break;
         this.requests.delete(e.reqId);
         if (tr.on) tr.line(w.q.now, this.id, `reply req ${e.reqId}${p.attempt ? ` (${p.attempt.uploadId})` : ''}: ${JSON.stringify(e.result)}`);
+        if (p.trim !== undefined && e.result.type === 'trimmed') w.checker.onTrimAck(this, p.trim);
         if (p.attempt) {
           const r = e.result;
           if (r.type === 'appended') w.checker.onAck(this, p.attempt, r.offset, r.end);
@@ -649,6 +664,32 @@ export class SimNode {
     const reqId = this.nextReq++;
     this.requests.set(reqId, { reply: (r) => reply(r), allocated: false, attempt: null });
     this.step({ type: 'fate', reqId, uploadId, after });
+  }
+
+  clientTrim(before: number, reply: (r: ReplyResult) => void): void {
+    const reqId = this.nextReq++;
+    this.requests.set(reqId, { reply: (r) => reply(r), allocated: false, attempt: null, trim: before });
+    this.step({ type: 'trim', reqId, before });
+  }
+
+  /**
+   * A deletion run toward the trim point, as the server's followTrim, after a disk latency.
+   * Simulated logs keep their bytes (the checker's frame chains start at 0): a run deletes
+   * nothing and the start stays 0, so what the simulator checks is the trim point's
+   * protocol (majority, durability, spreading), not `reset` (test/cluster-catchup.test.ts).
+   */
+  private followTrim(): void {
+    const r = this.replica;
+    if (!r || this.trimming) return;
+    const upTo = Math.min(this.trimPoint, r.readableEnd());
+    if (upTo <= this.trimTried) return;
+    this.trimming = true;
+    this.trimTried = upTo;
+    this.schedule(this.writeLatency(), () => {
+      this.trimming = false;
+      this.w.trace.mix(53, upTo);
+      this.step({ type: 'trimDone', start: 0, upTo });
+    });
   }
 
   clientReadIndex(reply: (r: ReplyResult) => void): void {

@@ -83,7 +83,7 @@ export function run(seed: number, opts: RunOptions = {}): RunResult {
   for (let i = 1; i <= appenders; i++) names.push(`a${i}`);
   for (let i = 1; i <= readers; i++) names.push(`r${i}`);
   const stats: RunStats = {
-    faults: {}, appends: { ok: 0, fail: 0, unknown: 0 }, reads: 0, readEntries: 0, elections: 0, maxTerm: 0, commits: 0,
+    faults: {}, appends: { ok: 0, fail: 0, unknown: 0 }, reads: 0, readEntries: 0, trims: 0, elections: 0, maxTerm: 0, commits: 0,
     mangling: emptyManglingStats(), uploadsLost: 0, uploadsCorrupted: 0, fetches: 0, copies: 0,
   };
   const w = {

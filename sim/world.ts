@@ -18,6 +18,8 @@ export interface RunStats {
   appends: { ok: number; fail: number; unknown: number };
   reads: number;
   readEntries: number;
+  /** Trims a leader acknowledged. */
+  trims: number;
   elections: number;
   maxTerm: number;
   commits: number;

@@ -26,6 +26,8 @@ export interface PlantedBugs {
   placeDuplicateIds: boolean;
   /** A leader answers a fate `unknown` before it has committed in its term. */
   fateBeforeTermCommit: boolean;
+  /** A leader answers a trim once it holds the point itself, without waiting for a majority. */
+  trimAckAlone: boolean;
 }
 
 export type BugName = keyof PlantedBugs;
@@ -33,11 +35,12 @@ export type BugName = keyof PlantedBugs;
 export const BUG_NAMES: readonly BugName[] = [
   'ackBeforeFsync', 'commitWithoutMajority', 'commitOldTerm', 'skipPrevCheck',
   'voteTwice', 'readPastCommit', 'noSuffixTruncation', 'noTornTailTruncation', 'fateIgnoresForgotten',
-  'placeDuplicateIds', 'fateBeforeTermCommit',
+  'placeDuplicateIds', 'fateBeforeTermCommit', 'trimAckAlone',
 ];
 
 export const NO_BUGS: Readonly<PlantedBugs> = Object.freeze({
   ackBeforeFsync: false, commitWithoutMajority: false, commitOldTerm: false, skipPrevCheck: false,
   voteTwice: false, readPastCommit: false, noSuffixTruncation: false, noTornTailTruncation: false,
   fateIgnoresForgotten: false, placeDuplicateIds: false, fateBeforeTermCommit: false,
+  trimAckAlone: false,
 });
