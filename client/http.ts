@@ -4,7 +4,8 @@
  * occupies a connection an append needs.
  *
  * Every call maps failures onto {@link LogError}:
- * - an HTTP error status with a `{"error":{...}}` body → `LogError.fromBody`;
+ * - an HTTP error status with a `{"error":{...}}` body → `LogError.fromBody`; without one
+ *   (another web server's answer) → `bad_response`, which is not retriable;
  * - a transport failure (undici `UND_ERR_*`, `ECONNREFUSED`, `ECONNRESET`, ...) →
  *   `LogError('network', ..., { cause })`, which is retriable;
  * - an aborted `AbortSignal` → `LogError('aborted')`.
@@ -182,16 +183,20 @@ export class Transport {
     try {
       parsed = JSON.parse(body.toString('utf8'));
     } catch {
-      // not JSON: fromBody falls back on the status
+      // not JSON: not a loglog error either
+    }
+    const known = errorOfBody(parsed);
+    const foreign = (parsed as { error?: { code?: unknown; message?: unknown } } | null)?.error;
+    // Every error a loglogd sends has a loglog error body. Classed by its status alone, another
+    // web server's 5xx passed for a node failing after it may have written the entry, and an
+    // append to a wrong address ended in outcome_unknown.
+    if (!known && typeof foreign?.code !== 'string') {
+      throw notLoglog(server, `${req.method} ${req.path}`, `with HTTP ${res.statusCode} and no loglog error`);
     }
     const err = LogError.fromBody(res.statusCode, parsed);
     if (err.details.server === undefined) err.details.server = server;
-    if (!errorOfBody(parsed)) {
-      const foreign = (parsed as { error?: { code?: unknown; message?: unknown } } | null)?.error;
-      err.message = typeof foreign?.code === 'string'
-        ? `${server}: ${String(foreign.message ?? foreign.code)} (error code "${foreign.code}", which this client does not know: a newer loglogd?)`
-        // Something else answers there (another web server, a proxy's error page).
-        : `${server} answered ${req.method} ${req.path} with HTTP ${res.statusCode} and no loglog error: is it a loglogd?`;
+    if (!known) {
+      err.message = `${server}: ${String(foreign?.message ?? foreign?.code)} (error code "${String(foreign?.code)}", which this client does not know: a newer loglogd?)`;
     }
     throw err;
   }

@@ -256,6 +256,8 @@ export class LogClient {
   private readonly uploadBytes = new Map<string, number>();
   private readonly idToUrl = new Map<string, string>();
   private readonly downUntil = new Map<string, number>();
+  /** Servers that have answered as a loglogd (a status with its fields). */
+  private readonly loglogds = new Set<string>();
   private discovery: Promise<void> | null = null;
   private discovered = false;
   private nextDiscoveryAt = 0;
@@ -356,7 +358,10 @@ export class LogClient {
     for (const m of this.members) {
       if (asked.includes(m)) continue;
       this.transport.json<ServerStatus>(m, { method: 'GET', path: '/v1/status', signal: AbortSignal.any([signal, this.closing.signal]) }, STATUS_SHAPE).then(
-        (st) => { if (typeof st.maxEntryBytes === 'number') this.noteMaxEntry(st.maxEntryBytes); },
+        (st) => {
+          this.loglogds.add(m);
+          if (typeof st.maxEntryBytes === 'number') this.noteMaxEntry(st.maxEntryBytes);
+        },
         () => {},
       );
     }
@@ -402,6 +407,7 @@ export class LogClient {
    * only fill in the leader and node ids.
    */
   private learn(server: string, st: ServerStatus, first: boolean): void {
+    this.loglogds.add(server);
     if (typeof st.id === 'string' && st.id !== '') this.idToUrl.set(st.id, server);
     if (typeof st.maxEntryBytes === 'number') this.noteMaxEntry(st.maxEntryBytes);
     if (typeof st.commit === 'number' && st.commit > this.knownCommit) this.knownCommit = st.commit;
@@ -527,6 +533,8 @@ export class LogClient {
     let after = -1;
     // Set when a failed attempt may have been written: ask the server before resending.
     let uncertain = false;
+    // Where the attempts that may have been written went.
+    const maybeAt = new Set<string>();
     // Servers holding (or being sent) a copy under the current upload id.
     let copies = new Set<string>();
     // Known only from a fate: committed, but not whether every replica has it.
@@ -577,7 +585,10 @@ export class LogClient {
         const err = toLogError(e, server, opts.signal);
         if (err.code === 'too_large' && typeof err.details.max === 'number') this.noteMaxEntry(err.details.max);
         // Stopped by the caller while the request was out: the server may have it all the same.
-        if (mayHaveLanded(err) || err.code === 'aborted') uncertain = true;
+        if (mayHaveLanded(err) || err.code === 'aborted') {
+          uncertain = true;
+          maybeAt.add(server);
+        }
         err.details.uploadId ??= uploadId;
         if (err.code === 'conflict') {
           const next = this.onConflict(err, uploadId, earlier, after);
@@ -593,8 +604,10 @@ export class LogClient {
       r = await attempts;
     } catch (e) {
       // The last failure may be a refused connection, but an earlier attempt's answer was
-      // lost: whoever retries on `retriable` would append the entry twice.
-      if (uncertain && e instanceof LogError && e.code !== 'outcome_unknown') {
+      // lost: whoever retries on `retriable` would append the entry twice. Unless every such
+      // attempt went to the server that has now shown it is no loglogd (a connection it cut,
+      // then a page of its own): nothing of ours can be there.
+      if (uncertain && e instanceof LogError && e.code !== 'outcome_unknown' && !this.notLoglogAt(e, maybeAt)) {
         const ask = `an earlier attempt may have been written: ask fate("${uploadId}") before appending it again`;
         // Stopped by the caller (signal, close): still an abort, but one that says what may be in the log.
         if (e.code === 'aborted') throw new LogError('aborted', `${e.message}; ${ask}`, { ...e.details, uploadId, mayHaveLanded: true }, { cause: e });
@@ -612,6 +625,11 @@ export class LogClient {
       );
     }
     return r;
+  }
+
+  /** Whether `e` shows that every server in `servers` is no loglogd (and none ever answered as one). */
+  private notLoglogAt(e: LogError, servers: ReadonlySet<string>): boolean {
+    return e.code === 'bad_response' && [...servers].every((s) => s === e.details.server && !this.loglogds.has(s));
   }
 
   /**

@@ -10,6 +10,7 @@ import { Kind, crc32c, encodeFrame } from '../spec/frame.ts';
 import { LogClient } from '../client/log-client.ts';
 import { LogError } from '../spec/errors.ts';
 import { until } from './helpers/cluster.ts';
+import { runCli } from './helpers/cli.ts';
 
 type H = (req: IncomingMessage, res: ServerResponse, body: Buffer, path: string) => void;
 interface Fake { url: string; server: Server; handler: H; log: string[] }
@@ -204,6 +205,59 @@ test('a server that is not a loglogd (a 200 of its own, JSON or HTML) is bad_res
     await producer.close().catch(() => {});
     await client.close();
     f.server.closeAllConnections(); f.server.close();
+  }
+});
+
+/** A web server that is not a loglogd: `status` and `body` for every request; with `cutFirstPost`, it drops the connection of the first append after reading its body. */
+async function notLoglogd(t: import('ava').ExecutionContext, status: number, body: string, cutFirstPost = false): Promise<Fake> {
+  const f = await fake();
+  let cut = cutFirstPost;
+  f.handler = (req, res, _body, path) => {
+    if (cut && path === '/v1/append') { cut = false; req.socket.destroy(); return; }
+    res.writeHead(status, { 'content-type': 'text/html' });
+    res.end(body);
+  };
+  t.teardown(() => { f.server.closeAllConnections(); f.server.close(); });
+  return f;
+}
+
+test('an append to a server that is not a loglogd is bad_response, its error pages and a connection it cut included', async (t) => {
+  const cases: [number, string, boolean][] = [[404, 'Not Found', false], [500, '<html>oops</html>', false], [404, 'Not Found', true], [502, '<html>Bad Gateway</html>', true], [200, '<html>welcome</html>', true]];
+  for (const [status, body, cut] of cases) {
+    const what = `HTTP ${status}${cut ? ' after a cut connection' : ''}`;
+    const f = await notLoglogd(t, status, body, cut);
+    const client = new LogClient({ servers: [f.url], retry: { retries: 4, minDelayMs: 1, maxDelayMs: 5 } });
+    const e = await t.throwsAsync(client.append(Buffer.from('x')), { instanceOf: LogError }, what);
+    await client.close();
+    t.is(e?.code, 'bad_response', `${what}: ${e?.message}`);
+    t.false(e?.retriable, what);
+    t.regex(e?.message ?? '', /is it a loglogd\?/, what);
+  }
+});
+
+test('a cut append at a server that answered as a loglogd stays outcome_unknown, whatever answers there next (a proxy\'s error page)', async (t) => {
+  const a = await fake();
+  t.teardown(() => { a.server.closeAllConnections(); a.server.close(); });
+  a.handler = (req, res, _body, path) => {
+    if (path === '/v1/status') return json(res, 200, { id: 'a', role: 'leader', term: 1, leader: 'a', start: 0, end: 0, commit: 0, durable: 0, segments: 1, bytes: 0, peers: [] });
+    if (path === '/v1/append') { req.socket.destroy(); return; } // written, maybe; the answer is lost
+    res.writeHead(502, { 'content-type': 'text/html' });
+    res.end('<html>Bad Gateway</html>');
+  };
+  const client = new LogClient({ servers: [a.url], retry: { retries: 4, minDelayMs: 1, maxDelayMs: 5 } });
+  const e = await t.throwsAsync(client.append(Buffer.from('x')), { instanceOf: LogError });
+  await client.close();
+  t.is(e?.code, 'outcome_unknown', e?.message);
+  t.regex(e?.message ?? '', /ask fate\(/);
+});
+
+test('CLI: loglog append to a web server that is not a loglogd is one bad_response line and exit 2', async (t) => {
+  for (const [status, body] of [[404, 'Not Found'], [200, '<html>welcome</html>']] as const) {
+    const f = await notLoglogd(t, status, body, true);
+    const r = await runCli(['append', '--server', f.url], { stdin: 'a\nb\n' });
+    t.is(r.code, 2, r.err);
+    t.is(r.err.trim().split('\n').length, 1, r.err);
+    t.regex(r.err, new RegExp(`^loglog: ${f.url} answered (POST|GET) /v1/\\S+ .*is it a loglogd\\? .*\\(bad_response\\); check --server`), `HTTP ${status}`);
   }
 });
 
