@@ -1,7 +1,7 @@
 /** The CLI against a real loglogd: 100,000 records in, the same records out, in order. */
 import test from 'ava';
 import { encodeBatch } from '../client/envelope.ts';
-import { runCli, spawnCli } from './helpers/cli.ts';
+import { runCli, runCliInProcess, spawnCli } from './helpers/cli.ts';
 import { LogClient } from '../client/log-client.ts';
 import { startNode } from './helpers/node-process.ts';
 import { request } from 'undici';
@@ -125,4 +125,25 @@ test('Ctrl-C of loglog append while an append is stuck (a frozen server) still s
   const r = await cli.done;
   t.is(r.code, 130, r.err);
   t.regex(r.err, /^loglog: interrupted; (the first )?\d+ records were appended before it \(\d+ entries, offsets \d+\.\.\d+\); appends still under way may land too\n$/);
+});
+
+test('loglog append --raw refuses the batching flags, naming the conflict, and appends nothing for empty input', async (t) => {
+  const n = await startNode(t);
+  const end = async () => (await runCliInProcess(['end', '--server', n.url])).out;
+  const before = await end();
+  for (const flags of [['--digest', 'sha256'], ['--linger', '5'], ['--batch-bytes=1KiB'], ['--max-in-flight', '4', '--digest', 'sha256']]) {
+    const r = await runCliInProcess(['append', '--raw', '--server', n.url, ...flags], 'payload');
+    t.is(r.code, 1, flags.join(' '));
+    t.is(r.out, '');
+    t.is(r.err.trim().split('\n').length, 1, r.err);
+    t.regex(r.err, /^loglog: --raw appends the input as one entry, as is, so --\S+( and --\S+)? \(for batches of records\) cannot apply/, flags.join(' '));
+    for (const f of flags.filter((x) => x.startsWith('--'))) t.true(r.err.includes(f.replace(/=.*/, '')), `${f} named: ${r.err}`);
+  }
+  const empty = await runCliInProcess(['append', '--raw', '--server', n.url], '');
+  t.is(empty.code, 0, empty.err);
+  t.deepEqual(JSON.parse(empty.out), { entries: 0, records: 0, bytes: 0, first: null, last: null });
+  t.is(await end(), before, 'nothing was appended');
+  const one = await runCliInProcess(['append', '--raw', '--acks', 'all', '--server', n.url], 'as is');
+  t.is(one.code, 0, one.err);
+  t.like(JSON.parse(one.out), { entries: 1, records: 1, bytes: 5 });
 });

@@ -69,7 +69,16 @@ export interface AppendSummary {
   last: number | null;
 }
 
+/** Flags that shape batches of records: with --raw there are none, and they would be ignored. */
+const BATCH_FLAGS = ['linger', 'batch-bytes', 'max-in-flight', 'digest'] as const;
+
 async function run(ctx: CliContext, o: Record<string, unknown>): Promise<void> {
+  if (o.raw) {
+    const given = BATCH_FLAGS.filter((f) => ctx.raw(f) !== undefined).map((f) => `--${f}`);
+    if (given.length > 0) {
+      throw new UsageError(`--raw appends the input as one entry, as is, so ${given.join(' and ')} (for batches of records) cannot apply; leave ${given.length === 1 ? 'it' : 'them'} out, or append lines without --raw`);
+    }
+  }
   const acksRaw = ctx.raw('acks');
   const acks = acksRaw === undefined ? undefined : parseChoice<Acks>(acksRaw, 'acks', ['leader', 'quorum', 'all']);
   const lingerRaw = ctx.raw('linger');
@@ -94,11 +103,14 @@ async function run(ctx: CliContext, o: Record<string, unknown>): Promise<void> {
 
   if (o.raw) {
     const payload = await readAll(input);
-    const r = await client.append(payload, { acks, signal: ctx.signal });
-    summary.entries = 1;
-    summary.records = 1;
-    summary.bytes = payload.length;
-    noteOffset(r.offset);
+    // No input, nothing to append (as without --raw): an empty entry is nobody's record.
+    if (payload.length > 0) {
+      const r = await client.append(payload, { acks, signal: ctx.signal });
+      summary.entries = 1;
+      summary.records = 1;
+      summary.bytes = payload.length;
+      noteOffset(r.offset);
+    }
   } else {
     // Stops at the first failed batch: no line after it is appended (the summary says where
     // the log stops holding the input).
@@ -179,7 +191,7 @@ export function register(cli: CAC, ctx: CliContext): void {
     .command('append', 'Append records from stdin (one per line) or a file, batched into entries')
     .option(...SERVER_OPTION)
     .option('--file <path>', 'Read records from this file instead of stdin')
-    .option('--raw', 'Append the whole input as one entry, as is (no envelope, no line splitting)')
+    .option('--raw', 'Append the whole input as one entry, as is (no envelope, no line splitting; empty input appends nothing; not with --linger, --batch-bytes, --max-in-flight or --digest)')
     .option('--acks <level>', 'Durability before an entry is acknowledged: leader, quorum (default), all')
     .option('--linger <ms>', 'How long a batch waits for more records (default 5)')
     .option('--batch-bytes <size>', 'Largest batch (entry) size, e.g. 256KiB (default 1MiB)')
