@@ -75,6 +75,11 @@ test('loglog append stops at a record the server refuses: nothing after it is ap
   t.is(r.code, 2);
   t.is(r.err.trim().split('\n').length, 1, r.err);
   t.regex(r.err, /too_large.*the server takes entries of at most 16777216 bytes.*; the first 100 records were appended before it/);
+  // stdout still has the summary: what a script learns of what landed.
+  const summary = JSON.parse(r.out);
+  t.like(summary, { records: 100, bytes: 192, interrupted: false, uncertain: 0, error: { code: 'too_large' } });
+  t.true(summary.failed >= 1, `the refused record and any read after it: ${r.out}`);
+  t.true(summary.entries >= 1 && summary.first <= summary.last);
   const read = await runCli(['read', '--server', n.url]);
   t.is(read.out, lines(1, 100));
 });
@@ -125,6 +130,25 @@ test('Ctrl-C of loglog append while an append is stuck (a frozen server) still s
   const r = await cli.done;
   t.is(r.code, 130, r.err);
   t.regex(r.err, /^loglog: interrupted; (the first )?\d+ records were appended before it \(\d+ entries, offsets \d+\.\.\d+\); appends still under way may land too\n$/);
+  const summary = JSON.parse(r.out);
+  t.like(summary, { interrupted: true, error: { code: 'aborted' } });
+  t.true(summary.records > 0 && summary.uncertain > 0 && summary.failed >= summary.uncertain, r.out);
+  t.true(r.err.includes(`${summary.records} records were appended before it (${summary.entries} entries, offsets ${summary.first}..${summary.last})`), 'stdout and stderr agree');
+});
+
+test('Ctrl-C of loglog append waiting for input that does not come prints the summary of what was appended, and exits 130', async (t) => {
+  const n = await startNode(t);
+  const client = new LogClient({ servers: [n.url] });
+  t.teardown(() => client.close());
+  const before = await client.end();
+  const cli = spawnCli(['append', '--server', n.url], { stdin: 'one\ntwo\n', holdStdin: true });
+  t.teardown(() => { cli.proc.kill('SIGKILL'); });
+  await until('both records appended', 20_000, async () => ((await client.end()) > before ? true : undefined));
+  cli.proc.kill('SIGINT');
+  const r = await cli.done;
+  t.is(r.code, 130, r.err);
+  t.like(JSON.parse(r.out), { entries: 1, records: 2, bytes: 6, failed: 0, uncertain: 0, interrupted: true });
+  t.regex(r.err, /^loglog: interrupted; the first 2 records were appended before it \(1 entries, offsets \d+\.\.\d+\)\n$/);
 });
 
 test('loglog append --raw refuses the batching flags, naming the conflict, and appends nothing for empty input', async (t) => {

@@ -38,6 +38,8 @@ export interface CliProcess {
 export interface CliOptions {
   /** Written to stdin, which is then closed (closed at once without it). */
   stdin?: string | Buffer;
+  /** Leave stdin open after `stdin` (a pipe that goes quiet); the process's end closes it. */
+  holdStdin?: boolean;
   env?: NodeJS.ProcessEnv;
   cwd?: string;
 }
@@ -55,7 +57,8 @@ export function spawnCli(args: readonly string[], opts: CliOptions = {}): CliPro
   // A CLI that exits without reading its input closes the pipe: that is for the test's
   // checks of its exit code and output, not an uncaught EPIPE.
   proc.stdin!.on('error', () => {});
-  proc.stdin!.end(opts.stdin ?? '');
+  if (!opts.holdStdin) proc.stdin!.end(opts.stdin ?? '');
+  else if (opts.stdin !== undefined) proc.stdin!.write(opts.stdin);
   return {
     proc, exited, done,
     out: out.text,

@@ -3,6 +3,7 @@
  * entries by the Producer; prints one JSON summary line.
  */
 import { open } from 'node:fs/promises';
+import { Readable, addAbortSignal } from 'node:stream';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { CAC } from 'cac';
 import { LogError } from '../../../spec/errors.ts';
@@ -58,8 +59,9 @@ async function openInput(file: string): Promise<AsyncIterable<Buffer>> {
   throw new UsageError(`cannot read --file ${file}: ${why}`);
 }
 
-/** The summary `loglog append` prints. */
+/** The summary `loglog append` prints, also when it stops early (a failure, or Ctrl-C). */
 export interface AppendSummary {
+  /** Entries, records and bytes (of the records) acknowledged. */
   entries: number;
   records: number;
   bytes: number;
@@ -67,10 +69,23 @@ export interface AppendSummary {
   first: number | null;
   /** Offset of the last entry written (highest). */
   last: number | null;
+  /** Stopped early: records read from the input and not acknowledged (the input after them is not read). */
+  failed?: number;
+  /** Of the failed records, those that may be in the log all the same (an answer lost, or still under way). */
+  uncertain?: number;
+  /** Stopped early by Ctrl-C (SIGINT) or SIGTERM. */
+  interrupted?: boolean;
+  /** Stopped early: why. */
+  error?: { code?: string; message: string };
 }
 
 /** Flags that shape batches of records: with --raw there are none, and they would be ignored. */
 const BATCH_FLAGS = ['linger', 'batch-bytes', 'max-in-flight', 'digest'] as const;
+
+/** Whether the append that failed with `e` may have landed all the same. */
+function mayBeInLog(e: unknown): boolean {
+  return e instanceof LogError && (e.code === 'outcome_unknown' || e.code === 'unconfirmed' || e.details.mayHaveLanded === true);
+}
 
 async function run(ctx: CliContext, o: Record<string, unknown>): Promise<void> {
   if (o.raw) {
@@ -92,7 +107,9 @@ async function run(ctx: CliContext, o: Record<string, unknown>): Promise<void> {
   const maxInFlight = inFlightRaw === undefined ? 1 : parseInteger(inFlightRaw, 'max-in-flight', 1, 1024);
   const digest = digestRaw === undefined ? undefined : parseChoice(digestRaw, 'digest', ['sha256'] as const);
   const file = ctx.raw('file');
-  const input: AsyncIterable<Buffer | string> = file !== undefined && file !== '-' ? await openInput(file) : ctx.io.stdin;
+  const opened: AsyncIterable<Buffer | string> = file !== undefined && file !== '-' ? await openInput(file) : ctx.io.stdin;
+  // Ctrl-C also ends a wait for input that may never come (a quiet pipe, a terminal).
+  const input = opened instanceof Readable ? addAbortSignal(ctx.signal, opened) : opened;
 
   const client = ctx.getClient(o.offload === false ? { offload: false } : {});
   const summary: AppendSummary = { entries: 0, records: 0, bytes: 0, first: null, last: null };
@@ -100,76 +117,106 @@ async function run(ctx: CliContext, o: Record<string, unknown>): Promise<void> {
     if (summary.first === null || offset < summary.first) summary.first = offset;
     if (summary.last === null || offset > summary.last) summary.last = offset;
   };
-
+  // Why the command stops early (the first failure), and what became of the records read.
+  let failure: unknown = null;
+  const interrupted = () => new LogError('aborted', 'interrupted');
+  const inputFailure = (e: unknown) => (ctx.signal.aborted ? interrupted() : e);
+  let read = 0;
+  let refused = 0;
+  let maybeIn = 0;
+  const recordsFailed = (n: number, e: unknown) => {
+    refused += n;
+    if (mayBeInLog(e)) maybeIn += n;
+  };
   if (o.raw) {
-    const payload = await readAll(input);
-    // No input, nothing to append (as without --raw): an empty entry is nobody's record.
-    if (payload.length > 0) {
-      const r = await client.append(payload, { acks, signal: ctx.signal });
-      summary.entries = 1;
-      summary.records = 1;
-      summary.bytes = payload.length;
-      noteOffset(r.offset);
+    try {
+      const payload = await readAll(input);
+      // No input, nothing to append (as without --raw): an empty entry is nobody's record.
+      if (payload.length > 0) {
+        read = 1;
+        const r = await client.append(payload, { acks, signal: ctx.signal }).catch((e: unknown) => {
+          recordsFailed(1, e);
+          throw e;
+        });
+        summary.entries = 1;
+        summary.records = 1;
+        summary.bytes = payload.length;
+        noteOffset(r.offset);
+      }
+    } catch (e) {
+      failure = read === 0 ? inputFailure(e) : e;
     }
   } else {
     // Stops at the first failed batch: no line after it is appended (the summary says where
     // the log stops holding the input).
-    const producer = new Producer({ client, acks, lingerMs, maxBatchBytes, maxInFlight, digest, stopOnError: true });
+    const p = new Producer({ client, acks, lingerMs, maxBatchBytes, maxInFlight, digest, stopOnError: true });
     // Someone typing records: a progress line redrawn over their typing helps nobody.
-    const typing = input === ctx.io.stdin && (ctx.io.stdin as { isTTY?: boolean }).isTTY === true;
+    const typing = opened === ctx.io.stdin && (ctx.io.stdin as { isTTY?: boolean }).isTTY === true;
     if (typing) ctx.note('loglog: reading records from the terminal, one per line; Ctrl-D ends the input (or pipe them in, or use --file)');
     const progress = new Progress(ctx.io.stderr, 'appended', !typing && ctx.io.stderr.isTTY === true);
     const offsets = new Set<number>();
-    let failure: unknown = null;
-    let acked = 0;
-    let ackedBytes = 0;
     // The servers' entry limit, so that a record too large for it is refused alone, by line.
     await client.discover({ signal: ctx.signal });
-    let lineNo = 0;
     try {
       for await (const line of splitLines(input)) {
         if (failure !== null) break;
         // Ctrl-C (also while waiting for buffer space): stop reading, let what was sent
         // finish (within the CLI's grace time), and say how much got in.
-        const interrupted = ctx.signal.aborted || (!producer.writable && !(await producer.whenWritable({ signal: ctx.signal }).then(() => true, () => false)));
-        if (interrupted) { failure = new LogError('aborted', 'interrupted'); break; }
+        const stop = ctx.signal.aborted || (!p.writable && !(await p.whenWritable({ signal: ctx.signal }).then(() => true, () => false)));
+        if (stop) { failure = interrupted(); break; }
         const n = line.length;
-        const at = ++lineNo;
-        producer.send(line).then(
+        const at = ++read;
+        p.send(line).then(
           (pos) => {
-            acked++;
-            ackedBytes += n;
+            summary.records++;
+            summary.bytes += n;
             progress.add(1, n);
             if (!offsets.has(pos.offset)) {
               offsets.add(pos.offset);
+              summary.entries++;
               noteOffset(pos.offset);
             }
           },
-          (e) => { failure ??= recordFailure(e, at, ctx.signal.aborted); },
+          (e) => {
+            recordsFailed(1, e);
+            failure ??= recordFailure(e, at, ctx.signal.aborted);
+          },
         );
       }
-      if (ctx.signal.aborted) {
-        // The CLI exits soon after Ctrl-C (its grace time): wait a little for appends under
-        // way, then say what is known, not nothing.
-        await Promise.race([producer.close().catch(() => {}), sleep(INTERRUPT_WAIT_MS, undefined, { ref: false })]);
-      } else {
-        await producer.close();
-      }
+    } catch (e) {
+      failure ??= inputFailure(e);
+    }
+    try {
+      await p.close({ signal: ctx.signal });
+    } catch {
+      // Ctrl-C. The CLI exits soon after it (its grace time): wait a little for appends under
+      // way, then say what is known, not nothing.
+      failure ??= interrupted();
+      await Promise.race([p.close().catch(() => {}), sleep(INTERRUPT_WAIT_MS, undefined, { ref: false })]);
     } finally {
       progress.done();
     }
-    summary.entries = offsets.size;
-    summary.records = acked;
-    summary.bytes = ackedBytes;
-    if (failure !== null) {
-      if (acked === 0) throw failure;
-      const first = maxInFlight === 1 ? `the first ${acked} records` : `${acked} records`;
-      const pending = producer.stats().inFlight > 0 ? '; appends still under way may land too' : '';
-      throw new AfterProgress(failure, `${first} were appended before it (${summary.entries} entries, offsets ${summary.first}..${summary.last})${pending}`);
-    }
   }
-  await ctx.out.write(`${JSON.stringify(summary)}\n`);
+  if (failure === null) {
+    await ctx.out.write(`${JSON.stringify(summary)}\n`);
+    await ctx.out.flush();
+    return;
+  }
+  // Stopped early: the summary still says what got in (a script's only account of it), and
+  // the error goes to stderr as always. A snapshot: acknowledgements may still arrive while
+  // it is written, and stderr must say the same.
+  const { entries, records: acked, first, last } = summary;
+  const underWay = read - acked - refused;
+  const error = failure instanceof Error ? { code: failure instanceof LogError ? failure.code : undefined, message: failure.message } : { message: String(failure) };
+  const stopped: AppendSummary = { ...summary, failed: read - acked, uncertain: underWay + maybeIn, interrupted: ctx.signal.aborted, error };
+  await ctx.out.write(`${JSON.stringify(stopped)}\n`);
   await ctx.out.flush();
+  if (acked === 0 && !ctx.signal.aborted) throw failure;
+  const done = acked === 0
+    ? 'no records were appended'
+    : `${maxInFlight === 1 && !o.raw ? `the first ${acked} records` : `${acked} records`} were appended before it (${entries} entries, offsets ${first}..${last})`;
+  const pending = underWay > 0 ? '; appends still under way may land too' : '';
+  throw new AfterProgress(failure, `${done}${pending}`);
 }
 
 /** After Ctrl-C, how long appends under way get before the summary (below the CLI's 2 s grace). */
