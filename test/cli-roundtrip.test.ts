@@ -171,3 +171,26 @@ test('loglog append --raw refuses the batching flags, naming the conflict, and a
   t.is(one.code, 0, one.err);
   t.like(JSON.parse(one.out), { entries: 1, records: 1, bytes: 5 });
 });
+
+test('loglog trim says why the log start stays short of --before: only whole segments go', async (t) => {
+  const n = await startNode(t, { args: ['--segment-bytes', '4KiB'] });
+  const client = new LogClient({ servers: [n.url] });
+  t.teardown(() => client.close());
+  for (let i = 0; i < 12; i++) await client.append(Buffer.alloc(1000, i));
+  const trim = (before: number) => runCliInProcess(['trim', '--server', n.url, '--before', String(before)]);
+
+  const none = await trim(100);
+  t.is(none.code, 0, none.err);
+  t.is(none.out, '0\n');
+  t.is(none.err, 'loglog: nothing was deleted: the log still starts at 0; only whole segments are deleted, and the segment from 0 reaches past 100 (segments are loglogd\'s --segment-bytes long, 64MiB by default)\n');
+
+  const some = await trim(6000);
+  t.is(some.code, 0, some.err);
+  const start = Number(some.out);
+  t.true(start > 0 && start < 6000, some.out);
+  t.is(some.err, `loglog: deleted the segments below ${start} (the log started at 0); only whole segments are deleted, and the segment from ${start} reaches past 6000 (segments are loglogd's --segment-bytes long, 64MiB by default)\n`);
+
+  // Up to a segment boundary: the start is where it was asked to be, nothing to explain.
+  const exact = await trim(start);
+  t.deepEqual([exact.code, exact.out, exact.err], [0, `${start}\n`, '']);
+});

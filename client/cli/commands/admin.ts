@@ -76,9 +76,19 @@ async function runStatus(ctx: CliContext, o: Record<string, unknown>): Promise<v
 async function runTrim(ctx: CliContext): Promise<void> {
   const before = ctx.offset('before');
   if (before === undefined) throw new UsageError('trim needs --before <offset>');
-  const start = await ctx.getClient().trim(before, { signal: ctx.signal });
+  const client = ctx.getClient();
+  // The leader's start (the trim goes to the leader): whether the trim moved it.
+  const was = (await client.bounds({ linearizable: true, signal: ctx.signal })).start;
+  const start = await client.trim(before, { signal: ctx.signal });
   await ctx.out.write(`${start}\n`);
   await ctx.out.flush();
+  // A start short of --before is no failure, but a bare number left the user guessing why.
+  if (start < before) {
+    const why = `only whole segments are deleted, and the segment from ${start} reaches past ${before} (segments are loglogd's --segment-bytes long, 64MiB by default)`;
+    ctx.note(start > was
+      ? `loglog: deleted the segments below ${start} (the log started at ${was}); ${why}`
+      : `loglog: nothing was deleted: the log still starts at ${start}; ${why}`);
+  }
 }
 
 export function register(cli: CAC, ctx: CliContext): void {
@@ -99,7 +109,7 @@ export function register(cli: CAC, ctx: CliContext): void {
     .action((o: Record<string, unknown>) => runStatus(ctx, o));
 
   cli
-    .command('trim', 'Delete whole segments below an offset; prints the new log start')
+    .command('trim', 'Delete whole segments below an offset; prints the new log start (and on stderr why it is short of the offset)')
     .option(...SERVER_OPTION)
     .option('--before <offset>', 'Delete segments entirely below this offset (required)')
     .example('loglog trim --before 1073741824')
