@@ -239,7 +239,7 @@ test.serial('across a failover (leader killed -9) appends retry onto the new lea
   for (const p of payloads) t.is(seen.filter((s) => s === p.toString()).length, 1, `${p} once`);
 });
 
-test.serial('a single loglogd behind a three-address server list: the CLI works and says nothing on stderr', async (t) => {
+test.serial('a single loglogd behind a three-address server list: the CLI works and says nothing on stderr, but status lists the servers named that are down', async (t) => {
   const node = await startNode(t);
   const dead = [await freePortRange(1), await freePortRange(1)].map((p) => `http://127.0.0.1:${p}`);
   const servers = [node.url, ...dead].join(',');
@@ -251,10 +251,17 @@ test.serial('a single loglogd behind a three-address server list: the CLI works 
     t.is(rd.out, 'one\ntwo\n');
     t.is(rd.err, '');
   }
+  // Named, a server that is down is listed as such (it used to be left out), and exits 2.
   const st = await cli(['status', '--server', servers]);
-  t.is(st.code, 0, st.err);
-  t.is(st.err, '');
-  t.is(st.out.split('\n').filter((l) => l.startsWith('http')).length, 1, 'only the node itself is listed');
+  t.is(st.code, 2, st.err);
+  t.is(st.err, `loglog: 2 of 3 servers did not answer: ${dead.join(', ')}\n`);
+  t.is(st.out.split('\n').filter((l) => l.startsWith('http')).length, 3, 'the node and both servers named');
+  t.regex(st.out, new RegExp(`^${node.url}  leader `, 'm'));
+  for (const d of dead) t.regex(st.out, new RegExp(`^${d}  unreachable: .*\\(network\\)$`, 'm'));
+  const json = await cli(['status', '--json', '--server', servers]);
+  t.is(json.code, 2, json.err);
+  const lines = json.out.trim().split('\n').map((l) => JSON.parse(l) as { server: string; role?: string; error?: { code: string } });
+  t.deepEqual(lines.map((l) => [l.server, l.role ?? l.error?.code]), [[node.url, 'leader'], ...dead.map((d) => [d, 'network'])]);
   const end = await cli(['end', '--linearizable', '--server', servers]);
   t.is(end.code, 0, end.err);
   t.regex(end.out, /^\d+\n$/);

@@ -62,6 +62,11 @@ export class CliContext {
     return raw !== undefined ? parseServerList(raw) : serversFromEnv(this.io.env);
   }
 
+  /** Whether the user named the servers (`--server`, LOGLOG_SERVERS) rather than leaving the default. */
+  get serversNamed(): boolean {
+    return rawOption(this.args, 'server') !== undefined || Boolean(this.io.env.LOGLOG_SERVERS?.trim());
+  }
+
   /** The exact value of an offset option (cac would have rounded it); undefined when absent. */
   offset(name: string): number | undefined {
     return offsetOption(this.args, name);

@@ -36,9 +36,10 @@ export function formatStatus(a: Answer): string {
 }
 
 /**
- * Status of every member of the cluster (discovered from the configured servers), plus any
- * configured server outside it that answers. A configured address nobody listens on that is
- * not a member (e.g. the default 7401/7402 next to a single node on 7400) is left out.
+ * Status of every member of the cluster (discovered from the configured servers), plus the
+ * configured servers outside it. A default address nobody listens on that is not a member
+ * (7401/7402 next to a single node on 7400) is left out; one the user named is not.
+ * Exit 2 when any server listed did not answer.
  */
 async function runStatus(ctx: CliContext, o: Record<string, unknown>): Promise<void> {
   const client = ctx.getClient({ retry: { retries: 1 } });
@@ -58,7 +59,8 @@ async function runStatus(ctx: CliContext, o: Record<string, unknown>): Promise<v
       }
     }),
   );
-  const answers = all.filter((a) => members.includes(a.server) || !('error' in a));
+  const named = ctx.serversNamed;
+  const answers = all.filter((a) => named || members.includes(a.server) || !('error' in a));
   for (const a of answers) {
     if (o.json) {
       const line = 'error' in a ? { server: a.server, error: { code: a.error.code, message: a.error.message } } : { server: a.server, ...a.status };
@@ -70,7 +72,10 @@ async function runStatus(ctx: CliContext, o: Record<string, unknown>): Promise<v
   await ctx.out.flush();
   const failed = answers.filter((a): a is Extract<Answer, { error: LogError }> => 'error' in a);
   if (failed.length === answers.length) throw failed[0].error;
-  if (failed.length > 0) ctx.exitCode = EXIT_SERVER;
+  if (failed.length > 0) {
+    ctx.note(`loglog: ${failed.length} of ${answers.length} servers did not answer: ${failed.map((a) => a.server).join(', ')}`);
+    ctx.exitCode = EXIT_SERVER;
+  }
 }
 
 async function runTrim(ctx: CliContext): Promise<void> {
@@ -101,7 +106,7 @@ export function register(cli: CAC, ctx: CliContext): void {
     .action((o: Record<string, unknown>) => runEnd(ctx, o));
 
   cli
-    .command('status', 'Show the status of every cluster member (exit 2 if any is unreachable)')
+    .command('status', 'Show the status of every cluster member and every server named (exit 2 if any is unreachable)')
     .option(...SERVER_OPTION)
     .option('--json', 'One JSON object per server per line')
     .example('loglog status')
