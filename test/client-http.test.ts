@@ -844,6 +844,20 @@ test('CLI: a server that is not loglogd is named as such; messages over several 
   t.regex(n.err, /slow down \(error code "quota_exceeded", which this client does not know: a newer loglogd\?\)/);
 });
 
+test('CLI: loglog --help shows examples of the common tasks; a command\'s help shows its own', async (t) => {
+  const top = await runCli(['--help']);
+  t.is(top.code, 0, top.err);
+  const at = top.out.indexOf('\nExamples:\n');
+  t.true(at > 0, top.out);
+  const examples = top.out.slice(at);
+  for (const task of ['append --file \\S+', 'read --from 0 --follow', 'tail', 'status --server \\S+,\\S+', 'sim --seeds \\d+']) {
+    t.regex(examples, new RegExp(`^loglog ${task}.*  # \\w`, 'm'), task);
+  }
+  const read = await runCli(['read', '--help']);
+  t.regex(read.out, /^loglog read --from 0$/m);
+  t.notRegex(read.out, /loglog sim/);
+});
+
 test('CLI: --server belongs to the commands that talk to a cluster, not to dev or sim', async (t) => {
   for (const cmd of ['dev', 'sim']) {
     const r = await runCliInProcess([cmd, '--server', 'http://127.0.0.1:1']);

@@ -73,6 +73,15 @@ export async function run(argv: string[] = process.argv, io: CliIO = processIO()
   }
   const cli = cac('loglog');
   for (const m of commands) m.register(cli, ctx);
+  // What `loglog --help` shows first-time users: one line per common task.
+  for (const [example, what] of [
+    ['loglog append --file events.log', 'one record per line, batched into entries'],
+    ['loglog read --from 0 --follow', 'every record, then new ones as they commit'],
+    ['loglog tail --format json', 'only new records, live, as JSON lines'],
+    ['loglog status --server 10.0.0.1:7400,10.0.0.2:7400', 'every member of that cluster: role, term, ends'],
+    ['loglog sim --seeds 1000', 'the protocol under 1000 seeds of simulated failures'],
+    ['loglog dev --nodes 3', 'a local cluster to try it all on'],
+  ]) cli.example(`${example.padEnd(52)}# ${what}`);
   cli.help();
   cli.version(version());
   let servers: string[] = [];
