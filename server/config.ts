@@ -63,7 +63,14 @@ export function parseListen(s: string, name = '--listen'): { host: string; port:
   const m = /^([^/\s]*):(\d{1,5})$/.exec(s);
   const port = m ? Number(m[2]) : NaN;
   if (!m || port > 65535) throw usage();
-  return { host: m[1].replace(/^\[(.*)\]$/, '$1') || '127.0.0.1', port };
+  const host = m[1].replace(/^\[(.*)\]$/, '$1');
+  // `:7400` is every interface to Go's and NATS's users, and was this machine only here. The
+  // client API has no authentication (anyone who reaches it can append and trim), so the
+  // choice is the user's to write out, not a guess either way.
+  if (host === '') {
+    throw new LogError('bad_request', `${name} "${s}" names no host: write 127.0.0.1:${m[2]} for this machine only, or 0.0.0.0:${m[2]} for every interface (anyone who reaches the API can append and trim: it has no authentication)`);
+  }
+  return { host, port };
 }
 
 /** `n1=http://127.0.0.1:7401,n2=...` → peer list. */

@@ -21,6 +21,8 @@ function runLoglogd(args: readonly string[]): Promise<{ code: number | null; std
   return new Promise((res) => proc.once('close', (code) => { clearTimeout(guard); res({ code, stderr }); }));
 }
 
+const escape = (s: string) => s.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
+
 const usageError = (t: import('ava').ExecutionContext, argv: string[], message: RegExp) =>
   t.throws(() => loadConfig(parseDaemonArgv(argv)), { message }, argv.join(' '));
 
@@ -154,11 +156,23 @@ test('an unknown key in a config file is an error naming the key and the file', 
 
 test('--listen takes HOST:PORT, and says so when given a URL', (t) => {
   t.like(loadConfig(parseDaemonArgv(['--listen', '[::1]:7401'])), { host: '::1', port: 7401 });
-  t.like(loadConfig(parseDaemonArgv(['--listen', ':0'])), { host: '127.0.0.1', port: 0 });
+  t.like(loadConfig(parseDaemonArgv(['--listen', '0.0.0.0:0'])), { host: '0.0.0.0', port: 0 });
   usageError(t, ['--listen', 'http://127.0.0.1:0'], /^--listen takes HOST:PORT, e\.g\. 127\.0\.0\.1:7400, not a URL; got "http:\/\/127\.0\.0\.1:0"$/);
   usageError(t, ['--listen', 'localhost/x:7400'], /^--listen takes HOST:PORT, e\.g\. 127\.0\.0\.1:7400; got "localhost\/x:7400"$/);
   usageError(t, ['--listen', '127.0.0.1:70000'], /^--listen takes HOST:PORT/);
   usageError(t, ['--listen', '7400'], /^--listen takes HOST:PORT/);
+});
+
+test('--listen :PORT (no host) is refused, naming both choices: it bound 127.0.0.1 where Go and NATS users expect every interface', async (t) => {
+  const choices = (given: string, port: string) => `"${given}" names no host: write 127.0.0.1:${port} for this machine only, or 0.0.0.0:${port} for every interface (anyone who reaches the API can append and trim: it has no authentication)`;
+  for (const given of [':7400', '[]:7400']) usageError(t, ['--listen', given], new RegExp(`^--listen ${escape(choices(given, '7400'))}$`));
+  const file = await configFile(t, { listen: ':7401' });
+  t.throws(() => loadConfig(parseDaemonArgv(['--config', file])), { message: `listen in config file ${file} ${choices(':7401', '7401')}` });
+  const data = join(await tempDir(t, 'loglog-args-'), 'data');
+  const { code, stderr } = await runLoglogd(['--data', data, '--listen', ':0']);
+  t.is(code, 1);
+  t.is(stderr, `loglogd: --listen ${choices(':0', '0')}\n`);
+  t.false(existsSync(data), 'nothing created');
 });
 
 test('loglogd --listen with a URL exits 1 with the HOST:PORT usage line (it failed in a DNS lookup)', async (t) => {
