@@ -4,6 +4,7 @@ import { createServer as createNetServer } from 'node:net';
 import { LogError } from '../spec/errors.ts';
 import { LogNode } from './log-node.ts';
 import { createApiServer } from './http/server.ts';
+import { endLongPolls } from './http/read.ts';
 import { DEFAULT_NODE_CONFIG, type NodeConfig } from './config.ts';
 import { mountCluster } from './cluster/mount.ts';
 import { servingLine } from './daemon-argv.ts';
@@ -68,6 +69,7 @@ async function serve(node: LogNode, config: NodeConfig, log: (line: string) => v
     node, url,
     stop() {
       stopping ??= (async () => {
+        endLongPolls(node);
         await api.close();
         await node.close();
       })();

@@ -4,6 +4,7 @@
  */
 import test from 'ava';
 import { request as httpRequest } from 'node:http';
+import { connect } from 'node:net';
 import { request } from 'undici';
 import WebSocket from 'ws';
 import { startNode } from './helpers/node-process.ts';
@@ -248,4 +249,30 @@ test('a trim says in loglogd\'s output which segments it deleted (retention says
   const { until } = await import('./helpers/cluster.ts');
   await until('the trim line', 5000, () => (n.stderr().includes(`a trim deleted the segments below ${start} (the log started at 0)`) ? true : undefined), () => n.stderr());
   t.pass();
+});
+
+test('a stop answers a waiting long poll at once (503 unavailable): the node exits long before the wait would end', async (t) => {
+  const n = await startNode(t);
+  const { end } = (await get(`${n.url}/v1/end`)).json();
+  const wait = 60_000;
+  // A raw socket: once write() calls back, the long poll is in the server's receive buffer.
+  const sock = connect(Number(new URL(n.url).port), '127.0.0.1');
+  t.teardown(() => { sock.destroy(); });
+  let answer = '';
+  sock.setEncoding('utf8').on('data', (d: string) => { answer += d; });
+  sock.on('error', () => {});
+  const closed = new Promise<void>((res) => sock.once('close', () => res()));
+  await new Promise<void>((res) => sock.write(`GET /v1/read?offset=${end}&wait=${wait} HTTP/1.1\r\nHost: loglog\r\n\r\n`, () => res()));
+  // A request sent after it, on another connection, answered: the server has taken the long poll in.
+  t.is((await get(`${n.url}/v1/status`)).status, 200);
+  const exited = new Promise<number | null>((res) => n.proc.once('exit', (code) => res(code)));
+  const stopAt = Date.now();
+  n.proc.kill('SIGTERM');
+  t.is(await exited, 0, n.stderr());
+  const took = Date.now() - stopAt;
+  t.true(took < wait / 2, `stopped in ${took} ms, the long poll waits ${wait} ms`);
+  await closed;
+  t.regex(answer, /^HTTP\/1\.1 503 /, answer);
+  t.regex(answer, /"code":"unavailable"/);
+  t.regex(answer, /this node is stopping; read from another replica/);
 });
