@@ -113,6 +113,11 @@ test('loglog append refuses a record larger than the server takes by its line, a
   t.is(r.code, 2);
   t.regex(r.err, /^loglog: line 2: a record of 3000 bytes cannot be appended: .* at most 1024 bytes \(too_large\).*; the first 1 records were appended before it/);
   t.is((await runCli(['read', '--server', n.url])).out, 'small1\n');
+  // --raw too: the summary says nothing got in, the error line why.
+  const raw = await runCliInProcess(['append', '--raw', '--server', n.url], 'y'.repeat(3000));
+  t.is(raw.code, 2);
+  t.like(JSON.parse(raw.out), { entries: 0, records: 0, bytes: 0, first: null, last: null, failed: 1, uncertain: 0, interrupted: false, error: { code: 'too_large' } });
+  t.regex(raw.err, /^loglog: .*\(too_large\)/);
 });
 
 test('Ctrl-C of loglog append while an append is stuck (a frozen server) still says how many records got in', async (t) => {

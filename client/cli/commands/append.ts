@@ -124,9 +124,9 @@ async function run(ctx: CliContext, o: Record<string, unknown>): Promise<void> {
   let read = 0;
   let refused = 0;
   let maybeIn = 0;
-  const recordsFailed = (n: number, e: unknown) => {
-    refused += n;
-    if (mayBeInLog(e)) maybeIn += n;
+  const noteFailed = (e: unknown) => {
+    refused++;
+    if (mayBeInLog(e)) maybeIn++;
   };
   if (o.raw) {
     try {
@@ -134,22 +134,24 @@ async function run(ctx: CliContext, o: Record<string, unknown>): Promise<void> {
       // No input, nothing to append (as without --raw): an empty entry is nobody's record.
       if (payload.length > 0) {
         read = 1;
-        const r = await client.append(payload, { acks, signal: ctx.signal }).catch((e: unknown) => {
-          recordsFailed(1, e);
-          throw e;
-        });
+        const r = await client.append(payload, { acks, signal: ctx.signal });
         summary.entries = 1;
         summary.records = 1;
         summary.bytes = payload.length;
         noteOffset(r.offset);
       }
     } catch (e) {
-      failure = read === 0 ? inputFailure(e) : e;
+      if (read === 0) {
+        failure = inputFailure(e);
+      } else {
+        noteFailed(e);
+        failure = e;
+      }
     }
   } else {
     // Stops at the first failed batch: no line after it is appended (the summary says where
     // the log stops holding the input).
-    const p = new Producer({ client, acks, lingerMs, maxBatchBytes, maxInFlight, digest, stopOnError: true });
+    const producer = new Producer({ client, acks, lingerMs, maxBatchBytes, maxInFlight, digest, stopOnError: true });
     // Someone typing records: a progress line redrawn over their typing helps nobody.
     const typing = opened === ctx.io.stdin && (ctx.io.stdin as { isTTY?: boolean }).isTTY === true;
     if (typing) ctx.note('loglog: reading records from the terminal, one per line; Ctrl-D ends the input (or pipe them in, or use --file)');
@@ -162,11 +164,11 @@ async function run(ctx: CliContext, o: Record<string, unknown>): Promise<void> {
         if (failure !== null) break;
         // Ctrl-C (also while waiting for buffer space): stop reading, let what was sent
         // finish (within the CLI's grace time), and say how much got in.
-        const stop = ctx.signal.aborted || (!p.writable && !(await p.whenWritable({ signal: ctx.signal }).then(() => true, () => false)));
+        const stop = ctx.signal.aborted || (!producer.writable && !(await producer.whenWritable({ signal: ctx.signal }).then(() => true, () => false)));
         if (stop) { failure = interrupted(); break; }
         const n = line.length;
         const at = ++read;
-        p.send(line).then(
+        producer.send(line).then(
           (pos) => {
             summary.records++;
             summary.bytes += n;
@@ -178,7 +180,7 @@ async function run(ctx: CliContext, o: Record<string, unknown>): Promise<void> {
             }
           },
           (e) => {
-            recordsFailed(1, e);
+            noteFailed(e);
             failure ??= recordFailure(e, at, ctx.signal.aborted);
           },
         );
@@ -187,12 +189,12 @@ async function run(ctx: CliContext, o: Record<string, unknown>): Promise<void> {
       failure ??= inputFailure(e);
     }
     try {
-      await p.close({ signal: ctx.signal });
+      await producer.close({ signal: ctx.signal });
     } catch {
       // Ctrl-C. The CLI exits soon after it (its grace time): wait a little for appends under
       // way, then say what is known, not nothing.
       failure ??= interrupted();
-      await Promise.race([p.close().catch(() => {}), sleep(INTERRUPT_WAIT_MS, undefined, { ref: false })]);
+      await Promise.race([producer.close().catch(() => {}), sleep(INTERRUPT_WAIT_MS, undefined, { ref: false })]);
     } finally {
       progress.done();
     }
@@ -214,7 +216,7 @@ async function run(ctx: CliContext, o: Record<string, unknown>): Promise<void> {
   if (acked === 0 && !ctx.signal.aborted) throw failure;
   const done = acked === 0
     ? 'no records were appended'
-    : `${maxInFlight === 1 && !o.raw ? `the first ${acked} records` : `${acked} records`} were appended before it (${entries} entries, offsets ${first}..${last})`;
+    : `${maxInFlight === 1 ? `the first ${acked} records` : `${acked} records`} were appended before it (${entries} entries, offsets ${first}..${last})`;
   const pending = underWay > 0 ? '; appends still under way may land too' : '';
   throw new AfterProgress(failure, `${done}${pending}`);
 }
