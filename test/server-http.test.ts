@@ -253,7 +253,11 @@ test('a trim says in loglogd\'s output which segments it deleted (retention says
 
 test('a stop answers a waiting long poll at once (503 unavailable): the node exits long before the wait would end', async (t) => {
   const n = await startNode(t);
-  const { end } = (await get(`${n.url}/v1/end`)).json();
+  // Once the node's first noop is committed (a read from 0 waits for it): a long poll at the
+  // end taken before it would be answered by the noop's commit, not by the stop.
+  const first = await get(`${n.url}/v1/read?offset=0&wait=10000`);
+  const end = Number(first.headers['x-loglog-commit']);
+  t.true(end > 0, `commit end ${end}`);
   const wait = 60_000;
   // A raw socket: once write() calls back, the long poll is in the server's receive buffer.
   const sock = connect(Number(new URL(n.url).port), '127.0.0.1');
