@@ -213,8 +213,13 @@ export class Transport {
     } catch (e) {
       throw notLoglog(server, `${req.method} ${req.path}`, 'with something that is not JSON', e);
     }
-    const missing = Object.entries(shape).filter(([k, type]) => typeof (v as Record<string, unknown> | null)?.[k] !== type).map(([k]) => k);
-    if (typeof v !== 'object' || v === null || missing.length > 0) throw notLoglog(server, `${req.method} ${req.path}`, `without ${missing.join(', ') || 'a JSON object'}`);
+    // On every append: no arrays unless the answer is refused.
+    let fits = typeof v === 'object' && v !== null;
+    for (const k in shape) if (fits && typeof (v as Record<string, unknown>)[k] !== shape[k]) fits = false;
+    if (!fits) {
+      const missing = Object.keys(shape).filter((k) => typeof (v as Record<string, unknown> | null)?.[k] !== shape[k]);
+      throw notLoglog(server, `${req.method} ${req.path}`, `without ${missing.join(', ') || 'a JSON object'}`);
+    }
     return v as T;
   }
 

@@ -94,6 +94,7 @@ const MIN_COMMIT_WAIT_MS = 1_000;
 const MAX_UPLOAD_BYTES_IN_FLIGHT = 64 << 20;
 /** What every `/v1/status` answer has (another server's 200 must not pass for a member). */
 const STATUS_SHAPE = { id: 'string', role: 'string', term: 'number', commit: 'number' } as const;
+const APPEND_SHAPE = { offset: 'number', end: 'number', term: 'number' } as const;
 /** How long close() lets upload copies still out finish before it stops them. */
 const UPLOAD_GRACE_MS = 1000;
 const DEFAULT_WAIT_MS = 10_000;
@@ -245,7 +246,6 @@ export class LogClient {
   private readonly minDelayMs: number;
   private readonly maxDelayMs: number;
   private readonly maxElapsedMs: number;
-  /** Also how long a tail's server may stay silent to the handshake and to pings (0: forever). */
   private readonly acks?: Acks;
   private readonly offload?: boolean;
   private readonly onCorruption?: (report: CorruptionReport) => void;
@@ -355,9 +355,10 @@ export class LogClient {
    * limit (the smallest is the cluster's), which the seeds cannot tell for it.
    */
   private askOtherMembers(asked: readonly string[], signal: AbortSignal): void {
+    const both = AbortSignal.any([signal, this.closing.signal]);
     for (const m of this.members) {
       if (asked.includes(m)) continue;
-      this.transport.json<ServerStatus>(m, { method: 'GET', path: '/v1/status', signal: AbortSignal.any([signal, this.closing.signal]) }, STATUS_SHAPE).then(
+      this.transport.json<ServerStatus>(m, { method: 'GET', path: '/v1/status', signal: both }, STATUS_SHAPE).then(
         (st) => {
           this.loglogds.add(m);
           if (typeof st.maxEntryBytes === 'number') this.noteMaxEntry(st.maxEntryBytes);
@@ -576,7 +577,7 @@ export class LogClient {
       if (!this.offloading) headers['x-loglog-copies'] = 'none';
       // The leader's copy goes out first: it gates everything (the followers can only write
       // their copies once the leader has sequenced the entry and sent them its metadata).
-      const post = this.transport.json<AppendResult>(server, { method: 'POST', path: '/v1/append', headers, body: data, signal: opts.signal }, { offset: 'number', end: 'number', term: 'number' });
+      const post = this.transport.json<AppendResult>(server, { method: 'POST', path: '/v1/append', headers, body: data, signal: opts.signal }, APPEND_SHAPE);
       if (this.offloading) this.uploadCopies(server, uploadId, data, crc, copies);
       try {
         const res = await post;
@@ -694,14 +695,14 @@ export class LogClient {
    *   `checksum_mismatch` (details.offset, details.replica) when no replica serves good bytes.
    */
   async *read(start: number | FromPosition, opts: ReadOptions = {}): AsyncGenerator<Entry> {
-    const from = await this.position(start, opts.signal);
+    const from = await this.offsetOf(start, opts.signal);
     if (opts.to !== undefined) assertOffset('to', opts.to);
     if (opts.minCommit !== undefined) assertOffset('minCommit', opts.minCommit);
     const limit = opts.limit ?? DEFAULT_LIMIT;
     if (!Number.isSafeInteger(limit) || limit <= 0) throw new LogError('bad_request', `limit must be a positive integer, got ${limit}`);
     const wait = opts.follow ? (opts.waitMs ?? DEFAULT_WAIT_MS) : undefined;
     // A follow may wait forever: close() stops it rather than waiting out its long poll.
-    const signal = opts.follow ? AbortSignal.any(opts.signal ? [opts.signal, this.closing.signal] : [this.closing.signal]) : opts.signal;
+    const signal = !opts.follow ? opts.signal : opts.signal ? AbortSignal.any([opts.signal, this.closing.signal]) : this.closing.signal;
     let offset = from;
     let stopAt = opts.to;
     let first = true;
@@ -793,8 +794,7 @@ export class LogClient {
     // Every loglogd read says its commit end; bytes without it are not frames of ours.
     if (announced === undefined) throw notLoglog(server, 'GET /v1/read', 'without an x-loglog-commit header');
     const { entries, next } = verifyFrames(res.body, offset, server);
-    const commit = announced;
-    return { server, entries, next, commit: Math.max(commit, next) };
+    return { server, entries, next, commit: Math.max(announced, next) };
   }
 
   /** A replica served a bad frame: report it and read the same offset from the others. */
@@ -835,8 +835,8 @@ export class LogClient {
     }
   }
 
-  /** An offset to read from: as given, or the log's start or commit end now. */
-  private async position(from: number | FromPosition, signal?: AbortSignal): Promise<number> {
+  /** An offset to read from: as given (checked), or the log's start or commit end now. */
+  async offsetOf(from: number | FromPosition, signal?: AbortSignal): Promise<number> {
     if (from === 'start' || from === 'end') return (await this.bounds({ signal }))[from];
     assertOffset('from', from);
     return from;
@@ -853,7 +853,7 @@ export class LogClient {
    * iteration throws `aborted`); breaking out of the loop also closes it.
    */
   async *tail(start: number | FromPosition, opts: TailOptions = {}): AsyncGenerator<Entry> {
-    const from = await this.position(start, opts.signal);
+    const from = await this.offsetOf(start, opts.signal);
     const pinned = opts.server ? normalizeServer(opts.server) : undefined;
     if (!pinned) await this.ensureDiscovered(opts.signal);
     let server = pinned ?? this.nextReader();

@@ -63,6 +63,7 @@ export class TailSocket implements AsyncIterable<Buffer> {
     };
     signal?.addEventListener('abort', this.onAbort, { once: true });
     this.ws.on('message', (data, isBinary) => {
+      if (this.pinger) this.heardAt = Date.now();
       if (!isBinary) {
         // A text message can only be an error report.
         const text = Buffer.isBuffer(data) ? data.toString('utf8') : String(data);
@@ -111,7 +112,6 @@ export class TailSocket implements AsyncIterable<Buffer> {
     const heard = () => { this.heardAt = Date.now(); };
     heard();
     this.ws.on('pong', heard);
-    this.ws.on('message', heard);
     this.pinger = setInterval(() => {
       // Paused, we read nothing (pongs included): the reader is slow, not the server.
       if (this.ws.isPaused) heard();

@@ -1,6 +1,6 @@
 /**
  * How to start a loglogd process: the Node flags it is meant to run with, its script, then
- * its own arguments. `loglog dev`, the benchmarks and the tests all start it this way; the
+ * its own arguments (and whether its address can be listened on, `probeListen`). `loglog dev`, the benchmarks and the tests all start it this way; the
  * `loglogd` bin gets the same flags from the first two lines of `loglogd.js`.
  *
  * `--max-semi-space-size=1` (MiB) keeps V8's young generation small. Node's HTTP parser
@@ -25,6 +25,7 @@
  * so it holds after full collections too.
  */
 import { type ChildProcess, type StdioNull, type StdioPipe, spawn } from 'node:child_process';
+import { createServer as createNetServer } from 'node:net';
 import { fileURLToPath } from 'node:url';
 
 /** The daemon's entry script. */
@@ -82,5 +83,14 @@ export function spawnLoglogdChild(args: readonly string[], opts: { nodeFlags?: r
     stdio: ['pipe', opts.stdout ?? 'ignore', 'pipe'],
     env: opts.env,
     detached: opts.detached,
+  });
+}
+
+/** Listens on `host:port` and lets go at once: null if that worked, else why not (EADDRINUSE, EACCES). */
+export function probeListen(host: string, port: number): Promise<NodeJS.ErrnoException | null> {
+  return new Promise((resolve) => {
+    const probe = createNetServer();
+    probe.once('error', (e: NodeJS.ErrnoException) => resolve(e));
+    probe.listen(port, host, () => probe.close(() => resolve(null)));
   });
 }

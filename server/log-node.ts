@@ -136,14 +136,17 @@ export class LogNode extends EventEmitter {
     if (saved === null || replica.fatesFrom > fatesFrom) saveFatesFromSync(config.dataDir, replica.fatesFrom);
     await log.checkpointNow();
     const node = new LogNode(config, log, replica, fates.file, lock);
+    node.savedTrimPoint = trim.point;
     if (trim.damaged) node.openWarnings.push('the trim-point file is damaged: this node deletes nothing more until the leader passes its trim point on again');
     return node;
   }
 
-  /** Starts the clock; with a cluster of one this elects the node at once. */
+  /** The trim point in the `trim-point` file: a restart's resumed trim need not save it again. */
+  private savedTrimPoint = 0;
   /** Said when the node starts (`warn` events), once whoever listens has subscribed. */
   private readonly openWarnings: string[] = [];
 
+  /** Starts the clock; with a cluster of one this elects the node at once. */
   start(transport: PeerTransport | null): void {
     this.transport = transport;
     for (const w of this.openWarnings.splice(0)) this.emit('warn', w);
@@ -209,7 +212,10 @@ export class LogNode extends EventEmitter {
       case 'fatesFrom': raiseFatesFromSync(this.config.dataDir, e.offset); break;
       case 'trim':
         // Durable before any later effect: the acknowledgement that reports it, say.
-        saveTrimPointSync(this.config.dataDir, e.before);
+        if (e.before > this.savedTrimPoint) {
+          saveTrimPointSync(this.config.dataDir, e.before);
+          this.savedTrimPoint = e.before;
+        }
         this.trimTarget = Math.max(this.trimTarget, e.before);
         this.followTrim();
         break;

@@ -1,13 +1,11 @@
 /** Starts one node: storage, replica, API server; prints how to use it; stops cleanly on signals. */
 import { fstatSync } from 'node:fs';
-import { createServer as createNetServer } from 'node:net';
 import { LogError } from '../spec/errors.ts';
 import { LogNode } from './log-node.ts';
 import { createApiServer } from './http/server.ts';
-import { endLongPolls } from './http/read.ts';
 import { DEFAULT_NODE_CONFIG, type NodeConfig } from './config.ts';
 import { mountCluster } from './cluster/mount.ts';
-import { servingLine } from './daemon-argv.ts';
+import { probeListen, servingLine } from './daemon-argv.ts';
 
 export interface RunningNode {
   node: LogNode;
@@ -33,12 +31,9 @@ export async function startNode(config: NodeConfig, log: (line: string) => void 
 }
 
 /** Listens on `host:port` and lets go at once; rejects (EADDRINUSE, EACCES) if it cannot. */
-function portFree(host: string, port: number): Promise<void> {
-  return new Promise((resolve, reject) => {
-    const probe = createNetServer();
-    probe.once('error', (e: NodeJS.ErrnoException) => reject(new LogError('unavailable', `cannot listen on ${host}:${port} (${e.code ?? e.message})${e.code === 'EADDRINUSE' ? ': another process has it; pick another --listen port' : ''}`)));
-    probe.listen(port, host, () => probe.close(() => resolve()));
-  });
+async function portFree(host: string, port: number): Promise<void> {
+  const e = await probeListen(host, port);
+  if (e) throw new LogError('unavailable', `cannot listen on ${host}:${port} (${e.code ?? e.message})${e.code === 'EADDRINUSE' ? ': another process has it; pick another --listen port' : ''}`);
 }
 
 async function serve(node: LogNode, config: NodeConfig, log: (line: string) => void, onFatal?: (reason: string) => void): Promise<RunningNode> {
@@ -69,7 +64,6 @@ async function serve(node: LogNode, config: NodeConfig, log: (line: string) => v
     node, url,
     stop() {
       stopping ??= (async () => {
-        endLongPolls(node);
         await api.close();
         await node.close();
       })();

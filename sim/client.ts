@@ -334,38 +334,39 @@ export class Reader extends Client {
    */
   private trim(): void {
     const w = this.w;
-    const to = this.target;
     const before = this.cursor;
-    let done = false;
-    const finish = () => { done = true; this.busy = false; this.think(() => this.next()); };
-    w.q.after(w.params.clients.readTimeoutMs, () => { if (!done) { this.target = this.otherNode(); finish(); } });
-    this.rpc<ReplyResult>(to, (respond) => w.nodes[to].clientTrim(before, respond), (r) => {
-      if (done) return;
+    this.atLeader((node, respond) => node.clientTrim(before, respond), (r, node) => {
       w.trace.mix(64, this.idx, before, r.type === 'trimmed' ? 1 : 0);
-      if (w.trace.on) w.trace.line(w.q.now, this.name, `trim before ${before} at ${w.nodes[to].id}: ${JSON.stringify(r)}`);
-      if (r.type === 'error' && r.code === 'not_leader') {
-        const i = typeof r.details?.leader === 'string' ? w.nodeIndex.get(r.details.leader) : undefined;
-        this.target = i ?? this.otherNode();
-      }
-      finish();
+      if (w.trace.on) w.trace.line(w.q.now, this.name, `trim before ${before} at ${node.id}: ${JSON.stringify(r)}`);
     });
   }
 
   /** A linearizable end at the node believed to lead (read index). */
   private linearizableEnd(): void {
     const w = this.w;
-    const to = this.target;
     const invoke = w.q.now;
+    this.atLeader((node, respond) => node.clientReadIndex(respond), (r, node) => {
+      if (r.type !== 'readIndex') return;
+      w.history.push({ client: this.name, op: 'end', invoke_ms: invoke, complete_ms: w.q.now, end: r.end });
+      w.trace.mix(63, this.idx, r.end);
+      if (w.trace.on) w.trace.line(w.q.now, this.name, `linearizable end from ${node.id}: ${r.end}`);
+    });
+  }
+
+  /**
+   * One request to the node believed to lead: `answered` sees its answer, a not-leader answer
+   * moves the target to the leader it names (or another node), and so does no answer in time.
+   */
+  private atLeader(call: (node: SimNode, respond: (r: ReplyResult) => void) => void, answered: (r: ReplyResult, node: SimNode) => void): void {
+    const w = this.w;
+    const to = this.target;
     let done = false;
     const finish = () => { done = true; this.busy = false; this.think(() => this.next()); };
     w.q.after(w.params.clients.readTimeoutMs, () => { if (!done) { this.target = this.otherNode(); finish(); } });
-    this.rpc<ReplyResult>(to, (respond) => w.nodes[to].clientReadIndex(respond), (r) => {
+    this.rpc<ReplyResult>(to, (respond) => call(w.nodes[to], respond), (r) => {
       if (done) return;
-      if (r.type === 'readIndex') {
-        w.history.push({ client: this.name, op: 'end', invoke_ms: invoke, complete_ms: w.q.now, end: r.end });
-        w.trace.mix(63, this.idx, r.end);
-        if (w.trace.on) w.trace.line(w.q.now, this.name, `linearizable end from ${w.nodes[to].id}: ${r.end}`);
-      } else if (r.type === 'error' && r.code === 'not_leader') {
+      answered(r, w.nodes[to]);
+      if (r.type === 'error' && r.code === 'not_leader') {
         const i = typeof r.details?.leader === 'string' ? w.nodeIndex.get(r.details.leader) : undefined;
         this.target = i ?? this.otherNode();
       }

@@ -68,7 +68,6 @@ interface Pending {
   attempt: AppendAttempt | null;
   /** A trim's point (for the acknowledgement check). */
   trim?: number;
-  /** Expected payload CRC/length of an append (for the acknowledgement check). */
 }
 
 interface InflightWrite {
@@ -661,15 +660,22 @@ export class SimNode {
   }
 
   clientFate(uploadId: string, after: number, reply: (r: ReplyResult) => void): void {
-    const reqId = this.nextReq++;
-    this.requests.set(reqId, { reply: (r) => reply(r), allocated: false, attempt: null });
-    this.step({ type: 'fate', reqId, uploadId, after });
+    this.clientRequest(reply, (reqId) => ({ type: 'fate', reqId, uploadId, after }));
   }
 
   clientTrim(before: number, reply: (r: ReplyResult) => void): void {
+    this.clientRequest(reply, (reqId) => ({ type: 'trim', reqId, before }), before);
+  }
+
+  clientReadIndex(reply: (r: ReplyResult) => void): void {
+    this.clientRequest(reply, (reqId) => ({ type: 'readIndex', reqId }));
+  }
+
+  /** A client request other than an append: `input` under a new request id, answered by its reply effect. */
+  private clientRequest(reply: (r: ReplyResult) => void, input: (reqId: number) => Input, trim?: number): void {
     const reqId = this.nextReq++;
-    this.requests.set(reqId, { reply: (r) => reply(r), allocated: false, attempt: null, trim: before });
-    this.step({ type: 'trim', reqId, before });
+    this.requests.set(reqId, { reply: (r) => reply(r), allocated: false, attempt: null, trim });
+    this.step(input(reqId));
   }
 
   /**
@@ -692,11 +698,6 @@ export class SimNode {
     });
   }
 
-  clientReadIndex(reply: (r: ReplyResult) => void): void {
-    const reqId = this.nextReq++;
-    this.requests.set(reqId, { reply: (r) => reply(r), allocated: false, attempt: null });
-    this.step({ type: 'readIndex', reqId });
-  }
 
   /**
    * Serves a read like GET /v1/read: whole frames from `from` up to the readable end, at most

@@ -435,9 +435,14 @@ export class Replica {
 
   private checkQuorum(): void {
     this.checkQuorumAt = this.now + this.config.electionMs * 2;
-    let heard = 1;
-    for (const pr of this.progress.values()) if (this.now - pr.heardAt < this.config.electionMs * 2) heard++;
-    if (heard < this.majority) this.stepDown(this.term, null);
+    if (!this.onMajority((pr) => this.now - pr.heardAt < this.config.electionMs * 2)) this.stepDown(this.term, null);
+  }
+
+  /** Whether this leader and the followers for which `has` holds make a majority. */
+  private onMajority(has: (pr: Progress) => boolean): boolean {
+    let n = 1;
+    for (const pr of this.progress.values()) if (has(pr)) n++;
+    return n >= this.majority;
   }
 
   private becomeRole(role: Role, term: number, leader: NodeId | null): void {
@@ -1147,8 +1152,6 @@ export class Replica {
     if (this.leader) this.sendAck(this.leader, this.hbSeq);
   }
 
-  // ------------------------------------------------------------------ reads and queries
-
   // ------------------------------------------------------------------ trims
 
   /**
@@ -1177,9 +1180,8 @@ export class Replica {
     if (this.role !== 'leader' || this.trimWaits.length === 0) return;
     const remaining: TrimWait[] = [];
     for (const w of this.trimWaits) {
-      let holders = 1;
-      for (const pr of this.progress.values()) if (pr.trimTo >= w.before) holders++;
-      if ((holders >= this.majority || this.bugs.trimAckAlone) && this.trimmedTo >= w.before) this.reply(w.reqId, { type: 'trimmed', start: this.start });
+      const held = this.bugs.trimAckAlone || this.onMajority((pr) => pr.trimTo >= w.before);
+      if (held && this.trimmedTo >= w.before) this.reply(w.reqId, { type: 'trimmed', start: this.start });
       else remaining.push(w);
     }
     this.trimWaits = remaining;
@@ -1204,6 +1206,8 @@ export class Replica {
     return this.trimPoint > 0 ? { trimTo: this.trimPoint } : {};
   }
 
+  // ------------------------------------------------------------------ reads and queries
+
   private onReadIndex(reqId: number): void {
     if (this.role !== 'leader') {
       this.reply(reqId, { type: 'error', code: 'not_leader', message: 'linearizable reads go to the leader', details: { leader: this.leader } });
@@ -1222,9 +1226,7 @@ export class Replica {
     for (const w of this.readWaits) if (w.commit < 0) { w.commit = this.commitEnd; w.seq = this.progress.size === 0 ? 0 : this.hbSeq + 1; }
     const remaining: ReadWait[] = [];
     for (const w of this.readWaits) {
-      let acks = 1;
-      for (const pr of this.progress.values()) if (pr.ackedSeq >= w.seq) acks++;
-      if (acks >= this.majority) this.reply(w.reqId, { type: 'readIndex', end: w.commit });
+      if (this.onMajority((pr) => pr.ackedSeq >= w.seq)) this.reply(w.reqId, { type: 'readIndex', end: w.commit });
       else remaining.push(w);
     }
     this.readWaits = remaining;

@@ -10,47 +10,31 @@ const MAX_LIMIT = 64 * 1024 * 1024;
 const MAX_WAIT_MS = 60_000;
 
 /**
- * Reads waiting in a long poll, by node, and the nodes whose stop has begun. A stop closes
- * the API before the node (requests under way still need the log), and the API's close waits
- * for open requests: a long poll held every stop for the 2 s after which it gives up on them.
+ * `node.waitReadable` for a request (`closed` aborts when its client goes), cut short when the
+ * API stops (`stop`): then `unavailable`. A stop closes the API before the node (requests
+ * under way still need the log), and the API's close waits for open requests: a long poll
+ * held every stop for the 2 s after which it gives up on them.
  */
-const waiting = new WeakMap<LogNode, Set<AbortController>>();
-const stopping = new WeakSet<LogNode>();
-
-/** A stop begins: every long poll of `node` is answered at once (503 `unavailable`), and any later one without waiting. */
-export function endLongPolls(node: LogNode): void {
-  stopping.add(node);
-  for (const c of waiting.get(node) ?? []) c.abort();
-}
-
-/** `node.waitReadable` for a request (`closed` aborts when its client goes), cut short by a stop: then `unavailable`. */
-async function waitReadable(node: LogNode, offset: number, ms: number, closed: AbortController): Promise<boolean> {
-  let set = waiting.get(node);
-  if (!set) waiting.set(node, (set = new Set()));
-  set.add(closed);
-  let ok: boolean;
-  try {
-    ok = await node.waitReadable(offset, stopping.has(node) ? 0 : ms, closed.signal);
-  } finally {
-    set.delete(closed);
-  }
-  if (!ok && (stopping.has(node) || node.isClosed)) {
+async function waitReadable(node: LogNode, offset: number, ms: number, closed: AbortSignal, stop: AbortSignal): Promise<boolean> {
+  const ok = await node.waitReadable(offset, ms, AbortSignal.any([closed, stop]));
+  if (!ok && (stop.aborted || node.isClosed)) {
     throw new LogError('unavailable', 'this node is stopping; read from another replica', { end: node.readableEnd() });
   }
   return ok;
 }
 
-export async function handleRead(node: LogNode, req: IncomingMessage, res: ServerResponse, url: URL): Promise<void> {
+/** GET /v1/read. `stop` aborts when the API begins to close: waiting reads are answered at once. */
+export async function handleRead(node: LogNode, req: IncomingMessage, res: ServerResponse, url: URL, stop: AbortSignal): Promise<void> {
   try {
-    await read(node, res, url);
+    await read(node, res, url, stop);
   } catch (e) {
-    if (!stopping.has(node)) throw e;
+    if (!stop.aborted) throw e;
     // During a stop the connection goes too: kept alive, it would hold the stop as the long poll did.
     sendError(res, e, { connection: 'close' });
   }
 }
 
-async function read(node: LogNode, res: ServerResponse, url: URL): Promise<void> {
+async function read(node: LogNode, res: ServerResponse, url: URL, stop: AbortSignal): Promise<void> {
   const q = url.searchParams;
   const range = readableRange(node);
   const offset = parseOffset('offset', q.get('offset'), range);
@@ -61,11 +45,11 @@ async function read(node: LogNode, res: ServerResponse, url: URL): Promise<void>
   const closed = new AbortController();
   res.on('close', () => closed.abort());
   // Read-your-writes on a follower: wait until this replica has committed what the client saw.
-  if (minCommit !== null && minCommit > 0 && !(await waitReadable(node, minCommit - 1, Math.max(wait, 1), closed))) {
+  if (minCommit !== null && minCommit > 0 && !(await waitReadable(node, minCommit - 1, Math.max(wait, 1), closed.signal, stop))) {
     throw new LogError('timeout', `this replica has not yet committed up to ${minCommit}; retry, or read from another replica`, { end: node.readableEnd() });
   }
   const { end } = checkReadable(node, offset);
-  if (offset === end && wait > 0) await waitReadable(node, offset, wait, closed);
+  if (offset === end && wait > 0) await waitReadable(node, offset, wait, closed.signal, stop);
   const { data, next } = await node.read(offset, limit);
   if (res.destroyed) return;
   sendBytes(res, 200, data, { 'x-loglog-start': node.log.start, 'x-loglog-commit': node.readableEnd(), 'x-loglog-next': next });

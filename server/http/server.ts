@@ -28,9 +28,11 @@ export function createApiServer(node: LogNode): ApiServer {
   const routes = new Map<string, RouteHandler>();
   const upgrades = new Map<string, (req: IncomingMessage, socket: Duplex, head: Buffer) => void>();
   const wss = new WebSocketServer({ noServer: true, perMessageDeflate: false, maxPayload: 1024 });
+  /** Aborts when close() begins: long polls are answered at once rather than holding the stop. */
+  const stopping = new AbortController();
 
   routes.set('POST /v1/append', (req, res, url) => handleAppend(node, req, res, url));
-  routes.set('GET /v1/read', (req, res, url) => handleRead(node, req, res, url));
+  routes.set('GET /v1/read', (req, res, url) => handleRead(node, req, res, url, stopping.signal));
   routes.set('GET /v1/end', async (_req, res, url) => {
     if (url.searchParams.get('linearizable') === '1' || url.searchParams.get('linearizable') === 'true') {
       const r = await node.readIndex();
@@ -126,6 +128,7 @@ export function createApiServer(node: LogNode): ApiServer {
   return {
     server, routes, upgrades,
     async close() {
+      stopping.abort();
       for (const ws of wss.clients) ws.terminate();
       wss.close();
       for (const socket of upgraded) socket.destroy();

@@ -91,12 +91,10 @@ export class FatesFile {
     const fates = all.slice(-KEEP);
     forget(dir, all.slice(0, all.length - fates.length));
     const valid = fates.reduce((n, f) => n + FIXED + (f.uploadId?.length ?? 0), 0);
-    const file = new FatesFile(dir, -1, valid, fates);
     // Durably: a rename made durable by some later journal commit, over data that is not,
     // would leave an empty file after a power loss, below a checkpoint.
     if (valid !== buf.length) writeFileAtomicSync(p, Buffer.concat(fates.map(encodeFate)), true);
-    file.fd = fs.openSync(p, 'a');
-    return { file, fates };
+    return { file: new FatesFile(dir, fs.openSync(p, 'a'), valid, fates), fates };
   }
 
   /**

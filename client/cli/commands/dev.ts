@@ -13,10 +13,10 @@
 import type { ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { mkdirSync, readFileSync, writeFileSync, existsSync, statSync, chmodSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { join, resolve } from 'node:path';
 import { createInterface } from 'node:readline';
-import { servingUrl, spawnLoglogdChild } from '../../../server/daemon-argv.ts';
+import { createServer } from 'node:net';
+import { probeListen, servingUrl, spawnLoglogdChild } from '../../../server/daemon-argv.ts';
 import type { CAC } from 'cac';
 import { request } from 'undici';
 import { LogError } from '../../../spec/errors.ts';
@@ -209,12 +209,8 @@ function shellQuote(s: string): string {
 }
 
 /** Whether `port` can be bound on 127.0.0.1 right now. */
-export function portFree(port: number): Promise<boolean> {
-  return new Promise((res) => {
-    const s = createServer();
-    s.once('error', () => res(false));
-    s.listen(port, '127.0.0.1', () => s.close(() => res(true)));
-  });
+export async function portFree(port: number): Promise<boolean> {
+  return (await probeListen('127.0.0.1', port)) === null;
 }
 
 /** A port P such that P..P+count-1 are free on 127.0.0.1 (for tests and benchmarks). */
