@@ -28,7 +28,9 @@ export interface LoglogdProcess {
  */
 export function spawnLoglogd(args: readonly string[], opts: { name?: string; env?: NodeJS.ProcessEnv; onStderr?: (chunk: string) => void } = {}): LoglogdProcess {
   const proc = spawnLoglogdChild(args, { env: opts.env });
-  const exited = new Promise<number | null>((res) => proc.once('exit', (code) => res(code)));
+  // 'close', not 'exit': by then stderr is read to its end (a test that stops a node then
+  // checks its last line raced the pipe).
+  const exited = new Promise<number | null>((res) => proc.once('close', (code) => res(code)));
   const { serving, stderr } = whenServing(proc, opts);
   return { proc, exited, serving, stderr };
 }
