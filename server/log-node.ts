@@ -105,6 +105,8 @@ export class LogNode extends EventEmitter {
   }
 
   private static async openLocked(config: NodeConfig, lock: DirLock): Promise<LogNode> {
+    // Asked before the fates file opens: dropping its oldest records there writes the file.
+    const hadFatesFrom = loadFatesFrom(config.dataDir) !== null;
     const fates = FatesFile.open(config.dataDir);
     let log: SegmentLog;
     try {
@@ -119,7 +121,7 @@ export class LogNode extends EventEmitter {
     const trim = loadTrimPoint(config.dataDir);
     // No file: a new directory (nothing to forget), or one written before the file existed,
     // whose records may have been dropped unannounced (all of its log, then).
-    const saved = loadFatesFrom(config.dataDir);
+    const saved = hadFatesFrom ? loadFatesFrom(config.dataDir) : null;
     const fatesFrom = saved ?? (log.end > log.start ? log.end : 0);
     const members = config.peers.length > 0 ? config.peers.map((p) => p.id) : [config.id];
     const replica = new Replica({

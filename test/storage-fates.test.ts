@@ -92,3 +92,23 @@ test('a data directory from before the fates-from file existed counts every id i
   const after = await request(`${again.url}/v1/fate/never-seen?after=${end}`);
   t.like(await after.body.json(), { state: 'unknown' });
 });
+
+test('a data directory from before the fates-from file existed, whose fates file is over the record limit, still counts its whole log as forgotten', async (t) => {
+  const n = await startNode(t);
+  const append = async (id: string) => {
+    const body = Buffer.from(`entry ${id}`);
+    const r = await request(`${n.url}/v1/append`, { method: 'POST', body, headers: { 'content-length': String(body.length), 'x-loglog-upload-id': id } });
+    return (await r.body.json()) as { offset: number; end: number };
+  };
+  const a = await append('up-a');
+  const b = await append('up-b');
+  t.is(await n.stop(), 0);
+  const [recA, recB] = decodeFates(readFileSync(join(n.dataDir, 'fates'))).filter((f) => f.uploadId === 'up-a' || f.uploadId === 'up-b').map(encodeFate);
+  // More records than loading keeps: the oldest, about the first entry, are dropped at open.
+  // That must not leave fates-from at the first entry's end instead of the log's end.
+  writeFileSync(join(n.dataDir, 'fates'), Buffer.concat([...Array.from({ length: 10 }, () => recA), ...Array.from({ length: 100_000 }, () => recB)]));
+  rmSync(join(n.dataDir, 'fates-from'));
+  const again = await startNode(t, { dataDir: n.dataDir });
+  const f = await request(`${again.url}/v1/fate/never-seen?after=${a.end}`);
+  t.like(await f.body.json(), { state: 'forgotten', since: b.end });
+});
