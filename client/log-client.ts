@@ -695,7 +695,7 @@ export class LogClient {
    *   `checksum_mismatch` (details.offset, details.replica) when no replica serves good bytes.
    */
   async *read(start: number | FromPosition, opts: ReadOptions = {}): AsyncGenerator<Entry> {
-    const from = await this.offsetOf(start, opts.signal);
+    const from = await this.offsetOf(start, { signal: opts.signal, server: opts.server });
     if (opts.to !== undefined) assertOffset('to', opts.to);
     if (opts.minCommit !== undefined) assertOffset('minCommit', opts.minCommit);
     const limit = opts.limit ?? DEFAULT_LIMIT;
@@ -835,9 +835,12 @@ export class LogClient {
     }
   }
 
-  /** An offset to read from: as given (checked), or the log's start or commit end now. */
-  async offsetOf(from: number | FromPosition, signal?: AbortSignal): Promise<number> {
-    if (from === 'start' || from === 'end') return (await this.bounds({ signal }))[from];
+  /**
+   * An offset to read from: as given (checked), or the log's start or commit end now, as
+   * `server` sees it when given (a lagging replica's end may be below another's).
+   */
+  async offsetOf(from: number | FromPosition, opts: { signal?: AbortSignal; server?: string } = {}): Promise<number> {
+    if (from === 'start' || from === 'end') return (await this.bounds(opts))[from];
     assertOffset('from', from);
     return from;
   }
@@ -853,7 +856,7 @@ export class LogClient {
    * iteration throws `aborted`); breaking out of the loop also closes it.
    */
   async *tail(start: number | FromPosition, opts: TailOptions = {}): AsyncGenerator<Entry> {
-    const from = await this.offsetOf(start, opts.signal);
+    const from = await this.offsetOf(start, { signal: opts.signal, server: opts.server });
     const pinned = opts.server ? normalizeServer(opts.server) : undefined;
     if (!pinned) await this.ensureDiscovered(opts.signal);
     let server = pinned ?? this.nextReader();

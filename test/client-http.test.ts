@@ -868,3 +868,28 @@ test('CLI: --server belongs to the commands that talk to a cluster, not to dev o
   t.notRegex((await runCli(['sim', '--help'])).out, /--server/);
   t.regex((await runCli(['end', '--help'])).out, /--server <urls>/);
 });
+
+test('read and tail from start or end with a server named take the bounds from that server', async (t) => {
+  const log = new FakeLog();
+  log.add(Kind.Data, Buffer.from('before'));
+  const a = await startFake(t, log, 'a');
+  const b = await startFake(t, log, 'b');
+  for (const [pinned, other] of [[a, b], [b, a]]) {
+    for (const s of [a, b]) s.hits.length = 0;
+    const c = client(t, [a.url, b.url]);
+    t.deepEqual(await collect(c.read('end', { server: pinned.url })), []);
+    const tail = c.tail('end', { server: pinned.url });
+    const next = tail.next();
+    // The tail starts at the end it was given: only what comes after that reaches it.
+    const endsAt = (s: FakeServer) => s.hits.filter((h) => h === 'GET /v1/end').length;
+    const added = setInterval(() => {
+      if (endsAt(a) + endsAt(b) < 2) return;
+      clearInterval(added);
+      log.add(Kind.Data, Buffer.from(`after-${pinned.id}`));
+    }, 5);
+    t.is((await next).value?.payload.toString(), `after-${pinned.id}`);
+    await tail.return(undefined);
+    t.is(endsAt(pinned), 2, `${pinned.id} answers both ends`);
+    t.false(other.hits.includes('GET /v1/end'), `${other.id} is not asked`);
+  }
+});

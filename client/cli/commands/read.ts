@@ -60,7 +60,7 @@ async function fromOption(ctx: CliContext, fallback: 'start' | 'end'): Promise<n
   const raw = ctx.raw('from');
   const where = raw === 'start' || raw === 'end' ? raw : raw === undefined ? fallback : null;
   if (where === null) return ctx.offset('from')!;
-  return ctx.getClient().offsetOf(where, ctx.signal);
+  return ctx.getClient().offsetOf(where, { signal: ctx.signal });
 }
 
 async function runRead(ctx: CliContext, o: Record<string, unknown>): Promise<void> {
