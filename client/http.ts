@@ -60,6 +60,31 @@ export function notLoglog(server: string, what: string, how: string, cause?: unk
   return new LogError('bad_response', `${server} answered ${what} ${how}: is it a loglogd? (check the address)`, { server }, { cause });
 }
 
+/**
+ * The error an HTTP error status with `body` stands for: a loglog error as such, with
+ * `server` in its details; `bad_response` when the body is no loglog error. Every error a
+ * loglogd sends has one: classed by its status alone, another web server's 5xx passed for
+ * a node failing after it may have written the entry, and an append to a wrong address
+ * ended in outcome_unknown.
+ */
+export function errorOfResponse(server: string, what: string, status: number, body: Buffer): LogError {
+  let parsed: unknown = null;
+  try {
+    parsed = JSON.parse(body.toString('utf8'));
+  } catch {
+    // not JSON: not a loglog error either
+  }
+  const known = errorOfBody(parsed);
+  const foreign = (parsed as { error?: { code?: unknown; message?: unknown } } | null)?.error;
+  if (!known && typeof foreign?.code !== 'string') return notLoglog(server, what, `with HTTP ${status} and no loglog error`);
+  const err = LogError.fromBody(status, parsed);
+  if (err.details.server === undefined) err.details.server = server;
+  if (!known) {
+    err.message = `${server}: ${String(foreign?.message ?? foreign?.code)} (error code "${String(foreign?.code)}", which this client does not know: a newer loglogd?)`;
+  }
+  return err;
+}
+
 /** Converts anything thrown by undici (or a body read) into a LogError. */
 export function toLogError(e: unknown, server: string, signal?: AbortSignal): LogError {
   if (e instanceof LogError) return e;
@@ -179,26 +204,7 @@ export class Transport {
       throw toLogError(e, server, signal);
     }
     if (res.statusCode >= 200 && res.statusCode < 300) return { status: res.statusCode, headers: res.headers, body };
-    let parsed: unknown = null;
-    try {
-      parsed = JSON.parse(body.toString('utf8'));
-    } catch {
-      // not JSON: not a loglog error either
-    }
-    const known = errorOfBody(parsed);
-    const foreign = (parsed as { error?: { code?: unknown; message?: unknown } } | null)?.error;
-    // Every error a loglogd sends has a loglog error body. Classed by its status alone, another
-    // web server's 5xx passed for a node failing after it may have written the entry, and an
-    // append to a wrong address ended in outcome_unknown.
-    if (!known && typeof foreign?.code !== 'string') {
-      throw notLoglog(server, `${req.method} ${req.path}`, `with HTTP ${res.statusCode} and no loglog error`);
-    }
-    const err = LogError.fromBody(res.statusCode, parsed);
-    if (err.details.server === undefined) err.details.server = server;
-    if (!known) {
-      err.message = `${server}: ${String(foreign?.message ?? foreign?.code)} (error code "${String(foreign?.code)}", which this client does not know: a newer loglogd?)`;
-    }
-    throw err;
+    throw errorOfResponse(server, `${req.method} ${req.path}`, res.statusCode, body);
   }
 
   /**

@@ -4,8 +4,8 @@
  * {@link LogError}s, and ending the iteration (break, return, abort) closes it cleanly.
  */
 import WebSocket from 'ws';
-import { LogError, errorOfBody } from '../spec/errors.ts';
-import { abortedError, notLoglog } from './http.ts';
+import { LogError } from '../spec/errors.ts';
+import { abortedError, errorOfResponse } from './http.ts';
 
 const HIGH_WATER = 16;
 const LOW_WATER = 4;
@@ -78,19 +78,8 @@ export class TailSocket implements AsyncIterable<Buffer> {
     this.ws.on('unexpected-response', (_req, res) => {
       const chunks: Buffer[] = [];
       res.on('data', (c: Buffer) => chunks.push(c));
-      res.on('end', () => {
-        let body: unknown = null;
-        try {
-          body = JSON.parse(Buffer.concat(chunks).toString('utf8'));
-        } catch {
-          // not JSON
-        }
-        // A loglogd refuses a tail with its JSON error; anything else is another server.
-        const status = res.statusCode ?? 0;
-        const e = errorOfBody(body) || status >= 500 ? LogError.fromBody(status, body) : notLoglog(server, 'the WebSocket upgrade of /v1/tail', `with HTTP ${status}`);
-        e.details.server ??= server;
-        this.fail(e);
-      });
+      // A loglogd refuses a tail with its JSON error; anything else is another server.
+      res.on('end', () => this.fail(errorOfResponse(server, 'the WebSocket upgrade of /v1/tail', res.statusCode ?? 0, Buffer.concat(chunks))));
       res.on('error', (err) => this.fail(new LogError('network', `${server}: ${err.message}`, { server }, { cause: err })));
     });
     this.ws.on('error', (err: Error & { code?: string }) => {

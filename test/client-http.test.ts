@@ -893,3 +893,19 @@ test('read and tail from start or end with a server named take the bounds from t
     t.false(other.hits.includes('GET /v1/end'), `${other.id} is not asked`);
   }
 });
+
+test('a tail refused by a server that is not loglogd fails bad_response, as an HTTP call does, whatever the status', async (t) => {
+  for (const status of [404, 502]) {
+    const other = createServer((_req, res) => { res.statusCode = status; res.end('<html>Bad Gateway</html>'); });
+    await new Promise<void>((res) => other.listen(0, '127.0.0.1', res));
+    t.teardown(() => { other.closeAllConnections(); other.close(); });
+    const url = `http://127.0.0.1:${(other.address() as AddressInfo).port}`;
+    const c = client(t, [url], { retry: { retries: 2, minDelayMs: 1, maxDelayMs: 1 } });
+    const viaHttp = await t.throwsAsync(c.read(0, { server: url }).next(), { instanceOf: LogError });
+    const viaTail = await t.throwsAsync(c.tail(0, { server: url }).next(), { instanceOf: LogError });
+    t.is(viaHttp?.code, 'bad_response', `read, HTTP ${status}`);
+    t.is(viaTail?.code, 'bad_response', `tail, HTTP ${status}`);
+    t.false(viaTail!.retriable);
+    t.regex(viaTail!.message, new RegExp(`answered the WebSocket upgrade of /v1/tail with HTTP ${status} and no loglog error: is it a loglogd\\?`));
+  }
+});
