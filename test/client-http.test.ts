@@ -909,3 +909,16 @@ test('a tail refused by a server that is not loglogd fails bad_response, as an H
     t.regex(viaTail!.message, new RegExp(`answered the WebSocket upgrade of /v1/tail with HTTP ${status} and no loglog error: is it a loglogd\\?`));
   }
 });
+
+test('CLI: status names a server that is not loglogd as such, not as unreachable', async (t) => {
+  const log = new FakeLog();
+  const a = await startFake(t, log, 'a');
+  const other = createServer((_req, res) => { res.statusCode = 404; res.end('<html>File not found</html>'); });
+  await new Promise<void>((res) => other.listen(0, '127.0.0.1', res));
+  t.teardown(() => { other.closeAllConnections(); other.close(); });
+  const url = `http://127.0.0.1:${(other.address() as AddressInfo).port}`;
+  const r = await runCliInProcess(['status', '--server', `${a.url},${url}`]);
+  t.is(r.code, 2, r.err);
+  t.regex(r.out, new RegExp(`^${url}  not a loglogd: .*\\(bad_response\\)$`, 'm'));
+  t.is(r.err, `loglog: 1 of 2 servers did not answer: ${url} (not a loglogd)\n`);
+});

@@ -18,9 +18,15 @@ async function runEnd(ctx: CliContext, o: Record<string, unknown>): Promise<void
 
 type Answer = { server: string; status: ServerStatus } | { server: string; error: LogError };
 
+/** What became of a server that gave no status. */
+function failureLabel(e: LogError): string {
+  if (e.code === 'bad_response') return 'not a loglogd';
+  return e.code === 'network' || e.code === 'timeout' ? 'unreachable' : 'failed';
+}
+
 /** Pretty status of one server. */
 export function formatStatus(a: Answer): string {
-  if ('error' in a) return `${a.server}  unreachable: ${a.error.message} (${a.error.code})\n`;
+  if ('error' in a) return `${a.server}  ${failureLabel(a.error)}: ${a.error.message} (${a.error.code})\n`;
   const s = a.status;
   const lines = [
     `${a.server}  ${s.role ?? '?'}  id ${s.id ?? '?'}  term ${s.term ?? '?'}  leader ${s.leader ?? 'none'}`,
@@ -73,7 +79,8 @@ async function runStatus(ctx: CliContext, o: Record<string, unknown>): Promise<v
   const failed = answers.filter((a): a is Extract<Answer, { error: LogError }> => 'error' in a);
   if (failed.length === answers.length) throw failed[0].error;
   if (failed.length > 0) {
-    ctx.note(`loglog: ${failed.length} of ${answers.length} servers did not answer: ${failed.map((a) => a.server).join(', ')}`);
+    const which = failed.map((a) => (failureLabel(a.error) === 'unreachable' ? a.server : `${a.server} (${failureLabel(a.error)})`));
+    ctx.note(`loglog: ${failed.length} of ${answers.length} servers did not answer: ${which.join(', ')}`);
     ctx.exitCode = EXIT_SERVER;
   }
 }
@@ -106,7 +113,7 @@ export function register(cli: CAC, ctx: CliContext): void {
     .action((o: Record<string, unknown>) => runEnd(ctx, o));
 
   cli
-    .command('status', 'Show the status of every cluster member and every server named (exit 2 if any is unreachable)')
+    .command('status', 'Show the status of every cluster member and every server named (exit 2 if any does not answer)')
     .option(...SERVER_OPTION)
     .option('--json', 'One JSON object per server per line')
     .example('loglog status')
