@@ -4,6 +4,12 @@
  * two images agree on the prefix [0, E) exactly when both chains have a frame boundary at E
  * with the same running CRC (up to CRC collisions). Maintained incrementally: `invalidate`
  * drops frames whose bytes changed, `advance` parses newly valid frames.
+ *
+ * A chain may start above 0 (`base`), where the image's bytes below were deleted (trims, a
+ * reset): its running fingerprint is then seeded with the committed log's at that boundary
+ * (`baseCum`), so running values stay comparable across images that start at different
+ * offsets. Two images agree on [b, E) for any boundary b at or above both bases exactly when
+ * they agree at b and at E.
  */
 import { HEADER_SIZE, checkFrame, crc32c, Kind } from '../spec/frame.ts';
 
@@ -44,16 +50,35 @@ export function fingerprint(buf: Buffer, from: number, to: number, seed: number)
 
 export class FrameChain {
   readonly frames: ChainFrame[] = [];
+  /** Where the chain starts (the image's log start). */
+  base = 0;
+  /** The running fingerprint at `base` (0 at offset 0). */
+  baseCum = 0;
 
   /** Offset up to which the image is parsed (the end of the last valid frame). */
   get end(): number {
     const n = this.frames.length;
-    return n > 0 ? this.frames[n - 1].end : 0;
+    return n > 0 ? this.frames[n - 1].end : this.base;
   }
 
   get cum(): number {
     const n = this.frames.length;
-    return n > 0 ? this.frames[n - 1].cum : 0;
+    return n > 0 ? this.frames[n - 1].cum : this.baseCum;
+  }
+
+  /**
+   * Moves the start of the chain to `base` with running value `baseCum`. Frames from `base`
+   * on are kept when the chain already had a boundary there with that running value;
+   * otherwise the chain is parsed again from `base` (by `advance`).
+   */
+  rebase(base: number, baseCum: number): void {
+    if (base === this.base && baseCum === this.baseCum) return;
+    const k = base === this.base ? 0 : this.indexAt(base);
+    const at = k > 0 ? this.frames[k - 1].cum : k === 0 && base === this.base ? this.baseCum : null;
+    if (k >= 0 && at === baseCum) this.frames.splice(0, k);
+    else this.frames.length = 0;
+    this.base = base;
+    this.baseCum = baseCum;
   }
 
   /** Forgets every frame with a byte at or after `from`. */
@@ -103,9 +128,9 @@ export class FrameChain {
     return -1;
   }
 
-  /** Running CRC at boundary `end` (0 for the empty prefix), or null if `end` is not a boundary. */
+  /** Running CRC at boundary `end` (`baseCum` at the base), or null if `end` is not a boundary of the chain. */
   cumAt(end: number): number | null {
-    if (end === 0) return 0;
+    if (end === this.base) return this.baseCum;
     const i = this.indexEndingAt(end);
     return i < 0 ? null : this.frames[i].cum;
   }

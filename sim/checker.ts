@@ -78,11 +78,22 @@ export class Checker {
     return this.canon.end;
   }
 
+  /**
+   * The running fingerprint a chain starting at `start` (a node's log start) is seeded with:
+   * the committed log's at that boundary. A start that is not a committed boundary was
+   * reported when it was taken (start-uncommitted); its chain then matches nothing.
+   */
+  private seedAt(start: number): number {
+    return this.canon.cumAt(start) ?? NO_SEED;
+  }
+
   private live(n: SimNode): FrameChain {
     const c = this.per[n.idx];
     const d = n.disk;
-    if (d.liveDirtyFrom !== Infinity) {
-      c.live.invalidate(d.liveDirtyFrom);
+    const moved = c.live.base !== d.start;
+    if (moved) c.live.rebase(d.start, this.seedAt(d.start));
+    if (moved || d.liveDirtyFrom !== Infinity) {
+      if (d.liveDirtyFrom !== Infinity) c.live.invalidate(d.liveDirtyFrom);
       d.liveDirtyFrom = Infinity;
       c.live.advance(d.view());
       if (c.verified > c.live.end) c.verified = c.live.end;
@@ -93,8 +104,10 @@ export class Checker {
   private durable(n: SimNode): FrameChain {
     const c = this.per[n.idx];
     const d = n.disk;
-    if (d.durableDirtyFrom !== Infinity) {
-      c.dur.invalidate(d.durableDirtyFrom);
+    const moved = c.dur.base !== d.start;
+    if (moved) c.dur.rebase(d.start, this.seedAt(d.start));
+    if (moved || d.durableDirtyFrom !== Infinity) {
+      if (d.durableDirtyFrom !== Infinity) c.dur.invalidate(d.durableDirtyFrom);
       d.durableDirtyFrom = Infinity;
       c.dur.advance(d.durableView());
     }
@@ -148,18 +161,45 @@ export class Checker {
       case 'truncate': {
         // Dropping a committed frame whose bytes this node holds is never right (catch-up
         // drops committed entries only where their bytes were never written).
-        if (e.to >= this.canon.end) break;
-        const live = this.live(n);
-        const i = live.indexAt(e.to);
-        if (i < 0) break;
-        const f = live.frames[i];
-        if (f.end <= this.canon.end && this.canon.cumAt(f.end) === f.cum) {
-          this.violation('truncated-committed', `${n.id} truncated its log to ${e.to}, dropping the committed frame [${f.offset}, ${f.end}) it holds`, n.id);
-        }
+        const f = this.committedFrameFrom(n, e.to);
+        if (f) this.violation('truncated-committed', `${n.id} truncated its log to ${e.to}, dropping the committed frame [${f.offset}, ${f.end}) it holds`, n.id);
+        break;
+      }
+      case 'reset': {
+        // A follower starts its log over at the leader's start only when everything it holds
+        // lies below it (the others deleted what comes after): below the new start the log is
+        // committed and trimmed on purpose, at and above it the node held nothing.
+        this.startTaken(n, 'a reset', e.to);
+        const f = this.committedFrameFrom(n, e.to);
+        if (f) this.violation('reset-dropped-committed', `${n.id} reset its log to start at ${e.to}, dropping the committed frame [${f.offset}, ${f.end}) it holds at or above that start`, n.id);
+        let held = 0;
+        for (const m of this.w.nodes) held = Math.max(held, m.trimPoint);
+        if (e.to > held) this.violation('reset-past-trim', `${n.id} reset its log to start at ${e.to}, above every trim point a node holds (the highest is ${held}): no trim deleted that far`, n.id);
         break;
       }
       default:
         break;
+    }
+  }
+
+  /** The node's first frame at or after `from`, if it is a committed frame (the node holds committed bytes from there). */
+  private committedFrameFrom(n: SimNode, from: number): ChainFrame | null {
+    if (from >= this.canon.end) return null;
+    const live = this.live(n);
+    const i = live.indexAt(from);
+    if (i < 0) return null;
+    const f = live.frames[i];
+    return f.end <= this.canon.end && this.canon.cumAt(f.end) === f.cum ? f : null;
+  }
+
+  /**
+   * A node's log start moves to `start` (a deletion run up to it, or a reset): trims never
+   * pass the commit end, so it must be a boundary of the committed log (and then the node's
+   * chains can be seeded there).
+   */
+  startTaken(n: SimNode, why: string, start: number): void {
+    if (start > this.canon.end || this.canon.cumAt(start) === null) {
+      this.violation('start-uncommitted', `${n.id}'s log start moved to ${start} (${why}), which is not a boundary of the committed log (committed end ${this.canon.end}): everything below a start must be committed`, n.id);
     }
   }
 
@@ -199,7 +239,7 @@ export class Checker {
       this.violation('committed-prefix-changed', `${n.id} (leader, term ${term}) committed ${end}, but the durable copies of [0, ${end}) on ${best.map((x) => x.id)} do not extend the committed log [0, ${this.canon.end})`, n.id);
       return;
     }
-    const from = this.canon.end === 0 ? 0 : src.indexEndingAt(this.canon.end) + 1;
+    const from = this.canon.end === src.base ? 0 : src.indexEndingAt(this.canon.end) + 1;
     for (let i = from; i < src.frames.length && src.frames[i].end <= end; i++) this.canon.frames.push({ ...src.frames[i] });
   }
 
@@ -324,6 +364,9 @@ export class Checker {
     };
   }
 }
+
+/** Seeds the chain of a start that is not a committed boundary: a value no running CRC32C takes. */
+const NO_SEED = -1;
 
 function kindName(k: Kind): FrameKindName {
   return k === Kind.Data ? 'data' : k === Kind.Noop ? 'noop' : k === Kind.Aborted ? 'aborted' : 'config';

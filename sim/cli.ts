@@ -107,7 +107,7 @@ export function describeRun(r: RunResult, wallMs: number, scenarioFile?: string)
     `${r.scenario ? `scenario ${r.scenario}, ` : ''}seed ${r.seed}${r.bugs.length ? ` with planted ${r.bugs.join(', ')}` : ''}: ${r.verdict === 'pass' ? 'PASS' : 'FAIL'}`,
     `  ${fmt(r.events)} events, ${fmt(r.simMs / 1000, 1)} s simulated, ${fmt(wallMs / 1000, 2)} s wall (${fmt(r.events / Math.max(wallMs, 1) * 1000)} events/s), digest ${r.digest}`,
     ...r.mix.split('\n').map((l) => `  ${l}`),
-    `  appends ok ${s.appends.ok}, failed ${s.appends.fail}, unknown ${s.appends.unknown}; reads ${s.reads} (${s.readEntries} entries); trims ${s.trims}; committed ${fmt(s.committedEnd)} bytes`,
+    `  appends ok ${s.appends.ok}, failed ${s.appends.fail}, unknown ${s.appends.unknown}; reads ${s.reads} (${s.readEntries} entries); trims ${s.trims}, resets ${s.resets}, ${fmt(s.trimmedBytes)} bytes deleted; committed ${fmt(s.committedEnd)} bytes`,
     `  elections ${s.elections}, highest term ${s.maxTerm}, fetches ${s.fetches}, catch-up copies ${s.copies}; network sent ${s.net.sent}, dropped ${s.net.dropped}, partitioned ${s.net.partitioned}, duplicated ${s.net.duplicated}`,
     `  ${faultsText(s.faults, '; ')}; uploads lost ${s.uploadsLost}, corrupted ${s.uploadsCorrupted}; sectors on power loss kept/lost/partial/garbage ${s.mangling.sectorsKept}/${s.mangling.sectorsLost}/${s.mangling.sectorsPartial}/${s.mangling.sectorsGarbage}`,
   ];
@@ -144,6 +144,12 @@ export interface SweepResult {
   faultsInjected: Record<string, number>;
   /** Faults that took effect on an operation (see HIT_COUNTERS). */
   faultsHit: Record<string, number>;
+  /** Trims acknowledged, `reset`s run and bytes the nodes deleted, over all seeds, and the seeds with any. */
+  trims: number;
+  seedsWithTrims: number;
+  resets: number;
+  seedsWithResets: number;
+  trimmedBytes: number;
   /** Failing seeds by the first check that failed. */
   byCheck: Record<string, number[]>;
   /** Stopped early (Ctrl-C) after `seeds` of the `requested` seeds. */
@@ -156,7 +162,8 @@ export interface SweepResult {
 export async function sweep(o: SweepOptions): Promise<SweepResult> {
   const res: SweepResult = {
     from: o.from, seeds: 0, nodes: o.nodes, bugs: o.bugs, passed: 0, failed: 0, wallMs: 0, events: 0, simMs: 0,
-    seedsPerSecond: 0, eventsPerSecond: 0, faults: {}, faultsInjected: {}, faultsHit: {}, byCheck: {}, violations: [],
+    seedsPerSecond: 0, eventsPerSecond: 0, faults: {}, faultsInjected: {}, faultsHit: {},
+    trims: 0, seedsWithTrims: 0, resets: 0, seedsWithResets: 0, trimmedBytes: 0, byCheck: {}, violations: [],
     interrupted: false, requested: o.seeds,
   };
   const t0 = performance.now();
@@ -174,6 +181,11 @@ export async function sweep(o: SweepOptions): Promise<SweepResult> {
     if (net.duplicated) res.faults['net-duplicate'] = (res.faults['net-duplicate'] ?? 0) + net.duplicated;
     if (r.stats.uploadsLost) res.faults['upload-lost'] = (res.faults['upload-lost'] ?? 0) + r.stats.uploadsLost;
     if (r.stats.uploadsCorrupted) res.faults['upload-corrupt'] = (res.faults['upload-corrupt'] ?? 0) + r.stats.uploadsCorrupted;
+    res.trims += r.stats.trims;
+    if (r.stats.trims > 0) res.seedsWithTrims++;
+    res.resets += r.stats.resets;
+    if (r.stats.resets > 0) res.seedsWithResets++;
+    res.trimmedBytes += r.stats.trimmedBytes;
     if (r.verdict === 'pass') res.passed++;
     else {
       res.failed++;
@@ -208,6 +220,7 @@ export function describeSweep(s: SweepResult): string {
       (s.interrupted ? ` (INTERRUPTED after ${s.seeds} of ${s.requested} seeds)` : ''),
     `  ${fmt(s.wallMs / 1000, 1)} s wall, ${fmt(s.seedsPerSecond, 1)} seeds/s (${fmt(s.seedsPerSecond * 60)} seeds/min), ${fmt(s.eventsPerSecond)} simulated events/s, ${fmt(s.events)} events, ${fmt(s.simMs / 1000)} s simulated`,
     `  ${faultsText(s.faults, '\n  ')}`,
+    `  trims acknowledged ${fmt(s.trims)} (in ${fmt(s.seedsWithTrims)} seeds), resets ${fmt(s.resets)} (in ${fmt(s.seedsWithResets)} seeds), ${fmt(s.trimmedBytes)} bytes deleted`,
   ];
   for (const [check, seeds] of Object.entries(s.byCheck)) lines.push(`  ${check}: seeds ${seeds.slice(0, 20).join(', ')}${seeds.length > 20 ? `, ... (${seeds.length})` : ''}`);
   // The first violation of the first few failing seeds is enough to start from; the

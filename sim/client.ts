@@ -304,7 +304,17 @@ export class Reader extends Client {
     w.q.after(c.readTimeoutMs, () => { if (!done) finish(); });
     this.rpc<ReturnType<SimNode['serveRead']>>(to, (respond) => respond(w.nodes[to].serveRead(from, limit, this.name)), (res) => {
       if (done) return;
-      if ('error' in res) { finish(); return; }
+      if ('error' in res) {
+        // Trimmed below the replica's start: go on from there (as a consumer whose position
+        // was deleted restarts at the earliest offset); whoever trimmed read what is skipped.
+        if (res.error === 'trimmed' && res.start > this.cursor) {
+          w.trace.mix(65, this.idx, res.start);
+          if (w.trace.on) w.trace.line(w.q.now, this.name, `read ${from} from ${w.nodes[to].id}: trimmed, the log starts at ${res.start}`);
+          this.cursor = res.start;
+        }
+        finish();
+        return;
+      }
       const entries: [number, number, number][] = [];
       let at = 0;
       while (at < res.bytes.length) {
@@ -329,8 +339,9 @@ export class Reader extends Client {
 
   /**
    * A trim at the node believed to lead, up to where this reader has read (a committed
-   * boundary). The simulated nodes keep their bytes (see SimNode's `trim` effect): what is
-   * checked is that an acknowledged trim point is on a majority and never lost.
+   * boundary). Checked: an acknowledged trim point is on a majority and never lost; the
+   * nodes delete their bytes below it (SimNode.followTrim), a follower left behind starts
+   * over at the leader's start (`reset`), and what remains still holds the committed log.
    */
   private trim(): void {
     const w = this.w;

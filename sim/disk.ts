@@ -8,6 +8,13 @@
  * replaced by garbage; a pending truncation is kept or lost. A process crash keeps `live`
  * (the kernel still has the pages); only power loss mangles.
  *
+ * The log start (`start`): the bytes below it are gone, as the server's deleted segments
+ * are. Offsets stay absolute (byte `o` of the image is log offset `o`); below the start both
+ * images are zero, writes there land nowhere (a write to a deleted segment's file), and
+ * pending writes there are dropped, so a power loss cannot bring them back. Raising the
+ * start (`trimTo`, a deletion run) and starting over (`reset`) are durable at once: see
+ * their comments for how that compares with the server.
+ *
  * Faults an executor sees: ENOSPC (`write` returns false when the file would grow past
  * `spaceLimit`) and fsync errors (`failSyncs` > 0 makes the next syncs fail; the pending
  * writes are then mangled as on power loss, because after a failed fdatasync the kernel may
@@ -39,7 +46,10 @@ export interface ManglingStats {
 
 export class SimDisk {
   private live: Buffer = Buffer.alloc(4096);
+  /** One past the last byte of the file (never below `start`). */
   liveLen = 0;
+  /** The log start: every byte below it was deleted (trims) or dropped (a reset). */
+  start = 0;
   private durable: Buffer = Buffer.alloc(4096);
   durableLen = 0;
   private pending: PendingOp[] = [];
@@ -72,8 +82,16 @@ export class SimDisk {
     return out;
   }
 
-  /** Positional write into the page cache. False (and nothing written) on ENOSPC. */
+  /**
+   * Positional write into the page cache. False (and nothing written) on ENOSPC. The part
+   * below the start lands nowhere: the server's write would go to a deleted segment's file.
+   */
   write(at: number, data: Buffer): boolean {
+    if (at < this.start) {
+      if (at + data.length <= this.start) return true;
+      data = data.subarray(this.start - at);
+      at = this.start;
+    }
     if (at + data.length > Math.max(this.liveLen, this.spaceLimit)) return false;
     this.live = applyWrite(this.live, this.liveLen, at, data);
     this.liveLen = Math.max(this.liveLen, at + data.length);
@@ -84,12 +102,58 @@ export class SimDisk {
   }
 
   truncate(to: number): void {
+    to = Math.max(to, this.start);
     if (to < this.liveLen) {
       this.live.fill(0, to, this.liveLen);
       this.liveLen = to;
       if (to < this.liveDirtyFrom) this.liveDirtyFrom = to;
     }
     this.pending.push({ kind: 'truncate', to });
+  }
+
+  /**
+   * A deletion run: every byte below `to` is gone, from the page cache and the platter alike
+   * (the server's trim unlinks whole segments and fsyncs the directory before it reports the
+   * run). Pending writes below `to` are dropped with their file. Returns the bytes deleted.
+   */
+  trimTo(to: number): number {
+    if (to <= this.start) return 0;
+    const from = this.start;
+    this.start = to;
+    this.live.fill(0, 0, Math.min(to, this.live.length));
+    this.durable.fill(0, 0, Math.min(to, this.durable.length));
+    if (this.liveLen < to) this.liveLen = to;
+    if (this.durableLen < to) this.durableLen = to;
+    this.pending = this.pending.map((op): PendingOp => {
+      if (op.kind === 'truncate') return op.to >= to ? op : { kind: 'truncate', to };
+      if (op.at >= to) return op;
+      if (op.at + op.data.length <= to) return { kind: 'write', at: to, data: EMPTY };
+      return { kind: 'write', at: to, data: op.data.subarray(to - op.at) };
+    });
+    if (from < this.liveDirtyFrom) this.liveDirtyFrom = from;
+    if (from < this.durableDirtyFrom) this.durableDirtyFrom = from;
+    return to - from;
+  }
+
+  /**
+   * Drops the whole file and starts the log over, empty, at `to` (the `reset` effect, the
+   * server's SegmentLog.reset). Durable at once here, like a truncation; the server unlinks
+   * the old segments at once but makes the directory durable only with its next sync.
+   * Returns the bytes dropped.
+   */
+  reset(to: number): number {
+    const dropped = this.liveLen - this.start;
+    this.live.fill(0);
+    this.durable.fill(0);
+    this.start = to;
+    this.liveLen = to;
+    this.durableLen = to;
+    // Every pending operation is void: the file it was on is gone.
+    this.pendingBase += this.pending.length;
+    this.pending = [];
+    this.liveDirtyFrom = 0;
+    this.durableDirtyFrom = 0;
+    return dropped;
   }
 
   /** A marker for a sync issued now: it covers every operation recorded so far. */
@@ -125,6 +189,7 @@ export class SimDisk {
 
   private applyDurable(op: PendingOp): void {
     if (op.kind === 'write') {
+      if (op.data.length === 0) return;
       this.durable = applyWrite(this.durable, this.durableLen, op.at, op.data);
       this.durableLen = Math.max(this.durableLen, op.at + op.data.length);
       if (op.at < this.durableDirtyFrom) this.durableDirtyFrom = op.at;
@@ -179,6 +244,8 @@ export class SimDisk {
     this.liveDirtyFrom = 0;
   }
 }
+
+const EMPTY = Buffer.alloc(0);
 
 /** Writes `data` at `at` into `buf` (holding `len` valid bytes), growing it; returns the buffer. */
 function applyWrite(buf: Buffer, len: number, at: number, data: Buffer): Buffer {

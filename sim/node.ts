@@ -26,7 +26,7 @@
  */
 import { Replica, type ReplicaConfig } from '../spec/replica.ts';
 import type { Effect, Input, Message, ReplyResult } from '../spec/messages.ts';
-import type { EntryMeta } from '../spec/entry.ts';
+import { type EntryMeta, type Epoch, noteEpoch } from '../spec/entry.ts';
 import { HEADER_SIZE, Kind, checkFrame, crc32c, decodeHeader, encodeFrame, encodeHeader, frameSize, trailerFor } from '../spec/frame.ts';
 import { scanFrames } from '../spec/recovery.ts';
 import type { Action } from './queue.ts';
@@ -115,6 +115,12 @@ export class SimNode {
   private fatesFrom = 0;
   /** The durable trim point (`trim` effects), like the server's trim-point file. */
   trimPoint = 0;
+  /**
+   * The term boundaries of the deleted part of the log, as the server's epochs file keeps
+   * them: trims never prune that file (recovery reads the terms below the start from it), a
+   * reset empties it. Durable; recovery puts the scanned tail's boundaries after them.
+   */
+  private epochsBelow: Epoch[] = [];
   /** This incarnation's deletion runs (see followTrim). */
   private trimTried = 0;
   private trimming = false;
@@ -151,8 +157,9 @@ export class SimNode {
   start(): void {
     if (this.up) return;
     const w = this.w;
-    const image = this.disk.view();
-    const scan = scanFrames(image, 0, { bugs: w.bugs });
+    // Recovery starts at the log start: below it the bytes are gone (see followTrim).
+    const start = this.disk.start;
+    const scan = scanFrames(this.disk.view().subarray(start), start, { bugs: w.bugs });
     if (scan.validEnd < this.disk.liveLen) this.disk.truncate(scan.validEnd);
     // Like the server's recovery: what remains is fdatasynced before the replica may treat
     // the recovered log as durable (a killed process leaves its writes in the page cache).
@@ -171,7 +178,7 @@ export class SimNode {
     }
     const replica = new Replica({
       config: this.config,
-      init: { term: this.hard.term, votedFor: this.hard.votedFor, start: 0, end: scan.validEnd, epochs: scan.epochs, tail, fates: this.fates, fatesFrom: this.fatesFrom, trimPoint: this.trimPoint },
+      init: { term: this.hard.term, votedFor: this.hard.votedFor, start, end: scan.validEnd, epochs: this.recoveredEpochs(scan.epochs), tail, fates: this.fates, fatesFrom: this.fatesFrom, trimPoint: this.trimPoint },
       random: () => this.random.float(),
       now: this.localNow(),
       bugs: w.bugs,
@@ -351,6 +358,18 @@ export class SimNode {
           w.checker.onSync(this);
           this.step({ type: 'syncDone', upTo: e.upTo, ok });
         });
+        break;
+      }
+      case 'reset': {
+        // Like the server's SegmentLog.reset: the whole log goes, epochs included, and
+        // starts over, empty, at `to`; writes and fetches still in flight land nowhere.
+        tr.mix(54, e.to);
+        if (tr.on) tr.line(w.q.now, this.id, `reset: the log starts over, empty, at ${e.to} (it held [${this.disk.start}, ${this.disk.liveLen}))`);
+        for (const wr of this.inflight) wr.discarded = true;
+        for (const o of this.outstanding) o.done = true;
+        w.stats.resets++;
+        w.stats.trimmedBytes += this.disk.reset(e.to);
+        this.epochsBelow = [];
         break;
       }
       case 'truncate': {
@@ -589,7 +608,7 @@ export class SimNode {
 
   /** Peer side of a fetch: the payload of the frame `meta` describes, if this node has it. */
   serveFetch(meta: EntryMeta): Buffer | null {
-    if (!this.up) return null;
+    if (!this.up || meta.offset < this.disk.start) return null;
     const r = checkFrame(this.disk.view(), meta.offset, 0, true);
     if (!r.ok) return null;
     const f = r.frame;
@@ -637,7 +656,8 @@ export class SimNode {
    * and its written end, while it is still in `term` (the copy's leader's term).
    */
   serveCopy(start: number, to: number, term: number, forNode: string): Buffer | null {
-    if (!this.up || !this.replica || this.replica.term !== term) return null;
+    // Below the start the frames are gone: the server answers `trimmed`, and the copy fails.
+    if (!this.up || !this.replica || this.replica.term !== term || start < this.disk.start) return null;
     const limit = Math.min(to, this.replica.writtenEnd);
     const image = this.disk.view();
     let at = start;
@@ -679,10 +699,17 @@ export class SimNode {
   }
 
   /**
-   * A deletion run toward the trim point, as the server's followTrim, after a disk latency.
-   * Simulated logs keep their bytes (the checker's frame chains start at 0): a run deletes
-   * nothing and the start stays 0, so what the simulator checks is the trim point's
-   * protocol (majority, durability, spreading), not `reset` (test/cluster-catchup.test.ts).
+   * A deletion run toward the trim point, as the server's followTrim: up to
+   * min(trim point, readable end), after a disk latency, reported with `trimDone`. The
+   * server deletes whole segments below that point, so its start is the base of the first
+   * segment it keeps; the simulated disk has no segments and deletes everything below it:
+   * the start becomes `upTo` (a frame boundary: both bounds are committed boundaries). The
+   * bytes below are gone from both disk images at once (the server unlinks the segments and
+   * fsyncs the directory before it reports the run); a crash before the run completes loses
+   * the run (nothing deleted; the next incarnation runs it again), as a crash before the
+   * server's first unlink does. The start survives restarts: recovery scans from it, and the
+   * terms below it come from `epochsBelow` (the server's epochs file). Reads, fetches and
+   * copies below the start are refused (`trimmed`), as the server refuses them.
    */
   private followTrim(): void {
     const r = this.replica;
@@ -694,8 +721,31 @@ export class SimNode {
     this.schedule(this.writeLatency(), () => {
       this.trimming = false;
       this.w.trace.mix(53, upTo);
-      this.step({ type: 'trimDone', start: 0, upTo });
+      const start = this.deleteBelow(upTo);
+      this.step({ type: 'trimDone', start, upTo });
     });
+  }
+
+  /** Deletes the log below `upTo` (when it is above the start); returns the start. */
+  private deleteBelow(upTo: number): number {
+    const w = this.w;
+    const from = this.disk.start;
+    if (upTo <= from) return from;
+    w.checker.startTaken(this, 'a deletion run', upTo);
+    // The epochs file keeps the terms of what goes (only checked frames are deleted).
+    const { epochs } = scanFrames(this.disk.view().subarray(from, upTo), from, { verifyPayload: false });
+    for (const e of epochs) noteEpoch(this.epochsBelow, e.term, e.offset);
+    w.stats.trimmedBytes += this.disk.trimTo(upTo);
+    w.trace.mix(55, from, upTo);
+    if (w.trace.on) w.trace.line(w.q.now, this.id, `deleted [${from}, ${upTo}): the log starts at ${upTo}`);
+    return upTo;
+  }
+
+  /** The term boundaries of the recovered log: those of the deleted part, then the scanned ones. */
+  private recoveredEpochs(scanned: Epoch[]): Epoch[] {
+    const out = this.epochsBelow.map((e) => ({ ...e }));
+    for (const e of scanned) noteEpoch(out, e.term, e.offset);
+    return out;
   }
 
 
@@ -704,8 +754,9 @@ export class SimNode {
    * `limit` bytes but at least one frame. Frames are not validated here (the server does not
    * either): the reader checks them.
    */
-  serveRead(from: number, limit: number, forClient: string): { bytes: Buffer; next: number } | { error: 'out_of_range' | 'bad_offset' | 'unavailable' } {
+  serveRead(from: number, limit: number, forClient: string): { bytes: Buffer; next: number } | { error: 'out_of_range' | 'bad_offset' | 'unavailable' } | { error: 'trimmed'; start: number } {
     if (!this.up || !this.replica) return { error: 'unavailable' };
+    if (from < this.disk.start) return { error: 'trimmed', start: this.disk.start };
     const readable = this.replica.readableEnd();
     if (from > readable) return { error: 'out_of_range' };
     const image = this.disk.view();

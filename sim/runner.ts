@@ -83,7 +83,7 @@ export function run(seed: number, opts: RunOptions = {}): RunResult {
   for (let i = 1; i <= appenders; i++) names.push(`a${i}`);
   for (let i = 1; i <= readers; i++) names.push(`r${i}`);
   const stats: RunStats = {
-    faults: {}, appends: { ok: 0, fail: 0, unknown: 0 }, reads: 0, readEntries: 0, trims: 0, elections: 0, maxTerm: 0, commits: 0,
+    faults: {}, appends: { ok: 0, fail: 0, unknown: 0 }, reads: 0, readEntries: 0, trims: 0, resets: 0, trimmedBytes: 0, elections: 0, maxTerm: 0, commits: 0,
     mangling: emptyManglingStats(), uploadsLost: 0, uploadsCorrupted: 0, fetches: 0, copies: 0,
   };
   const w = {
@@ -154,7 +154,7 @@ export function run(seed: number, opts: RunOptions = {}): RunResult {
     q.runUntil(deadline, () => drained || failed());
     if (!drained && !failed()) {
       const l = currentLeader(w);
-      const state = w.nodes.map((n) => n.replica ? `${n.id} ${n.replica.role} t${n.replica.term} end ${n.replica.end} written ${n.replica.writtenEnd} durable ${n.replica.durableEnd} commit ${n.replica.commitEnd}` : `${n.id} down (${n.downReason})`).join('; ');
+      const state = w.nodes.map((n) => n.replica ? `${n.id} ${n.replica.role} t${n.replica.term}${n.trimPoint > 0 ? ` start ${n.disk.start} trim point ${n.trimPoint}` : ''} end ${n.replica.end} written ${n.replica.writtenEnd} durable ${n.replica.durableEnd} commit ${n.replica.commitEnd}` : `${n.id} down (${n.downReason})`).join('; ');
       const waiting = apps.filter((a) => !a.probeOk).map((a) => a.name);
       w.checker.violation('liveness', `${params.drainMs} ms after healing the cluster has not converged: leader ${l ? l.id : 'none'}; ${state}${waiting.length ? `; appenders without an acknowledged append: ${waiting.join(', ')}` : ''}`);
     }
@@ -205,14 +205,19 @@ function converged(nodes: SimNode[]): boolean {
   for (const n of nodes) {
     const r = n.replica!;
     if (r.term !== leader.term || r.end !== end || r.commitEnd !== end || r.writtenEnd !== end || r.durableEnd !== end) return false;
+    // Every node has deleted what its trim point says (0 without trims: always true).
+    if (n.disk.start < n.trimPoint) return false;
   }
   return true;
 }
 
-/** A last reader reads the whole committed log from a random replica, so every entry is seen. */
+/**
+ * A last reader reads the whole committed log from a random replica, from its start, so
+ * every entry is seen (the ones below it were read by the reader that trimmed them).
+ */
 function finalRead(w: ClientWorld): void {
   const n = w.rng.clients.pick(w.nodes);
-  let from = 0;
+  let from = n.disk.start;
   for (;;) {
     const res = n.serveRead(from, 1 << 20, 'final');
     if ('error' in res || res.next === from) break;

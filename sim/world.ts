@@ -20,6 +20,10 @@ export interface RunStats {
   readEntries: number;
   /** Trims a leader acknowledged. */
   trims: number;
+  /** `reset` effects run: a follower whose whole log lay below the leader's start started over there. */
+  resets: number;
+  /** Bytes the nodes deleted: below their trim points (deletion runs) and in resets. */
+  trimmedBytes: number;
   elections: number;
   maxTerm: number;
   commits: number;
