@@ -122,8 +122,7 @@ export class SimDisk {
     this.start = to;
     this.live.fill(0, 0, Math.min(to, this.live.length));
     this.durable.fill(0, 0, Math.min(to, this.durable.length));
-    if (this.liveLen < to) this.liveLen = to;
-    if (this.durableLen < to) this.durableLen = to;
+    this.grow(to);
     this.pending = this.pending.map((op): PendingOp => {
       if (op.kind === 'truncate') return op.to >= to ? op : { kind: 'truncate', to };
       if (op.at >= to) return op;
@@ -146,14 +145,23 @@ export class SimDisk {
     this.live.fill(0);
     this.durable.fill(0);
     this.start = to;
-    this.liveLen = to;
-    this.durableLen = to;
+    this.liveLen = 0;
+    this.durableLen = 0;
+    this.grow(to);
     // Every pending operation is void: the file it was on is gone.
     this.pendingBase += this.pending.length;
     this.pending = [];
     this.liveDirtyFrom = 0;
     this.durableDirtyFrom = 0;
     return dropped;
+  }
+
+  /** Extends both images with zeros to `len` bytes (the file up to the start of an empty log). */
+  private grow(len: number): void {
+    this.live = applyWrite(this.live, this.liveLen, len, EMPTY);
+    this.durable = applyWrite(this.durable, this.durableLen, len, EMPTY);
+    this.liveLen = Math.max(this.liveLen, len);
+    this.durableLen = Math.max(this.durableLen, len);
   }
 
   /** A marker for a sync issued now: it covers every operation recorded so far. */

@@ -867,7 +867,10 @@ export class Replica {
     pr.heardAt = this.now;
     pr.ackedSeq = Math.max(pr.ackedSeq, m.seq);
     if (m.ok) {
-      if (m.end >= this.start) pr.belowStart = false;
+      // A follower that holds (durably) less than this leader still has cannot get the rest
+      // here: it may hold their metadata, but a fetch below the start finds nothing. A
+      // catch-up carrying the start sends it over (see restartLogAt).
+      pr.belowStart = m.end < this.start;
       if (m.end > pr.match) {
         pr.match = Math.min(m.end, this.end);
         pr.matchSeq = m.seq;
@@ -1005,7 +1008,7 @@ export class Replica {
     // A heartbeat round (a new seq) is answered at once: check-quorum and read index wait on it.
     const newRound = m.seq > this.hbSeq;
     this.hbSeq = Math.max(this.hbSeq, m.seq);
-    if (m.catchUp && (m.catchUp.start ?? 0) > this.end && !this.copying) this.restartLogAt(m.catchUp.start!, m.catchUp.epochs);
+    if (m.catchUp && !this.copying && (m.catchUp.start ?? 0) > this.heldOf(m.catchUp.epochs)) this.restartLogAt(m.catchUp.start!, m.catchUp.epochs);
     // A user's trim, passed on by the leader (retention is each node's own): record it
     // (durably, before the acknowledgement below reports it) and delete below it.
     this.raiseTrimPoint(m.trimTo);
@@ -1070,11 +1073,16 @@ export class Replica {
   }
 
   /**
-   * Everything this follower holds lies below the leader's log start: the others trimmed
-   * it (retention) while this node was away, so no peer can serve what comes after its end.
-   * Start the log over, empty, at the leader's start, with the leader's terms below it;
-   * the catch-up then copies from there. Nothing is lost: below the leader's start the log
-   * was committed (trims never pass the commit end) and deleted on purpose.
+   * Everything of the leader's log this follower has written lies below the leader's log
+   * start (see heldOf): the others trimmed it (trims, retention) while this node was away,
+   * on another leader's branch, or still waiting for payloads, so no peer may be able to
+   * serve what it lacks (entries it holds only as metadata included: their fetches would
+   * find nothing), and the leader cannot send entries from below its start. Start the log
+   * over, empty, at the leader's start, with the leader's terms below it; the catch-up then
+   * copies from there. Nothing is lost: below the leader's start the log was committed
+   * (trims never pass the commit end) and deleted on purpose; what the node drops at or
+   * above it is either not the leader's (uncommitted) or not written contiguously (never
+   * acknowledged), and the copy brings the leader's back.
    */
   private restartLogAt(start: number, leaderEpochs: Epoch[]): void {
     for (const s of this.slots) {
@@ -1100,11 +1108,13 @@ export class Replica {
     this.setCommit(start);
   }
 
-  /** Far behind the leader's metadata window: copy committed frames verbatim from a peer. */
-  private startCatchUp(leader: NodeId, from: number, to: number, leaderEpochs: Epoch[], commit: number): void {
-    // Our log below `to` may diverge from the leader's: find the first term mismatch.
-    const known = Math.min(this.end, to);
-    let keep = known;
+  /**
+   * Where this log stops being the leader's, searching [from, upTo): the first offset
+   * whose term differs from the leader's epochs (equal terms at a position mean the same
+   * leader wrote it), or `upTo`.
+   */
+  private divergence(from: number, upTo: number, leaderEpochs: Epoch[]): number {
+    let keep = upTo;
     for (let o = from; o < keep;) {
       const mineTerm = this.termAt(o), theirs = termAt(leaderEpochs, o);
       if (mineTerm !== theirs) { keep = o; break; }
@@ -1115,6 +1125,24 @@ export class Replica {
       if (nextMine !== nextTheirs && step < keep) { keep = step; break; }
       o = step;
     }
+    return keep;
+  }
+
+  /**
+   * How far this follower holds the leader's log (whose epochs a catch-up carries): its
+   * written prefix, up to where it diverges. Below the commit end it cannot diverge. A
+   * leader whose start is above this can serve none of what the follower lacks.
+   */
+  private heldOf(leaderEpochs: Epoch[]): number {
+    if (this.writtenEnd <= this.commitEnd) return this.writtenEnd;
+    return this.divergence(this.commitEnd, this.writtenEnd, leaderEpochs);
+  }
+
+  /** Far behind the leader's metadata window: copy committed frames verbatim from a peer. */
+  private startCatchUp(leader: NodeId, from: number, to: number, leaderEpochs: Epoch[], commit: number): void {
+    // Our log below `to` may diverge from the leader's: find the first term mismatch.
+    const known = Math.min(this.end, to);
+    let keep = this.divergence(from, known, leaderEpochs);
     if (keep === known && this.end >= to) {
       // We already hold [from, to) as the leader has it (a repeated or stale catch-up, still
       // on the wire when an earlier one completed): nothing to drop. What lies past `to` was

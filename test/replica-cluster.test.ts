@@ -22,6 +22,10 @@ class Harness {
   seen = new Map<NodeId, Effect[]>();
   uploads = new Set<string>();
   copyTerm = 1;
+  /** Nodes that never get a payload: no client copy arrives, and their fetches never complete. */
+  starved = new Set<NodeId>();
+  /** Deletion runs raise the start to the point they run to (else they delete nothing). */
+  deletes = false;
 
   constructor(inits: Partial<Record<NodeId, ReplicaInit>> = {}) {
     for (const id of MEMBERS) {
@@ -54,14 +58,19 @@ class Harness {
         switch (e.type) {
           case 'send': if (!this.cut.has(id) && !this.cut.has(e.to)) this.net.push({ from: id, to: e.to, msg: e.msg }); break;
           case 'write':
-            if (e.source === 'upload' && !this.uploads.has(e.meta.uploadId ?? '')) queue.push({ type: 'writeFailed', seq: e.seq, reason: 'missing' });
+            if (e.source === 'upload' && (this.starved.has(id) || !this.uploads.has(e.meta.uploadId ?? ''))) queue.push({ type: 'writeFailed', seq: e.seq, reason: 'missing' });
             else queue.push({ type: 'writeDone', seq: e.seq });
             break;
           case 'sync': queue.push({ type: 'syncDone', upTo: e.upTo, ok: true }); break;
           // Catch-up copies succeed at once, from a log of term-1 entries.
           case 'copy': queue.push({ type: 'copyDone', start: e.start, to: e.to, epochs: [{ term: this.copyTerm, offset: e.start }], ok: e.to > e.start }); break;
-          // Segments too large to delete: a trim runs up to its point and deletes nothing.
-          case 'trim': queue.push({ type: 'trimDone', start: this.get(id).start, upTo: Math.min(e.before, this.get(id).readableEnd()) }); break;
+          // Segments too large to delete: a trim runs up to its point and deletes nothing
+          // (unless `deletes`: then everything below it goes).
+          case 'trim': {
+            const upTo = Math.min(e.before, this.get(id).readableEnd());
+            queue.push({ type: 'trimDone', start: this.deletes ? Math.max(upTo, this.get(id).start) : this.get(id).start, upTo });
+            break;
+          }
           default: break;
         }
       }
@@ -455,4 +464,70 @@ test('a node restarted with a saved trim point above its start carries on deleti
   t.is(r.trimPoint, 500);
   t.deepEqual(r.step({ type: 'tick', now: 1 }).filter((e) => e.type === 'trim'), [{ type: 'trim', before: 500 }]);
   t.deepEqual(r.step({ type: 'tick', now: 2 }).filter((e) => e.type === 'trim'), [], 'asked once');
+});
+
+test('a follower holding entries whose bytes every peer has since deleted starts over at the leader\'s start', (t) => {
+  // c takes the entries' metadata but never gets their payloads (its uploads are lost and
+  // its fetches go unanswered). a and b commit them, and a client trims them away: no peer
+  // can serve them any more. Before the fix c acknowledged an end below the leader's start
+  // forever (an ok answer never sent it to catch-up, and a catch-up only restarted a log
+  // whose *end* lay below the leader's start), so it never held the log again.
+  const h = new Harness();
+  h.deletes = true;
+  h.run(1000);
+  const leader = h.leader()!;
+  const c = MEMBERS.find((id) => id !== leader.id)!;
+  h.starved.add(c);
+  for (let i = 1; i <= 3; i++) {
+    h.uploads.add(`s${i}`);
+    h.step(leader.id, { type: 'appendHead', reqId: 100 + i, uploadId: `s${i}`, length: 100, crc: 5, acks: 'quorum' });
+    h.step(leader.id, { type: 'bodyDone', reqId: 100 + i, ok: true, crc: 5 });
+  }
+  h.run(200);
+  const f = h.get(c);
+  t.is(f.end, leader.end, 'c holds the metadata');
+  t.true(f.writtenEnd < leader.commitEnd, 'but not the bytes');
+  const before = leader.commitEnd;
+  h.step(leader.id, { type: 'trim', reqId: 1, before });
+  h.run(200);
+  t.like(answer(h, leader.id, 1), { type: 'trimmed', start: before });
+  t.is(leader.start, before, 'the leader deleted everything below the trim point');
+  h.run(1000);
+  t.deepEqual(h.effects(c).filter((e) => e.type === 'reset'), [{ type: 'reset', to: before }], 'c started over at the leader\'s start');
+  t.is(f.start, before);
+  t.is(f.writtenEnd, leader.end, 'and copied the log from there');
+  t.is(f.commitEnd, leader.commitEnd);
+});
+
+test('a follower whose log diverges from the leader\'s below the leader\'s start, and not below its own commit, starts over at that start', (t) => {
+  // f holds [noop t1][noop t2][noop t2] (the t2 ones from a leader that lost): only the first
+  // is committed. Leader x (term 3) has [noop t1][noop t3]... and deleted everything below
+  // 2n. It cannot send from below its start, and f cannot accept at 2n (its term there is
+  // 2, not 3): before the fix f answered no, x clamped its next index to its start and sent
+  // the same catch-up again at once, a message storm that never ended (sim seed 41, 5 nodes).
+  const n = frameSize(0);
+  const f = new Replica({
+    config: { ...DEFAULT_CONFIG, id: 'f', members: ['x', 'f', 'z'] },
+    init: { term: 2, votedFor: null, start: 0, end: 3 * n, epochs: [{ term: 1, offset: 0 }, { term: 2, offset: n }], tail: [noop(0, 1), noop(n, 2), noop(2 * n, 2)] },
+    random: () => 0.5, now: 0,
+  });
+  const epochs = [{ term: 1, offset: 0 }, { term: 3, offset: n }];
+  const fx = f.step({ type: 'message', from: 'x', msg: { type: 'append', term: 3, prevEnd: 2 * n, prevTerm: 3, entries: [], commit: 4 * n, seq: 1, catchUp: { to: 4 * n, epochs, start: 2 * n } } });
+  t.deepEqual(fx.filter((e) => e.type === 'reset'), [{ type: 'reset', to: 2 * n }], 'f drops its divergent suffix and starts over at the leader\'s start');
+  t.deepEqual(fx.flatMap((e) => (e.type === 'copy' ? [[e.start, e.to]] : [])), [[2 * n, 4 * n]], 'and copies from there');
+  t.deepEqual(sends(fx).map((m) => m.ok), [true], 'instead of refusing the catch-up');
+  t.is(f.termBefore(2 * n), 3, 'the leader\'s terms below the start');
+});
+
+test('a catch-up does not restart a follower that shares the leader\'s log up to the leader\'s start', (t) => {
+  const n = frameSize(0);
+  const f = new Replica({
+    config: { ...DEFAULT_CONFIG, id: 'f', members: ['x', 'f', 'z'] },
+    init: { term: 3, votedFor: null, start: 0, end: 3 * n, epochs: [{ term: 1, offset: 0 }, { term: 3, offset: n }], tail: [noop(0, 1), noop(n, 3), noop(2 * n, 3)] },
+    random: () => 0.5, now: 0,
+  });
+  const epochs = [{ term: 1, offset: 0 }, { term: 3, offset: n }];
+  const fx = f.step({ type: 'message', from: 'x', msg: { type: 'append', term: 3, prevEnd: 3 * n, prevTerm: 3, entries: [], commit: 4 * n, seq: 1, catchUp: { to: 4 * n, epochs, start: 2 * n } } });
+  t.deepEqual(fx.filter((e) => e.type === 'reset' || e.type === 'truncate'), [], 'it keeps its log');
+  t.deepEqual(fx.flatMap((e) => (e.type === 'copy' ? [[e.start, e.to]] : [])), [[3 * n, 4 * n]], 'and copies what it lacks');
 });
