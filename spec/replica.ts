@@ -1105,6 +1105,13 @@ export class Replica {
     // fatesFrom effect goes to the front of this step's effects).
     this.raiseFatesFrom(start);
     this.out.push({ type: 'reset', to: start });
+    // Answers report max(trim point, start) as this node's trim point, and a leader counts it
+    // toward the majority an acknowledged trim needs: save it first (a reset's own durability
+    // is the file system's: the server's unlinks wait for a later directory fsync).
+    if (start > this._trimPoint) {
+      this._trimPoint = start;
+      this.out.push({ type: 'trim', before: start });
+    }
     this.setCommit(start);
   }
 

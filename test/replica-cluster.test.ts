@@ -531,3 +531,22 @@ test('a catch-up does not restart a follower that shares the leader\'s log up to
   t.deepEqual(fx.filter((e) => e.type === 'reset' || e.type === 'truncate'), [], 'it keeps its log');
   t.deepEqual(fx.flatMap((e) => (e.type === 'copy' ? [[e.start, e.to]] : [])), [[3 * n, 4 * n]], 'and copies what it lacks');
 });
+
+test('a follower that starts over at the leader\'s start saves it as its trim point before any answer reports it', (t) => {
+  // Its answers report max(trim point, start) as its trim point, and a leader counts that
+  // toward the majority an acknowledged trim needs. A reset's own durability is the file
+  // system's (the server unlinks the old segments without an fsync of the directory), so the
+  // point must be in the trim-point file first (sim seed 617, 3 nodes: a trim acknowledged
+  // by a leader that counted a follower which had only reset to it).
+  const n = frameSize(0);
+  const f = follower();
+  const epochs = [{ term: 1, offset: 0 }];
+  const fx = f.step({ type: 'message', from: 'x', msg: { type: 'append', term: 1, prevEnd: 2 * n, prevTerm: 1, entries: [], commit: 4 * n, seq: 1, catchUp: { to: 4 * n, epochs, start: 2 * n } } });
+  const reset = fx.findIndex((e) => e.type === 'reset');
+  const saved = fx.findIndex((e) => e.type === 'trim' && e.before === 2 * n);
+  const told = fx.findIndex((e) => e.type === 'send' && e.msg.type === 'appendReply' && (e.msg.trimTo ?? 0) >= 2 * n);
+  t.true(reset >= 0, 'it starts over');
+  t.true(saved > reset, `the trim point is saved after the reset (reset at ${reset}, trim at ${saved})`);
+  t.true(told > saved, `and before the first answer that reports it (at ${told})`);
+  t.is(f.trimPoint, 2 * n);
+});
