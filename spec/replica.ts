@@ -1147,9 +1147,11 @@ export class Replica {
 
   /** Far behind the leader's metadata window: copy committed frames verbatim from a peer. */
   private startCatchUp(leader: NodeId, from: number, to: number, leaderEpochs: Epoch[], commit: number): void {
-    // Our log below `to` may diverge from the leader's: find the first term mismatch.
+    // Our log below `to` may diverge from the leader's: find the first term mismatch. Not
+    // below our start: nothing is held there, and the terms there may be unknown (a node
+    // that started over at a leader's start keeps none below it across a restart).
     const known = Math.min(this.end, to);
-    let keep = this.divergence(from, known, leaderEpochs);
+    let keep = this.divergence(Math.max(from, this.start), known, leaderEpochs);
     if (keep === known && this.end >= to) {
       // We already hold [from, to) as the leader has it (a repeated or stale catch-up, still
       // on the wire when an earlier one completed): nothing to drop. What lies past `to` was

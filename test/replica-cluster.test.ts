@@ -550,3 +550,22 @@ test('a follower that starts over at the leader\'s start saves it as its trim po
   t.true(told > saved, `and before the first answer that reports it (at ${told})`);
   t.is(f.trimPoint, 2 * n);
 });
+
+test('a stale catch-up from below a follower\'s start drops nothing (its terms below the start may be unknown)', (t) => {
+  // f started over at 2n (reset), then restarted: its epochs file has no term below 2n, so
+  // termAt says 0 there. A catch-up still on the wire from before, at prevEnd n, compared
+  // terms from n and found them "different": it truncated the committed log at n and threw
+  // (sim seed 1140, 3 nodes). Below its start a node holds nothing that could diverge.
+  const n = frameSize(0);
+  const f = new Replica({
+    config: { ...DEFAULT_CONFIG, id: 'f', members: ['x', 'f', 'z'] },
+    init: { term: 1, votedFor: null, start: 2 * n, end: 4 * n, epochs: [{ term: 1, offset: 2 * n }], tail: [noop(2 * n, 1), noop(3 * n, 1)], commitHint: 4 * n },
+    random: () => 0.5, now: 0,
+  });
+  t.is(f.commitEnd, 4 * n);
+  const epochs = [{ term: 1, offset: 0 }];
+  let fx: Effect[] = [];
+  t.notThrows(() => { fx = f.step({ type: 'message', from: 'x', msg: { type: 'append', term: 1, prevEnd: n, prevTerm: 1, entries: [], commit: 3 * n, seq: 1, catchUp: { to: 3 * n, epochs, start: n } } }); });
+  t.deepEqual(fx.filter((e) => e.type === 'truncate' || e.type === 'reset' || e.type === 'copy'), [], 'it keeps its log and copies nothing');
+  t.is(f.end, 4 * n);
+});
