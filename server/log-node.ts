@@ -240,7 +240,7 @@ export class LogNode extends EventEmitter {
         break;
       case 'reset':
         // Bookkeeping now (the copy that follows places frames from `to` on); files fenced.
-        this.log.reset(e.to).catch((err) => this.fatal(`reset failed: ${(err as Error).message}`));
+        this.log.reset(e.to, e.epochs).catch((err) => this.fatal(`reset failed: ${(err as Error).message}`));
         break;
       case 'truncate': {
         // SegmentLog cuts its bookkeeping now and orders the file work after earlier writes.

@@ -118,7 +118,8 @@ export class SimNode {
   /**
    * The term boundaries of the deleted part of the log, as the server's epochs file keeps
    * them: trims never prune that file (recovery reads the terms below the start from it), a
-   * reset empties it. Durable; recovery puts the scanned tail's boundaries after them.
+   * reset replaces it with the leader's boundaries below its start (the effect carries them).
+   * Durable; recovery puts the scanned tail's boundaries after them.
    */
   private epochsBelow: Epoch[] = [];
   /** This incarnation's deletion runs (see followTrim). */
@@ -369,7 +370,7 @@ export class SimNode {
         for (const o of this.outstanding) o.done = true;
         w.stats.resets++;
         w.stats.trimmedBytes += this.disk.reset(e.to);
-        this.epochsBelow = [];
+        this.epochsBelow = e.epochs.filter((x) => x.offset < e.to).map((x) => ({ ...x }));
         break;
       }
       case 'truncate': {

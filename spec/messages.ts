@@ -176,8 +176,11 @@ export type Effect =
   /**
    * Drop the whole log and continue it, empty, at `to` (a follower whose log ends below
    * the leader's start: everything below `to` is committed and was trimmed by the others).
+   * `epochs` are the leader's term boundaries below `to`: the executor keeps them (its epochs
+   * file) in place of its own, so that a restart still knows the term before `to` (the last
+   * term of an empty log, which votes compare).
    */
-  | { type: 'reset'; to: number }
+  | { type: 'reset'; to: number; epochs: Epoch[] }
   | { type: 'reply'; reqId: number; result: ReplyResult }
   /** The commit end advanced (wake readers and tails). */
   | { type: 'commit'; end: number }

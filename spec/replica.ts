@@ -1104,7 +1104,7 @@ export class Replica {
     // Nothing below `start` is here any more, nor are its upload ids (saved first: the
     // fatesFrom effect goes to the front of this step's effects).
     this.raiseFatesFrom(start);
-    this.out.push({ type: 'reset', to: start });
+    this.out.push({ type: 'reset', to: start, epochs: this.epochs.map((e) => ({ ...e })) });
     // Answers report max(trim point, start) as this node's trim point, and a leader counts it
     // toward the majority an acknowledged trim needs: save it first (a reset's own durability
     // is the file system's: the server's unlinks wait for a later directory fsync).

@@ -493,7 +493,7 @@ test('a follower holding entries whose bytes every peer has since deleted starts
   t.like(answer(h, leader.id, 1), { type: 'trimmed', start: before });
   t.is(leader.start, before, 'the leader deleted everything below the trim point');
   h.run(1000);
-  t.deepEqual(h.effects(c).filter((e) => e.type === 'reset'), [{ type: 'reset', to: before }], 'c started over at the leader\'s start');
+  t.deepEqual(h.effects(c).flatMap((e) => (e.type === 'reset' ? [e.to] : [])), [before], 'c started over at the leader\'s start');
   t.is(f.start, before);
   t.is(f.writtenEnd, leader.end, 'and copied the log from there');
   t.is(f.commitEnd, leader.commitEnd);
@@ -513,7 +513,7 @@ test('a follower whose log diverges from the leader\'s below the leader\'s start
   });
   const epochs = [{ term: 1, offset: 0 }, { term: 3, offset: n }];
   const fx = f.step({ type: 'message', from: 'x', msg: { type: 'append', term: 3, prevEnd: 2 * n, prevTerm: 3, entries: [], commit: 4 * n, seq: 1, catchUp: { to: 4 * n, epochs, start: 2 * n } } });
-  t.deepEqual(fx.filter((e) => e.type === 'reset'), [{ type: 'reset', to: 2 * n }], 'f drops its divergent suffix and starts over at the leader\'s start');
+  t.deepEqual(fx.filter((e) => e.type === 'reset'), [{ type: 'reset', to: 2 * n, epochs }], 'f drops its divergent suffix and starts over at the leader\'s start, with its terms below');
   t.deepEqual(fx.flatMap((e) => (e.type === 'copy' ? [[e.start, e.to]] : [])), [[2 * n, 4 * n]], 'and copies from there');
   t.deepEqual(sends(fx).map((m) => m.ok), [true], 'instead of refusing the catch-up');
   t.is(f.termBefore(2 * n), 3, 'the leader\'s terms below the start');
@@ -568,4 +568,26 @@ test('a stale catch-up from below a follower\'s start drops nothing (its terms b
   t.notThrows(() => { fx = f.step({ type: 'message', from: 'x', msg: { type: 'append', term: 1, prevEnd: n, prevTerm: 1, entries: [], commit: 3 * n, seq: 1, catchUp: { to: 3 * n, epochs, start: n } } }); });
   t.deepEqual(fx.filter((e) => e.type === 'truncate' || e.type === 'reset' || e.type === 'copy'), [], 'it keeps its log and copies nothing');
   t.is(f.end, 4 * n);
+});
+
+test('a node that started over at a leader\'s start keeps the terms below it across a restart, and votes by them', (t) => {
+  // The committed log: [noop t1][noop t2][noop t2], trimmed below 3n. f starts over at 3n
+  // and restarts before copying anything. Its epochs came back empty (the reset emptied the
+  // epochs file), so its last term read 0, and it granted its vote to a candidate whose log
+  // ends at n in term 1, which lacks the committed t2 entries: elected with f's vote and
+  // its own, that candidate would lose them. The reset effect now carries the terms below
+  // the start, for the executor to keep in its epochs file.
+  const n = frameSize(0);
+  const f = follower();
+  const leaderEpochs = [{ term: 1, offset: 0 }, { term: 2, offset: n }];
+  const fx = f.step({ type: 'message', from: 'x', msg: { type: 'append', term: 2, prevEnd: 3 * n, prevTerm: 2, entries: [], commit: 3 * n, seq: 1, catchUp: { to: 3 * n, epochs: leaderEpochs, start: 3 * n } } });
+  const reset = fx.find((e) => e.type === 'reset');
+  t.truthy(reset);
+  const kept = reset?.type === 'reset' ? (reset as { epochs?: { term: number; offset: number }[] }).epochs ?? [] : [];
+  t.deepEqual(kept, leaderEpochs, 'the reset carries the leader\'s terms below the start');
+  // The restart: the log is empty at 3n; the epochs are what the executor kept.
+  const again = new Replica({ config: { ...DEFAULT_CONFIG, id: 'f', members: ['x', 'f', 'z'] }, init: { term: 2, votedFor: null, start: 3 * n, end: 3 * n, epochs: kept, tail: [] }, random: () => 0.5, now: 0 });
+  t.is(again.lastTerm(), 2);
+  const vote = again.step({ type: 'message', from: 'z', msg: { type: 'vote', term: 3, pre: false, lastEnd: n, lastTerm: 1 } });
+  t.deepEqual(vote.flatMap((e) => (e.type === 'send' && e.msg.type === 'voteReply' ? [e.msg.granted] : [])), [false], 'no vote for a log that lacks committed entries');
 });

@@ -145,6 +145,21 @@ test('reset restarts an empty log at any offset', async (t) => {
   await t.throwsAsync(again.read(0, 10, again.end), { code: 'trimmed' });
 });
 
+test('reset keeps the terms it is given below the new start, across a reopen', async (t) => {
+  const dir = await tmpDir(t);
+  const log = await openLog(t, dir);
+  await fill(log, 3, 67, 1);
+  await log.reset(5000, [{ term: 2, offset: 0 }, { term: 4, offset: 3000 }, { term: 9, offset: 5000 }]);
+  t.deepEqual(log.epochs, [{ term: 2, offset: 0 }, { term: 4, offset: 3000 }], 'only those below the start');
+  await log.close();
+  const again = await openLog(t, dir);
+  t.deepEqual([again.start, again.end], [5000, 5000]);
+  t.deepEqual(again.epochs, [{ term: 2, offset: 0 }, { term: 4, offset: 3000 }], 'an empty log still knows the term before its start');
+  t.is(await append(again, 4, payload(1, 1)), 5000);
+  t.deepEqual(again.epochs, [{ term: 2, offset: 0 }, { term: 4, offset: 3000 }], 'the same term goes on without a new boundary');
+  await again.close();
+});
+
 // A second cut before the first one's file work ran used to reopen, by path, a segment the
 // second had already removed: ENOENT, and the node stopped.
 test('a truncation into an earlier segment before the previous truncation finished', async (t) => {

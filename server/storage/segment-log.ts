@@ -515,9 +515,11 @@ export class SegmentLog {
 
   /**
    * Drops the whole log and starts it again, empty, at `offset` (e.g. a follower joining
-   * a cluster whose log starts past everything it has). The epochs are cleared.
+   * a cluster whose log starts past everything it has). The epochs are replaced by
+   * `epochsBelow`'s boundaries below `offset` (the leader's terms there): a log that is empty
+   * after a restart still knows the term before its start.
    */
-  reset(offset: number): Promise<void> {
+  reset(offset: number, epochsBelow: readonly Epoch[] = []): Promise<void> {
     try {
       this.usable();
       if (!Number.isSafeInteger(offset) || offset < 0) throw new LogError('bad_offset', `invalid offset ${offset}`);
@@ -531,7 +533,8 @@ export class SegmentLog {
       this.durable = offset;
       for (const s of this.segs.splice(0).reverse()) this.drop(s, true);
       this.epochs.length = 0;
-      rewriteEpochsSync(this.dir, []);
+      for (const e of epochsBelow) if (e.offset < offset) this.epochs.push({ term: e.term, offset: e.offset });
+      rewriteEpochsSync(this.dir, this.epochs);
       this.start = offset;
       this.end = offset;
       this.cp = null;
