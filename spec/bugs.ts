@@ -28,6 +28,12 @@ export interface PlantedBugs {
   fateBeforeTermCommit: boolean;
   /** A leader answers a trim once it holds the point itself, without waiting for a majority. */
   trimAckAlone: boolean;
+  /**
+   * A follower starts its log over at the leader's start whenever a catch-up carries a start
+   * above its *own* start (not above what it holds of the leader's log): it drops the leader's
+   * frames it holds, acknowledged ones included.
+   */
+  resetHoldingLog: boolean;
 }
 
 export type BugName = keyof PlantedBugs;
@@ -35,12 +41,12 @@ export type BugName = keyof PlantedBugs;
 export const BUG_NAMES: readonly BugName[] = [
   'ackBeforeFsync', 'commitWithoutMajority', 'commitOldTerm', 'skipPrevCheck',
   'voteTwice', 'readPastCommit', 'noSuffixTruncation', 'noTornTailTruncation', 'fateIgnoresForgotten',
-  'placeDuplicateIds', 'fateBeforeTermCommit', 'trimAckAlone',
+  'placeDuplicateIds', 'fateBeforeTermCommit', 'trimAckAlone', 'resetHoldingLog',
 ];
 
 export const NO_BUGS: Readonly<PlantedBugs> = Object.freeze({
   ackBeforeFsync: false, commitWithoutMajority: false, commitOldTerm: false, skipPrevCheck: false,
   voteTwice: false, readPastCommit: false, noSuffixTruncation: false, noTornTailTruncation: false,
   fateIgnoresForgotten: false, placeDuplicateIds: false, fateBeforeTermCommit: false,
-  trimAckAlone: false,
+  trimAckAlone: false, resetHoldingLog: false,
 });

@@ -1141,6 +1141,8 @@ export class Replica {
    * leader whose start is above this can serve none of what the follower lacks.
    */
   private heldOf(leaderEpochs: Epoch[]): number {
+    // PLANTED BUG (resetHoldingLog): measure against the own start, not what is held.
+    if (this.bugs.resetHoldingLog) return this.start;
     if (this.writtenEnd <= this.commitEnd) return this.writtenEnd;
     return this.divergence(this.commitEnd, this.writtenEnd, leaderEpochs);
   }
