@@ -21,8 +21,16 @@
  *   differ from the canonical log;
  * - replica-invariant: the replica threw (its own internal assertion);
  * - trim-ack-without-majority: a leader acknowledged a trim that a majority does not hold durably;
- * - final-*: after the drain, every replica's live and durable images hold the canonical log,
- *   and its trim point is at least every acknowledged one.
+ * - start-uncommitted: a node's log start (a deletion run's point, a reset's `to`) is not a
+ *   boundary of the canonical log (everything below a start must be committed);
+ * - reset-dropped-committed: a reset drops a committed frame the node holds at or above its
+ *   new start; reset-past-trim: a reset goes above every trim point a node holds;
+ * - final-*: after the drain, every replica's live and durable images hold the canonical log
+ *   (from its start), and its trim point is at least every acknowledged one.
+ *
+ * Nodes delete their bytes below their log start (trims, reset): each node's chains start
+ * at its disk's start, seeded with the canonical running fingerprint there (`seedAt`), so
+ * every comparison above is made, as strongly as from 0, over the bytes a node still holds.
  */
 import type { Effect, ReplyResult, Role } from '../spec/messages.ts';
 import { Kind, decodeHeader, frameSize } from '../spec/frame.ts';
