@@ -76,6 +76,29 @@ test('the disk: power loss mangles per sector; truncation; ENOSPC; fsync errors'
   t.true(d.syncComplete(d.syncMark(), rng, { keep: 1, lose: 0, partial: 0, garbage: 0 }, stats));
 });
 
+test('the disk: bytes below the start are gone, live, durable and pending; a reset starts over empty', (t) => {
+  const d = new SimDisk();
+  const rng = new Prng(4);
+  const stats = emptyManglingStats();
+  d.write(0, Buffer.alloc(1000, 1));
+  d.syncComplete(d.syncMark(), rng, { keep: 1, lose: 0, partial: 0, garbage: 0 }, stats);
+  d.write(0, Buffer.alloc(600, 2)); // pending, partly below the coming start
+  t.is(d.trimTo(500), 500, 'bytes deleted');
+  t.is(d.start, 500);
+  t.true(d.read(0, 500).equals(Buffer.alloc(500)), 'live bytes below the start read as zero');
+  t.true(d.durableView().subarray(0, 500).equals(Buffer.alloc(500)), 'and durable ones');
+  t.true(d.write(100, Buffer.alloc(450, 3)), 'a write below the start lands nowhere but its part above');
+  t.true(d.read(500, 50).equals(Buffer.alloc(50, 3)));
+  d.powerLoss(rng, { keep: 1, lose: 0, partial: 0, garbage: 0 }, stats);
+  t.true(d.read(0, 500).equals(Buffer.alloc(500)), 'a power loss brings nothing below the start back');
+  t.true(d.read(500, 100).equals(Buffer.concat([Buffer.alloc(50, 3), Buffer.alloc(50, 2)])), 'pending writes above it survive as kept');
+  t.is(d.trimTo(400), 0, 'a start never moves back');
+  t.is(d.reset(4000), 500, 'a reset drops what the log held');
+  t.deepEqual([d.start, d.liveLen, d.durableLen, d.pendingOps], [4000, 4000, 4000, 0]);
+  t.is(d.view().length, 4000, 'the image reaches the start');
+  t.true(d.view().equals(Buffer.alloc(4000)));
+});
+
 test('the network: partitions block their links and lift only their own', (t) => {
   const q = new EventQueue();
   const net = new Network(q, new Prng(3), ['n1', 'n2', 'c1'], { minDelay: 1, meanDelay: 1, tailP: 0, tailFactor: 1, drop: 0, duplicate: 0 });
@@ -103,6 +126,35 @@ test('frame chains fingerprint content, terms included', (t) => {
   t.not(ca.cumAt(66), cb.cumAt(66), 'noops of different terms differ (the header CRC field is left out)');
   ca.invalidate(40);
   t.is(ca.end, 33);
+});
+
+test('frame chains from a start above 0 agree with the whole chain when seeded with its running value there', (t) => {
+  const f = (term: number) => encodeFrame({ kind: Kind.Noop, term, length: 0, crc: 0 });
+  const whole = Buffer.concat([f(1), f(1), f(2), f(2)]);
+  const full = new FrameChain();
+  full.advance(whole);
+  // The same image with its first two frames deleted (zeroed), as a trimmed node's.
+  const trimmed = Buffer.from(whole);
+  trimmed.fill(0, 0, 66);
+  const part = new FrameChain();
+  part.rebase(66, full.cumAt(66)!);
+  part.advance(trimmed);
+  t.deepEqual([part.end, part.frames.length], [132, 2]);
+  t.is(part.cumAt(132), full.cumAt(132), 'same running value at the end');
+  t.is(part.cumAt(33), null, 'nothing below its start');
+  const other = Buffer.from(trimmed);
+  other.set(f(3), 99);
+  const wrong = new FrameChain();
+  wrong.rebase(66, full.cumAt(66)!);
+  wrong.advance(other);
+  t.not(wrong.cumAt(132), full.cumAt(132), 'a different frame above the start is told apart');
+  // Rebasing a parsed chain keeps the frames above the new base when the running values agree.
+  const moved = new FrameChain();
+  moved.advance(whole);
+  moved.rebase(66, full.cumAt(66)!);
+  t.deepEqual([moved.base, moved.frames.length, moved.cumAt(132)], [66, 2, full.cumAt(132)]);
+  moved.rebase(99, 12345);
+  t.deepEqual([moved.frames.length, moved.end, moved.cum], [0, 99, 12345], 'and drops them when they do not');
 });
 
 /** Runs `loglog sim ARGS` in-process, capturing stdout, stderr and the exit code. */
