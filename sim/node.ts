@@ -22,7 +22,11 @@
  *
  * Crash = drop every volatile thing (replica, uploads, requests, bodies, in-flight work;
  * an in-flight write lands or not); power loss additionally mangles unsynced writes.
- * Restart = spec/recovery.ts's scanFrames over the disk, then a new Replica.
+ * - trims: a deletion run (followTrim) deletes the log below min(trim point, readable end)
+ *   and the start rises to it; reset: the log starts over, empty, at `to`. Below the start
+ *   the bytes are gone (SimDisk) and reads, fetches and copies get `trimmed`.
+ *
+ * Restart = spec/recovery.ts's scanFrames over the disk from its start, then a new Replica.
  */
 import { Replica, type ReplicaConfig } from '../spec/replica.ts';
 import type { Effect, Input, Message, ReplyResult } from '../spec/messages.ts';
@@ -362,8 +366,9 @@ export class SimNode {
         break;
       }
       case 'reset': {
-        // Like the server's SegmentLog.reset: the whole log goes, epochs included, and
-        // starts over, empty, at `to`; writes and fetches still in flight land nowhere.
+        // Like the server's SegmentLog.reset: the whole log goes and starts over, empty, at
+        // `to`, its epochs replaced by the leader's below `to`; writes and fetches still in
+        // flight land nowhere. Durable at once (see SimDisk.reset).
         tr.mix(54, e.to);
         if (tr.on) tr.line(w.q.now, this.id, `reset: the log starts over, empty, at ${e.to} (it held [${this.disk.start}, ${this.disk.liveLen}))`);
         for (const wr of this.inflight) wr.discarded = true;
