@@ -876,8 +876,10 @@ export class Replica {
         pr.matchSeq = m.seq;
       }
       // A follower acknowledges a catch-up instruction at once; until its copy reached the
-      // window, more instructions would only bounce back and forth (heartbeats repeat them).
-      if (pr.match >= this.windowStart) pr.catchingUp = false;
+      // window (and, below the start, until it holds the start durably), more instructions
+      // would only bounce back and forth (heartbeats repeat them). Answering each such
+      // acknowledgement with another instruction was a message storm (3 nodes, seed 1760).
+      if (pr.match >= this.windowStart && !pr.belowStart) pr.catchingUp = false;
       if (pr.next < pr.match) pr.next = pr.match;
       this.advanceCommit();
       this.answerAcks();

@@ -26,6 +26,8 @@ class Harness {
   starved = new Set<NodeId>();
   /** Deletion runs raise the start to the point they run to (else they delete nothing). */
   deletes = false;
+  /** Nodes whose fdatasyncs never complete: they write, but hold nothing durably. */
+  unsynced = new Set<NodeId>();
 
   constructor(inits: Partial<Record<NodeId, ReplicaInit>> = {}) {
     for (const id of MEMBERS) {
@@ -61,7 +63,7 @@ class Harness {
             if (e.source === 'upload' && (this.starved.has(id) || !this.uploads.has(e.meta.uploadId ?? ''))) queue.push({ type: 'writeFailed', seq: e.seq, reason: 'missing' });
             else queue.push({ type: 'writeDone', seq: e.seq });
             break;
-          case 'sync': queue.push({ type: 'syncDone', upTo: e.upTo, ok: true }); break;
+          case 'sync': if (!this.unsynced.has(id)) queue.push({ type: 'syncDone', upTo: e.upTo, ok: true }); break;
           // Catch-up copies succeed at once, from a log of term-1 entries.
           case 'copy': queue.push({ type: 'copyDone', start: e.start, to: e.to, epochs: [{ term: this.copyTerm, offset: e.start }], ok: e.to > e.start }); break;
           // Segments too large to delete: a trim runs up to its point and deletes nothing
@@ -590,4 +592,35 @@ test('a node that started over at a leader\'s start keeps the terms below it acr
   t.is(again.lastTerm(), 2);
   const vote = again.step({ type: 'message', from: 'z', msg: { type: 'vote', term: 3, pre: false, lastEnd: n, lastTerm: 1 } });
   t.deepEqual(vote.flatMap((e) => (e.type === 'send' && e.msg.type === 'voteReply' ? [e.msg.granted] : [])), [false], 'no vote for a log that lacks committed entries');
+});
+
+test('a follower that has written past the leader\'s start but holds it durably below is sent to catch-up on heartbeats, not on every acknowledgement', (t) => {
+  // c writes every entry, but its fdatasyncs hang: it acknowledges an end below the leader's
+  // start after a trim. Each acknowledgement of a catch-up instruction came at once, and
+  // the leader answered each with another instruction: a message storm (sim seed 1760, 3 nodes).
+  const h = new Harness();
+  h.deletes = true;
+  h.run(1000);
+  const leader = h.leader()!;
+  const c = MEMBERS.find((id) => id !== leader.id)!;
+  h.unsynced.add(c);
+  const append = (i: number) => {
+    h.uploads.add(`u${i}`);
+    h.step(leader.id, { type: 'appendHead', reqId: 100 + i, uploadId: `u${i}`, length: 100, crc: 5, acks: 'quorum' });
+    h.step(leader.id, { type: 'bodyDone', reqId: 100 + i, ok: true, crc: 5 });
+  };
+  for (let i = 1; i <= 3; i++) append(i);
+  h.run(200);
+  const before = leader.commitEnd;
+  h.step(leader.id, { type: 'trim', reqId: 1, before });
+  h.run(200);
+  t.is(leader.start, before);
+  t.true(h.get(c).writtenEnd >= before && h.get(c).durableEnd < before, 'c has written past the start, but synced below it');
+  for (let i = 4; i <= 5; i++) append(i);
+  const sent = () => h.effects(leader.id).filter((e) => e.type === 'send' && e.to === c && e.msg.type === 'append' && e.msg.catchUp).length;
+  const was = sent();
+  h.run(200);
+  // Ten heartbeats in 200 ms: an instruction with each, and a few more, not thousands.
+  t.true(sent() - was <= 20, `${sent() - was} catch-up instructions in 200 ms`);
+  t.is(leader.commitEnd, leader.end, 'the others go on committing');
 });

@@ -29,9 +29,10 @@ const CAUGHT: { bug: BugName; seed: number; check: string; nodes?: number }[] = 
   // Trims (readers trim up to where they have read, in about a third of the seeds).
   { bug: 'trimAckAlone', seed: 2, check: 'trim-ack-without-majority' },
   // Nodes delete below their trim points; a follower left behind starts over (reset). A
-  // catch-up reaches a follower that holds log past the leader's start rarely (3 of seeds
-  // 1-1,500 on 3 nodes: 742, 828, 938; 2 of 1-400 on 5 nodes: 210, 333).
-  { bug: 'resetHoldingLog', seed: 742, check: 'reset-dropped-committed' },
+  // catch-up reaches a follower that holds log past the leader's start rarely (on 3 nodes the
+  // first seed is 549, since catch-ups wait for heartbeats below the start; 2 of 1-400 on 5
+  // nodes: 210, 333).
+  { bug: 'resetHoldingLog', seed: 549, check: 'reset-dropped-committed' },
   { bug: 'resetHoldingLog', seed: 210, check: 'reset-dropped-committed', nodes: 5 },
 ];
 
