@@ -710,7 +710,7 @@ export class LogClient {
     if (!pinned) await this.ensureDiscovered(signal);
     let server = pinned ?? this.nextReader();
     // What the replica must have committed before it answers (this client's own writes).
-    const mustSee = Math.max(opts.minCommit ?? 0, this.ackedEnd);
+    let mustSee = Math.max(opts.minCommit ?? 0, this.ackedEnd);
     const outage = new Outage(opts.onOutage);
     // A loglogd has answered this client (discovery, or the position asked of one): a failure
     // from here on is an outage, not a wrong address. The first long poll of a follow at the
@@ -732,7 +732,21 @@ export class LogClient {
       outage.end();
       contacted = true;
       server = chunk.server;
-      if (first && !opts.follow) stopAt = Math.min(stopAt ?? Infinity, chunk.commit);
+      if (first && !opts.follow) {
+        // A plain read ends at the commit end as of now. A follower that is catching up, or
+        // cut off from the leader, knows a shorter log: ended at its commit end, the read came
+        // back short with no error. The leader says where the log ends; the rest of the read
+        // waits for that (minCommit), or moves to a replica that has it.
+        let until = chunk.commit;
+        if (!pinned && this.leaderKnown && chunk.server !== this.leaderUrl) {
+          const leaderEnd = await this.leaderCommitEnd(signal);
+          if (leaderEnd > until && (stopAt === undefined || until < stopAt)) {
+            until = leaderEnd;
+            mustSee = Math.max(mustSee, Math.min(leaderEnd, stopAt ?? Infinity));
+          }
+        }
+        stopAt = Math.min(stopAt ?? Infinity, until);
+      }
       first = false;
       for (const e of chunk.entries) {
         if (stopAt !== undefined && e.offset >= stopAt) return;
@@ -929,6 +943,17 @@ export class LogClient {
    * Whether `offset` is within the log the leader has committed (a replica that called it
    * "beyond the commit end" only lags); null if the leader cannot be asked now.
    */
+  /** The known leader's commit end (one request, no retries); 0 when it does not answer. */
+  private async leaderCommitEnd(signal?: AbortSignal): Promise<number> {
+    try {
+      const r = await this.transport.json<Bounds>(this.leaderUrl, { method: 'GET', path: '/v1/end', signal }, { start: 'number', end: 'number' });
+      return r.end;
+    } catch (e) {
+      if (signal?.aborted) throw abortedError(signal);
+      return 0;
+    }
+  }
+
   private async beforeCommitEnd(offset: number, signal?: AbortSignal): Promise<boolean | null> {
     try {
       return offset <= (await this.end({ linearizable: true, signal }));

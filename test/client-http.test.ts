@@ -68,6 +68,8 @@ interface Knobs {
   dropReply?: boolean;
   /** Extra fields of /v1/status. */
   statusExtra?: Record<string, unknown>;
+  /** A lagging replica: reads and /v1/end see the log only up to this offset (a frame boundary). */
+  commitCap?: number;
 }
 
 interface FakeServer {
@@ -128,6 +130,18 @@ function serve(log: FakeLog, id: string, knobs: Knobs, s: FakeServer, req: Incom
     res.end(JSON.stringify({ ...r, term: log.term }));
     return;
   }
+  if (req.method === 'GET' && path === '/v1/read' && knobs.commitCap !== undefined) {
+    const offset = Number(url.searchParams.get('offset'));
+    const cap = knobs.commitCap;
+    const minCommit = Number(url.searchParams.get('minCommit') ?? 0);
+    if (minCommit > cap) return sendError(res, 504, 'timeout', `this replica has not yet committed up to ${minCommit}`, { end: cap });
+    if (offset > cap) return sendError(res, 416, 'out_of_range', 'beyond the end', { end: cap });
+    const all = offset === cap ? Buffer.alloc(0) : log.slice(offset, 1 << 20);
+    const buf = all.subarray(0, Math.min(all.length, cap - offset));
+    res.writeHead(200, { 'x-loglog-start': String(log.start), 'x-loglog-commit': String(cap), 'x-loglog-next': String(offset + buf.length) });
+    res.end(buf);
+    return;
+  }
   if (req.method === 'GET' && path === '/v1/read') {
     const offset = Number(url.searchParams.get('offset'));
     const limit = Number(url.searchParams.get('limit') ?? 1 << 20);
@@ -165,7 +179,7 @@ function serve(log: FakeLog, id: string, knobs: Knobs, s: FakeServer, req: Incom
     if (url.searchParams.get('linearizable') && knobs.notLeader !== undefined) {
       return sendError(res, 421, 'not_leader', 'not leader', { leader: knobs.notLeader });
     }
-    res.end(JSON.stringify({ start: log.start, end: log.end }));
+    res.end(JSON.stringify({ start: log.start, end: Math.min(log.end, knobs.commitCap ?? Infinity) }));
     return;
   }
   if (req.method === 'POST' && path === '/v1/trim') {
@@ -921,4 +935,24 @@ test('CLI: status names a server that is not loglogd as such, not as unreachable
   t.is(r.code, 2, r.err);
   t.regex(r.out, new RegExp(`^${url}  not a loglogd: .*\\(bad_response\\)$`, 'm'));
   t.is(r.err, `loglog: 1 of 2 servers did not answer: ${url} (not a loglogd)\n`);
+});
+
+test('a plain read that lands on a lagging follower reads on to the leader\'s commit end instead of ending short', async (t) => {
+  const log = new FakeLog();
+  for (let i = 0; i < 6; i++) log.add(Kind.Data, Buffer.from(`entry-${i}`));
+  const leader = await startFake(t, log, 'leader');
+  // Catching up: it has committed only the first two entries.
+  const lagging = await startFake(t, log, 'lagging', { notLeader: 'leader', commitCap: log.offsets[2], statusExtra: { leader: 'leader' } });
+  const c = client(t, [lagging.url, leader.url]);
+  t.is((await c.discover()).leader, leader.url);
+  // Reads are spread round robin: one of two starts at the lagging follower.
+  for (let k = 0; k < 2; k++) {
+    const got = await collect(c.read(0, { limit: 1 }));
+    t.deepEqual(got.map((e) => e.payload.toString()), log.frames.map((_, i) => `entry-${i}`), `read ${k}`);
+  }
+  t.true(lagging.hits.includes('GET /v1/read'), 'a read started at the lagging follower');
+  // A read with a stop short of the follower's commit end asks no more of the leader.
+  const hits = leader.hits.length;
+  t.deepEqual((await collect(c.read(0, { to: log.offsets[1] }))).map((e) => e.payload.toString()), ['entry-0']);
+  t.true(leader.hits.length - hits <= 1);
 });
