@@ -165,6 +165,9 @@ test('every bad input gets a 4xx JSON error and the server keeps serving with da
   await expectError(post(n.url, Buffer.from('xyz'), { 'x-loglog-after': '-1' }), 400, 'bad_offset');
   await expectError(getJson('/v1/fate/some-id?after=x'), 400, 'bad_offset');
   await expectError(getJson('/v1/fate/bad%20id'), 400, 'bad_request');
+  // Malformed percent-encoding is the client's mistake, not a retriable 500.
+  await expectError(getJson('/v1/fate/%ZZ'), 400, 'bad_request');
+  await expectError(call('PUT', '/v1/upload/%E0%A4%A'), 400, 'bad_request');
 
   await expectError(getJson('/v1/nope'), 404, 'not_found');
   // A known path asked with the wrong method: 405, naming the methods it takes.

@@ -68,7 +68,7 @@ export function createApiServer(node: LogNode): ApiServer {
   const prefixed = new Map<string, RouteHandler>([
     ['PUT /v1/upload/', (req, res, url) => handleUpload(node, req, res, url)],
     ['GET /v1/fate/', (req, res, url) => {
-      url.searchParams.set('id', decodeURIComponent(url.pathname.slice('/v1/fate/'.length)));
+      url.searchParams.set('id', pathId(url, '/v1/fate/'));
       return routes.get('GET /v1/fate')!(req, res, url);
     }],
   ]);
@@ -138,9 +138,19 @@ export function createApiServer(node: LogNode): ApiServer {
   };
 }
 
+/** The id at the end of `url`'s path after `prefix`, percent-decoded; 400 when it is malformed. */
+function pathId(url: URL, prefix: string): string {
+  const raw = url.pathname.slice(prefix.length);
+  try {
+    return decodeURIComponent(raw);
+  } catch {
+    throw new LogError('bad_request', `malformed percent-encoding in the id "${raw}": encode it with encodeURIComponent`);
+  }
+}
+
 /** PUT /v1/upload/:id — a client's copy of an entry for this follower. */
 function handleUpload(node: LogNode, req: IncomingMessage, res: ServerResponse, url: URL): void {
-  const id = parseUploadId(decodeURIComponent(url.pathname.slice('/v1/upload/'.length)));
+  const id = parseUploadId(pathId(url, '/v1/upload/'));
   if (id === null) throw new LogError('bad_request', 'missing upload id');
   const len = Number(req.headers['content-length'] ?? NaN);
   if (!Number.isSafeInteger(len)) throw new LogError('length_required', 'Content-Length is required');
