@@ -738,9 +738,9 @@ export class LogClient {
         // back short with no error. The leader says where the log ends; the rest of the read
         // waits for that (minCommit), or moves to a replica that has it.
         let until = chunk.commit;
-        if (!pinned && this.leaderKnown && chunk.server !== this.leaderUrl) {
+        if (!pinned && this.leaderKnown && chunk.server !== this.leaderUrl && (stopAt === undefined || until < stopAt)) {
           const leaderEnd = await this.leaderCommitEnd(signal);
-          if (leaderEnd > until && (stopAt === undefined || until < stopAt)) {
+          if (leaderEnd > until) {
             until = leaderEnd;
             mustSee = Math.max(mustSee, Math.min(leaderEnd, stopAt ?? Infinity));
           }
@@ -946,8 +946,7 @@ export class LogClient {
   /** The known leader's commit end (one request, no retries); 0 when it does not answer. */
   private async leaderCommitEnd(signal?: AbortSignal): Promise<number> {
     try {
-      const r = await this.transport.json<Bounds>(this.leaderUrl, { method: 'GET', path: '/v1/end', signal }, { start: 'number', end: 'number' });
-      return r.end;
+      return (await this.fetchBounds(this.leaderUrl, false, signal)).end;
     } catch (e) {
       if (signal?.aborted) throw abortedError(signal);
       return 0;
@@ -973,14 +972,18 @@ export class LogClient {
   async bounds(opts: { linearizable?: boolean; signal?: AbortSignal; server?: string } = {}): Promise<Bounds> {
     const pinned = opts.server ? normalizeServer(opts.server) : undefined;
     const r = await this.withRetry(opts.linearizable ? 'leader' : 'read', opts.signal, pinned, (server) =>
-      this.transport.json<Bounds>(server, {
-        method: 'GET',
-        path: '/v1/end',
-        query: { linearizable: opts.linearizable ? 1 : undefined },
-        signal: opts.signal,
-      }, { start: 'number', end: 'number' }),
-    );
+      this.fetchBounds(server, opts.linearizable === true, opts.signal));
     return { start: r.start, end: r.end };
+  }
+
+  /** One GET /v1/end to `server`. */
+  private fetchBounds(server: string, linearizable: boolean, signal?: AbortSignal): Promise<Bounds> {
+    return this.transport.json<Bounds>(server, {
+      method: 'GET',
+      path: '/v1/end',
+      query: { linearizable: linearizable ? 1 : undefined },
+      signal,
+    }, { start: 'number', end: 'number' });
   }
 
   /** The commit end: the offset the next entry will get once everything in flight commits. */

@@ -95,15 +95,23 @@ export class Checker {
     return this.canon.cumAt(start) ?? NO_SEED;
   }
 
+  /**
+   * Brings `chain` up to date with an image whose start is `start` and whose bytes changed
+   * from `dirtyFrom` on (Infinity: unchanged). True if it had to.
+   */
+  private refresh(chain: FrameChain, start: number, dirtyFrom: number, image: () => Buffer): boolean {
+    if (chain.base !== start) chain.rebase(start, this.seedAt(start));
+    else if (dirtyFrom === Infinity) return false;
+    if (dirtyFrom !== Infinity) chain.invalidate(dirtyFrom);
+    chain.advance(image());
+    return true;
+  }
+
   private live(n: SimNode): FrameChain {
     const c = this.per[n.idx];
     const d = n.disk;
-    const moved = c.live.base !== d.start;
-    if (moved) c.live.rebase(d.start, this.seedAt(d.start));
-    if (moved || d.liveDirtyFrom !== Infinity) {
-      if (d.liveDirtyFrom !== Infinity) c.live.invalidate(d.liveDirtyFrom);
+    if (this.refresh(c.live, d.start, d.liveDirtyFrom, () => d.view())) {
       d.liveDirtyFrom = Infinity;
-      c.live.advance(d.view());
       if (c.verified > c.live.end) c.verified = c.live.end;
     }
     return c.live;
@@ -112,13 +120,7 @@ export class Checker {
   private durable(n: SimNode): FrameChain {
     const c = this.per[n.idx];
     const d = n.disk;
-    const moved = c.dur.base !== d.start;
-    if (moved) c.dur.rebase(d.start, this.seedAt(d.start));
-    if (moved || d.durableDirtyFrom !== Infinity) {
-      if (d.durableDirtyFrom !== Infinity) c.dur.invalidate(d.durableDirtyFrom);
-      d.durableDirtyFrom = Infinity;
-      c.dur.advance(d.durableView());
-    }
+    if (this.refresh(c.dur, d.start, d.durableDirtyFrom, () => d.durableView())) d.durableDirtyFrom = Infinity;
     return c.dur;
   }
 

@@ -866,11 +866,11 @@ export class Replica {
     }
     pr.heardAt = this.now;
     pr.ackedSeq = Math.max(pr.ackedSeq, m.seq);
+    // A follower that holds (durably) less than this leader still has cannot get the rest
+    // here: it may hold their metadata, but a fetch below the start finds nothing. A
+    // catch-up carrying the start sends it over (see restartLogAt).
+    pr.belowStart = m.end < this.start;
     if (m.ok) {
-      // A follower that holds (durably) less than this leader still has cannot get the rest
-      // here: it may hold their metadata, but a fetch below the start finds nothing. A
-      // catch-up carrying the start sends it over (see restartLogAt).
-      pr.belowStart = m.end < this.start;
       if (m.end > pr.match) {
         pr.match = Math.min(m.end, this.end);
         pr.matchSeq = m.seq;
@@ -895,7 +895,6 @@ export class Replica {
     if (m.end < pr.match && m.seq >= pr.matchSeq) pr.match = m.end;
     // Skip back a whole term at a time (Raft's fast backup, Kafka's epoch lookup).
     pr.catchingUp = false;
-    pr.belowStart = m.end < this.start;
     const next = Math.min(m.end, this.endOfTerm(m.conflictTerm));
     pr.next = Math.max(Math.min(next, pr.next, this.end), pr.match, this.start);
     this.sendAppend(from, pr, true);

@@ -97,6 +97,13 @@ class Harness {
     }
   }
 
+  /** A client's append of 100 bytes at `leader`, its copies uploaded, its body complete. */
+  append(leader: NodeId, reqId: number, uploadId: string, acks: 'quorum' | 'all' = 'quorum'): void {
+    this.uploads.add(uploadId);
+    this.step(leader, { type: 'appendHead', reqId, uploadId, length: 100, crc: 5, acks });
+    this.step(leader, { type: 'bodyDone', reqId, ok: true, crc: 5 });
+  }
+
   leader(): Replica | undefined {
     let best: Replica | undefined;
     for (const r of this.r.values()) if (r.role === 'leader' && (!best || r.term > best.term)) best = r;
@@ -224,8 +231,9 @@ test('a restarted leader catches up followers below its metadata window although
 
 // ------------------------------------------------------------------ follower acknowledgements
 
-function follower(maxBatchEntries = DEFAULT_CONFIG.maxBatchEntries): Replica {
-  return new Replica({ config: { ...DEFAULT_CONFIG, id: 'f', members: ['x', 'f', 'z'], maxBatchEntries }, init: { ...EMPTY, term: 1 }, random: () => 0.5, now: 0 });
+/** Follower f of leader x (members x, f, z), empty in term 1 unless `init` says otherwise. */
+function follower(maxBatchEntries = DEFAULT_CONFIG.maxBatchEntries, init: ReplicaInit = { ...EMPTY, term: 1 }): Replica {
+  return new Replica({ config: { ...DEFAULT_CONFIG, id: 'f', members: ['x', 'f', 'z'], maxBatchEntries }, init, random: () => 0.5, now: 0 });
 }
 const sends = (fx: Effect[]) => fx.flatMap((e) => (e.type === 'send' && e.msg.type === 'appendReply' ? [e.msg] : []));
 
@@ -349,11 +357,7 @@ test('a follower that lost acknowledged frames (an emptied data directory, a rec
   const h = new Harness();
   h.run(1000);
   const leader = h.leader()!;
-  for (let i = 1; i <= 5; i++) {
-    h.uploads.add(`u${i}`);
-    h.step(leader.id, { type: 'appendHead', reqId: i, uploadId: `u${i}`, length: 100, crc: 5, acks: 'all' });
-    h.step(leader.id, { type: 'bodyDone', reqId: i, ok: true, crc: 5 });
-  }
+  for (let i = 1; i <= 5; i++) h.append(leader.id, i, `u${i}`, 'all');
   h.run(200);
   const [lost] = MEMBERS.filter((id) => id !== leader.id);
   t.is(h.get(lost).durableEnd, leader.end, 'every replica held the entries');
@@ -394,11 +398,7 @@ function answer(h: Harness, id: NodeId, reqId: number) {
 function withEntries(h: Harness): { leader: Replica; before: number } {
   h.run(1000);
   const leader = h.leader()!;
-  for (let i = 1; i <= 3; i++) {
-    h.uploads.add(`t${i}`);
-    h.step(leader.id, { type: 'appendHead', reqId: 100 + i, uploadId: `t${i}`, length: 100, crc: 5, acks: 'all' });
-    h.step(leader.id, { type: 'bodyDone', reqId: 100 + i, ok: true, crc: 5 });
-  }
+  for (let i = 1; i <= 3; i++) h.append(leader.id, 100 + i, `t${i}`, 'all');
   h.run(200);
   return { leader, before: leader.commitEnd };
 }
@@ -480,11 +480,7 @@ test('a follower holding entries whose bytes every peer has since deleted starts
   const leader = h.leader()!;
   const c = MEMBERS.find((id) => id !== leader.id)!;
   h.starved.add(c);
-  for (let i = 1; i <= 3; i++) {
-    h.uploads.add(`s${i}`);
-    h.step(leader.id, { type: 'appendHead', reqId: 100 + i, uploadId: `s${i}`, length: 100, crc: 5, acks: 'quorum' });
-    h.step(leader.id, { type: 'bodyDone', reqId: 100 + i, ok: true, crc: 5 });
-  }
+  for (let i = 1; i <= 3; i++) h.append(leader.id, 100 + i, `s${i}`);
   h.run(200);
   const f = h.get(c);
   t.is(f.end, leader.end, 'c holds the metadata');
@@ -508,11 +504,7 @@ test('a follower whose log diverges from the leader\'s below the leader\'s start
   // 2, not 3): before the fix f answered no, x clamped its next index to its start and sent
   // the same catch-up again at once, a message storm that never ended (sim seed 41, 5 nodes).
   const n = frameSize(0);
-  const f = new Replica({
-    config: { ...DEFAULT_CONFIG, id: 'f', members: ['x', 'f', 'z'] },
-    init: { term: 2, votedFor: null, start: 0, end: 3 * n, epochs: [{ term: 1, offset: 0 }, { term: 2, offset: n }], tail: [noop(0, 1), noop(n, 2), noop(2 * n, 2)] },
-    random: () => 0.5, now: 0,
-  });
+  const f = follower(undefined, { term: 2, votedFor: null, start: 0, end: 3 * n, epochs: [{ term: 1, offset: 0 }, { term: 2, offset: n }], tail: [noop(0, 1), noop(n, 2), noop(2 * n, 2)] });
   const epochs = [{ term: 1, offset: 0 }, { term: 3, offset: n }];
   const fx = f.step({ type: 'message', from: 'x', msg: { type: 'append', term: 3, prevEnd: 2 * n, prevTerm: 3, entries: [], commit: 4 * n, seq: 1, catchUp: { to: 4 * n, epochs, start: 2 * n } } });
   t.deepEqual(fx.filter((e) => e.type === 'reset'), [{ type: 'reset', to: 2 * n, epochs }], 'f drops its divergent suffix and starts over at the leader\'s start, with its terms below');
@@ -523,11 +515,7 @@ test('a follower whose log diverges from the leader\'s below the leader\'s start
 
 test('a catch-up does not restart a follower that shares the leader\'s log up to the leader\'s start', (t) => {
   const n = frameSize(0);
-  const f = new Replica({
-    config: { ...DEFAULT_CONFIG, id: 'f', members: ['x', 'f', 'z'] },
-    init: { term: 3, votedFor: null, start: 0, end: 3 * n, epochs: [{ term: 1, offset: 0 }, { term: 3, offset: n }], tail: [noop(0, 1), noop(n, 3), noop(2 * n, 3)] },
-    random: () => 0.5, now: 0,
-  });
+  const f = follower(undefined, { term: 3, votedFor: null, start: 0, end: 3 * n, epochs: [{ term: 1, offset: 0 }, { term: 3, offset: n }], tail: [noop(0, 1), noop(n, 3), noop(2 * n, 3)] });
   const epochs = [{ term: 1, offset: 0 }, { term: 3, offset: n }];
   const fx = f.step({ type: 'message', from: 'x', msg: { type: 'append', term: 3, prevEnd: 3 * n, prevTerm: 3, entries: [], commit: 4 * n, seq: 1, catchUp: { to: 4 * n, epochs, start: 2 * n } } });
   t.deepEqual(fx.filter((e) => e.type === 'reset' || e.type === 'truncate'), [], 'it keeps its log');
@@ -559,11 +547,7 @@ test('a stale catch-up from below a follower\'s start drops nothing (its terms b
   // terms from n and found them "different": it truncated the committed log at n and threw
   // (sim seed 1140, 3 nodes). Below its start a node holds nothing that could diverge.
   const n = frameSize(0);
-  const f = new Replica({
-    config: { ...DEFAULT_CONFIG, id: 'f', members: ['x', 'f', 'z'] },
-    init: { term: 1, votedFor: null, start: 2 * n, end: 4 * n, epochs: [{ term: 1, offset: 2 * n }], tail: [noop(2 * n, 1), noop(3 * n, 1)], commitHint: 4 * n },
-    random: () => 0.5, now: 0,
-  });
+  const f = follower(undefined, { term: 1, votedFor: null, start: 2 * n, end: 4 * n, epochs: [{ term: 1, offset: 2 * n }], tail: [noop(2 * n, 1), noop(3 * n, 1)], commitHint: 4 * n });
   t.is(f.commitEnd, 4 * n);
   const epochs = [{ term: 1, offset: 0 }];
   let fx: Effect[] = [];
@@ -588,7 +572,7 @@ test('a node that started over at a leader\'s start keeps the terms below it acr
   const kept = reset?.type === 'reset' ? (reset as { epochs?: { term: number; offset: number }[] }).epochs ?? [] : [];
   t.deepEqual(kept, leaderEpochs, 'the reset carries the leader\'s terms below the start');
   // The restart: the log is empty at 3n; the epochs are what the executor kept.
-  const again = new Replica({ config: { ...DEFAULT_CONFIG, id: 'f', members: ['x', 'f', 'z'] }, init: { term: 2, votedFor: null, start: 3 * n, end: 3 * n, epochs: kept, tail: [] }, random: () => 0.5, now: 0 });
+  const again = follower(undefined, { term: 2, votedFor: null, start: 3 * n, end: 3 * n, epochs: kept, tail: [] });
   t.is(again.lastTerm(), 2);
   const vote = again.step({ type: 'message', from: 'z', msg: { type: 'vote', term: 3, pre: false, lastEnd: n, lastTerm: 1 } });
   t.deepEqual(vote.flatMap((e) => (e.type === 'send' && e.msg.type === 'voteReply' ? [e.msg.granted] : [])), [false], 'no vote for a log that lacks committed entries');
@@ -604,11 +588,7 @@ test('a follower that has written past the leader\'s start but holds it durably 
   const leader = h.leader()!;
   const c = MEMBERS.find((id) => id !== leader.id)!;
   h.unsynced.add(c);
-  const append = (i: number) => {
-    h.uploads.add(`u${i}`);
-    h.step(leader.id, { type: 'appendHead', reqId: 100 + i, uploadId: `u${i}`, length: 100, crc: 5, acks: 'quorum' });
-    h.step(leader.id, { type: 'bodyDone', reqId: 100 + i, ok: true, crc: 5 });
-  };
+  const append = (i: number) => h.append(leader.id, 100 + i, `u${i}`);
   for (let i = 1; i <= 3; i++) append(i);
   h.run(200);
   const before = leader.commitEnd;
