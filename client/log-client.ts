@@ -497,6 +497,8 @@ export class LogClient {
    */
   private onConflict(err: LogError, uploadId: string, earlier: number, after: number): { error: LogError; askFate?: true; after?: number } {
     const since = err.details.since;
+    // The id names other data: asking its fate would only report that entry.
+    if (err.details.state === 'reused') return { error: err };
     if (err.details.state !== 'forgotten') {
       return { error: new LogError('unavailable', `${err.message}; asking its fate`, err.details, { cause: err }), askFate: true };
     }

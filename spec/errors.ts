@@ -18,7 +18,8 @@ export const ERROR_CODES = {
   not_found: { status: 404, retriable: false },
   method_not_allowed: { status: 405, retriable: false },
   // An append under an upload id that is already placed (pending, or aborted): a stale
-  // duplicate of an earlier attempt, or an id used twice. Ask its fate.
+  // duplicate of an earlier attempt, or an id used twice. Ask its fate. Or (`state:
+  // reused`) an id that already names other data, committed or not.
   conflict: { status: 409, retriable: false },
   // The client stopped sending an append's body: its fault (408), but a retry may well succeed.
   body_timeout: { status: 408, retriable: true },

@@ -536,6 +536,13 @@ export class Replica {
       // network (its client gave up, asked the fate, and may have sent it again since), or
       // an id used twice. Placing it could land the entry twice.
       const { state, offset, end, term } = placed;
+      const differs = this.differsFromPlaced(uploadId!, length, crc);
+      if (differs !== null) {
+        // Answering with the first entry's offset would tell the caller that this, other,
+        // payload is in the log.
+        this.reply(reqId, { type: 'error', code: 'conflict', message: `upload id ${uploadId} already names another entry (${differs}) at offset ${offset}: give new data a new upload id`, details: { offset, end, state: 'reused' } });
+        return;
+      }
       this.reply(reqId, state === 'committed'
         ? { type: 'appended', offset, end, term }
         : { type: 'error', code: 'conflict', message: `upload id ${uploadId} is already placed at offset ${offset} (${state}): ask its fate`, details: { offset, end, state } });
@@ -1293,6 +1300,21 @@ export class Replica {
     }
     if (after < this._fatesFrom && !this.bugs.fateIgnoresForgotten) return { type: 'fate', state: 'forgotten', since: this._fatesFrom };
     return { type: 'fate', state: 'unknown' };
+  }
+
+  /**
+   * Why an append head under an already placed upload id cannot be a resend of that entry
+   * (its length, or its checksum where both are known, differ), or null if it may be one.
+   */
+  private differsFromPlaced(uploadId: string, length: number, crc: number | null): string | null {
+    const meta = this.fates.get(uploadId)!;
+    if (meta.length !== length) return `${meta.length} bytes, not ${length}`;
+    const slot = this.slotAt(meta.offset);
+    // The fates records keep no checksum: only a frame still in the window tells it. An
+    // aborted frame's is zeroed, and an open one's is the head's claim until the body ends.
+    const known = !slot || slot.meta.kind !== Kind.Data ? null : this.openSlots.has(slot) ? slot.expectCrc : slot.meta.crc;
+    if (crc !== null && known !== null && known !== crc) return `checksum ${known.toString(16)}, not ${crc.toString(16)}`;
+    return null;
   }
 
   /** Where an upload id's entry is in this log now, and whether it is committed or aborted; null if it is not. */

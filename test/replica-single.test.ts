@@ -121,6 +121,24 @@ test('a second head under an upload id already in the log is not placed: committ
   t.like(replied(dup), { type: 'error', code: 'conflict', details: { offset: end, state: 'pending' } });
 });
 
+test('a head under a placed upload id with another length or checksum is a conflict "reused", not the first entry\'s answer', (t) => {
+  const r = single();
+  run(r, { type: 'tick', now: 1 });
+  r.step({ type: 'appendHead', reqId: 1, uploadId: 'u1', length: 10, crc: 5, acks: 'quorum' });
+  run(r, { type: 'bodyDone', reqId: 1, ok: true, crc: 5 });
+  const at = r.end - frameSize(10);
+  const end = r.end;
+  t.like(replied(run(r, { type: 'appendHead', reqId: 2, uploadId: 'u1', length: 11, crc: 5, acks: 'quorum' })), { type: 'error', code: 'conflict', details: { offset: at, state: 'reused' } });
+  t.like(replied(run(r, { type: 'appendHead', reqId: 3, uploadId: 'u1', length: 10, crc: 6, acks: 'quorum' })), { type: 'error', code: 'conflict', details: { state: 'reused' } });
+  // No checksum claimed: only the length can tell, and it matches.
+  t.like(replied(run(r, { type: 'appendHead', reqId: 4, uploadId: 'u1', length: 10, crc: null, acks: 'quorum' })), { type: 'appended', offset: at });
+  // Still streaming: the head's claimed checksum is what the entry must match.
+  r.step({ type: 'appendHead', reqId: 5, uploadId: 'u2', length: 4, crc: 9, acks: 'quorum' });
+  t.like(replied(r.step({ type: 'appendHead', reqId: 6, uploadId: 'u2', length: 4, crc: 8, acks: 'quorum' })), { type: 'error', details: { state: 'reused' } });
+  t.like(replied(r.step({ type: 'appendHead', reqId: 7, uploadId: 'u2', length: 4, crc: 9, acks: 'quorum' })), { type: 'error', details: { state: 'pending' } });
+  t.is(r.end, end + frameSize(4), 'nothing placed for the reused id');
+});
+
 test('after a restart, recovered entries get their upload ids back from the fates records; one without a record makes older ids "forgotten", not "unknown"', (t) => {
   const h = frameSize(0);
   const data = (offset: number, length: number) => ({ offset, length, term: 1, kind: Kind.Data, crc: 7, uploadId: null });

@@ -5,6 +5,8 @@ import { request } from 'undici';
 import { FatesFile, decodeFates, encodeFate } from '../server/storage/fates-file.ts';
 import { Kind } from '../spec/frame.ts';
 import { startNode, tempDir } from './helpers/node-process.ts';
+import { LogClient } from '../client/log-client.ts';
+import { LogError } from '../spec/errors.ts';
 
 const meta = (id: string, offset: number, kind = Kind.Data) => ({ uploadId: id, offset, length: 10, term: 3, kind, crc: 0 });
 
@@ -41,6 +43,28 @@ test('the fate of an acknowledged append survives kill -9 of the node', async (t
   t.like(await f.body.json(), { state: 'committed', offset, end: offset + 33 + body.length, term: 1 });
   const unknown = await request(`${again.url}/v1/fate/never-seen`);
   t.is(((await unknown.body.json()) as { state: string }).state, 'unknown');
+});
+
+test('an upload id used again for other data gets 409 conflict "reused", before and after a restart; the same data again gets the first answer', async (t) => {
+  const n = await startNode(t);
+  const client = new LogClient({ servers: [n.url] });
+  const first = await client.append(Buffer.from('first payload'), { uploadId: 'dup-1' });
+  const refused = async (c: LogClient, data: string) => {
+    const e = await t.throwsAsync(c.append(Buffer.from(data), { uploadId: 'dup-1' }), { instanceOf: LogError });
+    t.like(e, { code: 'conflict', retriable: false, status: 409, details: { state: 'reused', offset: first.offset } });
+  };
+  await refused(client, 'other payload');
+  await refused(client, 'a longer other payload');
+  t.deepEqual(await client.append(Buffer.from('first payload'), { uploadId: 'dup-1' }), first);
+  await client.close();
+  await n.kill();
+  const again = await startNode(t, { dataDir: n.dataDir });
+  const after = new LogClient({ servers: [again.url] });
+  await refused(after, 'other payload');
+  const entries = [];
+  for await (const e of after.read('start')) entries.push(e.payload.toString());
+  t.deepEqual(entries, ['first payload']);
+  await after.close();
 });
 
 test('fates lost with the page cache (a power loss) make a restarted node answer "forgotten", not "unknown", and it stays so after the next restart', async (t) => {
