@@ -159,6 +159,17 @@ test.serial('acks=all with a follower down: answered "unconfirmed" after allAckT
   const [entry] = await collect(sdk.read(offset, { to: offset + 1, server: leader.url }));
   t.is(entry?.offset, offset);
   t.is(entry?.payload.toString(), 'needs everyone');
+  // The CLI counts such records as appended (they are in the log) and still fails.
+  const servers = c.nodes.map((n) => n.url).join(',');
+  for (const args of [['append'], ['append', '--raw']]) {
+    const r = await cli([...args, '--acks', 'all', '--server', servers], 'one\ntwo\n');
+    t.not(r.code, 0);
+    const summary = JSON.parse(r.out);
+    t.like(summary, { entries: 1, records: args.length === 1 ? 2 : 1, failed: 0, unconfirmed: args.length === 1 ? 2 : 1, error: { code: 'unconfirmed' } });
+    t.regex(r.err, /are in the log .*committed but not confirmed by every replica: do not append them again/);
+    const [landed] = await collect(sdk.read(summary.first, { to: summary.first + 1, server: leader.url }));
+    t.is(landed?.offset, summary.first);
+  }
   stopped.proc!.kill('SIGCONT');
   t.truthy(await sdk.append(Buffer.from('everyone again'), { acks: 'all' }));
 });

@@ -73,6 +73,11 @@ export interface AppendSummary {
   failed?: number;
   /** Of the failed records, those that may be in the log all the same (an answer lost, or still under way). */
   uncertain?: number;
+  /**
+   * With `--acks all`: of the records counted as appended, those committed (by a majority)
+   * but not confirmed by every replica. They are in the log; the command still fails.
+   */
+  unconfirmed?: number;
   /** Stopped early by Ctrl-C (SIGINT) or SIGTERM. */
   interrupted?: boolean;
   /** Stopped early: why. */
@@ -85,6 +90,11 @@ const BATCH_FLAGS = ['linger', 'batch-bytes', 'max-in-flight', 'digest'] as cons
 /** Whether the append that failed with `e` may have landed all the same. */
 function mayBeInLog(e: unknown): boolean {
   return e instanceof LogError && (e.code === 'outcome_unknown' || e.code === 'unconfirmed' || e.details.mayHaveLanded === true);
+}
+
+/** The offset of the entry that failed with `e` but is known to be committed (acks=all, not every replica confirmed), or null. */
+function committedAt(e: unknown): number | null {
+  return e instanceof LogError && e.code === 'unconfirmed' && typeof e.details.offset === 'number' ? e.details.offset : null;
 }
 
 async function run(ctx: CliContext, o: Record<string, unknown>): Promise<void> {
@@ -128,13 +138,24 @@ async function run(ctx: CliContext, o: Record<string, unknown>): Promise<void> {
     refused++;
     if (mayBeInLog(e)) maybeIn++;
   };
+  // A committed entry that not every replica confirmed is still in the log: counted as
+  // appended (appending it again would duplicate it), and the command fails all the same.
+  const noteUnconfirmed = (e: unknown): boolean => {
+    if (committedAt(e) === null) return false;
+    summary.unconfirmed = (summary.unconfirmed ?? 0) + 1;
+    failure ??= e;
+    return true;
+  };
   if (o.raw) {
     try {
       const payload = await readAll(input);
       // No input, nothing to append (as without --raw): an empty entry is nobody's record.
       if (payload.length > 0) {
         read = 1;
-        const r = await client.append(payload, { acks, signal: ctx.signal });
+        const r = await client.append(payload, { acks, signal: ctx.signal }).catch((e: unknown) => {
+          if (!noteUnconfirmed(e)) throw e;
+          return { offset: committedAt(e)! };
+        });
         summary.entries = 1;
         summary.records = 1;
         summary.bytes = payload.length;
@@ -168,18 +189,20 @@ async function run(ctx: CliContext, o: Record<string, unknown>): Promise<void> {
         if (stop) { failure = interrupted(); break; }
         const n = line.length;
         const at = ++read;
+        const appended = (offset: number) => {
+          summary.records++;
+          summary.bytes += n;
+          progress.add(1, n);
+          if (!offsets.has(offset)) {
+            offsets.add(offset);
+            summary.entries++;
+            noteOffset(offset);
+          }
+        };
         producer.send(line).then(
-          (pos) => {
-            summary.records++;
-            summary.bytes += n;
-            progress.add(1, n);
-            if (!offsets.has(pos.offset)) {
-              offsets.add(pos.offset);
-              summary.entries++;
-              noteOffset(pos.offset);
-            }
-          },
+          (pos) => appended(pos.offset),
           (e) => {
+            if (noteUnconfirmed(e)) return appended(committedAt(e)!);
             noteFailed(e);
             failure ??= recordFailure(e, at, ctx.signal.aborted);
           },
@@ -214,9 +237,12 @@ async function run(ctx: CliContext, o: Record<string, unknown>): Promise<void> {
   await ctx.out.write(`${JSON.stringify(stopped)}\n`);
   await ctx.out.flush();
   if (acked === 0 && !ctx.signal.aborted) throw failure;
+  const { unconfirmed } = summary;
   const done = acked === 0
     ? 'no records were appended'
-    : `${maxInFlight === 1 ? `the first ${acked} records` : `${acked} records`} were appended before it (${entries} entries, offsets ${first}..${last})`;
+    : unconfirmed !== undefined
+      ? `${acked} records are in the log (${entries} entries, offsets ${first}..${last}), ${unconfirmed} of them committed but not confirmed by every replica: do not append them again`
+      : `${maxInFlight === 1 ? `the first ${acked} records` : `${acked} records`} were appended before it (${entries} entries, offsets ${first}..${last})`;
   const pending = underWay > 0 ? '; appends still under way may land too' : '';
   throw new AfterProgress(failure, `${done}${pending}`);
 }
