@@ -55,6 +55,25 @@ export function abortedError(signal?: AbortSignal): LogError {
   return new LogError('aborted', 'the operation was aborted', {}, { cause: signal?.reason });
 }
 
+/**
+ * A signal that aborts after `ms`, or when `parent` does. Not `AbortSignal.any([parent,
+ * AbortSignal.timeout(ms)])`: in Node 20 the timeout signal inside it can be garbage
+ * collected before it fires (nodejs/node#57736), and a request to a frozen server then
+ * waits out its whole request timeout. Here the timer holds the controller.
+ */
+export function timeoutSignal(ms: number, parent?: AbortSignal): AbortSignal {
+  const ctl = new AbortController();
+  if (parent?.aborted) {
+    ctl.abort(parent.reason);
+    return ctl.signal;
+  }
+  const onParent = () => ctl.abort(parent!.reason);
+  parent?.addEventListener('abort', onParent, { once: true });
+  ctl.signal.addEventListener('abort', () => parent?.removeEventListener('abort', onParent), { once: true });
+  setTimeout(() => ctl.abort(new DOMException(`no answer within ${ms} ms`, 'TimeoutError')), ms).unref();
+  return ctl.signal;
+}
+
 /** `bad_response`: `server` answered `what` in a way no loglogd does. */
 export function notLoglog(server: string, what: string, how: string, cause?: unknown): LogError {
   return new LogError('bad_response', `${server} answered ${what} ${how}: is it a loglogd? (check the address)`, { server }, { cause });

@@ -28,7 +28,7 @@ import { setTimeout as sleepTimer } from 'node:timers/promises';
 import { LogError } from '../spec/errors.ts';
 import type { ErrorDetails } from '../spec/errors.ts';
 import { FrameError, crc32c, frameSize, kindName, parseFrames, decodeHeader } from '../spec/frame.ts';
-import { Transport, abortedError, normalizeServer, notLoglog, toLogError } from './http.ts';
+import { Transport, abortedError, normalizeServer, notLoglog, timeoutSignal, toLogError } from './http.ts';
 import type { TransportOptions } from './http.ts';
 import { TailSocket } from './tail-socket.ts';
 import type {
@@ -370,8 +370,7 @@ export class LogClient {
 
   private runDiscovery(signal?: AbortSignal): Promise<void> {
     const seeds = [...new Set([...this.configured, ...this.members])];
-    const timeout = AbortSignal.timeout(DISCOVERY_TIMEOUT_MS);
-    const sig = signal ? AbortSignal.any([signal, timeout]) : timeout;
+    const sig = timeoutSignal(DISCOVERY_TIMEOUT_MS, signal);
     return new Promise<void>((resolve) => {
       let pending = seeds.length;
       let done = false;

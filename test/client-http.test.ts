@@ -8,6 +8,8 @@ import type { ExecutionContext } from 'ava';
 import { createServer } from 'node:http';
 import type { IncomingMessage, Server, ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { setFlagsFromString } from 'node:v8';
+import { runInNewContext } from 'node:vm';
 import { WebSocketServer } from 'ws';
 import { Kind, crc32c, encodeFrame, frameSize, parseFrames } from '../spec/frame.ts';
 import { LogError } from '../spec/errors.ts';
@@ -955,4 +957,27 @@ test('a plain read that lands on a lagging follower reads on to the leader\'s co
   const hits = leader.hits.length;
   t.deepEqual((await collect(c.read(0, { to: log.offsets[1] }))).map((e) => e.payload.toString()), ['entry-0']);
   t.true(leader.hits.length - hits <= 1);
+});
+
+test('discovery with a frozen member and a caller\'s signal stops asking it after the discovery timeout, even across a garbage collection', async (t) => {
+  const { createServer: createTcpServer } = await import('node:net');
+  let asked!: () => void;
+  const askArrived = new Promise<void>((res) => { asked = res; });
+  const frozen = createTcpServer((s) => { s.on('error', () => {}); s.once('data', () => asked()); });
+  await new Promise<void>((res) => frozen.listen(0, '127.0.0.1', res));
+  t.teardown(() => { frozen.close(); });
+  const b = await startFake(t, new FakeLog(), 'b', { statusExtra: { peers: [] } });
+  const a = `http://127.0.0.1:${(frozen.address() as AddressInfo).port}`;
+  // A request timeout no test waits out: only the discovery timeout can end the ask.
+  const c = new LogClient({ servers: [a, b.url], requestTimeoutMs: 10 * 60_000 });
+  await c.discover({ signal: new AbortController().signal });
+  await askArrived;
+  // Out of the turn that sent it, whose frames still hold the signals.
+  await new Promise((res) => setImmediate(res));
+  // AbortSignal.any([signal, AbortSignal.timeout(ms)]) lost its timeout to the collector
+  // (nodejs/node#57736): close() then waited for the frozen member's ask for 10 minutes.
+  setFlagsFromString('--expose-gc');
+  (runInNewContext('gc') as () => void)();
+  await c.close();
+  t.pass();
 });
