@@ -4,7 +4,8 @@
 import type { CAC } from 'cac';
 import { entryRecords } from '../../consumer.ts';
 import type { EnvelopeMode } from '../../consumer.ts';
-import type { Entry } from '../../types.ts';
+import type { LogClient } from '../../log-client.ts';
+import type { CorruptionReport, Entry } from '../../types.ts';
 import type { LogError } from '../../../spec/errors.ts';
 import { UsageError, parseChoice, parseSize } from '../args.ts';
 import { type CliContext, SERVER_OPTION } from '../context.ts';
@@ -55,12 +56,38 @@ function outageNote(ctx: CliContext): (e: LogError) => void {
   return (e) => ctx.note(`loglog: ${e.message}; waiting for the servers to come back (Ctrl-C stops)`);
 }
 
+/** A CorruptionReport's reason in words. */
+const CORRUPTION_REASONS: Record<string, string> = {
+  checksum: 'checksum mismatch',
+  'header-crc': 'header checksum mismatch',
+  magic: 'no frame header there',
+  kind: 'unknown frame kind',
+  trailer: 'bad trailer',
+  short: 'frame cut short',
+  zero: 'zeroed header',
+  damaged: 'the replica reports that range damaged on its disk',
+};
+
+/**
+ * The client of `read` and `tail`. A replica that serves a bad frame is skipped over (the
+ * SDK reads the frame from another one), so its bit rot would go unnoticed: each report is
+ * a warning line on stderr.
+ */
+function readerClient(ctx: CliContext): LogClient {
+  return ctx.getClient({
+    onCorruption: (r: CorruptionReport) => ctx.note(
+      `loglog: warning: ${r.replica} served a corrupt frame at offset ${r.offset} (${CORRUPTION_REASONS[r.reason] ?? r.reason}); ` +
+        'reading it from another replica (check that replica\'s disk)',
+    ),
+  });
+}
+
 /** `--from`: an offset, or `start` / `end` (the log's start or commit end now); `fallback` when absent. */
-async function fromOption(ctx: CliContext, fallback: 'start' | 'end'): Promise<number> {
+async function fromOption(ctx: CliContext, client: LogClient, fallback: 'start' | 'end'): Promise<number> {
   const raw = ctx.raw('from');
   const where = raw === 'start' || raw === 'end' ? raw : raw === undefined ? fallback : null;
   if (where === null) return ctx.offset('from')!;
-  return ctx.getClient().offsetOf(where, { signal: ctx.signal });
+  return client.offsetOf(where, { signal: ctx.signal });
 }
 
 async function runRead(ctx: CliContext, o: Record<string, unknown>): Promise<void> {
@@ -70,8 +97,8 @@ async function runRead(ctx: CliContext, o: Record<string, unknown>): Promise<voi
   const limitRaw = ctx.raw('limit');
   const limit = limitRaw === undefined ? undefined : parseSize(limitRaw, 'limit');
   if (limit === 0) throw new UsageError('--limit must be at least 1 byte');
-  const client = ctx.getClient();
-  const from = await fromOption(ctx, 'start');
+  const client = readerClient(ctx);
+  const from = await fromOption(ctx, client, 'start');
   if (to !== undefined && to < from) throw new UsageError(`--to ${to} is below --from ${from}`);
   const progress = ctx.interactive ? new Progress(ctx.io.stderr, 'read') : undefined;
   try {
@@ -83,8 +110,8 @@ async function runRead(ctx: CliContext, o: Record<string, unknown>): Promise<voi
 
 async function runTail(ctx: CliContext): Promise<void> {
   const p = printOptions(ctx, true);
-  const client = ctx.getClient();
-  const from = await fromOption(ctx, 'end');
+  const client = readerClient(ctx);
+  const from = await fromOption(ctx, client, 'end');
   await print(ctx, client.tail(from, { signal: ctx.signal, onOutage: outageNote(ctx) }), p);
 }
 
