@@ -29,6 +29,20 @@ test('loglog append then read: 100,000 records round trip identical and in order
   t.regex(end.out, /^\d+\n$/);
 });
 
+test('loglog append --file - reads stdin (it was refused as --file without its value), and --help says so', async (t) => {
+  const n = await startNode(t);
+  for (const args of [['--file', '-'], ['--file=-'], ['--raw', '--file', '-']]) {
+    const appended = await runCli(['append', '--server', n.url, ...args], { stdin: 'from\nstdin\n' });
+    t.is(appended.code, 0, `${args.join(' ')}: ${appended.err}`);
+    t.like(JSON.parse(appended.out), { records: args.includes('--raw') ? 1 : 2 }, args.join(' '));
+  }
+  const read = await runCli(['read', '--server', n.url, '--from', 'start']);
+  t.is(read.code, 0, read.err);
+  t.is(read.out, 'from\nstdin\nfrom\nstdin\nfrom\nstdin\n\n');
+  const help = await runCli(['append', '--help']);
+  t.regex(help.out, /--file <path>.*--file - is stdin/);
+});
+
 test('CLI errors are one line on stderr with a non-zero exit', async (t) => {
   const n = await startNode(t);
   const bad = await runCli(['read', '--server', n.url, '--from', 'abc']);

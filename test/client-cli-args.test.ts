@@ -38,6 +38,7 @@ test('rawOption reads --name value and --name=value like cac does', (t) => {
   t.is(rawOption(['read', '--from', '0012'], 'from'), '0012');
   t.is(rawOption(['read', '--from=12345678901234567890'], 'from'), '12345678901234567890');
   t.is(rawOption(['read', '--follow'], 'from'), undefined);
+  t.is(rawOption(['append', '--file', '-'], 'file'), '-', '`-` alone is a value (stdin), not a flag');
   t.is(rawOption(['read', '--', '--from', '5'], 'from'), undefined, 'after -- nothing is an option');
   t.is(rawOption(['read', '--fromage', '5'], 'from'), undefined);
   t.throws(() => rawOption(['read', '--from'], 'from'), { instanceOf: UsageError, message: /needs a value/ });
@@ -114,6 +115,7 @@ test('splitLines splits on newlines across chunk boundaries', async (t) => {
 
 test('a negative number after a value-taking flag is its value, refused by its own check', async (t) => {
   t.deepEqual(joinNegativeValues(['read', '--from', '-1', '--follow', '-2', '--', '--to', '-3'], new Set(['from', 'to'])), ['read', '--from=-1', '--follow', '-2', '--', '--to', '-3']);
+  t.deepEqual(joinNegativeValues(['append', '--file', '-', '--raw'], new Set(['file'])), ['append', '--file=-', '--raw']);
   const r = await runCliInProcess(['read', '--from', '-1', '--server', 'http://127.0.0.1:1']);
   t.is(r.code, 1);
   t.regex(r.err, /^loglog: --from must be a byte offset .* got "-1"/);

@@ -67,8 +67,17 @@ export function parseChoice<T extends string>(raw: string, name: string, choices
 const NEGATIVE = /^-\.?\d/;
 
 /**
+ * An argument that starts with `-` but is the value of the flag before it, not a flag: a
+ * negative number (refused by that flag's check), or `-` alone (stdin, as in `--file -`).
+ */
+function dashValue(arg: string): boolean {
+  return arg === '-' || NEGATIVE.test(arg);
+}
+
+/**
  * `--flag -5` as `--flag=-5` for every flag in `valueFlags`: cac (mri) would take `-5` for
- * a flag of its own and report "Unknown option `-5`" instead of what is wrong with the value.
+ * a flag of its own and report "Unknown option `-5`" instead of what is wrong with the value
+ * (and `--file -` for a flag without its value).
  */
 export function joinNegativeValues(argv: readonly string[], valueFlags: ReadonlySet<string>): string[] {
   const out: string[] = [];
@@ -76,7 +85,7 @@ export function joinNegativeValues(argv: readonly string[], valueFlags: Readonly
     const a = argv[i];
     if (a === '--') return [...out, ...argv.slice(i)];
     const next = argv[i + 1];
-    if (a.startsWith('--') && valueFlags.has(a.slice(2)) && next !== undefined && NEGATIVE.test(next)) {
+    if (a.startsWith('--') && valueFlags.has(a.slice(2)) && next !== undefined && dashValue(next)) {
       out.push(`${a}=${next}`);
       i++;
     } else {
@@ -90,7 +99,7 @@ export function joinNegativeValues(argv: readonly string[], valueFlags: Readonly
  * The raw text of option `--name` in `argv` (the arguments after the program name, or the
  * whole process argv: anything before the first option is skipped), read the way cac's parser
  * reads it after {@link joinNegativeValues}: `--name=value`, or `--name value` when the next
- * argument is not a flag (a negative number is a value). Arguments after `--` are not
+ * argument is not a flag (a negative number, or `-` alone, is a value). Arguments after `--` are not
  * options. Returns undefined when the option is absent.
  *
  * @throws UsageError if the option has no value or is given more than once.
@@ -105,7 +114,7 @@ export function rawOption(argv: readonly string[], name: string): string | undef
     let value: string | undefined;
     if (a === flag) {
       const next = argv[i + 1];
-      if (next === undefined || (next.startsWith('-') && !NEGATIVE.test(next))) throw new UsageError(`${flag} needs a value`);
+      if (next === undefined || (next.startsWith('-') && !dashValue(next))) throw new UsageError(`${flag} needs a value`);
       value = next;
       i++;
     } else if (a.startsWith(`${flag}=`)) {

@@ -265,7 +265,7 @@ export function register(cli: CAC, ctx: CliContext): void {
   const cmd = cli
     .command('append', 'Append records from stdin (one per line) or a file, batched into entries')
     .option(...SERVER_OPTION)
-    .option('--file <path>', 'Read records from this file instead of stdin')
+    .option('--file <path>', 'Read records from this file instead of stdin (--file - is stdin)')
     .option('--raw', 'Append the whole input as one entry, as is (no envelope, no line splitting; empty input appends nothing; not with --linger, --batch-bytes, --max-in-flight or --digest)')
     .option('--acks <level>', 'Durability before an entry is acknowledged: leader, quorum (default), all')
     .option('--linger <ms>', 'How long a batch waits for more records (default 5)')
