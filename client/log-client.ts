@@ -49,8 +49,9 @@ export const DEFAULT_SERVER = DEFAULT_SERVERS[0];
 export interface LogClientOptions extends TransportOptions {
   /**
    * Base URLs of the cluster's servers (any subset: the members and the leader are
-   * discovered). Default: the comma-separated `LOGLOG_SERVERS` environment variable, else
-   * {@link DEFAULT_SERVERS} (127.0.0.1 ports 7400-7402).
+   * discovered); at least one (an empty list throws `bad_request`). Default: the
+   * comma-separated `LOGLOG_SERVERS` environment variable, else {@link DEFAULT_SERVERS}
+   * (127.0.0.1 ports 7400-7402).
    */
   servers?: string[];
   retry?: RetryOptions;
@@ -72,10 +73,14 @@ export function splitServers(raw: string): string[] {
   return raw.split(',').map((s) => s.trim()).filter((s) => s !== '');
 }
 
-/** Servers from `LOGLOG_SERVERS` (comma-separated), else the default servers. */
+/**
+ * Servers from `LOGLOG_SERVERS` (comma-separated), else (unset) the default servers. Set to
+ * nothing (`LOGLOG_SERVERS=`, say from a script's unset variable), it is an error rather than
+ * the default cluster: appends would go to whatever listens on this machine.
+ */
 export function serversFromEnv(env: NodeJS.ProcessEnv = process.env): string[] {
-  const v = env.LOGLOG_SERVERS?.trim();
-  if (!v) return [...DEFAULT_SERVERS];
+  const v = env.LOGLOG_SERVERS;
+  if (v === undefined) return [...DEFAULT_SERVERS];
   const list = splitServers(v);
   if (list.length === 0) throw new LogError('bad_request', `LOGLOG_SERVERS (${JSON.stringify(env.LOGLOG_SERVERS)}) names no server: set it to URLs like http://127.0.0.1:7400, or unset it for the default`);
   return list;
@@ -278,7 +283,10 @@ export class LogClient {
   private maxEntry: number | undefined;
 
   constructor(opts: LogClientOptions = {}) {
-    const list = opts.servers && opts.servers.length > 0 ? opts.servers : serversFromEnv();
+    const list = opts.servers ?? serversFromEnv();
+    // An empty list is a mistake (a filter that left nothing, say): the default servers in its
+    // place would send appends to whatever listens on this machine.
+    if (list.length === 0) throw new LogError('bad_request', 'servers must name at least one server, e.g. servers: [\'http://127.0.0.1:7400\'] (leave it out for LOGLOG_SERVERS or the default)');
     this.configured = [...new Set(list.map(normalizeServer))];
     this.members = [...this.configured];
     this.transport = new Transport(opts);

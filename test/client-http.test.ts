@@ -678,13 +678,25 @@ test('CLI: unreachable server is a one-line error with exit code 2', async (t) =
   t.regex(lines[0], /^loglog: .*\(network\); is loglogd running/);
 });
 
-test('CLI: a LOGLOG_SERVERS that names no server is one line and exit 1 (it used to hang, then exit 13)', async (t) => {
-  for (const servers of [',', ' , ']) {
+test('CLI: a LOGLOG_SERVERS that names no server is one line and exit 1 (it used to hang, then exit 13; set empty, it meant the default servers)', async (t) => {
+  for (const servers of [',', ' , ', '', '  ']) {
     const { code, err } = await runCli(['end'], { env: { ...process.env, LOGLOG_SERVERS: servers } });
-    t.is(code, 1);
+    t.is(code, 1, JSON.stringify(servers));
     t.regex(err, /^loglog: LOGLOG_SERVERS \(.*\) names no server: set it to URLs like http:\/\/127\.0\.0\.1:7400, or unset it/);
     t.is(err.trim().split('\n').length, 1);
   }
+  for (const args of [['--server', ''], ['--server', ' , '], ['--server=']]) {
+    const { code, err } = await runCli(['end', ...args]);
+    t.is(code, 1, args.join(' '));
+    t.regex(err, /^loglog: (--server needs at least one URL|option `--server <urls>` value is missing)/, args.join(' '));
+    t.is(err.trim().split('\n').length, 1);
+  }
+});
+
+test('new LogClient({ servers: [] }) throws bad_request instead of falling back to the default servers', (t) => {
+  const e = t.throws(() => new LogClient({ servers: [] }), { instanceOf: LogError });
+  t.is(e?.code, 'bad_request');
+  t.regex(e!.message, /^servers must name at least one server/);
 });
 
 test('CLI bin: runs through tsx from any directory; EPIPE exits quietly', async (t) => {

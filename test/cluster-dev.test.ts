@@ -11,7 +11,8 @@ import { freePortRange, portFree } from '../client/cli/commands/dev.ts';
 import { runCli, spawnCli, type CliOptions } from './helpers/cli.ts';
 
 /** The CLI with no LOGLOG_SERVERS from the environment: every command names its servers. */
-const NO_SERVERS: CliOptions = { env: { ...process.env, LOGLOG_SERVERS: '' } };
+const { LOGLOG_SERVERS: _ignored, ...envWithoutServers } = process.env;
+const NO_SERVERS: CliOptions = { env: envWithoutServers };
 
 function alive(pid: number): boolean {
   try {

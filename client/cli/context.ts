@@ -64,7 +64,7 @@ export class CliContext {
 
   /** Whether the user named the servers (`--server`, LOGLOG_SERVERS) rather than leaving the default. */
   get serversNamed(): boolean {
-    return rawOption(this.args, 'server') !== undefined || Boolean(this.io.env.LOGLOG_SERVERS?.trim());
+    return rawOption(this.args, 'server') !== undefined || this.io.env.LOGLOG_SERVERS !== undefined;
   }
 
   /** The exact value of an offset option (cac would have rounded it); undefined when absent. */
