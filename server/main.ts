@@ -74,6 +74,9 @@ async function serve(node: LogNode, config: NodeConfig, log: (line: string) => v
 
 export async function runNode(config: NodeConfig, opts: { stopOnStdinClose?: boolean } = {}): Promise<void> {
   const say = (line: string) => process.stderr.write(`loglogd: ${line}\n`);
+  // Output nobody reads any more (the terminal closed, the log collector died) must not end
+  // the node: a failed write to stderr threw on the next tick, before a SIGHUP's clean stop.
+  process.stderr.on('error', () => {});
   if (opts.stopOnStdinClose && !stdinIsPipe()) {
     // Under a service manager stdin is /dev/null: the node would stop as soon as it started.
     throw new Error('--stop-on-stdin-close needs stdin to be a pipe held by the supervisor; leave the flag out otherwise');
@@ -109,8 +112,9 @@ export async function runNode(config: NodeConfig, opts: { stopOnStdinClose?: boo
   // and then exits closes it too, in either order).
   let signals = 0;
   const onSignal = (sig: string) => (++signals > 1 ? process.exit(fatal ? 3 : 130) : stop(sig));
-  process.on('SIGINT', () => onSignal('SIGINT'));
-  process.on('SIGTERM', () => onSignal('SIGTERM'));
+  // SIGHUP too: a terminal that closes sends it, and its default action ends the process
+  // without a sync or a clean close.
+  for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) process.on(sig, () => onSignal(sig));
   if (opts.stopOnStdinClose) {
     process.stdin.on('end', () => stop('stdin closed'));
     process.stdin.on('error', () => stop('stdin closed'));

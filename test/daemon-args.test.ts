@@ -233,3 +233,31 @@ test('missing parents of the data directory are created', async (t) => {
   d.proc.kill('SIGINT');
   t.is(await d.exited, 0);
 });
+
+test('SIGHUP (a terminal closing) stops loglogd cleanly as SIGINT and SIGTERM do: synced, lock released, exit 0; also with its stderr gone', async (t) => {
+  const dir = await tempDir(t, 'loglog-hup-');
+  for (const stderrGone of [false, true]) {
+    const d = spawnLoglogd(['--data', dir, '--listen', '127.0.0.1:0']);
+    t.teardown(() => { d.proc.kill('SIGKILL'); });
+    const url = await d.serving;
+    const r = await fetch(`${url}/v1/append`, { method: 'POST', body: `entry ${stderrGone}` });
+    t.is(r.status, 200, await r.text());
+    if (stderrGone) {
+      // A closed terminal: nobody reads the node's stderr any more, and its stop says so there.
+      const closed = new Promise((res) => d.proc.stderr!.once('close', res));
+      d.proc.stderr!.destroy();
+      await closed;
+    }
+    d.proc.kill('SIGHUP');
+    t.is(await d.exited, 0, d.stderr());
+    if (!stderrGone) t.regex(d.stderr(), /loglogd: SIGHUP: syncing and closing\.\.\.\nloglogd: stopped cleanly\n$/);
+    t.false(existsSync(join(dir, 'lock')), 'a clean stop removes the lock');
+  }
+  // Both entries were kept.
+  const d = spawnLoglogd(['--data', dir, '--listen', '127.0.0.1:0']);
+  t.teardown(() => { d.proc.kill('SIGKILL'); });
+  const body = Buffer.from(await (await fetch(`${await d.serving}/v1/read?offset=0`)).arrayBuffer()).toString();
+  t.true(body.includes('entry false') && body.includes('entry true'), body);
+  d.proc.kill('SIGINT');
+  t.is(await d.exited, 0);
+});
