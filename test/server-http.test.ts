@@ -171,16 +171,16 @@ test('every bad input gets a 4xx JSON error and the server keeps serving with da
 
   await expectError(getJson('/v1/nope'), 404, 'not_found');
   // A known path asked with the wrong method: 405, naming the methods it takes.
-  const wrongMethods: Array<[method: string, path: string, allow: string]> = [
-    ['GET', '/v1/append', 'POST'], ['POST', '/v1/read', 'GET'], ['GET', '/v1/trim', 'POST'],
-    ['DELETE', '/v1/end', 'GET'], ['POST', '/v1/status', 'GET'], ['POST', '/v1/tail', 'GET'],
-    ['GET', '/v1/upload/some-id', 'PUT'], ['POST', '/v1/fate/some-id', 'GET'],
+  const wrongMethods: Array<[method: string, path: string, allow: string[]]> = [
+    ['GET', '/v1/append', ['POST']], ['POST', '/v1/read', ['GET', 'HEAD']], ['GET', '/v1/trim', ['POST']],
+    ['DELETE', '/v1/end', ['GET', 'HEAD']], ['POST', '/v1/status', ['GET', 'HEAD']], ['POST', '/v1/tail', ['GET', 'HEAD']],
+    ['GET', '/v1/upload/some-id', ['PUT']], ['POST', '/v1/fate/some-id', ['GET', 'HEAD']],
   ];
   for (const [method, path, allow] of wrongMethods) {
     const r = await call(method, path);
     const e = await expectError(Promise.resolve(r), 405, 'method_not_allowed');
-    t.is(r.headers.allow, allow, `${method} ${path}`);
-    t.deepEqual(e.allow, [allow]);
+    t.is(r.headers.allow, allow.join(', '), `${method} ${path}`);
+    t.deepEqual(e.allow, allow);
   }
   await expectError(getJson('/v1/tail'), 400, 'bad_request'); // a WebSocket endpoint, asked without an upgrade
   await expectError(call('POST', '/v1/trim?before=x'), 400, 'bad_offset');
@@ -192,6 +192,50 @@ test('every bad input gets a 4xx JSON error and the server keeps serving with da
   const all = await get(`${n.url}/v1/read?offset=0`);
   const data = [...parseFrames(all.buf, 0)].filter((f) => f.kind === Kind.Data).map((f) => f.payload.toString());
   t.deepEqual(data, ['keep me', 'after errors']);
+});
+
+test('HEAD on a GET route answers as GET would, without the body (it was 405); on the rest, the same error status', async (t) => {
+  const n = await startNode(t);
+  const appended = await post(n.url, Buffer.from('head me'));
+  t.is(appended.status, 200);
+  const end = appended.json.end as number;
+  const compare = async (path: string, status: number, sameLength = true) => {
+    const g = await request(`${n.url}${path}`);
+    const getBody = Buffer.from(await g.body.arrayBuffer());
+    const h = await request(`${n.url}${path}`, { method: 'HEAD' });
+    const headBody = Buffer.from(await h.body.arrayBuffer());
+    t.is(h.statusCode, status, `HEAD ${path}`);
+    t.is(g.statusCode, status, `GET ${path}`);
+    t.is(headBody.length, 0, `HEAD ${path} has no body`);
+    if (sameLength) t.is(h.headers['content-length'], String(getBody.length), `HEAD ${path} says how long the GET body is`);
+    t.is(h.headers['content-type'], g.headers['content-type'], path);
+    return h.headers;
+  };
+  await compare('/v1/end', 200);
+  await compare('/v1/fate/some-id', 200);
+  const read = await compare(`/v1/read?offset=${appended.json.offset}`, 200);
+  t.is(read['x-loglog-next'], String(end));
+  t.is(read['x-loglog-commit'], String(end));
+  // At the commit end without a wait: answered at once, as a GET is (no long poll).
+  t.is((await compare(`/v1/read?offset=${end}`, 200))['x-loglog-next'], String(end));
+  // With a wait, a HEAD long-polls as a GET does, and is answered by the next commit.
+  const polled = request(`${n.url}/v1/read?offset=${end}&wait=30000`, { method: 'HEAD' });
+  const next = await post(n.url, Buffer.from('wakes the HEAD'));
+  const woken = await polled;
+  t.is(woken.statusCode, 200);
+  t.is(woken.headers['x-loglog-next'], String(next.json.end));
+  t.is((await woken.body.arrayBuffer()).byteLength, 0);
+  await compare('/v1/read?offset=x', 400);
+  await compare('/v1/read', 400);
+  await compare('/v1/tail', 400);
+  await compare('/v1/nope', 404, false); // the message names the method
+  // /v1/status changes between two requests (traffic counters): only its status and type.
+  const st = await request(`${n.url}/v1/status`, { method: 'HEAD' });
+  t.is(st.statusCode, 200);
+  t.is(st.headers['content-type'], 'application/json');
+  t.is((await st.body.arrayBuffer()).byteLength, 0);
+  // Still serving on the same connections, and nothing was appended by the HEADs.
+  t.is((await get(`${n.url}/v1/end`)).json().end, next.json.end);
 });
 
 test('trim deletes whole segments, reads below the start get 410, a trim past the commit end 416', async (t) => {

@@ -72,23 +72,28 @@ export function createApiServer(node: LogNode): ApiServer {
       return routes.get('GET /v1/fate')!(req, res, url);
     }],
   ]);
-  /** Every route at `path`, by method (read at each request: peers mount routes later). */
+  /** Every route at `path`, by method (read at each request: peers mount routes later). A GET route answers HEAD too. */
   const routesAt = (path: string): Map<string, RouteHandler> => {
     const found = new Map<string, RouteHandler>();
     for (const [key, handler] of [...routes, ...prefixed]) {
       const [method, at] = key.split(' ');
-      if (at === path || (prefixed.has(key) && path.startsWith(at))) found.set(method, handler);
+      if (at === path || (prefixed.has(key) && path.startsWith(at))) {
+        found.set(method, handler);
+        if (method === 'GET') found.set('HEAD', handler);
+      }
     }
     return found;
   };
 
   const server = createServer({ keepAliveTimeout: 65_000, requestTimeout: 0 }, (req, res) => {
     const url = new URL(req.url ?? '/', 'http://x');
+    // HEAD is answered as GET, headers and all: node:http leaves the body out.
+    const method = req.method === 'HEAD' ? 'GET' : req.method;
     // The exact lookup first: appends and reads should not pay for the scan.
-    let route = routes.get(`${req.method} ${url.pathname}`);
+    let route = routes.get(`${method} ${url.pathname}`);
     if (!route) {
       const at = routesAt(url.pathname);
-      route = at.get(req.method ?? '');
+      route = at.get(method ?? '');
       if (!route) {
         req.resume();
         // A known path asked with another method: say which methods it takes.
