@@ -238,6 +238,50 @@ test('HEAD on a GET route answers as GET would, without the body (it was 405); o
   t.is((await get(`${n.url}/v1/end`)).json().end, next.json.end);
 });
 
+/** Sends `head` (request line and headers) on a raw socket and reads the answer until the server closes it. */
+async function rawExchange(url: string, head: string): Promise<{ status: number; headers: Record<string, string>; body: string }> {
+  const sock = connect(Number(new URL(url).port), '127.0.0.1');
+  let text = '';
+  sock.setEncoding('utf8').on('data', (d: string) => { text += d; });
+  await new Promise<void>((res, rej) => { sock.once('close', () => res()); sock.once('error', rej); sock.write(`${head}\r\n`); });
+  const [top, body = ''] = text.split('\r\n\r\n');
+  const [statusLine = '', ...lines] = top.split('\r\n');
+  const headers = Object.fromEntries(lines.map((l) => [l.slice(0, l.indexOf(':')).toLowerCase(), l.slice(l.indexOf(':') + 1).trim()]));
+  return { status: Number(/^HTTP\/1\.1 (\d{3}) /.exec(statusLine)?.[1] ?? NaN), headers, body };
+}
+
+test('a WebSocket upgrade the server refuses gets an HTTP answer with the JSON error and Connection: close (an unknown path had its socket dropped)', async (t) => {
+  const n = await startNode(t);
+  const upgrade = (method: string, path: string, extra = 'Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n') =>
+    `${method} ${path} HTTP/1.1\r\nHost: loglog\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n${extra}`;
+  const refusals: Array<[request: string, status: number, code: string, message: RegExp]> = [
+    [upgrade('GET', '/nope'), 404, 'not_found', /^no route GET \/nope/],
+    [upgrade('GET', '/v1/tails?offset=0'), 404, 'not_found', /^no route GET \/v1\/tails/],
+    [upgrade('GET', '/v1/status'), 400, 'bad_request', /^\/v1\/status is not a WebSocket endpoint \(\/v1\/tail is\)/],
+    [upgrade('POST', '/v1/tail'), 405, 'method_not_allowed', /opens with GET, not POST/],
+    [upgrade('GET', '/v1/tail', 'Sec-WebSocket-Version: 13\r\n'), 400, 'bad_request', /^WebSocket handshake refused: .*Sec-WebSocket-Key/],
+  ];
+  for (const [req, status, code, message] of refusals) {
+    const what = req.split('\r\n')[0];
+    const r = await rawExchange(n.url, req);
+    t.is(r.status, status, `${what}: ${r.body}`);
+    t.is(r.headers.connection, 'close', what);
+    t.is(r.headers['content-type'], 'application/json', what);
+    t.is(Number(r.headers['content-length']), Buffer.byteLength(r.body), what);
+    const { error } = JSON.parse(r.body);
+    t.is(error.code, code, what);
+    t.regex(error.message, message, what);
+  }
+  // A WebSocket client learns the status too, and the server goes on serving tails and requests.
+  const ws = new WebSocket(`${n.url.replace('http', 'ws')}/v1/nope`);
+  const status = await new Promise<number>((res) => ws.once('unexpected-response', (_req, response) => { res(response.statusCode!); response.resume(); }));
+  t.is(status, 404);
+  ws.on('error', () => {});
+  t.is((await get(`${n.url}/v1/end`)).status, 200);
+  const tail = await tailError(n.url, 'abc');
+  t.is(tail.closeCode, 4400);
+});
+
 test('trim deletes whole segments, reads below the start get 410, a trim past the commit end 416', async (t) => {
   const n = await startNode(t, { args: ['--segment-bytes', '64KiB'] });
   const body = Buffer.alloc(10_000, 7);

@@ -8,7 +8,7 @@ import { handleAppend } from './append.ts';
 import { handleRead, readableRange } from './read.ts';
 import { serveTail } from './tail.ts';
 import { parseOffset, parseUploadId } from './params.ts';
-import { sendError, sendJson } from './respond.ts';
+import { sendError, sendJson, sendSocketError } from './respond.ts';
 
 /** Extra routes a cluster transport mounts (peer endpoints). */
 export type RouteHandler = (req: IncomingMessage, res: ServerResponse, url: URL) => Promise<void> | void;
@@ -85,6 +85,9 @@ export function createApiServer(node: LogNode): ApiServer {
     return found;
   };
 
+  /** The 404 of a path no route has. */
+  const noRoute = (method: string | undefined, path: string) => new LogError('not_found', `no route ${method} ${path}; see DESIGN.md "HTTP API"`);
+
   const server = createServer({ keepAliveTimeout: 65_000, requestTimeout: 0 }, (req, res) => {
     const url = new URL(req.url ?? '/', 'http://x');
     // HEAD is answered as GET, headers and all: node:http leaves the body out.
@@ -102,7 +105,7 @@ export function createApiServer(node: LogNode): ApiServer {
           const msg = `${req.method} is not allowed on ${url.pathname}: use ${allow.join(' or ')}`;
           sendError(res, new LogError('method_not_allowed', msg, { allow }), { allow: allow.join(', ') });
         } else {
-          sendError(res, new LogError('not_found', `no route ${req.method} ${url.pathname}; see DESIGN.md "HTTP API"`));
+          sendError(res, noRoute(req.method, url.pathname));
         }
         return;
       }
@@ -125,8 +128,24 @@ export function createApiServer(node: LogNode): ApiServer {
     const url = new URL(req.url ?? '/', 'http://x');
     const other = upgrades.get(url.pathname);
     if (other) { other(req, socket, head); return; }
-    if (url.pathname !== '/v1/tail') { socket.destroy(); return; }
+    // Every refusal is an HTTP answer with the JSON error (a dropped socket told the client
+    // nothing), and the connection closes.
+    if (url.pathname !== '/v1/tail') {
+      const plain = routesAt(url.pathname).size > 0;
+      sendSocketError(socket, plain
+        ? new LogError('bad_request', `${url.pathname} is not a WebSocket endpoint (/v1/tail is): send the request without "Upgrade"`)
+        : noRoute(req.method, url.pathname));
+      return;
+    }
+    if (req.method !== 'GET') {
+      sendSocketError(socket, new LogError('method_not_allowed', `a WebSocket on /v1/tail opens with GET, not ${req.method}`, { allow: ['GET'] }), { allow: 'GET' });
+      return;
+    }
     wss.handleUpgrade(req, socket, head, (ws) => void serveTail(node, ws, url));
+  });
+  // A malformed handshake (no Sec-WebSocket-Key, another version): ws would answer in text/html.
+  wss.on('wsClientError', (err, socket) => {
+    sendSocketError(socket, new LogError('bad_request', `WebSocket handshake refused: ${err.message}`));
   });
   server.on('clientError', (_err, socket) => { if (socket.writable) socket.end('HTTP/1.1 400 Bad Request\r\n\r\n'); });
 
