@@ -112,6 +112,21 @@ function checkCluster(c: NodeConfig): NodeConfig {
   return c;
 }
 
+/**
+ * What is accepted but likely wrong, a line each, for loglogd to print at start: this node's
+ * own URL in the peer list at another port than it listens on (peers dial that URL, and
+ * clients are told it). Not refused: a proxy or NAT may forward that port here. Only a
+ * fixed --listen port is compared (port 0 is picked at start).
+ */
+export function configWarnings(c: NodeConfig): string[] {
+  const self = c.peers.find((p) => p.id === c.id);
+  if (!self || c.port === 0) return [];
+  const u = new URL(self.url);
+  const port = u.port !== '' ? Number(u.port) : u.protocol === 'https:' ? 443 : 80;
+  if (port === c.port) return [];
+  return [`the peer list names this node (${c.id}) ${self.url}, port ${port}, but it listens on port ${c.port}: peers and clients will not reach it unless a proxy or NAT forwards port ${port} here; otherwise fix --peers or --listen`];
+}
+
 const KIB = 1024;
 const MIB = 1024 ** 2;
 const GIB = 1024 ** 3;

@@ -3,7 +3,7 @@ import { fstatSync } from 'node:fs';
 import { LogError } from '../spec/errors.ts';
 import { LogNode } from './log-node.ts';
 import { createApiServer } from './http/server.ts';
-import { DEFAULT_NODE_CONFIG, type NodeConfig } from './config.ts';
+import { DEFAULT_NODE_CONFIG, configWarnings, type NodeConfig } from './config.ts';
 import { mountCluster } from './cluster/mount.ts';
 import { probeListen, servingLine } from './daemon-argv.ts';
 
@@ -81,6 +81,7 @@ export async function runNode(config: NodeConfig, opts: { stopOnStdinClose?: boo
     // Under a service manager stdin is /dev/null: the node would stop as soon as it started.
     throw new Error('--stop-on-stdin-close needs stdin to be a pipe held by the supervisor; leave the flag out otherwise');
   }
+  for (const w of configWarnings(config)) say(`warning: ${w}`);
   let running: RunningNode | null = null;
   let stopping: Promise<void> | null = null;
   let fatal = false;

@@ -6,10 +6,11 @@ import { existsSync } from 'node:fs';
 import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { DEFAULT_SERVERS } from '../client/log-client.ts';
-import { DEFAULT_NODE_CONFIG, loadConfig, parseDaemonArgv } from '../server/config.ts';
+import { DEFAULT_NODE_CONFIG, configWarnings, loadConfig, parseDaemonArgv } from '../server/config.ts';
 import { loglogdArgv } from '../server/daemon-argv.ts';
 import { tryLine } from '../server/main.ts';
 import { FRAME_OVERHEAD } from '../spec/frame.ts';
+import { freePortRange } from '../client/cli/commands/dev.ts';
 import { spawnLoglogd, tempDir } from './helpers/node-process.ts';
 
 /** Runs loglogd to its exit; a run that has not exited after 10 s is killed (and fails). */
@@ -258,6 +259,31 @@ test('SIGHUP (a terminal closing) stops loglogd cleanly as SIGINT and SIGTERM do
   t.teardown(() => { d.proc.kill('SIGKILL'); });
   const body = Buffer.from(await (await fetch(`${await d.serving}/v1/read?offset=0`)).arrayBuffer()).toString();
   t.true(body.includes('entry false') && body.includes('entry true'), body);
+  d.proc.kill('SIGINT');
+  t.is(await d.exited, 0);
+});
+
+test('--peers naming this node at another port than --listen is a warning at start, not a refusal (a proxy may forward it)', async (t) => {
+  const env = { LOGLOG_CLUSTER_SECRET: 's' };
+  const warnings = (argv: string[]) => configWarnings(loadConfig(parseDaemonArgv(argv), env));
+  const peers = (self: string) => ['--id', 'n1', '--peers', `n1=${self},n2=http://127.0.0.1:7401`];
+  t.deepEqual(warnings([...peers('http://127.0.0.1:7400'), '--listen', '127.0.0.1:7400']), []);
+  t.deepEqual(warnings([...peers('http://node-1.example:7400'), '--listen', '0.0.0.0:7400']), [], 'only ports are compared: a host may have many names');
+  t.deepEqual(warnings([...peers('http://127.0.0.1:7999'), '--listen', '127.0.0.1:0']), [], 'port 0 is picked at start');
+  t.deepEqual(warnings(['--listen', '127.0.0.1:7400']), [], 'a cluster of one has no peer list');
+  t.deepEqual(warnings([...peers('https://lb.example'), '--listen', '127.0.0.1:443']), [], 'a URL without a port has its scheme\'s');
+  const [w, ...more] = warnings([...peers('http://127.0.0.1:7401'), '--listen', '127.0.0.1:7400']);
+  t.deepEqual(more, []);
+  t.regex(w, /^the peer list names this node \(n1\) http:\/\/127\.0\.0\.1:7401, port 7401, but it listens on port 7400: peers and clients will not reach it unless a proxy or NAT forwards port 7401 here/);
+
+  // The real daemon says so in one line on stderr, and starts.
+  const port = await freePortRange(1);
+  const d = spawnLoglogd(['--data', await tempDir(t, 'loglog-args-'), '--listen', `127.0.0.1:${port}`, '--id', 'n1', '--peers', `n1=http://127.0.0.1:${port + 1}`], { env: { ...process.env, ...env } });
+  t.teardown(() => { d.proc.kill('SIGKILL'); });
+  await d.serving;
+  const lines = d.stderr().split('\n').filter((l) => l.includes('warning'));
+  t.is(lines.length, 1, d.stderr());
+  t.is(lines[0], `loglogd: warning: the peer list names this node (n1) http://127.0.0.1:${port + 1}, port ${port + 1}, but it listens on port ${port}: peers and clients will not reach it unless a proxy or NAT forwards port ${port + 1} here; otherwise fix --peers or --listen`);
   d.proc.kill('SIGINT');
   t.is(await d.exited, 0);
 });
