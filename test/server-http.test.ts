@@ -282,6 +282,63 @@ test('a WebSocket upgrade the server refuses gets an HTTP answer with the JSON e
   t.is(tail.closeCode, 4400);
 });
 
+test('an empty query value is a 400 on every route, naming the parameter and what it takes (some were read as absent)', async (t) => {
+  const n = await startNode(t);
+  const first = await post(n.url, Buffer.from('x'));
+  const range = { start: 0, end: first.json.end };
+  const call = async (method: string, path: string) => {
+    const r = await request(`${n.url}${path}`, { method, body: method === 'POST' ? 'x' : undefined });
+    return { status: r.statusCode, json: (await r.body.json()) as any };
+  };
+  const offsetTakes = 'it takes a byte offset in decimal digits, from 0 to 2^53-1 (e.g. 0)';
+  const cases: Array<[method: string, path: string, code: string, message: string]> = [
+    ['GET', '/v1/read?offset=', 'bad_offset', `offset is empty: ${offsetTakes}`],
+    ['GET', '/v1/read?offset=0&limit=', 'bad_request', 'limit is empty: it takes a non-negative whole number of bytes (default 1048576), or leave it out for its default'],
+    ['GET', '/v1/read?offset=0&wait=', 'bad_request', 'wait is empty: it takes a non-negative whole number of milliseconds (default 0), or leave it out for its default'],
+    ['GET', '/v1/read?offset=0&wait', 'bad_request', 'wait is empty: it takes a non-negative whole number of milliseconds (default 0), or leave it out for its default'],
+    ['GET', '/v1/read?offset=0&minCommit=', 'bad_offset', `minCommit is empty: ${offsetTakes}, or leave it out for its default`],
+    ['POST', '/v1/trim?before=', 'bad_offset', `before is empty: ${offsetTakes}`],
+    ['GET', '/v1/fate/some-id?after=', 'bad_offset', `after is empty: ${offsetTakes}, or leave it out for its default`],
+    ['GET', '/v1/end?linearizable=', 'bad_request', 'linearizable is empty: it takes 1 or true, 0 or false, or leave it out for its default'],
+    ['GET', '/v1/end?linearizable', 'bad_request', 'linearizable is empty: it takes 1 or true, 0 or false, or leave it out for its default'],
+    ['POST', '/v1/append?acks=', 'bad_request', 'acks is empty: it takes leader, quorum or all (default quorum), or leave it out for its default'],
+  ];
+  for (const [method, path, code, message] of cases) {
+    const r = await call(method, path);
+    t.is(r.status, 400, `${method} ${path}: ${JSON.stringify(r.json)}`);
+    t.is(r.json.error.code, code, `${method} ${path}`);
+    t.is(r.json.error.message, message, `${method} ${path}`);
+    if (code === 'bad_offset' && !path.startsWith('/v1/fate')) t.like(r.json.error, range, `${method} ${path}: the readable range`);
+  }
+  // A yes/no parameter takes yes or no, nothing else (linearizable=yes was read as no).
+  const yes = await call('GET', '/v1/end?linearizable=yes');
+  t.is(yes.status, 400);
+  t.is(yes.json.error.message, 'linearizable takes 1 or true, 0 or false, got "yes"');
+  t.like((await call('GET', '/v1/end?linearizable=false')).json, { end: range.end });
+  t.like((await call('GET', '/v1/end?linearizable=1')).json, { end: range.end, linearizable: true });
+
+  // The tail refuses an empty offset the same way (it followed from the commit end, as without one).
+  const ws = new WebSocket(`${n.url.replace('http', 'ws')}/v1/tail?offset=`, { perMessageDeflate: false });
+  const outcome = new Promise<{ closeCode?: number; error?: any; frames?: boolean }>((res) => {
+    let error: any = null;
+    ws.on('message', (data, isBinary) => { if (isBinary) res({ frames: true }); else error = JSON.parse(String(data)).error; });
+    ws.once('close', (closeCode) => res({ closeCode, error }));
+  });
+  // Were the tail open, this entry would reach it.
+  const opened = new Promise<unknown>((res) => {
+    ws.once('open', () => res(post(n.url, Buffer.from('y'))));
+    ws.once('close', () => res(null));
+  });
+  const tail = await outcome;
+  ws.terminate();
+  await opened;
+  t.is(tail.closeCode, 4400, JSON.stringify(tail));
+  t.like(tail.error, { code: 'bad_offset', message: `offset is empty: ${offsetTakes}, or leave it out for its default`, ...range });
+  // Nothing was appended by the refused append (x and y are the test's own).
+  const read = await get(`${n.url}/v1/read?offset=0`);
+  t.deepEqual([...parseFrames(read.buf, 0)].filter((f) => f.kind === Kind.Data).map((f) => f.payload.toString()), ['x', 'y']);
+});
+
 test('trim deletes whole segments, reads below the start get 410, a trim past the commit end 416', async (t) => {
   const n = await startNode(t, { args: ['--segment-bytes', '64KiB'] });
   const body = Buffer.alloc(10_000, 7);

@@ -1,4 +1,7 @@
-/** Strict parsing of query parameters: offsets and counts are decimal digit strings, nothing else. */
+/**
+ * Strict parsing of query parameters: offsets and counts are decimal digit strings, nothing
+ * else, and an empty value is refused for every parameter (see emptyValue).
+ */
 import { LogError, type ErrorDetails } from '../../spec/errors.ts';
 
 /** A non-negative integer below 2^53 from a decimal string; null if `raw` is anything else. */
@@ -9,11 +12,28 @@ function wholeNumber(raw: string): number | null {
 }
 
 /**
+ * A parameter given with an empty value (`?p=`, or a bare `?p`). That is an error for every
+ * parameter, required or optional: an empty value is most likely a client's unset variable,
+ * and read as absent it would change what the request does (a tail from the end rather than
+ * from the offset meant). Its code is the one the parameter's other bad values get.
+ */
+function emptyValue(name: string, takes: string, optional: boolean, code: 'bad_offset' | 'bad_request', details: ErrorDetails = {}): LogError {
+  return new LogError(code, `${name} is empty: it takes ${takes}${optional ? ', or leave it out for its default' : ''}`, details);
+}
+
+const OFFSET_TAKES = 'a byte offset in decimal digits, from 0 to 2^53-1 (e.g. 0)';
+
+/**
  * A byte offset, or a 400 `bad_offset` that names the parameter. `range` (the log's start and
  * commit end) goes into the error, so a client that sent a bad offset learns the valid ones.
+ * Absent (`raw` null), it is `fallback` if there is one (an optional parameter), else an error.
  */
-export function parseOffset(name: string, raw: string | null, range: ErrorDetails = {}): number {
-  if (raw === null || raw === '') throw new LogError('bad_offset', `missing ${name}: pass ${name}=<byte offset>, e.g. ${name}=0`, range);
+export function parseOffset(name: string, raw: string | null, range: ErrorDetails = {}, fallback?: number): number {
+  if (raw === null) {
+    if (fallback !== undefined) return fallback;
+    throw new LogError('bad_offset', `missing ${name}: pass ${name}=<byte offset>, e.g. ${name}=0`, range);
+  }
+  if (raw === '') throw emptyValue(name, OFFSET_TAKES, fallback !== undefined, 'bad_offset', range);
   const n = wholeNumber(raw);
   if (n === null) throw new LogError('bad_offset', `${name} must be a whole number of bytes from 0 to 2^53-1, got "${raw}"`, range);
   return n;
@@ -31,15 +51,26 @@ export function parseAfter(raw: string | string[] | undefined): number | undefin
 
 /** A count such as a byte limit or a wait in milliseconds; `fallback` when absent, else a 400 `bad_request`. */
 export function parseCount(name: string, raw: string | null, fallback: number, unit: string): number {
-  if (raw === null || raw === '') return fallback;
+  if (raw === null) return fallback;
+  if (raw === '') throw emptyValue(name, `a non-negative whole number of ${unit} (default ${fallback})`, true, 'bad_request');
   const n = wholeNumber(raw);
   if (n === null) throw new LogError('bad_request', `${name} must be a non-negative whole number of ${unit}, got "${raw}"`);
   return n;
 }
 
+/** A yes/no parameter such as `linearizable`: `1`/`true` or `0`/`false`; false when absent. */
+export function parseFlag(name: string, raw: string | null): boolean {
+  if (raw === null) return false;
+  if (raw === '1' || raw === 'true') return true;
+  if (raw === '0' || raw === 'false') return false;
+  if (raw === '') throw emptyValue(name, '1 or true, 0 or false', true, 'bad_request');
+  throw new LogError('bad_request', `${name} takes 1 or true, 0 or false, got "${raw}"`);
+}
+
 export function parseAcks(raw: string | null | undefined): 'leader' | 'quorum' | 'all' {
-  if (raw === undefined || raw === null || raw === '') return 'quorum';
+  if (raw === undefined || raw === null) return 'quorum';
   if (raw === 'leader' || raw === 'quorum' || raw === 'all') return raw;
+  if (raw === '') throw emptyValue('acks', 'leader, quorum or all (default quorum)', true, 'bad_request');
   throw new LogError('bad_request', `acks must be leader, quorum or all, got "${raw}"`);
 }
 

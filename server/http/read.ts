@@ -40,12 +40,12 @@ async function read(node: LogNode, res: ServerResponse, url: URL, stop: AbortSig
   const offset = parseOffset('offset', q.get('offset'), range);
   const limit = Math.min(parseCount('limit', q.get('limit'), DEFAULT_LIMIT, 'bytes'), MAX_LIMIT);
   const wait = Math.min(parseCount('wait', q.get('wait'), 0, 'milliseconds'), MAX_WAIT_MS);
-  const minCommit = q.has('minCommit') ? parseOffset('minCommit', q.get('minCommit'), range) : null;
+  const minCommit = parseOffset('minCommit', q.get('minCommit'), range, 0);
 
   const closed = new AbortController();
   res.on('close', () => closed.abort());
   // Read-your-writes on a follower: wait until this replica has committed what the client saw.
-  if (minCommit !== null && minCommit > 0 && !(await waitReadable(node, minCommit - 1, Math.max(wait, 1), closed.signal, stop))) {
+  if (minCommit > 0 && !(await waitReadable(node, minCommit - 1, Math.max(wait, 1), closed.signal, stop))) {
     throw new LogError('timeout', `this replica has not yet committed up to ${minCommit}; retry, or read from another replica`, { end: node.readableEnd() });
   }
   const { end } = checkReadable(node, offset);

@@ -7,7 +7,7 @@ import type { LogNode } from '../log-node.ts';
 import { handleAppend } from './append.ts';
 import { handleRead, readableRange } from './read.ts';
 import { serveTail } from './tail.ts';
-import { parseOffset, parseUploadId } from './params.ts';
+import { parseFlag, parseOffset, parseUploadId } from './params.ts';
 import { sendError, sendJson, sendSocketError } from './respond.ts';
 
 /** Extra routes a cluster transport mounts (peer endpoints). */
@@ -34,7 +34,7 @@ export function createApiServer(node: LogNode): ApiServer {
   routes.set('POST /v1/append', (req, res, url) => handleAppend(node, req, res, url));
   routes.set('GET /v1/read', (req, res, url) => handleRead(node, req, res, url, stopping.signal));
   routes.set('GET /v1/end', async (_req, res, url) => {
-    if (url.searchParams.get('linearizable') === '1' || url.searchParams.get('linearizable') === 'true') {
+    if (parseFlag('linearizable', url.searchParams.get('linearizable'))) {
       const r = await node.readIndex();
       const err = node.replyError(r);
       if (err) throw err;
@@ -52,7 +52,7 @@ export function createApiServer(node: LogNode): ApiServer {
   routes.set('GET /v1/fate', async (_req, res, url) => {
     const id = parseUploadId(url.searchParams.get('id') ?? undefined);
     if (id === null) throw new LogError('bad_request', 'pass id=<upload id>');
-    const after = url.searchParams.has('after') ? parseOffset('after', url.searchParams.get('after')) : 0;
+    const after = parseOffset('after', url.searchParams.get('after'), {}, 0);
     const r = await node.fate(id, after);
     const err = node.replyError(r);
     if (err) throw err;

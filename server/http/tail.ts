@@ -16,10 +16,9 @@ export async function serveTail(node: LogNode, ws: WebSocket, url: URL): Promise
   ws.on('close', () => closed.abort());
   ws.on('error', () => closed.abort());
   try {
-    const raw = url.searchParams.get('offset');
     const range = readableRange(node);
     // No offset: follow only what commits from now on, as `tail -f` does.
-    let offset = raw ? parseOffset('offset', raw, range) : range.end;
+    let offset = parseOffset('offset', url.searchParams.get('offset'), range, range.end);
     checkReadable(node, offset);
     while (!closed.signal.aborted) {
       if (offset >= node.readableEnd()) {
