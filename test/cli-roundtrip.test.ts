@@ -212,4 +212,15 @@ test('loglog trim says why the log start stays short of --before: only whole seg
   // Up to a segment boundary: the start is where it was asked to be, nothing to explain.
   const exact = await trim(start);
   t.deepEqual([exact.code, exact.out, exact.err], [0, `${start}\n`, '']);
+
+  // Up to the commit end: every sealed segment goes; the one being written holds nothing at or
+  // past the end, and is kept all the same (it was said to "reach past" the end).
+  const end = await client.end();
+  const all = await trim(end);
+  t.is(all.code, 0, all.err);
+  const active = Number(all.out);
+  t.true(active > start && active < end, all.out);
+  t.is(all.err, `loglog: deleted the segments below ${active} (the log started at ${start}); only whole segments are deleted, and the segment from ${active} is the one being written, which is kept until it is full (segments are loglogd's --segment-bytes long, 64MiB by default)\n`);
+  const again = await trim(end);
+  t.is(again.err, `loglog: nothing was deleted: the log still starts at ${active}; only whole segments are deleted, and the segment from ${active} is the one being written, which is kept until it is full (segments are loglogd's --segment-bytes long, 64MiB by default)\n`);
 });

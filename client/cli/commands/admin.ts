@@ -3,6 +3,7 @@
  */
 import type { CAC } from 'cac';
 import { LogError } from '../../../spec/errors.ts';
+import type { LogClient } from '../../log-client.ts';
 import type { ServerStatus } from '../../types.ts';
 import { normalizeServer } from '../../http.ts';
 import { UsageError } from '../args.ts';
@@ -96,11 +97,29 @@ async function runTrim(ctx: CliContext): Promise<void> {
   await ctx.out.flush();
   // A start short of --before is no failure, but a bare number left the user guessing why.
   if (start < before) {
-    const why = `only whole segments are deleted, and the segment from ${start} reaches past ${before} (segments are loglogd's --segment-bytes long, 64MiB by default)`;
+    const why = `only whole segments are deleted, and ${await keptSegment(ctx, client, start, before)} (segments are loglogd's --segment-bytes long, 64MiB by default)`;
     ctx.note(start > was
       ? `loglog: deleted the segments below ${start} (the log started at ${was}); ${why}`
       : `loglog: nothing was deleted: the log still starts at ${start}; ${why}`);
   }
+}
+
+/**
+ * Why the segment from `start` outlived a trim below `before`: it holds `before` (sealed, it
+ * reaches past it), or it is the segment being written, which a trim never deletes, even when
+ * all of it lies below `before` (a trim up to the commit end). The leader's status tells which.
+ */
+async function keptSegment(ctx: CliContext, client: LogClient, start: number, before: number): Promise<string> {
+  let active: boolean | null = null;
+  try {
+    const st = await client.status({ server: client.leader, signal: ctx.signal });
+    active = st.start === start ? st.segments === 1 : null;
+  } catch (e) {
+    if (e instanceof LogError && e.code === 'aborted') throw e;
+  }
+  const sealed = `the segment from ${start} reaches past ${before}`;
+  const writing = `the segment from ${start} is the one being written, which is kept until it is full`;
+  return active === null ? `${sealed}, or is the one being written (kept until it is full)` : active ? writing : sealed;
 }
 
 export function register(cli: CAC, ctx: CliContext): void {
@@ -123,7 +142,7 @@ export function register(cli: CAC, ctx: CliContext): void {
   cli
     .command('trim', 'Delete whole segments below an offset; prints the new log start (and on stderr why it is short of the offset)')
     .option(...SERVER_OPTION)
-    .option('--before <offset>', 'Delete segments entirely below this offset (required)')
+    .option('--before <offset>', 'Delete segments entirely below this offset, except the one being written (required)')
     .example('loglog trim --before 1073741824')
     .action(() => runTrim(ctx));
 }
