@@ -68,6 +68,15 @@ export function whenServing(proc: ChildProcess, opts: { name?: string; onStderr?
   return { serving, stderr: () => err };
 }
 
+/**
+ * The CLI commands start-up hints suggest (loglogd's, `loglog dev`'s), with `server` (` --server
+ * URL[,URL...]`, or '' for the CLI's default servers) appended. The read starts at the log's
+ * start, not at 0: after a trim, offset 0 is gone and `--from 0` fails with `trimmed`.
+ */
+export function hintCommands(server: string): { append: string; read: string } {
+  return { append: `npx loglog append${server}`, read: `npx loglog read --from start${server}` };
+}
+
 /** The loglogd flag that makes it stop cleanly when its stdin closes. */
 export const STOP_ON_STDIN_CLOSE = '--stop-on-stdin-close';
 

@@ -5,7 +5,7 @@ import { LogNode } from './log-node.ts';
 import { createApiServer } from './http/server.ts';
 import { DEFAULT_NODE_CONFIG, configWarnings, type NodeConfig } from './config.ts';
 import { mountCluster } from './cluster/mount.ts';
-import { probeListen, servingLine } from './daemon-argv.ts';
+import { hintCommands, probeListen, servingLine } from './daemon-argv.ts';
 
 export interface RunningNode {
   node: LogNode;
@@ -133,8 +133,8 @@ export async function runNode(config: NodeConfig, opts: { stopOnStdinClose?: boo
  * anywhere else is named with --server.
  */
 export function tryLine(url: string): string {
-  const server = url === `http://${DEFAULT_NODE_CONFIG.host}:${DEFAULT_NODE_CONFIG.port}` ? '' : ` --server ${url}`;
-  return `try:  echo hello | npx loglog append${server}   then   npx loglog read --from 0${server}   (Ctrl-C stops)`;
+  const { append, read } = hintCommands(url === `http://${DEFAULT_NODE_CONFIG.host}:${DEFAULT_NODE_CONFIG.port}` ? '' : ` --server ${url}`);
+  return `try:  echo hello | ${append}   then   ${read}   (Ctrl-C stops)`;
 }
 
 /** Whether fd 0 is a pipe or a socket (what a supervisor holds the other end of). */

@@ -41,6 +41,7 @@ test('loglog dev --nodes 3: leader printed, CLI appends and reads through the cl
   for (const m of up[3].matchAll(/pid (\d+)/g)) pids.push(Number(m[1]));
   t.is(pids.length, 3, up[0]);
   t.regex(dev.err(), new RegExp(`--server ${servers.join(',')}`), 'the usage hints name the cluster');
+  t.regex(dev.err(), new RegExp(`^ {2}npx loglog read --from start --server ${servers.join(',')}$`, 'm'), 'the read hint starts at the log start (0 may be trimmed)');
   const secret = await stat(join(data, 'cluster-secret'));
   t.is(secret.mode & 0o777, 0o600);
   t.regex(await readFile(join(data, 'cluster-secret'), 'utf8'), /^[0-9a-f]{64}\n$/);

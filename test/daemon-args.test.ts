@@ -12,6 +12,7 @@ import { tryLine } from '../server/main.ts';
 import { FRAME_OVERHEAD } from '../spec/frame.ts';
 import { freePortRange } from '../client/cli/commands/dev.ts';
 import { spawnLoglogd, tempDir } from './helpers/node-process.ts';
+import { runCli } from './helpers/cli.ts';
 
 /** Runs loglogd to its exit; a run that has not exited after 10 s is killed (and fails). */
 function runLoglogd(args: readonly string[]): Promise<{ code: number | null; stderr: string }> {
@@ -195,12 +196,12 @@ test('entry sizes and deadlines are bounded, and the message says the range', (t
 
 test('the start-up hint names the node with --server unless it is on the CLI\'s default address', (t) => {
   t.is(DEFAULT_SERVERS[0], `http://${DEFAULT_NODE_CONFIG.host}:${DEFAULT_NODE_CONFIG.port}`, 'the CLI tries the daemon\'s default address first');
-  t.is(tryLine(DEFAULT_SERVERS[0]), 'try:  echo hello | npx loglog append   then   npx loglog read --from 0   (Ctrl-C stops)');
-  t.is(tryLine('http://[::1]:7400'), 'try:  echo hello | npx loglog append --server http://[::1]:7400   then   npx loglog read --from 0 --server http://[::1]:7400   (Ctrl-C stops)');
+  t.is(tryLine(DEFAULT_SERVERS[0]), 'try:  echo hello | npx loglog append   then   npx loglog read --from start   (Ctrl-C stops)');
+  t.is(tryLine('http://[::1]:7400'), 'try:  echo hello | npx loglog append --server http://[::1]:7400   then   npx loglog read --from start --server http://[::1]:7400   (Ctrl-C stops)');
 });
 
-test('loglogd on another port prints a hint whose commands go to it', async (t) => {
-  const d = spawnLoglogd(['--data', await tempDir(t, 'loglog-args-'), '--listen', '127.0.0.1:0']);
+test('loglogd on another port prints a hint whose commands go to it, and work after a trim (--from 0 failed: trimmed)', async (t) => {
+  const d = spawnLoglogd(['--data', await tempDir(t, 'loglog-args-'), '--listen', '127.0.0.1:0', '--segment-bytes', '4KiB']);
   t.teardown(() => { d.proc.kill('SIGKILL'); });
   const url = await d.serving;
   const hint = await new Promise<string>((res) => {
@@ -208,8 +209,19 @@ test('loglogd on another port prints a hint whose commands go to it', async (t) 
     d.proc.stderr!.on('data', check);
     check();
   });
-  t.true(hint.includes(`npx loglog append --server ${url} `), hint);
-  t.true(hint.includes(`npx loglog read --from 0 --server ${url} `), hint);
+  const m = /^loglogd: try: {2}echo hello \| npx loglog (append --server \S+) {3}then {3}npx loglog (read .*--server \S+) {3}\(Ctrl-C stops\)$/.exec(hint);
+  t.truthy(m, hint);
+  const [append, read] = [m![1].split(' '), m![2].split(' ')];
+  t.deepEqual(append, ['append', '--server', url]);
+  // Records past a segment of 4 KiB, then a trim of that segment: offset 0 is gone.
+  const records = Array.from({ length: 100 }, (_, i) => `record ${i} ${'x'.repeat(100)}`);
+  t.is((await runCli(append, { stdin: `${records.join('\n')}\n` })).code, 0);
+  t.is((await runCli(['append', '--server', url, '--raw'], { stdin: 'last' })).code, 0);
+  const trimmed = await runCli(['trim', '--server', url, '--before', (await runCli(['end', '--server', url])).out.trim()]);
+  t.true(Number(trimmed.out) > 0, trimmed.out + trimmed.err);
+  const r = await runCli(read);
+  t.is(r.code, 0, `${read.join(' ')}: ${r.err}`);
+  t.true(r.out.endsWith('last\n'), r.out);
   d.proc.kill('SIGINT');
   t.is(await d.exited, 0);
 });

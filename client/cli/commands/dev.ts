@@ -16,7 +16,7 @@ import { mkdirSync, readFileSync, writeFileSync, existsSync, statSync, chmodSync
 import { join, resolve } from 'node:path';
 import { createInterface } from 'node:readline';
 import { createServer } from 'node:net';
-import { probeListen, servingUrl, spawnLoglogdChild } from '../../../server/daemon-argv.ts';
+import { hintCommands, probeListen, servingUrl, spawnLoglogdChild } from '../../../server/daemon-argv.ts';
 import type { CAC } from 'cac';
 import { request } from 'undici';
 import { LogError } from '../../../spec/errors.ts';
@@ -294,13 +294,14 @@ async function runDev(ctx: CliContext, o: Record<string, unknown>): Promise<void
   const urls = cluster.nodes.map((x) => x.url);
   const isDefault = urls.length === DEFAULT_SERVERS.length && urls.every((u, i) => u === DEFAULT_SERVERS[i]);
   const server = isDefault ? '' : ` --server ${urls.join(',')}`;
+  const hint = hintCommands(server);
   const lines = [
     `${n} node${n === 1 ? '' : 's'} up; leader ${leader.id} at ${leader.url}`,
     ...cluster.nodes.map((x) => `  ${x.id.padEnd(width)}  ${x.url}  ${(x === leader ? 'leader' : 'follower').padEnd(8)}  pid ${x.proc.pid}  data ${x.dataDir}`),
     `  cluster secret in ${cluster.secretFile}`,
     'try, in another terminal:',
-    `  seq 1 5 | npx loglog append${server}`,
-    `  npx loglog read --from 0${server}`,
+    `  seq 1 5 | ${hint.append}`,
+    `  ${hint.read}`,
     `  npx loglog status${server}`,
     ...(isDefault ? [] : [`  (or export LOGLOG_SERVERS=${urls.join(',')})`]),
     `node logs below show ${verbose ? 'everything' : 'warnings and role changes (--verbose: everything)'}; Ctrl-C stops every node`,
