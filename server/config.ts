@@ -20,6 +20,12 @@ export interface NodeConfig {
   peers: PeerAddress[];
   /** Shared secret peers authenticate each other with (HMAC-SHA256). */
   clusterSecret: string | null;
+  /**
+   * The cluster's name (default `loglog`): stamped in the data directory at its first
+   * start, and checked on every peer connection. Give each cluster its own, so that a data
+   * directory or a peer of another one is refused.
+   */
+  clusterName: string;
   segmentBytes: number;
   maxEntryBytes: number;
   bodyDeadlineMs: number;
@@ -43,6 +49,7 @@ export const DEFAULT_NODE_CONFIG: NodeConfig = {
   port: 7400,
   peers: [],
   clusterSecret: null,
+  clusterName: 'loglog',
   segmentBytes: DEFAULT_SEGMENT_BYTES,
   maxEntryBytes: DEFAULT_CONFIG.maxEntryBytes,
   bodyDeadlineMs: DEFAULT_CONFIG.bodyDeadlineMs,
@@ -170,6 +177,13 @@ function text(v: unknown, name: string): string {
   return v;
 }
 
+/** A cluster name: what a node id or upload id may hold, 1-64 characters. */
+function clusterName(v: unknown, name: string): string {
+  const s = text(v, name);
+  if (!/^[A-Za-z0-9_.:-]{1,64}$/.test(s)) throw new LogError('bad_request', `${name} takes 1-64 characters of A-Z a-z 0-9 _ . : -, got ${JSON.stringify(s)}`);
+  return s;
+}
+
 function peerObject(v: unknown, name: string): PeerAddress[] {
   if (!isObject(v)) throw new LogError('bad_request', `${name} must be "ID=URL,..." or an object of ID: URL, got ${JSON.stringify(v)}`);
   return Object.entries(v).map(([id, url]) => ({ id, url: peerUrl(text(url, `the URL of peer ${id} in ${name}`), `${name} ${id}`) }));
@@ -182,6 +196,7 @@ export interface ConfigFile {
   listen?: string;
   peers?: string | Record<string, string>;
   clusterSecret?: string;
+  clusterName?: string;
   segmentBytes?: string | number;
   maxEntryBytes?: string | number;
   bodyDeadline?: string | number;
@@ -203,6 +218,7 @@ const SETTINGS: Record<SettingKey, (c: NodeConfig, v: unknown, name: string) => 
   listen: (c, v, name) => { Object.assign(c, parseListen(text(v, name), name)); },
   peers: (c, v, name) => { c.peers = typeof v === 'string' ? parsePeers(v, name) : peerObject(v, name); },
   clusterSecret: (c, v, name) => { c.clusterSecret = text(v, name); },
+  clusterName: (c, v, name) => { c.clusterName = clusterName(v, name); },
   // The storage cannot go past a u32 of frame starts within a segment.
   segmentBytes: (c, v, name) => { c.segmentBytes = within(parseBytes(v, name), name, v, 4 * KIB, 0xffff_ffff, 'from 4KiB to 4294967295 bytes (4GiB - 1)'); },
   // A frame stores its payload length as a u32, and recovery reads a segment (one such frame
@@ -273,6 +289,7 @@ export const DAEMON_FLAGS: readonly DaemonFlag[] = [
   { name: 'id', value: 'id', key: 'id', help: 'This node\'s id in the cluster' },
   { name: 'peers', value: 'list', key: 'peers', help: 'Every member as ID=URL, comma separated, this node included' },
   { name: 'cluster-secret', value: 'secret', key: 'clusterSecret', help: 'Shared secret peers authenticate each other with (or LOGLOG_CLUSTER_SECRET)' },
+  { name: 'cluster-name', value: 'name', key: 'clusterName', help: `The cluster's name, stamped in the data directory at its first start and checked by peers: a directory or peer of another cluster is refused (default: ${DEFAULT_NODE_CONFIG.clusterName})` },
   { name: 'segment-bytes', value: 'size', key: 'segmentBytes', help: 'Segment file size, e.g. 64MiB' },
   { name: 'max-entry-bytes', value: 'size', key: 'maxEntryBytes', help: 'Largest entry accepted, e.g. 16MiB' },
   { name: 'body-deadline', value: 'duration', key: 'bodyDeadline', help: 'Abort an append whose body is not complete after this, e.g. 10s' },

@@ -19,6 +19,7 @@ import { FatesFile, loadFatesFrom, raiseFatesFromSync, saveFatesFromSync } from 
 import { loadTrimPoint, saveTrimPointSync } from './storage/trim-point.ts';
 import { DirLock } from './storage/dir-lock.ts';
 import { makeDirSync } from './storage/fs-util.ts';
+import { claimIdentitySync } from './storage/identity-file.ts';
 
 /** What the node needs from the cluster transport (none for a cluster of one). */
 export interface PeerTransport {
@@ -105,6 +106,7 @@ export class LogNode extends EventEmitter {
   }
 
   private static async openLocked(config: NodeConfig, lock: DirLock): Promise<LogNode> {
+    claimIdentitySync(config.dataDir, { cluster: config.clusterName, node: config.id });
     // Asked before the fates file opens: dropping its oldest records there writes the file.
     const hadFatesFrom = loadFatesFrom(config.dataDir) !== null;
     const fates = FatesFile.open(config.dataDir);
@@ -532,7 +534,7 @@ export class LogNode extends EventEmitter {
   status(): Record<string, unknown> {
     const r = this.replica;
     return {
-      id: this.config.id, role: r.role, term: r.term, leader: r.leader,
+      id: this.config.id, cluster: this.config.clusterName, role: r.role, term: r.term, leader: r.leader,
       start: this.log.start, trimPoint: r.trimPoint, end: r.end, commit: r.commitEnd, readable: this.readableEnd(), durable: r.durableEnd,
       segments: this.log.segmentCount, bytes: this.log.bytes,
       maxEntryBytes: this.config.maxEntryBytes,

@@ -2,7 +2,7 @@ import test from 'ava';
 import { createServer } from 'node:net';
 import type { AddressInfo } from 'node:net';
 import { spawn } from 'node:child_process';
-import { existsSync } from 'node:fs';
+import { existsSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { DEFAULT_SERVERS } from '../client/log-client.ts';
@@ -147,7 +147,7 @@ test('a bad value in a config file is reported against its key and the file', as
 
 test('an unknown key in a config file is an error naming the key and the file', async (t) => {
   const bogus = await configFile(t, { bogusKey: 1 });
-  t.throws(() => loadConfig(parseDaemonArgv(['--config', bogus])), { message: `config file ${bogus}: unknown key "bogusKey"; the keys are id, data, listen, peers, clusterSecret, segmentBytes, maxEntryBytes, bodyDeadline, electionTimeout, heartbeat, uploadDeadline, allAckTimeout, retention.maxAge, retention.maxBytes` });
+  t.throws(() => loadConfig(parseDaemonArgv(['--config', bogus])), { message: `config file ${bogus}: unknown key "bogusKey"; the keys are id, data, listen, peers, clusterSecret, clusterName, segmentBytes, maxEntryBytes, bodyDeadline, electionTimeout, heartbeat, uploadDeadline, allAckTimeout, retention.maxAge, retention.maxBytes` });
   const typo = await configFile(t, { segmentByte: '64MiB' });
   t.throws(() => loadConfig(parseDaemonArgv(['--config', typo])), { message: `config file ${typo}: unknown key "segmentByte"; did you mean "segmentBytes"?` });
   const nested = await configFile(t, { retention: { maxage: '7d' } });
@@ -298,4 +298,46 @@ test('--peers naming this node at another port than --listen is a warning at sta
   t.is(lines[0], `loglogd: warning: the peer list names this node (n1) http://127.0.0.1:${port + 1}, port ${port + 1}, but it listens on port ${port}: peers and clients will not reach it unless a proxy or NAT forwards port ${port + 1} here; otherwise fix --peers or --listen`);
   d.proc.kill('SIGINT');
   t.is(await d.exited, 0);
+});
+
+test('a data directory is stamped with its node and cluster at the first start; started as another node or cluster it is refused in one line, untouched', async (t) => {
+  const dir = join(await tempDir(t, 'loglog-args-'), 'data');
+  const first = spawnLoglogd(['--data', dir, '--listen', '127.0.0.1:0', '--cluster-name', 'orders']);
+  t.teardown(() => { first.proc.kill('SIGKILL'); });
+  await first.serving;
+  first.proc.kill('SIGINT');
+  t.is(await first.exited, 0);
+  const stamp = readFileSync(join(dir, 'identity'), 'utf8');
+  t.deepEqual(JSON.parse(stamp), { cluster: 'orders', node: 'n1' });
+  const hard = readFileSync(join(dir, 'hardstate'), 'utf8');
+  const refused = async (args: string[], what: string) => {
+    const { code, stderr } = await runLoglogd(['--data', dir, '--listen', '127.0.0.1:0', ...args]);
+    t.is(code, 1, stderr);
+    t.is(stderr, `loglogd: the data directory ${dir} belongs to ${what}: start it with --id n1 --cluster-name orders, or give this node an empty --data directory (it then copies the log from its peers)\n`);
+  };
+  await refused(['--id', 'n2', '--cluster-name', 'orders'], 'node n1, not n2');
+  await refused([], 'node n1 of cluster "orders", not node n1 of cluster "loglog"');
+  await refused(['--id', 'n3', '--cluster-name', 'payments'], 'node n1 of cluster "orders", not node n3 of cluster "payments"');
+  t.is(readFileSync(join(dir, 'identity'), 'utf8'), stamp);
+  t.is(readFileSync(join(dir, 'hardstate'), 'utf8'), hard, 'a refused start changes nothing');
+  // A directory from before the stamp existed is stamped with what it is started as.
+  rmSync(join(dir, 'identity'));
+  const again = spawnLoglogd(['--data', dir, '--listen', '127.0.0.1:0', '--id', 'n1', '--cluster-name', 'orders']);
+  t.teardown(() => { again.proc.kill('SIGKILL'); });
+  await again.serving;
+  again.proc.kill('SIGINT');
+  t.is(await again.exited, 0);
+  t.is(readFileSync(join(dir, 'identity'), 'utf8'), stamp);
+  // A damaged stamp is not guessed at.
+  writeFileSync(join(dir, 'identity'), '{"clu');
+  const { code, stderr } = await runLoglogd(['--data', dir, '--listen', '127.0.0.1:0', '--cluster-name', 'orders']);
+  t.is(code, 1);
+  t.regex(stderr, /^loglogd: identity in .* is damaged \(it should hold \{"cluster":"\.\.\.","node":"\.\.\."\}\)/);
+});
+
+test('--cluster-name takes a short name of id characters', (t) => {
+  usageError(t, ['--cluster-name', 'a b'], /--cluster-name takes 1-64 characters of A-Z a-z 0-9 _ \. : -, got "a b"/);
+  usageError(t, ['--cluster-name', 'x'.repeat(65)], /--cluster-name takes 1-64 characters/);
+  t.is(loadConfig(parseDaemonArgv(['--cluster-name', 'orders.eu-1'])).clusterName, 'orders.eu-1');
+  t.is(loadConfig(parseDaemonArgv([])).clusterName, 'loglog');
 });
