@@ -150,6 +150,8 @@ export interface Fate {
 /** A replica's `GET /v1/status` answer. Fields beyond these may be present. */
 export interface ServerStatus {
   id: string;
+  /** The cluster's name (loglogd --cluster-name; absent from older nodes). */
+  cluster?: string;
   role: string;
   term: number;
   leader: string | null;

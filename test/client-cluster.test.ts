@@ -316,7 +316,7 @@ test.serial('a single loglogd behind a three-address server list: the CLI works 
   t.is(st.code, 2, st.err);
   t.is(st.err, `loglog: 2 of 3 servers did not answer: ${dead.join(', ')}\n`);
   t.is(st.out.split('\n').filter((l) => l.startsWith('http')).length, 3, 'the node and both servers named');
-  t.regex(st.out, new RegExp(`^${node.url}  leader `, 'm'));
+  t.regex(st.out, new RegExp(`^${node.url}  leader  id n1  cluster loglog  term `, 'm'));
   for (const d of dead) t.regex(st.out, new RegExp(`^${d}  unreachable: .*\\(network\\)$`, 'm'));
   const json = await cli(['status', '--json', '--server', servers]);
   t.is(json.code, 2, json.err);

@@ -6,7 +6,7 @@
  * byte (stale messages included) is delivered late. Clients always reach nodes directly.
  */
 import test from 'ava';
-import { Cluster, type ClusterNode, until } from './helpers/cluster.ts';
+import { Cluster, type ClusterNode, type ClusterOptions, until } from './helpers/cluster.ts';
 import { AppendLoad, History, startWorkload, verifyCluster } from './helpers/history.ts';
 
 const ELECTION_MS = 300;
@@ -123,8 +123,13 @@ test.serial('a partition isolating the leader: it steps down, the minority commi
 test.serial('a partition isolating the leader with a large uncommitted suffix, majority restarted: the old leader cuts its suffix and copies', isolateLeader, 'both', true);
 test.serial('a one-way partition (the leader hears nobody, everybody hears it): pre-vote and check-quorum let the majority move on', isolateLeader, 'inbound');
 
-test.serial('a node with the wrong cluster secret is refused, and says so in its log', async (t) => {
-  const cluster = await Cluster.start(t, { secrets: { n3: 'not-the-cluster-secret' }, config: CONFIG });
+/**
+ * n3 started with other credentials (`opts`) is refused by both members, each log says why
+ * (`why(member)`: what a refusal by that member says), it learns nothing, and the two carry
+ * the log on their own.
+ */
+const intruderRefused = test.macro(async (t, opts: Pick<ClusterOptions, 'secrets' | 'args'>, why: (member: string) => string) => {
+  const cluster = await Cluster.start(t, { ...opts, config: CONFIG, noWait: true });
   const history = new History();
   const intruder = cluster.node('n3');
   const members = [cluster.node('n1'), cluster.node('n2')];
@@ -137,16 +142,41 @@ test.serial('a node with the wrong cluster secret is refused, and says so in its
     await load.stop();
   }
   // The refusal shows in the refused node's log and in the refusing nodes' logs.
-  await until('the refusal in the logs', 10_000, () => (/refused this node: wrong cluster secret/.test(intruder.log) && members.every((m) => /refused a peer connection: n3 does not know the cluster secret/.test(m.log)) ? true : undefined),
-    () => cluster.logs());
-  t.regex(intruder.log, /peer n[12] refused this node: wrong cluster secret\? \(HTTP 401\)/);
+  await until('the refusal in the logs', 10_000, () => (
+    members.some((m) => intruder.log.includes(`peer ${m.id} at ${m.url} refused this node: ${why(m.id)} (HTTP 401)`))
+    && members.every((m) => m.log.includes(`refused a peer connection: ${why(m.id)}`))) ? true : undefined,
+  () => cluster.logs());
   // The intruder never joined: it learned nothing and elected nobody.
   const s = (await intruder.status())!;
   t.is(s.term, 0);
   t.is(s.leader, null);
   t.is(s.commit, 0);
   t.is(s.end, 0);
-  // The two members carry the log on their own.
+  await verifyCluster(t, cluster, history, { nodes: members });
+});
+
+test.serial('a node with the wrong cluster secret is refused, and says so in its log', intruderRefused, { secrets: { n3: 'not-the-cluster-secret' } }, () => 'n3 does not know the cluster secret (wrong --cluster-secret?)');
+test.serial('a node of another cluster (--cluster-name) is refused, and says so in its log, even with the right secret', intruderRefused, { args: { n3: ['--cluster-name', 'other'] } }, (m) => `n3 is a member of cluster "other", ${m} of "loglog" (see --cluster-name)`);
+
+test.serial('a --peers list that gives one member\'s address for another is refused by the member dialed, and both logs say which list to fix', async (t) => {
+  // n1 dials n3's address for n2 and n2's for n3: its messages reach nobody, theirs reach it.
+  const cluster = await Cluster.start(t, { misdial: { n1: { n2: 'n3', n3: 'n2' } }, config: CONFIG, noWait: true });
+  const history = new History();
+  const n1 = cluster.node('n1');
+  const members = [cluster.node('n2'), cluster.node('n3')];
+  const leader = await cluster.waitLeader({ among: members });
+  const load = new AppendLoad(cluster, history, { clients: 2 }).start();
+  try {
+    await load.waitMore(50);
+  } finally {
+    await load.stop();
+  }
+  const why = (to: string, at: string) => `n1 sent what is meant for ${to} to the address of ${at}: check the --peers list of n1`;
+  await until('the refusals in the logs', 10_000, () => (
+    cluster.node('n3').log.includes(`refused a peer connection: ${why('n2', 'n3')}`) && cluster.node('n2').log.includes(`refused a peer connection: ${why('n3', 'n2')}`)
+    && n1.log.includes(`peer n2 at ${cluster.node('n3').url} refused this node: ${why('n2', 'n3')} (HTTP 401)`)) ? true : undefined,
+  () => cluster.logs());
+  t.not(leader.id, 'n1');
   await verifyCluster(t, cluster, history, { nodes: members });
 });
 

@@ -11,7 +11,7 @@ import { sendBytes } from '../http/respond.ts';
 export function mountCluster(node: LogNode, api: ApiServer, config: NodeConfig, log: (line: string) => void): WsPeerTransport {
   if (!config.clusterSecret) throw new LogError('internal', 'mountCluster: no cluster secret (loadConfig checks it)');
   const transport = new WsPeerTransport({
-    self: config.id, peers: config.peers, secret: config.clusterSecret, log,
+    self: config.id, cluster: config.clusterName, peers: config.peers, secret: config.clusterSecret, log,
     onMessage: (from, msg) => node.step({ type: 'message', from, msg }),
   });
   api.upgrades.set('/v1/peer', (req, socket, head) => transport.handleUpgrade(req, socket, head));

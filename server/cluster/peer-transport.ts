@@ -17,7 +17,8 @@ import { LogError } from '../../spec/errors.ts';
 import type { Message, NodeId } from '../../spec/messages.ts';
 import type { PeerAddress } from '../config.ts';
 import type { PeerTransport } from '../log-node.ts';
-import { signPeer, verifyPeer } from './peer-auth.ts';
+import { type PeerCheck, signPeer, verifyPeer } from './peer-auth.ts';
+import { sendSocketError } from '../http/respond.ts';
 
 const HIGH_WATER = 8 * 1024 * 1024;
 const PEER_PATH = '/v1/peer';
@@ -25,6 +26,8 @@ const COPY_CHUNK = 16 * 1024 * 1024;
 
 export interface PeerTransportOptions {
   self: NodeId;
+  /** The cluster's name: peers of another one are refused, and refuse this node. */
+  cluster: string;
   peers: PeerAddress[];
   secret: string;
   onMessage: (from: NodeId, msg: Message) => void;
@@ -59,14 +62,28 @@ export class WsPeerTransport implements PeerTransport {
     for (const link of this.links.values()) this.dial(link);
   }
 
-  private members(): string[] {
-    return this.opts.peers.map((p) => p.id);
+  /** Why peers were refused, each said once (a refused peer dials again every second). */
+  private refusals = new Set<string>();
+
+  private check(): PeerCheck {
+    return { self: this.opts.self, cluster: this.opts.cluster, members: this.opts.peers.map((p) => p.id) };
+  }
+
+  private sign(to: NodeId, path: string) {
+    return signPeer(this.opts.secret, { node: this.opts.self, to, cluster: this.opts.cluster }, path);
+  }
+
+  private logRefusal(what: string, why: string): void {
+    if (this.refusals.has(why)) return;
+    if (this.refusals.size >= 100) this.refusals.clear();
+    this.refusals.add(why);
+    this.opts.log(`refused a peer ${what}: ${why}`);
   }
 
   private dial(link: Link): void {
     if (this.closed) return;
     const url = `${link.peer.url.replace(/^http/, 'ws')}${PEER_PATH}`;
-    const ws = new WebSocket(url, { perMessageDeflate: false, headers: { ...signPeer(this.opts.secret, this.opts.self, PEER_PATH) } });
+    const ws = new WebSocket(url, { perMessageDeflate: false, headers: { ...this.sign(link.peer.id, PEER_PATH) } });
     link.ws = ws;
     ws.on('open', () => {
       link.retryMs = 50;
@@ -74,12 +91,21 @@ export class WsPeerTransport implements PeerTransport {
       link.refusedLogged = false;
     });
     ws.on('unexpected-response', (_req, res) => {
-      if (res.statusCode === 401 && !link.refusedLogged) {
-        this.opts.log(`peer ${link.peer.id} refused this node: wrong cluster secret? (HTTP 401)`);
+      const chunks: Buffer[] = [];
+      res.on('data', (c: Buffer) => { if (chunks.length < 16) chunks.push(c); });
+      res.on('error', () => ws.terminate());
+      res.on('end', () => {
+        ws.terminate();
+        if (link.refusedLogged) return;
         link.refusedLogged = true;
-      }
-      res.resume();
-      ws.terminate();
+        let why = res.statusCode === 401 ? 'wrong cluster secret?' : 'is that address a loglogd of this cluster?';
+        try {
+          why = String(JSON.parse(Buffer.concat(chunks).toString()).error.message ?? why);
+        } catch {
+          // no loglog error body: the guess stands
+        }
+        this.opts.log(`peer ${link.peer.id} at ${link.peer.url} refused this node: ${why} (HTTP ${res.statusCode})`);
+      });
     });
     ws.on('error', () => {});
     ws.on('close', () => {
@@ -93,10 +119,10 @@ export class WsPeerTransport implements PeerTransport {
 
   /** Upgrade handler for the inbound channel (mounted on the API server). */
   handleUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer): void {
-    const v = verifyPeer(this.opts.secret, req.headers, PEER_PATH, this.members());
+    const v = verifyPeer(this.opts.secret, req.headers, PEER_PATH, this.check());
     if (!v.ok) {
-      this.opts.log(`refused a peer connection: ${v.why}`);
-      socket.end('HTTP/1.1 401 Unauthorized\r\nContent-Length: 0\r\nConnection: close\r\n\r\n');
+      this.logRefusal('connection', v.why);
+      sendSocketError(socket, new LogError('unauthorized', v.why));
       return;
     }
     this.wss.handleUpgrade(req, socket, head, (ws) => {
@@ -111,9 +137,9 @@ export class WsPeerTransport implements PeerTransport {
 
   /** Checks a peer HTTP request's credentials; throws a 401-ish error when wrong. */
   authorize(req: IncomingMessage, path: string): NodeId {
-    const v = verifyPeer(this.opts.secret, req.headers, path, this.members());
+    const v = verifyPeer(this.opts.secret, req.headers, path, this.check());
     if (!v.ok) {
-      this.opts.log(`refused a peer request: ${v.why}`);
+      this.logRefusal('request', v.why);
       throw new LogError('unauthorized', `peer authentication failed: ${v.why}`);
     }
     return v.node;
@@ -145,7 +171,7 @@ export class WsPeerTransport implements PeerTransport {
   ): Promise<{ body: Buffer; headers: Dispatcher.ResponseData['headers'] }> {
     const r = await link.pool.request({
       method: 'GET', path: `${path}?${query}`, ...timeouts,
-      headers: { ...signPeer(this.opts.secret, this.opts.self, path) },
+      headers: { ...this.sign(link.peer.id, path) },
     });
     const body = Buffer.from(await r.body.arrayBuffer());
     if (r.statusCode !== 200) throw new Error(failure(r.statusCode, body));

@@ -49,6 +49,13 @@ export interface ClusterOptions {
   config?: ConfigFile;
   /** Per-node cluster secret overrides (e.g. one node with the wrong secret). */
   secrets?: Record<string, string>;
+  /** Per-node extra loglogd flags (e.g. one node with another --cluster-name). */
+  args?: Record<string, string[]>;
+  /**
+   * Per node, peers whose address in its --peers list is another member's: `{ n1: { n2: 'n3' } }`
+   * has n1 dial n3's address for n2.
+   */
+  misdial?: Record<string, Record<string, string>>;
   /** Don't wait for a leader after starting. */
   noWait?: boolean;
 }
@@ -117,6 +124,7 @@ export class ClusterNode {
     const peers = this.cluster.nodes.map((n) => `${n.id}=${this.cluster.peerUrl(this.id, n.id)}`).join(',');
     const args = ['--id', this.id, '--data', this.dataDir, '--listen', `127.0.0.1:${this.port}`, '--peers', peers, '--cluster-secret', this.secret];
     if (this.cluster.configFile) args.push('--config', this.cluster.configFile);
+    args.push(...(this.cluster.options.args?.[this.id] ?? []));
     const env = { ...process.env };
     delete env.LOGLOG_CLUSTER_SECRET;
     const daemon = spawnLoglogd(args, { name: this.id, env, onStderr: (chunk) => { this.log += chunk; } });
@@ -235,12 +243,12 @@ export class Cluster {
   configFile: string | null = null;
   readonly secret = randomBytes(16).toString('hex');
 
-  private constructor(readonly t: ExecutionContext, readonly root: string) {}
+  private constructor(readonly t: ExecutionContext, readonly root: string, readonly options: ClusterOptions = {}) {}
 
   static async start(t: ExecutionContext, opts: ClusterOptions = {}): Promise<Cluster> {
     const size = opts.size ?? 3;
     const root = await mkdtemp(path.join(tmpdir(), 'loglog-cluster-'));
-    const c = new Cluster(t, root);
+    const c = new Cluster(t, root, opts);
     t.teardown(async () => {
       await c.shutdown();
       if (process.env.LOGLOG_KEEP_CLUSTER) {
@@ -286,9 +294,10 @@ export class Cluster {
     return c;
   }
 
-  /** The URL node `from` has for node `to` in its --peers list. */
-  peerUrl(from: string, to: string): string {
-    if (from === to) return this.node(to).url;
+  /** The URL node `from` has for node `dialed` in its --peers list (another member's under `misdial`). */
+  peerUrl(from: string, dialed: string): string {
+    if (from === dialed) return this.node(dialed).url;
+    const to = this.options.misdial?.[from]?.[dialed] ?? dialed;
     const p = this.proxies.get(from)?.get(to);
     return p ? p.url : this.node(to).url;
   }

@@ -30,7 +30,7 @@ export function formatStatus(a: Answer): string {
   if ('error' in a) return `${a.server}  ${failureLabel(a.error)}: ${a.error.message} (${a.error.code})\n`;
   const s = a.status;
   const lines = [
-    `${a.server}  ${s.role ?? '?'}  id ${s.id ?? '?'}  term ${s.term ?? '?'}  leader ${s.leader ?? 'none'}`,
+    `${a.server}  ${s.role ?? '?'}  id ${s.id ?? '?'}${typeof s.cluster === 'string' ? `  cluster ${s.cluster}` : ''}  term ${s.term ?? '?'}  leader ${s.leader ?? 'none'}`,
     `  log      start ${s.start}  end ${s.end}  commit ${s.commit}  durable ${s.durable}`,
     `  storage  ${s.segments} segment${s.segments === 1 ? '' : 's'}, ${typeof s.bytes === 'number' ? formatBytes(s.bytes) : '?'}`,
   ];
