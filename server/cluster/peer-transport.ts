@@ -51,6 +51,7 @@ export class WsPeerTransport implements PeerTransport {
   readonly stats = { messageBytes: 0 };
 
   constructor(private readonly opts: PeerTransportOptions) {
+    this.check = { self: opts.self, cluster: opts.cluster, members: opts.peers.map((p) => p.id) };
     for (const peer of opts.peers) {
       if (peer.id === opts.self) continue;
       this.links.set(peer.id, { peer, ws: null, retryMs: 50, timer: null, pool: new Pool(peer.url, { connections: 4, pipelining: 1 }), refusedLogged: false });
@@ -64,10 +65,8 @@ export class WsPeerTransport implements PeerTransport {
 
   /** Why peers were refused, each said once (a refused peer dials again every second). */
   private refusals = new Set<string>();
-
-  private check(): PeerCheck {
-    return { self: this.opts.self, cluster: this.opts.cluster, members: this.opts.peers.map((p) => p.id) };
-  }
+  /** What every peer's credentials are checked against. */
+  private readonly check: PeerCheck;
 
   private sign(to: NodeId, path: string) {
     return signPeer(this.opts.secret, { node: this.opts.self, to, cluster: this.opts.cluster }, path);
@@ -119,7 +118,7 @@ export class WsPeerTransport implements PeerTransport {
 
   /** Upgrade handler for the inbound channel (mounted on the API server). */
   handleUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer): void {
-    const v = verifyPeer(this.opts.secret, req.headers, PEER_PATH, this.check());
+    const v = verifyPeer(this.opts.secret, req.headers, PEER_PATH, this.check);
     if (!v.ok) {
       this.logRefusal('connection', v.why);
       sendSocketError(socket, new LogError('unauthorized', v.why));
@@ -137,7 +136,7 @@ export class WsPeerTransport implements PeerTransport {
 
   /** Checks a peer HTTP request's credentials; throws a 401-ish error when wrong. */
   authorize(req: IncomingMessage, path: string): NodeId {
-    const v = verifyPeer(this.opts.secret, req.headers, path, this.check());
+    const v = verifyPeer(this.opts.secret, req.headers, path, this.check);
     if (!v.ok) {
       this.logRefusal('request', v.why);
       throw new LogError('unauthorized', `peer authentication failed: ${v.why}`);

@@ -140,11 +140,13 @@ async function run(ctx: CliContext, o: Record<string, unknown>): Promise<void> {
   };
   // A committed entry that not every replica confirmed is still in the log: counted as
   // appended (appending it again would duplicate it), and the command fails all the same.
-  const noteUnconfirmed = (e: unknown): boolean => {
-    if (committedAt(e) === null) return false;
+  // Returns its offset, or null for any other failure.
+  const noteUnconfirmed = (e: unknown): number | null => {
+    const at = committedAt(e);
+    if (at === null) return null;
     summary.unconfirmed = (summary.unconfirmed ?? 0) + 1;
     failure ??= e;
-    return true;
+    return at;
   };
   if (o.raw) {
     try {
@@ -153,8 +155,9 @@ async function run(ctx: CliContext, o: Record<string, unknown>): Promise<void> {
       if (payload.length > 0) {
         read = 1;
         const r = await client.append(payload, { acks, signal: ctx.signal }).catch((e: unknown) => {
-          if (!noteUnconfirmed(e)) throw e;
-          return { offset: committedAt(e)! };
+          const offset = noteUnconfirmed(e);
+          if (offset === null) throw e;
+          return { offset };
         });
         summary.entries = 1;
         summary.records = 1;
@@ -202,7 +205,8 @@ async function run(ctx: CliContext, o: Record<string, unknown>): Promise<void> {
         producer.send(line).then(
           (pos) => appended(pos.offset),
           (e) => {
-            if (noteUnconfirmed(e)) return appended(committedAt(e)!);
+            const committed = noteUnconfirmed(e);
+            if (committed !== null) return appended(committed);
             noteFailed(e);
             failure ??= recordFailure(e, at, ctx.signal.aborted);
           },
