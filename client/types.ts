@@ -173,6 +173,16 @@ export interface ServerStatus {
    * leader, `peerSentBytes / appendedBytes` is its replication egress ratio.
    */
   traffic?: { appendedBytes: number; peerSentBytes: number; peerMessageBytes: number; peerPayloadBytes: number; peerCopyBytes: number };
+  /**
+   * The node's scrubber, which re-checks committed frames on disk and rewrites rotten ones
+   * from another replica (absent from older nodes). `position` is where the pass under way
+   * stands; `passes` and `lastPassEndedAt` (ms since the epoch) last across restarts; the
+   * byte and frame counts are since the node started.
+   */
+  scrub?: {
+    enabled: boolean; running: boolean; position: number | null; passes: number; lastPassEndedAt: number | null;
+    checkedBytes: number; damaged: number; repaired: number;
+  };
   [k: string]: unknown;
 }
 

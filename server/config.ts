@@ -40,6 +40,10 @@ export interface NodeConfig {
   retentionCheckMs: number;
   /** Uploaded copies a follower holds waiting for their metadata (bytes). */
   uploadBufferBytes: number;
+  /** Time between the end of one scrub pass and the start of the next; 0: no scrubbing. */
+  scrubIntervalMs: number;
+  /** Bytes a scrub pass reads per second at most. */
+  scrubBytesPerSec: number;
 }
 
 export const DEFAULT_NODE_CONFIG: NodeConfig = {
@@ -60,6 +64,9 @@ export const DEFAULT_NODE_CONFIG: NodeConfig = {
   retention: { maxAgeMs: null, maxBytes: null },
   retentionCheckMs: 60_000,
   uploadBufferBytes: 256 * 1024 * 1024,
+  // As Ceph's deep scrub: weekly, throttled so that serving barely notices.
+  scrubIntervalMs: 7 * 86_400_000,
+  scrubBytesPerSec: 32 * 1024 * 1024,
 };
 
 /** `host:port` → parts. `name` is what set it (--listen, or a config file key), for the message. */
@@ -205,6 +212,8 @@ export interface ConfigFile {
   uploadDeadline?: string | number;
   allAckTimeout?: string | number;
   retention?: { maxAge?: string | number; maxBytes?: string | number };
+  scrubInterval?: string | number;
+  scrubRate?: string | number;
 }
 
 /**
@@ -233,6 +242,9 @@ const SETTINGS: Record<SettingKey, (c: NodeConfig, v: unknown, name: string) => 
   // 0 would delete every sealed segment at once: surely not what was meant.
   'retention.maxAge': (c, v, name) => { c.retention.maxAgeMs = positiveDuration(v, name); },
   'retention.maxBytes': (c, v, name) => { c.retention.maxBytes = within(parseBytes(v, name), name, v, 1, Number.MAX_SAFE_INTEGER, 'at least 1 byte'); },
+  // "0" carries no unit, but means the same in every one: off.
+  scrubInterval: (c, v, name) => { c.scrubIntervalMs = v === '0' || v === 'off' ? 0 : parseDuration(v, name); },
+  scrubRate: (c, v, name) => { c.scrubBytesPerSec = within(parseBytes(v, name), name, v, 1, Number.MAX_SAFE_INTEGER, 'at least 1 byte (per second), like 32MiB'); },
 };
 
 /** One setting to apply: its key in SETTINGS, its value and what gave it. */
@@ -296,6 +308,8 @@ export const DAEMON_FLAGS: readonly DaemonFlag[] = [
   { name: 'all-ack-timeout', value: 'duration', key: 'allAckTimeout', help: 'Answer an acks=all append "unconfirmed" (it is in the log) when it stays committed this long without every replica confirming it, e.g. 5s (default 5s)' },
   { name: 'retention-max-age', value: 'duration', key: 'retention.maxAge', help: 'Delete whole segments older than this, e.g. 7d' },
   { name: 'retention-max-bytes', value: 'size', key: 'retention.maxBytes', help: 'Delete oldest segments beyond this total size, e.g. 10GiB' },
+  { name: 'scrub-interval', value: 'duration', key: 'scrubInterval', help: 'Check every committed frame on disk this often, rewriting a rotten one from another replica, e.g. 1d; 0 or off turns it off (default 7d)' },
+  { name: 'scrub-rate', value: 'size', key: 'scrubRate', help: 'Bytes per second a scrub reads at most (default 32MiB)' },
   { name: 'stop-on-stdin-close', help: 'Stop cleanly when stdin closes. For a supervisor that starts loglogd with a pipe on its stdin: the node never outlives it. Refused when stdin is not a pipe' },
 ];
 

@@ -20,6 +20,7 @@ import { loadTrimPoint, saveTrimPointSync } from './storage/trim-point.ts';
 import { DirLock } from './storage/dir-lock.ts';
 import { makeDirSync } from './storage/fs-util.ts';
 import { claimIdentitySync } from './storage/identity-file.ts';
+import { Scrubber } from './storage/scrubber.ts';
 
 /** What the node needs from the cluster transport (none for a cluster of one). */
 export interface PeerTransport {
@@ -28,6 +29,8 @@ export interface PeerTransport {
   readonly stats?: { messageBytes: number };
   /** Payload bytes of a placed frame at a peer (written, not necessarily committed). */
   fetchPayload(peer: NodeId, meta: EntryMeta): Promise<Buffer>;
+  /** Committed frames from `offset` at a peer (at least the whole first one): a scrub's repair. */
+  fetchFrames(peer: NodeId, offset: number): Promise<Buffer>;
   /** Frames [start, to) from a peer's written log while the peer is still in `term` (catch-up). */
   copyFrames(peer: NodeId, start: number, to: number, term: number, onChunk: (offset: number, frames: Buffer) => Promise<void>): Promise<number>;
   close(): Promise<void>;
@@ -69,6 +72,7 @@ export class LogNode extends EventEmitter {
   private nextReq = 1;
   private ticker: NodeJS.Timeout | null = null;
   private retentionTimer: NodeJS.Timeout | null = null;
+  private readonly scrubber: Scrubber;
   /** The leader's start to trim toward (`trim` effects), and the last point tried. */
   private trimTarget = 0;
   private trimTried = 0;
@@ -91,6 +95,17 @@ export class LogNode extends EventEmitter {
     this.log.onDamaged = (message) => this.emit('warn', message);
     this.replica = replica;
     this.uploads = new UploadBuffer(config.uploadBufferBytes);
+    this.scrubber = new Scrubber({
+      log, intervalMs: config.scrubIntervalMs, bytesPerSec: config.scrubBytesPerSec,
+      limit: () => this.readableEnd(),
+      sources: () => this.replica.config.members.filter((m) => m !== config.id),
+      fetchFrames: (peer, offset) => {
+        if (!this.transport) return Promise.reject(new Error('no peer transport'));
+        return this.transport.fetchFrames(peer, offset);
+      },
+      report: (line) => this.emit('warn', line),
+      now: () => Date.now(),
+    });
   }
 
   /** Takes the data directory (refused while another node has it), recovers it and builds the replica. */
@@ -162,6 +177,7 @@ export class LogNode extends EventEmitter {
       this.retentionTimer.unref();
       void this.applyRetention();
     }
+    this.scrubber.start();
   }
 
   now(): number {
@@ -542,6 +558,7 @@ export class LogNode extends EventEmitter {
       leaderUrl: this.peerUrl(r.leader),
       peers: this.config.peers,
       traffic: this.traffic(),
+      scrub: this.scrubber.status(),
     };
   }
 
@@ -585,6 +602,7 @@ export class LogNode extends EventEmitter {
     this.closed = true;
     this.emit('closing');
     try {
+      await this.scrubber.stop();
       await this.transport?.close();
       await this.log.close();
     } finally {

@@ -110,6 +110,9 @@ test('flags override the config file, which overrides the defaults', async (t) =
     ['from-flag', 1 << 20, 65536, { maxAgeMs: 7 * 86_400_000, maxBytes: 1 << 30 }, [{ id: 'n1', url: 'http://a:1' }], 's', DEFAULT_NODE_CONFIG.port],
   );
   t.is(loadConfig(parseDaemonArgv(['--cluster-secret', 'flag']), { LOGLOG_CLUSTER_SECRET: 'env' }).clusterSecret, 'flag');
+  t.like(loadConfig(parseDaemonArgv([])), { scrubIntervalMs: 7 * 86_400_000, scrubBytesPerSec: 32 << 20 });
+  t.like(loadConfig(parseDaemonArgv(['--scrub-interval', '1d', '--scrub-rate', '8MiB'])), { scrubIntervalMs: 86_400_000, scrubBytesPerSec: 8 << 20 });
+  for (const off of ['0', 'off']) t.is(loadConfig(parseDaemonArgv(['--scrub-interval', off])).scrubIntervalMs, 0, off);
   t.is(loadConfig(parseDaemonArgv([]), { LOGLOG_CLUSTER_SECRET: '' }).clusterSecret, null);
 });
 
@@ -124,6 +127,8 @@ test('a bad value is reported against the flag that gave it, with the value as g
   usageError(t, ['--retention-max-bytes', '0'], /^--retention-max-bytes must be at least 1 byte/);
   usageError(t, ['--body-deadline', '10 parsecs'], /^--body-deadline takes a duration/);
   usageError(t, ['--max-entry-bytes', '99999999999999999999'], /^--max-entry-bytes takes a size/);
+  usageError(t, ['--scrub-interval', '7'], /^--scrub-interval takes a duration with its unit/);
+  usageError(t, ['--scrub-rate', '0'], /^--scrub-rate must be at least 1 byte \(per second\), like 32MiB, got "0"$/);
 });
 
 test('a bad value in a config file is reported against its key and the file', async (t) => {
@@ -147,7 +152,7 @@ test('a bad value in a config file is reported against its key and the file', as
 
 test('an unknown key in a config file is an error naming the key and the file', async (t) => {
   const bogus = await configFile(t, { bogusKey: 1 });
-  t.throws(() => loadConfig(parseDaemonArgv(['--config', bogus])), { message: `config file ${bogus}: unknown key "bogusKey"; the keys are id, data, listen, peers, clusterSecret, clusterName, segmentBytes, maxEntryBytes, bodyDeadline, electionTimeout, heartbeat, uploadDeadline, allAckTimeout, retention.maxAge, retention.maxBytes` });
+  t.throws(() => loadConfig(parseDaemonArgv(['--config', bogus])), { message: `config file ${bogus}: unknown key "bogusKey"; the keys are id, data, listen, peers, clusterSecret, clusterName, segmentBytes, maxEntryBytes, bodyDeadline, electionTimeout, heartbeat, uploadDeadline, allAckTimeout, retention.maxAge, retention.maxBytes, scrubInterval, scrubRate` });
   const typo = await configFile(t, { segmentByte: '64MiB' });
   t.throws(() => loadConfig(parseDaemonArgv(['--config', typo])), { message: `config file ${typo}: unknown key "segmentByte"; did you mean "segmentBytes"?` });
   const nested = await configFile(t, { retention: { maxage: '7d' } });

@@ -44,6 +44,7 @@ test('a catch-up that fails after its first chunk keeps that chunk, and the next
       await onChunk(start, all.subarray(start, to));
       return to;
     },
+    async fetchFrames() { throw new Error('not in this test'); },
     async close() {},
   };
   const node = await follower(t, transport);
@@ -63,6 +64,7 @@ test('a catch-up chunk whose write fails stops the node instead of counting the 
       await onChunk(start, all.subarray(start, to));
       return to;
     },
+    async fetchFrames() { throw new Error('not in this test'); },
     async close() {},
   };
   const node = await follower(t, transport);
@@ -86,6 +88,7 @@ test('a fetched payload whose write fails stops the node instead of being fetche
       return payload;
     },
     async copyFrames() { throw new Error('not in this test'); },
+    async fetchFrames() { throw new Error('not in this test'); },
     async close() {},
   };
   const node = await follower(t, transport);

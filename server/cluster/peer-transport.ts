@@ -185,6 +185,15 @@ export class WsPeerTransport implements PeerTransport {
     return body;
   }
 
+  async fetchFrames(peer: NodeId, offset: number): Promise<Buffer> {
+    // The public read: it serves only frames the peer has committed, the ones a scrub mends.
+    const { body } = await this.peerGet(
+      this.link(peer), '/v1/read', `offset=${offset}&limit=1`, { headersTimeout: 5000, bodyTimeout: 30_000 },
+      (status, b) => `answered ${status}: ${b.toString().slice(0, 200)}`,
+    );
+    return body;
+  }
+
   async copyFrames(peer: NodeId, start: number, to: number, term: number, onChunk: (offset: number, frames: Buffer) => Promise<void>): Promise<number> {
     const link = this.link(peer);
     let at = start;

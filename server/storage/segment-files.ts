@@ -9,7 +9,10 @@
  * hardstate              Raft term and vote (see hard-state.ts)
  * fates                  upload id -> frame, for fates after a restart (see fates-file.ts)
  * fates-from             where this node's knowledge of upload ids starts (see fates-file.ts)
+ * trim-point             everything below it is to be deleted here (see trim-point.ts)
  * lock                   the pid of the node using the directory (see dir-lock.ts)
+ * identity               whose directory this is (see identity-file.ts)
+ * scrub                  where the scrub pass stands (see scrubber.ts)
  * ```
  *
  * Fixed-width hex names sort in offset order and stay exact up to 2^53.

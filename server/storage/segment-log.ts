@@ -607,6 +607,50 @@ export class SegmentLog {
     return { data, next: seg.base + to };
   }
 
+  // ------------------------------------------------------------------ scrubbing
+
+  /**
+   * Where the frame starting at `offset` ends by the index, not by its header (which may be
+   * the damaged part); null when no frame starts there (any more). For the scrubber.
+   */
+  async frameEndAt(offset: number): Promise<number | null> {
+    const k = this.segAt(offset);
+    if (k < 0 || offset < this.start || offset >= this.end) return null;
+    const seg = this.segs[k];
+    const index = await this.loadIndex(seg);
+    if (seg.deleted) return null;
+    const i = index.find(offset - seg.base);
+    if (i < 0) return null;
+    return seg.base + (i + 1 < index.count ? index.at(i + 1) : this.segmentEnd(this.segAt(seg.base)) - seg.base);
+  }
+
+  /** The segment holding `offset`: its base, and one past it (the next one's base, or the log's end). */
+  segmentOf(offset: number): { base: number; end: number } {
+    const k = this.segAt(offset);
+    return k < 0 ? { base: this.start, end: this.start } : { base: this.segs[k].base, end: this.segmentEnd(k) };
+  }
+
+  /**
+   * Overwrites the frame at `offset` with `frame`, a good copy of it from another replica
+   * (frames are byte-identical on every replica), and fdatasyncs it: the scrubber's repair
+   * of a committed frame that rotted here. Only a frame the index has at exactly that size
+   * is rewritten; false when it is gone by now (trimmed, or the log was reset).
+   */
+  async repairFrame(offset: number, frame: Buffer): Promise<boolean> {
+    this.usable();
+    if ((await this.frameEndAt(offset)) !== offset + frame.length) return false;
+    const seg = this.segs[this.segAt(offset)];
+    const fd = await this.acquire(seg);
+    try {
+      if (seg.deleted) return false;
+      await writeAll(fd, frame, offset - seg.base);
+      await fdatasync(fd);
+    } finally {
+      this.release(seg);
+    }
+    return true;
+  }
+
   // ------------------------------------------------------------------ trimming and retention
 
   /**

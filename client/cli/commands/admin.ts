@@ -39,7 +39,27 @@ export function formatStatus(a: Answer): string {
     const ratio = tr.appendedBytes >= 1 << 20 ? ` (${(tr.peerSentBytes / tr.appendedBytes).toFixed(3)} per byte appended)` : '';
     lines.push(`  traffic  appended ${formatBytes(tr.appendedBytes)} as leader, sent ${formatBytes(tr.peerSentBytes)} to peers${ratio}`);
   }
+  if (s.scrub) lines.push(`  scrub    ${formatScrub(s.scrub, Date.now())}`);
   return `${lines.join('\n')}\n`;
+}
+
+/** One line on a node's scrubber: its passes, where it stands, what it found since start. */
+export function formatScrub(sc: NonNullable<ServerStatus['scrub']>, now: number): string {
+  if (!sc.enabled) return 'off (loglogd --scrub-interval)';
+  const parts = [`${sc.passes} pass${sc.passes === 1 ? '' : 'es'} done`];
+  if (sc.lastPassEndedAt !== null) parts[0] += `, the last ${formatAgo(now - sc.lastPassEndedAt)} ago`;
+  if (sc.running && sc.position !== null) parts.push(`checking at ${sc.position}`);
+  let line = parts.join(', ');
+  if (sc.damaged > 0) line += `; since start ${sc.damaged} damaged frame${sc.damaged === 1 ? '' : 's'} found, ${sc.repaired} rewritten from another replica (the node's log says which)`;
+  return line;
+}
+
+function formatAgo(ms: number): string {
+  const s = Math.max(0, Math.round(ms / 1000));
+  if (s < 120) return `${s} s`;
+  if (s < 7200) return `${Math.round(s / 60)} min`;
+  if (s < 172_800) return `${Math.round(s / 3600)} h`;
+  return `${Math.round(s / 86_400)} d`;
 }
 
 /**
