@@ -124,7 +124,8 @@ export class Scrubber {
   private async run(): Promise<void> {
     while (!this.stopped) {
       const { position, lastPassEndedAt } = this.state;
-      const due = position !== null || lastPassEndedAt === null ? 0 : lastPassEndedAt + this.opts.intervalMs - this.opts.now();
+      // At most an interval away, even if the clock was set back since the last pass.
+      const due = position !== null || lastPassEndedAt === null ? 0 : Math.min(this.opts.intervalMs, lastPassEndedAt + this.opts.intervalMs - this.opts.now());
       if (due > 0) await this.sleep(due);
       if (this.stopped) return;
       try {
@@ -156,7 +157,7 @@ export class Scrubber {
     const log = this.opts.log;
     this.running = true;
     let at = Math.max(this.state.position ?? log.start, log.start);
-    const t0 = this.opts.now();
+    const t0 = performance.now(); // the rate's clock: monotonic, unlike now()
     let read = 0;
     try {
       while (!this.stopped) {
@@ -188,7 +189,7 @@ export class Scrubber {
         read += chunk.data.length;
         this.checkedBytes += chunk.data.length;
         at = chunk.next;
-        const ahead = (read / this.opts.bytesPerSec) * 1000 - (this.opts.now() - t0);
+        const ahead = (read / this.opts.bytesPerSec) * 1000 - (performance.now() - t0);
         if (ahead > 0) await this.sleep(ahead);
       }
       if (this.stopped) {
