@@ -30,7 +30,7 @@ export interface PeerTransport {
   /** Payload bytes of a placed frame at a peer (written, not necessarily committed). */
   fetchPayload(peer: NodeId, meta: EntryMeta): Promise<Buffer>;
   /** Committed frames from `offset` at a peer (at least the whole first one): a scrub's repair. */
-  fetchFrames(peer: NodeId, offset: number): Promise<Buffer>;
+  fetchFrames(peer: NodeId, offset: number, signal?: AbortSignal): Promise<Buffer>;
   /** Frames [start, to) from a peer's written log while the peer is still in `term` (catch-up). */
   copyFrames(peer: NodeId, start: number, to: number, term: number, onChunk: (offset: number, frames: Buffer) => Promise<void>): Promise<number>;
   close(): Promise<void>;
@@ -99,10 +99,11 @@ export class LogNode extends EventEmitter {
       log, intervalMs: config.scrubIntervalMs, bytesPerSec: config.scrubBytesPerSec,
       limit: () => this.readableEnd(),
       sources: () => this.replica.config.members.filter((m) => m !== config.id),
-      fetchFrames: (peer, offset) => {
+      fetchFrames: (peer, offset, signal) => {
         if (!this.transport) return Promise.reject(new Error('no peer transport'));
-        return this.transport.fetchFrames(peer, offset);
+        return this.transport.fetchFrames(peer, offset, signal);
       },
+      diskFailed: (reason) => this.fatal(reason),
       report: (line) => this.emit('warn', line),
       now: () => Date.now(),
     });

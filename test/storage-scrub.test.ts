@@ -33,7 +33,7 @@ function scrubber(t: ExecutionContext, log: SegmentLog, opts: Partial<ScrubberOp
   const s = new Scrubber({
     log, intervalMs: 3_600_000, bytesPerSec: 1e12,
     limit: () => log.end, sources: () => [], fetchFrames: () => Promise.reject(new Error('no copies here')),
-    report: (line) => lines.push(line), now: () => Date.now(),
+    report: (line) => lines.push(line), diskFailed: (reason) => lines.push(`disk failed: ${reason}`), now: () => Date.now(),
     ...opts,
   });
   t.teardown(() => s.stop());
@@ -102,14 +102,20 @@ test('with no good copy anywhere, the frame is reported on every pass and left a
   t.regex(single.lines[0], /there is no other replica to copy it from: readers of it get a checksum error/);
 });
 
-test('frames at or past the limit (the commit end) are not checked', async (t) => {
+test('frames past the limit (not known committed) are waited for, not skipped, and the pass ends where the log ended when it began', async (t) => {
   const { dir, log } = await tenSegments(t);
   rot(dir, 2800, 2850);
-  const { s, lines } = scrubber(t, log, { limit: () => 2800 });
+  let limit = 2800;
+  const { s, lines } = scrubber(t, log, { limit: () => limit });
   s.start();
-  await passes(s, 1);
-  t.like(s.status(), { damaged: 0, checkedBytes: 2800 });
+  await until('the pass waits at the limit', 10_000, () => (s.status().position === 2800 && s.status().checkedBytes === 2800 ? true : undefined));
+  t.like(s.status(), { running: true, passes: 0, damaged: 0 });
   t.deepEqual(lines, []);
+  await fill(log, 4, 67); // appended during the pass: the next pass's
+  limit = log.end; // a leader told this node its commit end
+  await passes(s, 1);
+  t.like(s.status(), { damaged: 1, checkedBytes: 3800 });
+  t.regex(lines[0], /frame at 2800 .*failed its check \(checksum\)/);
 });
 
 test('a stopped pass is saved, and the next scrubber goes on from where it stood', async (t) => {
@@ -143,4 +149,55 @@ test('an interval of 0 turns scrubbing off', async (t) => {
   s.start();
   await new Promise((r) => setTimeout(r, 20));
   t.like(s.status(), { enabled: false, running: false, checkedBytes: 0 });
+});
+
+test('an unreadable frame (EIO) is rewritten from another replica, and the pass goes on past it', async (t) => {
+  const { log, good } = await tenSegments(t);
+  const read = log.read.bind(log);
+  // As a bad sector under the frame at 1200 answers: every read that covers it fails.
+  log.read = async (offset, maxBytes, limit) => {
+    if (offset <= 1200 && offset + Math.max(maxBytes, 1) > 1200 && offset >= 1200 - 400) throw Object.assign(new Error('EIO: i/o error, read'), { code: 'EIO' });
+    return read(offset, maxBytes, limit);
+  };
+  const { s, lines } = scrubber(t, log, { sources: () => ['n2'], fetchFrames: async (_source, offset) => good.subarray(offset) });
+  s.start();
+  await passes(s, 1);
+  t.like(s.status(), { damaged: 1, repaired: 1 });
+  t.is(lines.length, 1);
+  t.regex(lines[0], /frame at 1200 .*failed its check \(unreadable: EIO: i\/o error, read\); rewritten from n2's copy/);
+});
+
+test('stop() ends a pass at once, even while a repair waits for a replica that does not answer', async (t) => {
+  const { dir, log } = await tenSegments(t);
+  rot(dir, 1600, 1650);
+  let asked!: () => void;
+  const fetching = new Promise<void>((r) => { asked = r; });
+  const { s, lines } = scrubber(t, log, {
+    sources: () => ['n2'],
+    fetchFrames: (_source, _offset, signal) => new Promise((_resolve, reject) => {
+      asked();
+      signal.addEventListener('abort', () => reject(new Error('aborted')));
+    }),
+  });
+  s.start();
+  await fetching;
+  await s.stop();
+  t.like(s.status(), { running: false, position: 1600, damaged: 0 }, 'the frame is checked again after a restart');
+  t.deepEqual(lines, []);
+});
+
+test('a repair whose write fails fails the log, and the node is told to stop', async (t) => {
+  const { dir, log, good } = await tenSegments(t);
+  rot(dir, 400, 450);
+  // The segment's fd swapped for a read-only one: the repair's write fails (EBADF, for EIO).
+  const seg = (log as unknown as { segs: { fd: number | null }[] }).segs[1];
+  const rw = seg.fd;
+  seg.fd = fs.openSync(segmentPath(dir, 400), 'r');
+  t.teardown(() => { fs.closeSync(seg.fd!); seg.fd = rw; });
+  const { s, lines } = scrubber(t, log, { sources: () => ['n2'], fetchFrames: async (_source, offset) => good.subarray(offset) });
+  s.start();
+  await until('the node is told', 10_000, () => lines.find((l) => l.startsWith('disk failed')));
+  t.regex(lines.join('\n'), /rewriting it from n2's copy failed: .*EBADF/);
+  t.regex(log.status().failed ?? '', /repairing the frame at 400/);
+  await t.throwsAsync(log.sync(), { message: /repairing the frame at 400/ });
 });

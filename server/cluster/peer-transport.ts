@@ -166,10 +166,10 @@ export class WsPeerTransport implements PeerTransport {
    */
   private async peerGet(
     link: Link, path: string, query: string, timeouts: { headersTimeout: number; bodyTimeout: number },
-    failure: (status: number, body: Buffer) => string,
+    failure: (status: number, body: Buffer) => string, signal?: AbortSignal,
   ): Promise<{ body: Buffer; headers: Dispatcher.ResponseData['headers'] }> {
     const r = await link.pool.request({
-      method: 'GET', path: `${path}?${query}`, ...timeouts,
+      method: 'GET', path: `${path}?${query}`, ...timeouts, signal,
       headers: { ...this.sign(link.peer.id, path) },
     });
     const body = Buffer.from(await r.body.arrayBuffer());
@@ -185,11 +185,11 @@ export class WsPeerTransport implements PeerTransport {
     return body;
   }
 
-  async fetchFrames(peer: NodeId, offset: number): Promise<Buffer> {
+  async fetchFrames(peer: NodeId, offset: number, signal?: AbortSignal): Promise<Buffer> {
     // The public read: it serves only frames the peer has committed, the ones a scrub mends.
     const { body } = await this.peerGet(
       this.link(peer), '/v1/read', `offset=${offset}&limit=1`, { headersTimeout: 5000, bodyTimeout: 30_000 },
-      (status, b) => `answered ${status}: ${b.toString().slice(0, 200)}`,
+      (status, b) => `answered ${status}: ${b.toString().slice(0, 200)}`, signal,
     );
     return body;
   }

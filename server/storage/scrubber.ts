@@ -29,6 +29,10 @@ const CHUNK_BYTES = 1024 * 1024;
 const RETRY_MS = 60_000;
 /** Least time between two saves of the `scrub` file during a pass. */
 const SAVE_EVERY_MS = 1000;
+/** How long a pass waits for a frame to be known committed before it looks again. */
+const COMMIT_WAIT_MS = 1000;
+/** Reading time a pass may save up (while repairing, or waiting) and then spend at full speed. */
+const BURST_MS = 1000;
 
 export interface ScrubberOptions {
   log: SegmentLog;
@@ -36,12 +40,14 @@ export interface ScrubberOptions {
   intervalMs: number;
   /** Bytes read per second at most. */
   bytesPerSec: number;
-  /** Frames are checked below this offset only (the commit end: no other frame is final). */
+  /** Frames are checked below this offset only (the readable end: no other frame is final). */
   limit: () => number;
   /** The other replicas, asked in this order for a copy of a damaged frame. */
   sources: () => readonly string[];
   /** Committed frames from `offset` on at replica `source` (at least the first whole one). */
-  fetchFrames: (source: string, offset: number) => Promise<Buffer>;
+  fetchFrames: (source: string, offset: number, signal: AbortSignal) => Promise<Buffer>;
+  /** A repair's write or fdatasync failed: the log refuses further use, and the node must stop. */
+  diskFailed: (reason: string) => void;
   /** One line per finding (a damaged frame, its repair, a pass that could not go on). */
   report: (line: string) => void;
   /** Wall-clock milliseconds (passes are due across restarts). */
@@ -59,7 +65,11 @@ export interface ScrubStatus {
   passes: number;
   /** When the last pass ended (ms since the epoch), null before the first. */
   lastPassEndedAt: number | null;
-  /** Since this process started: bytes checked, frames found damaged, frames rewritten. */
+  /**
+   * Since this process started: bytes checked, findings of damage (a frame that stays
+   * damaged is found again by every pass; a damaged index's skipped rest counts once),
+   * frames rewritten.
+   */
   checkedBytes: number;
   damaged: number;
   repaired: number;
@@ -92,7 +102,11 @@ export class Scrubber {
   private wake: (() => void) | null = null;
   private timer: NodeJS.Timeout | null = null;
   private loop: Promise<void> | null = null;
-  private savedAt = 0;
+  /** Aborts the peer fetches of a repair when the scrubber stops. */
+  private readonly abort = new AbortController();
+  /** The rate's clock (monotonic, unlike `now`): bytes read since `t0`. */
+  private pace = { t0: 0, read: 0 };
+  private savedAt = -Infinity;
   private checkedBytes = 0;
   private damaged = 0;
   private repaired = 0;
@@ -106,9 +120,10 @@ export class Scrubber {
     this.loop = this.run();
   }
 
-  /** Ends the pass under way at its next step and waits for it. */
+  /** Ends the pass under way at its next frame (aborting a repair's fetches) and waits for it. */
   async stop(): Promise<void> {
     this.stopped = true;
+    this.abort.abort();
     this.wake?.();
     await this.loop;
   }
@@ -126,12 +141,15 @@ export class Scrubber {
       const { position, lastPassEndedAt } = this.state;
       // At most an interval away, even if the clock was set back since the last pass.
       const due = position !== null || lastPassEndedAt === null ? 0 : Math.min(this.opts.intervalMs, lastPassEndedAt + this.opts.intervalMs - this.opts.now());
-      if (due > 0) await this.sleep(due);
-      if (this.stopped) return;
+      if (due > 0) {
+        await this.sleep(due); // perhaps only part of it (timers stop at 24.8 days): ask again
+        continue;
+      }
       try {
         await this.pass();
       } catch (e) {
-        // A read or index error here is the disk's: say so, and try again later.
+        if (this.stopped) return;
+        // An index that cannot be loaded, say: the disk's trouble. Say so, and go on later.
         this.opts.report(`scrub: the pass stopped at ${this.state.position}: ${(e as Error).message}; it goes on in ${RETRY_MS / 1000} s`);
         await this.sleep(RETRY_MS);
       }
@@ -139,6 +157,7 @@ export class Scrubber {
   }
 
   private sleep(ms: number): Promise<void> {
+    if (this.stopped) return Promise.resolve();
     return new Promise((resolve) => {
       this.wake = () => {
         if (this.timer) clearTimeout(this.timer);
@@ -146,51 +165,33 @@ export class Scrubber {
         this.wake = null;
         resolve();
       };
-      // setTimeout caps at 2^31-1 ms (24.8 days); a longer wait just sleeps again.
       this.timer = setTimeout(this.wake, Math.min(ms, 0x7fff_ffff));
       this.timer.unref();
     });
   }
 
-  /** One pass from where the last one stopped (or the log start) to the commit end. */
+  /**
+   * One pass from where the last one stopped (or the log start) to where this node's log
+   * ended when the pass began: what is appended meanwhile is the next pass's, so a pass ends
+   * whatever the rate of appends. Frames not known committed yet are waited for, not
+   * skipped: a restarted node knows its commit end only once a leader tells it.
+   */
   private async pass(): Promise<void> {
     const log = this.opts.log;
     this.running = true;
+    const target = log.end;
     let at = Math.max(this.state.position ?? log.start, log.start);
-    const t0 = performance.now(); // the rate's clock: monotonic, unlike now()
-    let read = 0;
+    this.pace = { t0: performance.now(), read: 0 };
     try {
       while (!this.stopped) {
-        if (at < log.start) at = log.start; // trimmed meanwhile
-        const limit = this.opts.limit();
-        if (at >= limit) break;
+        at = Math.max(at, log.start); // trimmed meanwhile
+        // A truncation may have cut the tail the pass was to reach.
+        if (at >= Math.min(target, log.end)) break;
         this.setPosition(at);
-        let chunk: { data: Buffer; next: number };
-        try {
-          chunk = await log.read(at, CHUNK_BYTES, limit);
-        } catch (e) {
-          const code = e instanceof LogError ? e.code : null;
-          if (code === 'trimmed') continue;
-          if (code === 'damaged') {
-            // Frames past a damaged index are unknown here; reads of them go elsewhere.
-            this.opts.report(`scrub: ${(e as Error).message}; the scrubber skips the rest of that segment`);
-            at = log.segmentOf(at).end;
-            continue;
-          }
-          if ((code === 'bad_offset' || code === 'out_of_range') && at !== log.start) {
-            // The log was reset under this pass (a follower restarted at the leader's start).
-            at = log.start;
-            continue;
-          }
-          throw e;
-        }
-        if (chunk.next <= at) break;
-        await this.check(chunk.data, at);
-        read += chunk.data.length;
-        this.checkedBytes += chunk.data.length;
-        at = chunk.next;
-        const ahead = (read / this.opts.bytesPerSec) * 1000 - (performance.now() - t0);
-        if (ahead > 0) await this.sleep(ahead);
+        const next = await this.step(at, Math.min(target, this.opts.limit()));
+        if (next === null) await this.sleep(COMMIT_WAIT_MS);
+        else at = next;
+        await this.throttle();
       }
       if (this.stopped) {
         this.setPosition(at, true); // a restart goes on from here
@@ -204,9 +205,71 @@ export class Scrubber {
     }
   }
 
-  /** Checks the whole frames in `data` (which starts at log offset `base`). */
-  private async check(data: Buffer, base: number): Promise<void> {
+  /**
+   * Checks one read's worth of frames from `at`, below `limit`. Returns where the next step
+   * starts, or null when the frame at `at` is not committed yet (wait for it).
+   */
+  private async step(at: number, limit: number): Promise<number | null> {
+    const log = this.opts.log;
+    if (at >= limit) return null;
+    let chunk: { data: Buffer; next: number };
+    try {
+      chunk = await log.read(at, CHUNK_BYTES, limit);
+    } catch (e) {
+      const code = e instanceof LogError ? e.code : null;
+      if (code === 'trimmed') return log.start;
+      if (code === 'damaged') {
+        // Frames past a damaged index are unknown here; reads of them go elsewhere.
+        this.damaged++;
+        this.opts.report(`scrub: ${(e as Error).message}; the scrubber skips the rest of that segment`);
+        return log.segmentOf(at).end;
+      }
+      // The log was reset under this pass (a follower restarted at the leader's start).
+      if ((code === 'bad_offset' || code === 'out_of_range') && at !== log.start) return log.start;
+      return this.unreadable(at, limit, e);
+    }
+    if (chunk.next <= at) return null; // the frame at `at` reaches past the limit
+    const to = await this.check(chunk.data, at);
+    this.checkedBytes += to - at;
+    this.pace.read += to - at;
+    return to;
+  }
+
+  /**
+   * A read that failed (EIO: an unreadable sector) is tried again for the one frame at `at`;
+   * a frame that cannot be read is mended like a rotten one, and the pass goes on after it.
+   */
+  private async unreadable(at: number, limit: number, e: unknown): Promise<number | null> {
+    const log = this.opts.log;
+    let end: number | null;
+    try {
+      end = await log.frameEndAt(at);
+    } catch (bad) {
+      this.damaged++;
+      this.opts.report(`scrub: reading at ${at} failed (${(e as Error).message}), and so did loading the index of its segment (${(bad as Error).message}): the scrubber skips the rest of that segment`);
+      return log.segmentOf(at).end;
+    }
+    if (end === null) throw e;
+    let frame: Buffer;
+    try {
+      frame = (await log.read(at, 0, limit)).data;
+    } catch (again) {
+      const code = again instanceof LogError ? again.code : null;
+      // Gone or moved meanwhile: the pass takes it up again later.
+      if (code === 'trimmed' || code === 'bad_offset' || code === 'out_of_range' || code === 'unavailable') throw again;
+      if (!(await this.mend(at, Buffer.alloc(end - at), `unreadable: ${(again as Error).message}`))) return at;
+      return end;
+    }
+    if (frame.length === 0) return null;
+    const to = await this.check(frame, at);
+    this.checkedBytes += to - at;
+    return to;
+  }
+
+  /** Checks the whole frames in `data` (which starts at log offset `base`); returns where it got to. */
+  private async check(data: Buffer, base: number): Promise<number> {
     for (let at = 0; at < data.length;) {
+      if (this.stopped) return base + at;
       const r = checkFrame(data, at, base);
       if (r.ok) {
         at = r.next;
@@ -214,43 +277,75 @@ export class Scrubber {
       }
       const offset = base + at;
       const end = await this.opts.log.frameEndAt(offset);
-      if (end === null) return; // gone meanwhile (trimmed, reset): the next read decides
-      await this.mend(offset, data.subarray(at, at + (end - offset)), r.reason);
+      if (end === null) return offset; // gone meanwhile (trimmed, reset): the next read decides
+      if (!(await this.mend(offset, data.subarray(at, at + (end - offset)), r.reason))) return offset;
       at += end - offset;
     }
+    return base + data.length;
   }
 
-  private async mend(offset: number, mine: Buffer, reason: string): Promise<void> {
-    this.damaged++;
-    const where = `the frame at ${offset} (segment ${hex16(this.opts.log.segmentOf(offset).base)}, ${mine.length} bytes)`;
+  /**
+   * Rewrites the damaged frame `mine` from the first replica with a good copy, or reports
+   * that none has one. False when the scrubber stopped first (the frame is checked again).
+   */
+  private async mend(offset: number, mine: Buffer, reason: string): Promise<boolean> {
+    const log = this.opts.log;
+    const where = `the frame at ${offset} (segment ${hex16(log.segmentOf(offset).base)}, ${mine.length} bytes) failed its check (${reason})`;
     const asked: string[] = [];
     for (const source of this.opts.sources()) {
       let copy: Buffer;
       try {
-        copy = (await this.opts.fetchFrames(source, offset)).subarray(0, mine.length);
+        copy = (await this.opts.fetchFrames(source, offset, this.abort.signal)).subarray(0, mine.length);
       } catch (e) {
+        if (this.stopped) return false;
         asked.push(`${source}: ${(e as Error).message}`);
         continue;
       }
-      if (!isGoodCopy(copy, mine, offset, termAt(this.opts.log.epochs, offset))) {
+      if (this.stopped) return false;
+      if (!isGoodCopy(copy, mine, offset, termAt(log.epochs, offset))) {
         asked.push(`${source}: its copy is not the same frame or fails its check too`);
         continue;
       }
-      if (!(await this.opts.log.repairFrame(offset, copy))) return; // trimmed meanwhile
+      this.damaged++;
+      let rewritten: boolean;
+      try {
+        rewritten = await log.repairFrame(offset, copy);
+      } catch (e) {
+        // The log has failed (a write or fdatasync error): the node must stop, as on every write path.
+        this.opts.report(`scrub: ${where}, and rewriting it from ${source}'s copy failed: ${(e as Error).message}`);
+        this.stopped = true;
+        this.opts.diskFailed(`scrub repair at ${offset} failed: ${(e as Error).message}`);
+        return false;
+      }
+      if (!rewritten) {
+        this.opts.report(`scrub: ${where}, and was trimmed (or the log reset) before it could be rewritten from ${source}'s copy`);
+        return true;
+      }
       this.repaired++;
-      this.opts.report(`scrub: ${where} failed its check (${reason}); rewritten from ${source}'s copy`);
-      return;
+      this.opts.report(`scrub: ${where}; rewritten from ${source}'s copy`);
+      return true;
     }
+    this.damaged++;
     if (asked.length === 0) {
-      this.opts.report(`scrub: ${where} failed its check (${reason}), and there is no other replica to copy it from: readers of it get a checksum error`);
-      return;
+      this.opts.report(`scrub: ${where}, and there is no other replica to copy it from: readers of it get a checksum error`);
+    } else {
+      this.opts.report(`scrub: ${where}, and no other replica gave a good copy (${asked.join('; ')}): clients read it from another replica meanwhile, and the next pass tries again`);
     }
-    this.opts.report(`scrub: ${where} failed its check (${reason}), and no other replica gave a good copy (${asked.join('; ')}): clients read it from another replica meanwhile, and the next pass tries again`);
+    return true;
+  }
+
+  /** Holds the pass to the rate; time not spent reading (a repair, a wait) saves up at most BURST_MS. */
+  private async throttle(): Promise<void> {
+    const p = this.pace;
+    const allowedAt = (p.read / this.opts.bytesPerSec) * 1000;
+    const elapsed = performance.now() - p.t0;
+    if (allowedAt > elapsed) await this.sleep(allowedAt - elapsed);
+    else if (elapsed - allowedAt > BURST_MS) p.t0 += elapsed - allowedAt - BURST_MS;
   }
 
   private setPosition(position: number | null, force = false): void {
     this.state.position = position;
-    const now = this.opts.now();
+    const now = performance.now();
     if (!force && now - this.savedAt < SAVE_EVERY_MS) return;
     this.savedAt = now;
     try {

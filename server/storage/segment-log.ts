@@ -621,7 +621,8 @@ export class SegmentLog {
     if (seg.deleted) return null;
     const i = index.find(offset - seg.base);
     if (i < 0) return null;
-    return seg.base + (i + 1 < index.count ? index.at(i + 1) : this.segmentEnd(this.segAt(seg.base)) - seg.base);
+    if (i + 1 < index.count) return seg.base + index.at(i + 1);
+    return seg.damagedAt ?? this.segmentEnd(this.segAt(seg.base));
   }
 
   /** The segment holding `offset`: its base, and one past it (the next one's base, or the log's end). */
@@ -639,12 +640,25 @@ export class SegmentLog {
   async repairFrame(offset: number, frame: Buffer): Promise<boolean> {
     this.usable();
     if ((await this.frameEndAt(offset)) !== offset + frame.length) return false;
-    const seg = this.segs[this.segAt(offset)];
-    const fd = await this.acquire(seg);
+    const k = this.segAt(offset);
+    if (k < 0) return false;
+    const seg = this.segs[k];
+    let fd: number;
+    try {
+      fd = await this.acquire(seg);
+    } catch (e) {
+      if (seg.deleted) return false;
+      throw e;
+    }
     try {
       if (seg.deleted) return false;
       await writeAll(fd, frame, offset - seg.base);
+      // On the segment's own fd: an error this fdatasync reports may be one that belonged
+      // to appended pages too (Linux reports a writeback error once per file), so a
+      // failure here fails the log as any other write or sync failure does.
       await fdatasync(fd);
+    } catch (e) {
+      throw this.fail(e, `repairing the frame at ${offset}`);
     } finally {
       this.release(seg);
     }
