@@ -733,7 +733,19 @@ export class LogClient {
       } catch (e) {
         // A follow waits for its servers however long they are down; a plain read does not,
         // nor a follow that never reached one (a wrong address, more likely).
-        if (!opts.follow || !contacted || !(e instanceof LogError) || !e.retriable) throw e;
+        if (!opts.follow || !contacted || !(e instanceof LogError)) throw e;
+        if (e.code === 'out_of_range' && !pinned) {
+          // The commit end is volatile: a replica back from a restart calls every offset
+          // "beyond the commit end" until a leader has committed in its term. Only the
+          // leader's word ends a follow there; until it can be asked, wait as for an outage.
+          const lagging = await this.beforeCommitEnd(offset, signal);
+          if (lagging === false) throw e;
+          if (lagging === true) {
+            server = this.leaderKnown ? this.leaderUrl : this.rotate(server);
+            await this.sleep(1, signal);
+            continue;
+          }
+        } else if (!e.retriable) throw e;
         outage.begin(e);
         await this.sleep(this.retries + 1, signal);
         continue;

@@ -111,3 +111,63 @@ test('a tail notices a server that stays silent: to the opening handshake, and t
   await down(s);
   t.regex(outage ?? 'none', /no answer in 300 ms/);
 });
+
+test('a follow rides out a restart: a replica that knows no commit end yet calls its offset "beyond the commit end", and the follow waits rather than failing', async (t) => {
+  const { encodeFrame, crc32c, Kind } = await import('../spec/frame.ts');
+  const frame = (s: string) => { const p = Buffer.from(s); return encodeFrame({ kind: Kind.Data, term: 1, length: p.length, crc: crc32c(p) }, p); };
+  const log = [frame('before the restart')];
+  // 'up', then 'restarted' (the commit end is volatile: 0 until a leader commits in its term), then 'up' with one more entry.
+  let phase: 'up' | 'restarted' = 'up';
+  let refused = 0;
+  let onRefused: (() => void) | null = null;
+  const server = createServer((req, res) => {
+    const url = new URL(req.url!, 'http://x');
+    const commit = log.reduce((n, f) => n + f.length, 0);
+    const json = (status: number, body: unknown) => { res.writeHead(status, { 'content-type': 'application/json' }); res.end(JSON.stringify(body)); };
+    if (url.pathname === '/v1/status') return json(200, { id: 'a', role: 'leader', term: 1, leader: 'a', start: 0, end: commit, commit, durable: commit, segments: 1, bytes: commit, peers: [] });
+    if (phase === 'restarted') {
+      if (url.pathname === '/v1/end') return json(503, { error: { code: 'unavailable', message: 'no leader yet' } });
+      refused++;
+      onRefused?.();
+      return json(416, { error: { code: 'out_of_range', message: `offset ${url.searchParams.get('offset')} is beyond the commit end 0`, start: 0, end: 0 } });
+    }
+    if (url.pathname === '/v1/end') return json(200, { start: 0, end: commit });
+    const offset = Number(url.searchParams.get('offset'));
+    let at = 0;
+    const body = Buffer.concat(log.filter((f) => { const keep = at >= offset; at += f.length; return keep; }));
+    res.writeHead(200, { 'x-loglog-start': '0', 'x-loglog-commit': String(commit), 'x-loglog-next': String(offset + body.length) });
+    res.end(body);
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', () => r()));
+  const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+  const client = new LogClient({ servers: [url], retry: { retries: 1, minDelayMs: 5, maxDelayMs: 10 } });
+  const ac = new AbortController();
+  const got: string[] = [];
+  let first: () => void = () => {};
+  const firstSeen = new Promise<void>((r) => { first = r; });
+  const done = (async () => {
+    for await (const e of client.read(0, { follow: true, waitMs: 5, signal: ac.signal })) {
+      got.push(e.payload.toString());
+      if (got.length === 1) first();
+      if (got.length === 2) return;
+    }
+  })();
+  const failed = done.then(() => null, (e: unknown) => e);
+  try {
+    await firstSeen;
+    phase = 'restarted';
+    // Three refusals, or the follow's end, whichever comes first.
+    await Promise.race([failed, new Promise<void>((r) => { onRefused = () => { if (refused >= 3) r(); }; })]);
+    log.push(frame('after the restart'));
+    phase = 'up';
+    const err = await failed;
+    t.is(err, null, String(err));
+    t.deepEqual(got, ['before the restart', 'after the restart']);
+  } finally {
+    ac.abort();
+    await failed;
+    await client.close();
+    server.closeAllConnections();
+    await new Promise((r) => server.close(r));
+  }
+});
