@@ -154,6 +154,20 @@ function forgottenError(uploadId: string, after: number, since: unknown, cause?:
   );
 }
 
+/** Resolves when `p` settles, or as soon as `signal` aborts: one caller's way out of a wait others share. */
+function settledOrAborted(p: Promise<unknown>, signal?: AbortSignal): Promise<void> {
+  if (!signal) return p.then(() => undefined, () => undefined);
+  if (signal.aborted) return Promise.resolve();
+  return new Promise<void>((resolve) => {
+    const done = () => {
+      signal.removeEventListener('abort', done);
+      resolve();
+    };
+    signal.addEventListener('abort', done, { once: true });
+    p.then(done, done);
+  });
+}
+
 function assertOffset(name: string, v: number): void {
   if (!Number.isSafeInteger(v) || v < 0) throw new LogError('bad_request', `${name} must be a non-negative safe integer, got ${v}`);
 }
@@ -344,10 +358,13 @@ export class LogClient {
    */
   async discover(opts: { signal?: AbortSignal } = {}): Promise<{ members: string[]; leader: string | null; discovered: boolean }> {
     if (!this.discovered) {
-      this.discovery ??= this.runDiscovery(opts.signal).finally(() => {
+      // One discovery serves every caller, so only close() stops it: the first caller's
+      // signal used to end it for all, and a later caller waited it out (3 s for a frozen
+      // seed) whatever its own signal said. Each caller stops waiting on its own.
+      this.discovery ??= this.runDiscovery().finally(() => {
         this.discovery = null;
       });
-      await this.discovery;
+      await settledOrAborted(this.discovery, opts.signal);
     }
     return { members: [...this.members], leader: this.leaderKnown ? this.leaderUrl : null, discovered: this.discovered };
   }
@@ -376,9 +393,9 @@ export class LogClient {
     }
   }
 
-  private runDiscovery(signal?: AbortSignal): Promise<void> {
+  private runDiscovery(): Promise<void> {
     const seeds = [...new Set([...this.configured, ...this.members])];
-    const sig = timeoutSignal(DISCOVERY_TIMEOUT_MS, signal);
+    const sig = timeoutSignal(DISCOVERY_TIMEOUT_MS, this.closing.signal);
     return new Promise<void>((resolve) => {
       let pending = seeds.length;
       let done = false;

@@ -975,7 +975,9 @@ test('discovery with a frozen member and a caller\'s signal stops asking it afte
   const { createServer: createTcpServer } = await import('node:net');
   let asked!: () => void;
   const askArrived = new Promise<void>((res) => { asked = res; });
-  const frozen = createTcpServer((s) => { s.on('error', () => {}); s.once('data', () => asked()); });
+  let dropped!: () => void;
+  const askDropped = new Promise<void>((res) => { dropped = res; });
+  const frozen = createTcpServer((s) => { s.on('error', () => {}); s.once('data', () => asked()); s.once('close', () => dropped()); });
   await new Promise<void>((res) => frozen.listen(0, '127.0.0.1', res));
   t.teardown(() => { frozen.close(); });
   const b = await startFake(t, new FakeLog(), 'b', { statusExtra: { peers: [] } });
@@ -990,6 +992,55 @@ test('discovery with a frozen member and a caller\'s signal stops asking it afte
   // (nodejs/node#57736): close() then waited for the frozen member's ask for 10 minutes.
   setFlagsFromString('--expose-gc');
   (runInNewContext('gc') as () => void)();
+  // The discovery timeout ends the ask (close() would stop it at once, proving nothing).
+  await askDropped;
   await c.close();
   t.pass();
+});
+
+test('discovery is shared: a caller\'s signal stops its own wait, not the discovery others wait for; close() stops it at once', async (t) => {
+  const { createServer: createTcpServer } = await import('node:net');
+  // A member that answers its status only when the test says so.
+  let release!: () => void;
+  const released = new Promise<void>((res) => { release = res; });
+  let statusAsked!: () => void;
+  const asked = new Promise<void>((res) => { statusAsked = res; });
+  const slow = createServer((req, res) => {
+    statusAsked();
+    void released.then(() => {
+      res.writeHead(200, { 'content-type': 'application/json' });
+      res.end(JSON.stringify({ id: 'a', role: 'leader', term: 1, leader: 'a', start: 0, end: 0, commit: 0, durable: 0, segments: 1, bytes: 0, peers: [] }));
+    });
+  });
+  await new Promise<void>((res) => slow.listen(0, '127.0.0.1', res));
+  t.teardown(() => { slow.closeAllConnections(); slow.close(); });
+  const c1 = new LogClient({ servers: [`http://127.0.0.1:${(slow.address() as AddressInfo).port}`] });
+  t.teardown(() => c1.close());
+  // The first caller's discovery is the one the second waits for: its abort must not end it.
+  const ac = new AbortController();
+  const first = c1.end({ signal: ac.signal });
+  const second = c1.discover();
+  await asked;
+  ac.abort();
+  t.is(((await t.throwsAsync(first)) as LogError | undefined)?.code, 'aborted');
+  release();
+  t.true((await second).discovered, 'the discovery went on for the caller that did not abort');
+
+  // A member that takes connections and never answers: discovery would wait 3 s for it.
+  let frozenAsked!: () => void;
+  const frozenAsk = new Promise<void>((res) => { frozenAsked = res; });
+  const frozen = createTcpServer((s) => { s.on('error', () => {}); s.once('data', () => frozenAsked()); });
+  await new Promise<void>((res) => frozen.listen(0, '127.0.0.1', res));
+  t.teardown(() => { frozen.close(); });
+  const c2 = new LogClient({ servers: [`http://127.0.0.1:${(frozen.address() as AddressInfo).port}`], requestTimeoutMs: 10 * 60_000 });
+  const shared = c2.discover(); // as new Producer({ client }) does
+  await frozenAsk;
+  const ac2 = new AbortController();
+  const ended = c2.end({ signal: ac2.signal });
+  ac2.abort();
+  // The aborted call gives up at once rather than when the shared discovery does.
+  t.is(await Promise.race([ended.then(() => 'answered', (e: LogError) => e.code), shared.then(() => 'discovery over')]), 'aborted');
+  const closing = Date.now();
+  await c2.close();
+  t.true(Date.now() - closing < 2000, `close() took ${Date.now() - closing} ms: it waited for the discovery timeout`);
 });
