@@ -508,6 +508,10 @@ export class LogClient {
       if (opts.uploadId !== undefined || opts.crc32c !== undefined) {
         return Promise.reject(new LogError('bad_request', `${opts.uploadId !== undefined ? 'uploadId' : 'crc32c'} applies to a single entry, not an array`));
       }
+      // Checked before any is sent: a bad element found by its own append left the ones
+      // before it in the log, and the caller with an array to fix and resend in part.
+      const bad = data.findIndex((d) => !(d instanceof Uint8Array));
+      if (bad >= 0) return Promise.reject(new LogError('bad_request', `entry ${bad} of ${data.length} is not a Uint8Array (append takes a Uint8Array, or an array of them): nothing was appended`, { index: bad }));
       return this.appendEach(data, opts);
     }
     return this.appendOne(data, opts);

@@ -305,6 +305,20 @@ test('a caller-supplied crc32c is sent as is; a malformed one is refused before 
   t.is(a.headers.length, 2, 'malformed values never left the client');
 });
 
+test('an array with an element that is not a Uint8Array is refused whole, before any entry is sent', async (t) => {
+  const log = new FakeLog();
+  const a = await startFake(t, log, 'a');
+  const c = client(t, [a.url]);
+  for (const bad of ['two', null, new Uint16Array([1]).buffer, [1, 2]]) {
+    const e = await t.throwsAsync(c.append([Buffer.from('one'), bad as unknown as Uint8Array]), { instanceOf: LogError });
+    t.is(e?.code, 'bad_request');
+    t.regex(e?.message ?? '', /entry 1 /);
+  }
+  const notArray = await t.throwsAsync(c.append('one' as unknown as Uint8Array), { instanceOf: LogError });
+  t.is(notArray?.code, 'bad_request');
+  t.is(log.frames.length, 0, 'nothing was appended: the caller can fix the array and send it all');
+});
+
 test('read skips noop and aborted frames unless asked, and stops at the commit end', async (t) => {
   const log = new FakeLog();
   log.add(Kind.Noop, Buffer.alloc(0));
