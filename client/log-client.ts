@@ -168,6 +168,29 @@ function settledOrAborted(p: Promise<unknown>, signal?: AbortSignal): Promise<vo
   });
 }
 
+/**
+ * Refuses malformed options by name. Unchecked, a NaN retry count retried until the time
+ * budget ran out, a negative delay hammered the servers, and a negative or NaN request
+ * timeout failed every request as a retriable network error.
+ */
+function checkOptions(opts: LogClientOptions): void {
+  const check = (name: string, v: number | undefined, ok: (v: number) => boolean, what: string) => {
+    if (v !== undefined && !ok(v)) throw new LogError('bad_request', `${name} must be ${what}, got ${String(v)}`);
+  };
+  const whole = (min: number) => (v: number) => Number.isSafeInteger(v) && v >= min;
+  const ms = (v: number) => Number.isFinite(v) && v >= 0;
+  check('retry.retries', opts.retry?.retries, whole(0), 'a whole number, 0 or more');
+  check('retry.minDelayMs', opts.retry?.minDelayMs, ms, 'a number of milliseconds, 0 or more');
+  check('retry.maxDelayMs', opts.retry?.maxDelayMs, ms, 'a number of milliseconds, 0 or more');
+  check('retry.maxElapsedMs', opts.retry?.maxElapsedMs, (v) => v === Infinity || ms(v), 'a number of milliseconds, 0 or more (Infinity: no budget)');
+  check('requestTimeoutMs', opts.requestTimeoutMs, whole(0), 'a whole number of milliseconds, 0 or more (0: no limit)');
+  check('connections', opts.connections, whole(1), 'a whole number, 1 or more');
+  check('longPollConnections', opts.longPollConnections, whole(1), 'a whole number, 1 or more');
+  if (opts.acks !== undefined && !['leader', 'quorum', 'all'].includes(opts.acks)) {
+    throw new LogError('bad_request', `acks must be leader, quorum or all, got ${JSON.stringify(opts.acks)}`);
+  }
+}
+
 function assertOffset(name: string, v: number): void {
   if (!Number.isSafeInteger(v) || v < 0) throw new LogError('bad_request', `${name} must be a non-negative safe integer, got ${v}`);
 }
@@ -298,9 +321,11 @@ export class LogClient {
 
   constructor(opts: LogClientOptions = {}) {
     const list = opts.servers ?? serversFromEnv();
+    if (!Array.isArray(list)) throw new LogError('bad_request', `servers must be an array of URLs, e.g. servers: ['http://127.0.0.1:7400'], got ${typeof list}`);
     // An empty list is a mistake (a filter that left nothing, say): the default servers in its
     // place would send appends to whatever listens on this machine.
     if (list.length === 0) throw new LogError('bad_request', 'servers must name at least one server, e.g. servers: [\'http://127.0.0.1:7400\'] (leave it out for LOGLOG_SERVERS or the default)');
+    checkOptions(opts);
     this.configured = [...new Set(list.map(normalizeServer))];
     this.members = [...this.configured];
     this.transport = new Transport(opts);

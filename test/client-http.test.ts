@@ -713,6 +713,31 @@ test('new LogClient({ servers: [] }) throws bad_request instead of falling back 
   t.regex(e!.message, /^servers must name at least one server/);
 });
 
+test('new LogClient refuses malformed options by name, rather than retrying without end or failing every request as a retriable network error', (t) => {
+  const servers = ['http://127.0.0.1:1'];
+  const bad: [string, ConstructorParameters<typeof LogClient>[0]][] = [
+    ['servers', { servers: 'http://127.0.0.1:7400' as unknown as string[] }],
+    ['retry.retries', { servers, retry: { retries: Number.NaN } }],
+    ['retry.retries', { servers, retry: { retries: -1 } }],
+    ['retry.retries', { servers, retry: { retries: 1.5 } }],
+    ['retry.minDelayMs', { servers, retry: { minDelayMs: -5 } }],
+    ['retry.maxDelayMs', { servers, retry: { maxDelayMs: Number.NaN } }],
+    ['retry.maxElapsedMs', { servers, retry: { maxElapsedMs: -1 } }],
+    ['requestTimeoutMs', { servers, requestTimeoutMs: -1 }],
+    ['requestTimeoutMs', { servers, requestTimeoutMs: Number.NaN }],
+    ['connections', { servers, connections: 0 }],
+    ['longPollConnections', { servers, longPollConnections: 2.5 }],
+    ['acks', { servers, acks: 'most' as 'all' }],
+  ];
+  for (const [name, opts] of bad) {
+    const e = t.throws(() => new LogClient(opts), { instanceOf: LogError }, `${name}: ${JSON.stringify(opts)}`);
+    t.is(e?.code, 'bad_request');
+    t.true(e?.message.startsWith(`${name} `), e?.message);
+  }
+  // Limits that mean "none" stay allowed.
+  t.notThrows(() => new LogClient({ servers, requestTimeoutMs: 0, retry: { retries: 0, maxElapsedMs: Number.POSITIVE_INFINITY } }));
+});
+
 test('CLI bin: runs through tsx from any directory; EPIPE exits quietly', async (t) => {
   const log = new FakeLog();
   for (let i = 0; i < 2000; i++) log.add(Kind.Data, Buffer.from(`line ${i} ${'x'.repeat(100)}`));
