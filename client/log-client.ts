@@ -1033,14 +1033,19 @@ export class LogClient {
   // ---------------------------------------------------------------- metadata
 
   /**
-   * The log's `{start, end}` (end = commit end) from one replica (round robin).
-   * `linearizable` asks the leader, which confirms its leadership with a heartbeat round first.
+   * The log's `{start, end}` (end = commit end) from one replica (round robin), never below
+   * this client's own acknowledged appends (read your writes); asked of one `server`, that
+   * server's own. `linearizable` asks the leader, which confirms its leadership with a
+   * heartbeat round first.
    */
   async bounds(opts: { linearizable?: boolean; signal?: AbortSignal; server?: string } = {}): Promise<Bounds> {
     const pinned = opts.server ? normalizeServer(opts.server) : undefined;
     const r = await this.withRetry(opts.linearizable ? 'leader' : 'read', opts.signal, pinned, (server) =>
       this.fetchBounds(server, opts.linearizable === true, opts.signal));
-    return { start: r.start, end: r.end };
+    // The cluster has committed what it acknowledged, though a follower a heartbeat behind
+    // may not know it yet: `end()` came back below the client's own appends, and a read or
+    // tail from 'end' yielded them.
+    return { start: r.start, end: pinned ? r.end : Math.max(r.end, this.ackedEnd) };
   }
 
   /** One GET /v1/end to `server`. */

@@ -1010,6 +1010,25 @@ test('a plain read that lands on a lagging follower reads on to the leader\'s co
   t.true(leader.hits.length - hits <= 1);
 });
 
+test('end() and the \'end\' position are never below the client\'s own acknowledged appends, whichever replica answers', async (t) => {
+  const log = new FakeLog();
+  for (let i = 0; i < 2; i++) log.add(Kind.Data, Buffer.from(`entry-${i}`));
+  const leader = await startFake(t, log, 'leader');
+  // A follower a heartbeat behind: it has not yet committed what the client appends next.
+  const lagging = await startFake(t, log, 'lagging', { notLeader: 'leader', commitCap: log.end, statusExtra: { leader: 'leader' } });
+  const c = client(t, [lagging.url, leader.url]);
+  t.is((await c.discover()).leader, leader.url);
+  const mine = await c.append(Buffer.from('mine'));
+  // Round robin: one of two asks the lagging follower.
+  for (let k = 0; k < 2; k++) {
+    t.true((await c.end()) >= mine.end, `end() ${k}`);
+    t.deepEqual((await collect(c.read('end'))).map((e) => e.payload.toString()), [], `read('end') ${k} yields nothing appended before it`);
+  }
+  t.true(lagging.hits.includes('GET /v1/end'), 'the lagging follower was asked');
+  // Asked of one server, the bounds are that server's.
+  t.is(await c.end({ server: lagging.url }), log.offsets[2]);
+});
+
 test('discovery with a frozen member and a caller\'s signal stops asking it after the discovery timeout, even across a garbage collection', async (t) => {
   const { createServer: createTcpServer } = await import('node:net');
   let asked!: () => void;
