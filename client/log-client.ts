@@ -664,10 +664,12 @@ export class LogClient {
       // attempt went to the server that has now shown it is no loglogd (a connection it cut,
       // then a page of its own): nothing of ours can be there.
       if (uncertain && e instanceof LogError && e.code !== 'outcome_unknown' && !this.notLoglogAt(e, maybeAt)) {
-        const ask = `an earlier attempt may have been written: ask fate("${uploadId}") before appending it again`;
+        // With the `after` its attempts were sent with: asked from 0, a leader that has trimmed
+        // its log, or taken more appends than it remembers ids of, can only say "forgotten".
+        const ask = `an earlier attempt may have been written: ask fate("${uploadId}", { after: ${after} }) before appending it again`;
         // Stopped by the caller (signal, close): still an abort, but one that says what may be in the log.
-        if (e.code === 'aborted') throw new LogError('aborted', `${e.message}; ${ask}`, { ...e.details, uploadId, mayHaveLanded: true }, { cause: e });
-        throw new LogError('outcome_unknown', `${e.message}; ${ask}`, { ...e.details, uploadId }, { cause: e });
+        if (e.code === 'aborted') throw new LogError('aborted', `${e.message}; ${ask}`, { ...e.details, uploadId, after, mayHaveLanded: true }, { cause: e });
+        throw new LogError('outcome_unknown', `${e.message}; ${ask}`, { ...e.details, uploadId, after }, { cause: e });
       }
       throw e;
     }

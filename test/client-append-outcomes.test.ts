@@ -159,6 +159,35 @@ test('an append the caller aborts while its request is out is "aborted" with may
   t.regex(e?.message ?? '', /ask fate/);
 });
 
+test('an append that may have landed says the "after" its fate must be asked with: on a trimmed log, fate(id) alone can only answer "forgotten"', async (t) => {
+  const a = await fake();
+  let arrived!: () => void;
+  const posted = new Promise<void>((r) => { arrived = r; });
+  // Trimmed to 500 (or far past its memory of upload ids): it remembers every id placed from there on.
+  const fatesFrom = 500;
+  a.handler = (req, res, _body, path) => {
+    if (path === '/v1/status') return json(res, 200, { id: 'a', role: 'leader', term: 1, leader: 'a', start: 500, end: 640, commit: 640, durable: 640, segments: 1, bytes: 140, peers: [] });
+    if (path === '/v1/append') { arrived(); return; } // received, written maybe; no answer yet
+    if (path.startsWith('/v1/fate/')) {
+      const after = Number(new URL(req.url!, 'http://x').searchParams.get('after'));
+      return json(res, 200, after < fatesFrom ? { state: 'forgotten', since: fatesFrom } : { state: 'unknown' });
+    }
+    json(res, 404, { error: { code: 'not_found', message: 'no' } });
+  };
+  const client = new LogClient({ servers: [a.url] });
+  t.teardown(async () => { a.server.closeAllConnections(); a.server.close(); await client.close(); });
+  const ac = new AbortController();
+  const p = client.append(Buffer.from('x'), { signal: ac.signal });
+  await posted;
+  ac.abort();
+  const e = await t.throwsAsync(p, { instanceOf: LogError });
+  t.is(e?.code, 'aborted');
+  t.is(e?.details.after, 640);
+  t.regex(e?.message ?? '', /fate\("[0-9a-f-]+", \{ after: 640 \}\)/);
+  // What README says to do with it.
+  t.is((await client.fate(e!.details.uploadId as string, { after: e!.details.after as number })).state, 'unknown');
+});
+
 test('close() does not wait out a frozen member: background status asks and follows stop at once, upload copies after a short grace', async (t) => {
   const a = await fake();
   const frozen = await fake();

@@ -465,7 +465,7 @@ test('an append whose answer was lost and whose server then went away fails as o
   const e = await t.throwsAsync(c.append(Buffer.from('maybe')), { instanceOf: LogError });
   t.is(e?.code, 'outcome_unknown');
   t.false(e!.retriable);
-  t.regex(e!.message, /ECONNREFUSED.*an earlier attempt may have been written: ask fate\("[0-9a-f-]+"\)/);
+  t.regex(e!.message, /ECONNREFUSED.*an earlier attempt may have been written: ask fate\("[0-9a-f-]+", \{ after: \d+ \}\)/);
   t.is(typeof e?.details.uploadId, 'string');
   t.is(log.frames.length, 1, 'it was in fact written');
 });
