@@ -191,8 +191,13 @@ function checkOptions(opts: LogClientOptions): void {
   }
 }
 
-function assertOffset(name: string, v: number): void {
-  if (!Number.isSafeInteger(v) || v < 0) throw new LogError('bad_request', `${name} must be a non-negative safe integer, got ${v}`);
+function assertOffset(name: string, v: number, what = 'a non-negative safe integer'): void {
+  if (!Number.isSafeInteger(v) || v < 0) throw new LogError('bad_request', `${name} must be ${what}, got ${shown(v)}`);
+}
+
+/** A value as an error message shows it: a string in quotes and named as one ("got 0" for '0' read as if 0 were refused). */
+function shown(v: unknown): string {
+  return typeof v === 'string' ? `${JSON.stringify(v)} (a string)` : String(v);
 }
 
 function headerNumber(h: string | string[] | undefined): number | undefined {
@@ -924,7 +929,7 @@ export class LogClient {
    */
   async offsetOf(from: number | FromPosition, opts: { signal?: AbortSignal; server?: string } = {}): Promise<number> {
     if (from === 'start' || from === 'end') return (await this.bounds(opts))[from];
-    assertOffset('from', from);
+    assertOffset('from', from, 'an entry offset (a non-negative safe integer), \'start\' or \'end\'');
     return from;
   }
 

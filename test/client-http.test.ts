@@ -319,6 +319,19 @@ test('an array with an element that is not a Uint8Array is refused whole, before
   t.is(log.frames.length, 0, 'nothing was appended: the caller can fix the array and send it all');
 });
 
+test('a position that is not an offset, \'start\' or \'end\' is refused with a message that shows what was given', async (t) => {
+  const log = new FakeLog();
+  const a = await startFake(t, log, 'a');
+  const c = client(t, [a.url]);
+  for (const [from, shown] of [['0', '"0" (a string)'], ['latest', '"latest" (a string)'], [-1, '-1'], [Number.NaN, 'NaN']] as const) {
+    const e = await t.throwsAsync(collect(c.read(from as number)), { instanceOf: LogError });
+    t.is(e?.code, 'bad_request');
+    t.is(e?.message, `from must be an entry offset (a non-negative safe integer), 'start' or 'end', got ${shown}`);
+  }
+  const e = await t.throwsAsync(c.trim('5' as unknown as number), { instanceOf: LogError });
+  t.is(e?.message, 'before must be a non-negative safe integer, got "5" (a string)');
+});
+
 test('read skips noop and aborted frames unless asked, and stops at the commit end', async (t) => {
   const log = new FakeLog();
   log.add(Kind.Noop, Buffer.alloc(0));
