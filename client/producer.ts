@@ -172,18 +172,23 @@ export class Producer {
     this.digest = opts.digest;
     this.acksOpt = opts.acks ? { acks: opts.acks } : {};
     this.stopOnError = opts.stopOnError === true;
+    if (this.digest !== undefined && this.digest !== 'sha256') throw new LogError('bad_request', `unsupported digest: ${String(this.digest)} (sha256 or none)`);
+    if (!Number.isFinite(this.lingerMs) || this.lingerMs < 0) throw new LogError('bad_request', `lingerMs must be a number of milliseconds, 0 or more, got ${this.lingerMs}`);
+    // Counts and sizes are whole: maxInFlight 1.5 let two appends fly.
+    for (const [k, v] of [['maxBatchBytes', this.maxBatchBytes], ['maxInFlight', this.maxInFlight], ['maxBufferedBytes', this.maxBufferedBytes]] as const) {
+      if (!Number.isSafeInteger(v) || v < 1) throw new LogError('bad_request', `${k} must be a whole number, 1 or more, got ${v}`);
+    }
     // Started now, so that the entry limit is most likely known by the first append.
     this.discovered = this.client.discover ? this.client.discover().then(noop, noop) : Promise.resolve();
-    if (this.digest !== undefined && this.digest !== 'sha256') throw new LogError('bad_request', `unsupported digest: ${String(this.digest)} (sha256 or none)`);
-    for (const [k, v] of [['lingerMs', this.lingerMs], ['maxBatchBytes', this.maxBatchBytes], ['maxInFlight', this.maxInFlight], ['maxBufferedBytes', this.maxBufferedBytes]] as const) {
-      if (!Number.isFinite(v) || v < 0 || (k !== 'lingerMs' && v < 1)) throw new LogError('bad_request', `invalid ${k}: ${v}`);
-    }
   }
 
   /**
    * Queues one record. Resolves with the record's position once its entry is acknowledged;
    * waits first (backpressure) while too many bytes are buffered. `signal` stops that wait
    * (rejecting `aborted`, the record not sent); a record already accepted goes with its batch.
+   * The record's bytes are copied when its batch is sent, not here (no copy per record):
+   * do not change them before the promise settles, or send a copy. Kafka's producer
+   * serializes at send; this one leaves that copy to callers who reuse their buffers.
    */
   send(record: Uint8Array, opts?: { signal?: AbortSignal }): Promise<RecordPosition> {
     if (this.stopped) return Promise.reject(this.stopped);

@@ -253,6 +253,9 @@ test('invalid options are rejected', (t) => {
   const client = new FakeClient();
   t.throws(() => new Producer({ client, maxInFlight: 0 }), { instanceOf: LogError });
   t.throws(() => new Producer({ client, lingerMs: -1 }), { instanceOf: LogError });
+  t.throws(() => new Producer({ client, maxInFlight: 1.5 }), { instanceOf: LogError, message: 'maxInFlight must be a whole number, 1 or more, got 1.5' });
+  t.throws(() => new Producer({ client, maxBatchBytes: 1000.5 }), { instanceOf: LogError, message: /^maxBatchBytes must be a whole number/ });
+  t.throws(() => new Producer({ client, maxBufferedBytes: NaN }), { instanceOf: LogError, message: /^maxBufferedBytes must be a whole number/ });
   // Refused up front: a batch that cannot be encoded would fail every record sent to it.
   t.throws(() => new Producer({ client, digest: 'md5' as never }), { instanceOf: LogError, message: /unsupported digest/ });
   t.throws(() => new Producer({} as never), { instanceOf: LogError });
