@@ -3,16 +3,15 @@
  *   loglogd --data DIR --listen HOST:PORT [--config FILE] [--id n1 --peers n1=URL,n2=URL,...]
  */
 import { cac } from 'cac';
-import { DAEMON_FLAGS, loadConfig, parseDaemonArgv } from './config.ts';
+import { DAEMON_EXAMPLES, DAEMON_FLAGS, loadConfig, parseDaemonArgv } from './config.ts';
 import { runNode } from './main.ts';
 
 // cac only writes --help and --version; parseDaemonArgv reads the command line.
 const cli = cac('loglogd');
 cli.usage('--data DIR --listen HOST:PORT [options]\n\n  Runs one loglog node. With no flags: a single node, data under ./data, on 127.0.0.1:7400.');
 for (const f of DAEMON_FLAGS) cli.option(`--${f.name}${f.value ? ` <${f.value}>` : ''}`, f.help);
+for (const e of DAEMON_EXAMPLES) cli.example(e);
 cli
-  .example('loglogd --data ./data --listen 127.0.0.1:7400')
-  .example('loglogd --id n1 --data ./data/n1 --listen 127.0.0.1:7401 --peers n1=http://127.0.0.1:7401,n2=http://127.0.0.1:7402,n3=http://127.0.0.1:7403')
   .help()
   .version('0.1.0');
 

@@ -313,6 +313,13 @@ export const DAEMON_FLAGS: readonly DaemonFlag[] = [
   { name: 'stop-on-stdin-close', help: 'Stop cleanly when stdin closes. For a supervisor that starts loglogd with a pipe on its stdin: the node never outlives it. Refused when stdin is not a pipe' },
 ];
 
+/** The examples `loglogd --help` ends with; each must pass the checks above as written. */
+export const DAEMON_EXAMPLES: readonly string[] = [
+  'loglogd --data ./data --listen 127.0.0.1:7400',
+  // A member needs the shared secret: without it this example was refused at once.
+  'LOGLOG_CLUSTER_SECRET=s loglogd --id n1 --data ./data/n1 --listen 127.0.0.1:7401 --peers n1=http://127.0.0.1:7401,n2=http://127.0.0.1:7402,n3=http://127.0.0.1:7403',
+];
+
 const SWITCH_ALIASES: Record<string, string> = { '-h': 'help', '-v': 'version' };
 const KNOWN_FLAGS = new Map<string, DaemonFlag>([
   ...DAEMON_FLAGS.map((f) => [f.name, f] as const),

@@ -6,7 +6,7 @@ import { existsSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { DEFAULT_SERVERS } from '../client/log-client.ts';
-import { DEFAULT_NODE_CONFIG, configWarnings, loadConfig, parseDaemonArgv } from '../server/config.ts';
+import { DAEMON_EXAMPLES, DEFAULT_NODE_CONFIG, configWarnings, loadConfig, parseDaemonArgv } from '../server/config.ts';
 import { loglogdArgv } from '../server/daemon-argv.ts';
 import { tryLine } from '../server/main.ts';
 import { FRAME_OVERHEAD } from '../spec/frame.ts';
@@ -345,4 +345,15 @@ test('--cluster-name takes a short name of id characters', (t) => {
   usageError(t, ['--cluster-name', 'x'.repeat(65)], /--cluster-name takes 1-64 characters/);
   t.is(loadConfig(parseDaemonArgv(['--cluster-name', 'orders.eu-1'])).clusterName, 'orders.eu-1');
   t.is(loadConfig(parseDaemonArgv([])).clusterName, 'loglog');
+});
+
+test('every example in loglogd --help passes its own flag checks (a cluster member\'s included)', (t) => {
+  t.true(DAEMON_EXAMPLES.length >= 2);
+  for (const line of DAEMON_EXAMPLES) {
+    // `VAR=value loglogd --flag ...`: the environment, then the command line.
+    const words = line.split(/\s+/);
+    const at = words.indexOf('loglogd');
+    const env = Object.fromEntries(words.slice(0, at).map((w) => w.split('=', 2)));
+    t.notThrows(() => loadConfig(parseDaemonArgv(words.slice(at + 1)), env), line);
+  }
 });
