@@ -176,7 +176,10 @@ export class LogNode extends EventEmitter {
     if (this.config.retention.maxAgeMs !== null || this.config.retention.maxBytes !== null) {
       this.retentionTimer = setInterval(() => void this.applyRetention(), this.config.retentionCheckMs);
       this.retentionTimer.unref();
-      void this.applyRetention();
+      // The first run waits for the readable end, its limit: a restarted node learns it only
+      // from its first commit (a single node's re-commit, a follower's leader). Run at once,
+      // it deleted nothing, and a lowered limit waited a minute for the timer.
+      this.once('readable', () => void this.applyRetention());
     }
     this.scrubber.start();
   }

@@ -399,6 +399,18 @@ test('a trim says in loglogd\'s output which segments it deleted (retention says
   t.pass();
 });
 
+test('retention runs as soon as a restarted node has re-committed its log, not a minute later', async (t) => {
+  const n = await startNode(t, { args: ['--segment-bytes', '4KiB'] });
+  for (let i = 0; i < 12; i++) await post(n.url, Buffer.alloc(1000, i));
+  t.is(await n.stop(), 0);
+  // Restarted with a size limit the log is over: the first check (at start) deletes.
+  const again = await startNode(t, { dataDir: n.dataDir, args: ['--segment-bytes', '4KiB', '--retention-max-bytes', '4KiB'] });
+  const { until } = await import('./helpers/cluster.ts');
+  await until('the retention line', 10_000, () => (/retention deleted the segments below \d+ \(the log started at 0\)/.test(again.stderr()) ? true : undefined), () => again.stderr());
+  const status = (await get(`${again.url}/v1/status`)).json();
+  t.true(status.start > 0, JSON.stringify(status));
+});
+
 test('a stop answers a waiting long poll at once (503 unavailable): the node exits long before the wait would end', async (t) => {
   const n = await startNode(t);
   // Once the node's first noop is committed (a read from 0 waits for it): a long poll at the
