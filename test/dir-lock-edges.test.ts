@@ -41,3 +41,16 @@ int main(void) { pthread_t t; pthread_create(&t, 0, w, 0); printf("%d\\n", getpi
   const err = t.throws(() => DirLock.acquire(dir));
   t.is((err as { code?: string } | undefined)?.code, 'unavailable');
 });
+
+test.serial('on a read-only filesystem the lock says the directory cannot be written, not that a cleanup unlink failed', async (t) => {
+  const dir = await tempDir(t);
+  const erofs = (op: string) => { const e = new Error(`EROFS: read-only file system, ${op}`) as NodeJS.ErrnoException; e.code = 'EROFS'; return e; };
+  const { writeFileSync, unlinkSync } = fs;
+  (fs as { writeFileSync: unknown }).writeFileSync = () => { throw erofs('open'); };
+  (fs as { unlinkSync: unknown }).unlinkSync = () => { throw erofs('unlink'); };
+  try {
+    t.is(t.throws(() => DirLock.acquire(dir))!.message, `cannot write in the data directory ${dir} (EROFS): check that it is writable by this user and that its disk has free space`);
+  } finally {
+    Object.assign(fs, { writeFileSync, unlinkSync });
+  }
+});

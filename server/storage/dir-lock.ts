@@ -142,7 +142,9 @@ export class DirLock {
     try {
       fs.writeFileSync(mine, content);
     } catch (e) {
-      unlinkIfExistsSync(mine); // a part written before the disk filled up
+      // A part written before the disk filled up. On a read-only filesystem the unlink fails
+      // too (EROFS): its error named a file that was never created and hid the advice below.
+      try { unlinkIfExistsSync(mine); } catch { /* reported below */ }
       const code = (e as NodeJS.ErrnoException).code ?? (e as Error).message;
       throw new LogError('internal', `cannot write in the data directory ${dir} (${code}): check that it is writable by this user and that its disk has free space`, {}, { cause: e });
     }
