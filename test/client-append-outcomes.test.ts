@@ -290,6 +290,20 @@ test('CLI: loglog append to a web server that is not a loglogd is one bad_respon
   }
 });
 
+test('CLI: an append the server answers "aborted" (a body it could not store) is an error line and exit 2, not a silent Ctrl-C exit', async (t) => {
+  const a = await fake();
+  t.teardown(() => { a.server.close(); });
+  a.handler = (_req, res, _body, path) => {
+    if (path === '/v1/status') return json(res, 200, { id: 'a', role: 'leader', term: 1, leader: 'a', start: 0, end: 0, commit: 0, durable: 0, segments: 1, bytes: 0, peers: [] });
+    json(res, 499, { error: { code: 'aborted', message: 'the request body did not arrive complete' } });
+  };
+  const r = await runCli(['append', '--server', a.url], { stdin: 'a\nb\n' });
+  t.is(r.code, 2, r.err);
+  t.is(r.err.trim().split('\n').length, 1, r.err);
+  t.regex(r.err, /^loglog: the request body did not arrive complete.*\(aborted\); the server dropped the append before storing it/);
+  t.like(JSON.parse(r.out), { records: 0, failed: 2, interrupted: false, error: { code: 'aborted' } });
+});
+
 test('an array append with a failed entry says which entries landed, so that only the failed ones are sent again', async (t) => {
   const a = await fake();
   let n = 0;

@@ -75,11 +75,11 @@ test('error lines and exit codes', (t) => {
   t.false(net.line!.includes('\n'));
   const trimmed = describeError(new LogError('trimmed', 'offset 0 was trimmed', { start: 4096 }), []);
   t.regex(trimmed.line!, /--from 4096/);
-  const aborted = describeError(new LogError('aborted', 'x'), []);
+  const aborted = describeError(new LogError('aborted', 'x'), [], true);
   t.is(aborted.exitCode, EXIT_INTERRUPTED);
   t.is(aborted.line, null);
   // Ctrl-C part way through an append: how much got in is said.
-  const partly = describeError(new AfterProgress(new LogError('aborted', 'interrupted'), '12 records were appended before it (1 entries, offsets 33..33)'), []);
+  const partly = describeError(new AfterProgress(new LogError('aborted', 'interrupted'), '12 records were appended before it (1 entries, offsets 33..33)'), [], true);
   t.is(partly.exitCode, EXIT_INTERRUPTED);
   t.is(partly.line, 'loglog: interrupted; 12 records were appended before it (1 entries, offsets 33..33)');
 });

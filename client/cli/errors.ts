@@ -58,15 +58,23 @@ function hint(e: LogError, servers: readonly string[]): string | null {
       return 'the server is out of disk space: free some with `loglog trim --before <offset>`';
     case 'internal':
       return 'the server failed; see its log';
+    case 'aborted':
+      // Not the user's Ctrl-C (that prints nothing): the server gave up on the entry.
+      return 'the server dropped the append before storing it (a body cut short, or one it could not write); see its log';
     default:
       return null;
   }
 }
 
-/** The one stderr line (null: say nothing) and the exit code for a failure. */
-export function describeError(e: unknown, servers: readonly string[]): { line: string | null; exitCode: number } {
+/**
+ * The one stderr line (null: say nothing) and the exit code for a failure. `interrupted`:
+ * the user stopped the command (Ctrl-C). Only then is an `aborted` error silent and 130: a
+ * server answers `aborted` too (an append body it could not store), and that was taken for
+ * a Ctrl-C, with no line at all.
+ */
+export function describeError(e: unknown, servers: readonly string[], interrupted = false): { line: string | null; exitCode: number } {
   if (e instanceof AfterProgress) {
-    const d = describeError(e.failure, servers);
+    const d = describeError(e.failure, servers, interrupted);
     // Interrupted (Ctrl-C) part way: what did get in is worth a line.
     return { line: `${d.line ?? 'loglog: interrupted'}; ${e.done}`, exitCode: d.exitCode };
   }
@@ -74,7 +82,7 @@ export function describeError(e: unknown, servers: readonly string[]): { line: s
     return { line: `loglog: ${e.message}; see \`loglog --help\` or \`loglog <command> --help\``, exitCode: EXIT_USAGE };
   }
   if (e instanceof LogError) {
-    if (e.code === 'aborted') return { line: null, exitCode: EXIT_INTERRUPTED };
+    if (e.code === 'aborted' && interrupted) return { line: null, exitCode: EXIT_INTERRUPTED };
     const h = hint(e, servers);
     return { line: oneLine(`loglog: ${e.message} (${e.code})${h ? `; ${h}` : ''}`), exitCode: EXIT_SERVER };
   }

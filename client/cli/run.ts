@@ -102,7 +102,7 @@ export async function run(argv: string[] = process.argv, io: CliIO = processIO()
     return ctx.exitCode;
   } catch (e) {
     if (e instanceof BrokenPipe) return EXIT_OK;
-    const { line, exitCode } = describeError(e, servers);
+    const { line, exitCode } = describeError(e, servers, ctx.signal.aborted);
     if (line) io.stderr.write(`${line}\n`);
     if (io.env.LOGLOG_DEBUG && e instanceof Error && e.stack) io.stderr.write(`${e.stack}\n`);
     return exitCode;
