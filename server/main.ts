@@ -33,7 +33,19 @@ export async function startNode(config: NodeConfig, log: (line: string) => void 
 /** Listens on `host:port` and lets go at once; rejects (EADDRINUSE, EACCES) if it cannot. */
 async function portFree(host: string, port: number): Promise<void> {
   const e = await probeListen(host, port);
-  if (e) throw new LogError('unavailable', `cannot listen on ${host}:${port} (${e.code ?? e.message})${e.code === 'EADDRINUSE' ? ': another process has it; pick another --listen port' : ''}`);
+  if (e) throw new LogError('unavailable', `cannot listen on ${host}:${port} (${e.code ?? e.message})${listenAdvice(e.code, host)}`);
+}
+
+/** What to do about a --listen address that cannot be listened on, by error code. */
+function listenAdvice(code: string | undefined, host: string): string {
+  switch (code) {
+    case 'EADDRINUSE': return ': another process has it; pick another --listen port';
+    case 'EACCES': return ': ports below 1024 need root (or CAP_NET_BIND_SERVICE); pick a --listen port above 1023';
+    case 'EADDRNOTAVAIL': return `: ${host} is not an address of this machine; --listen takes one of its own, or 0.0.0.0 for every interface`;
+    case 'ENOTFOUND':
+    case 'EAI_AGAIN': return `: the name ${host} does not resolve here; give --listen an IP address, or a name this machine resolves`;
+    default: return '';
+  }
 }
 
 async function serve(node: LogNode, config: NodeConfig, log: (line: string) => void, onFatal?: (reason: string) => void): Promise<RunningNode> {

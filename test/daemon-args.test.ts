@@ -100,6 +100,12 @@ test('cluster settings are checked before anything is created: this node among t
   t.is(code, 1, stderr);
   t.regex(stderr, /^loglogd: cannot listen on 127\.0\.0\.1:\d+ \(EADDRINUSE\): another process has it; pick another --listen port\n$/);
   t.false(existsSync(data), 'no data directory, no log, no lock');
+
+  // An address that is not this machine's (192.0.2.1 is TEST-NET-1): the line says what to give instead.
+  const elsewhere = await runLoglogd(['--data', data, '--listen', `192.0.2.1:${port}`]);
+  t.is(elsewhere.code, 1, elsewhere.stderr);
+  t.regex(elsewhere.stderr, /^loglogd: cannot listen on 192\.0\.2\.1:\d+ \(EADDRNOTAVAIL\): 192\.0\.2\.1 is not an address of this machine; --listen takes one of its own, or 0\.0\.0\.0 for every interface\n$/);
+  t.false(existsSync(data), 'no data directory, no log, no lock');
 });
 
 test('flags override the config file, which overrides the defaults', async (t) => {
