@@ -60,6 +60,17 @@ function makeRandom(): () => number {
   };
 }
 
+/**
+ * A file of the data directory this user may not open: Node's bare "EACCES: permission
+ * denied, open 'd/hardstate'" said which, not why or what to do. The usual cause is a node
+ * once run as another user (root, say), which left files this one cannot write.
+ */
+function unopenable(e: unknown, dir: string): unknown {
+  const code = (e as NodeJS.ErrnoException).code;
+  if (e instanceof LogError || (code !== 'EACCES' && code !== 'EPERM')) return e;
+  return new LogError('internal', `cannot open the data directory ${dir}: ${(e as Error).message}; every file in it must be readable and writable by this user (a node once run as another user, root say, leaves files it cannot open: chown them to this one)`, {}, { cause: e });
+}
+
 export class LogNode extends EventEmitter {
   readonly replica: Replica;
   readonly log: SegmentLog;
@@ -117,7 +128,7 @@ export class LogNode extends EventEmitter {
       return await LogNode.openLocked(config, lock);
     } catch (e) {
       lock.release();
-      throw e;
+      throw unopenable(e, config.dataDir);
     }
   }
 

@@ -120,3 +120,25 @@ test('a data-directory file that cannot be read (a directory in its place) is na
   t.throws(() => readFileOrNullSync(p), { message: new RegExp(`^${p.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}: EISDIR`) });
   t.is(readFileOrNullSync(`${p}-none`), null);
 });
+
+test.serial('a data directory file this user may not open (left by a node run as root, say) is one line that says what to do', async (t) => {
+  const { LogNode } = await import('../server/log-node.ts');
+  const { DEFAULT_NODE_CONFIG } = await import('../server/config.ts');
+  const dir = await tmpDir(t);
+  const config = { ...DEFAULT_NODE_CONFIG, dataDir: dir };
+  await (await LogNode.open(config)).close();
+  // Root can open any file: chmod cannot make this happen in a test run as root.
+  const hardstate = path.join(dir, 'hardstate');
+  const { readFileSync } = fs;
+  (fs as { readFileSync: unknown }).readFileSync = (file: fs.PathOrFileDescriptor, ...rest: unknown[]) => {
+    if (file === hardstate) { const e = new Error(`EACCES: permission denied, open '${file}'`) as NodeJS.ErrnoException; e.code = 'EACCES'; throw e; }
+    return (readFileSync as (...a: unknown[]) => unknown)(file, ...rest);
+  };
+  try {
+    const e = await t.throwsAsync(LogNode.open(config));
+    t.is(e!.message, `cannot open the data directory ${dir}: EACCES: permission denied, open '${hardstate}'; every file in it must be readable and writable by this user (a node once run as another user, root say, leaves files it cannot open: chown them to this one)`);
+  } finally {
+    Object.assign(fs, { readFileSync });
+  }
+  t.false(fs.existsSync(path.join(dir, 'lock')), 'the lock is let go');
+});
