@@ -229,10 +229,7 @@ export class Scrubber {
       return this.unreadable(at, limit, e);
     }
     if (chunk.next <= at) return null; // the frame at `at` reaches past the limit
-    const to = await this.check(chunk.data, at);
-    this.checkedBytes += to - at;
-    this.pace.read += to - at;
-    return to;
+    return this.check(chunk.data, at);
   }
 
   /**
@@ -261,15 +258,24 @@ export class Scrubber {
       return end;
     }
     if (frame.length === 0) return null;
-    const to = await this.check(frame, at);
-    this.checkedBytes += to - at;
+    return this.check(frame, at);
+  }
+
+  /**
+   * Checks the whole frames in `data` (which starts at log offset `base`) and counts the
+   * bytes read toward the status and the rate; returns where it got to.
+   */
+  private async check(data: Buffer, base: number): Promise<number> {
+    const to = base + (await this.checkFrames(data, base));
+    this.checkedBytes += to - base;
+    this.pace.read += to - base;
     return to;
   }
 
-  /** Checks the whole frames in `data` (which starts at log offset `base`); returns where it got to. */
-  private async check(data: Buffer, base: number): Promise<number> {
-    for (let at = 0; at < data.length;) {
-      if (this.stopped) return base + at;
+  /** How far into `data` the frames were checked (all of it, unless stopped or gone). */
+  private async checkFrames(data: Buffer, base: number): Promise<number> {
+    let at = 0;
+    while (at < data.length && !this.stopped) {
       const r = checkFrame(data, at, base);
       if (r.ok) {
         at = r.next;
@@ -277,11 +283,11 @@ export class Scrubber {
       }
       const offset = base + at;
       const end = await this.opts.log.frameEndAt(offset);
-      if (end === null) return offset; // gone meanwhile (trimmed, reset): the next read decides
-      if (!(await this.mend(offset, data.subarray(at, at + (end - offset)), r.reason))) return offset;
+      if (end === null) break; // gone meanwhile (trimmed, reset): the next read decides
+      if (!(await this.mend(offset, data.subarray(at, at + (end - offset)), r.reason))) break;
       at += end - offset;
     }
-    return base + data.length;
+    return at;
   }
 
   /**
