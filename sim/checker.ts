@@ -67,6 +67,12 @@ export class Checker {
   maxCommit = 0;
   /** Highest trim point a leader acknowledged. */
   maxTrimAcked = 0;
+  /**
+   * Per node, what it held durably (and still in its file) and its trim point when its data
+   * directory was emptied: its acknowledgements from before may still be on their way to a
+   * leader, which rightly counts them. Losing that copy is the fault, not the leader's error.
+   */
+  private wiped = new Map<number, { chains: FrameChain[]; trimPoint: number }>();
   maxViolations = 20;
 
   constructor(private readonly w: World) {}
@@ -138,6 +144,22 @@ export class Checker {
     c.lastCommit = 0;
     c.role = 'follower';
     c.verified = 0;
+  }
+
+  /** `n`'s data directory is about to be emptied (see `wiped`). */
+  onWipe(n: SimNode): void {
+    const live = this.live(n);
+    const dur = this.durable(n);
+    const kept = new FrameChain();
+    kept.rebase(dur.base, dur.baseCum);
+    for (const f of dur.frames) {
+      if (live.cumAt(f.end) !== f.cum) break;
+      kept.frames.push({ ...f });
+    }
+    const w = this.wiped.get(n.idx) ?? { chains: [], trimPoint: 0 };
+    w.chains.push(kept);
+    w.trimPoint = Math.max(w.trimPoint, n.trimPoint);
+    this.wiped.set(n.idx, w);
   }
 
   onSync(_n: SimNode): void {
@@ -217,16 +239,24 @@ export class Checker {
     const w = this.w;
     const majority = Math.floor(w.nodes.length / 2) + 1;
     const groups = new Map<number, SimNode[]>();
+    const srcs = new Map<number, FrameChain>();
     const ends: string[] = [];
+    const add = (m: SimNode, cum: number, chain: FrameChain) => {
+      const g = groups.get(cum);
+      if (g) g.push(m); else groups.set(cum, [m]);
+      if (!srcs.has(cum)) srcs.set(cum, chain);
+    };
     for (const m of w.nodes) {
       // Held durably *and* still in the file: a durable prefix the node has already
       // truncated (the truncation not yet synced) is as good as gone.
       const d = this.durable(m);
       ends.push(`${m.id}:${d.end}`);
       const cum = d.cumAt(end);
-      if (cum === null || this.live(m).cumAt(end) !== cum) continue;
-      const g = groups.get(cum);
-      if (g) g.push(m); else groups.set(cum, [m]);
+      if (cum !== null && this.live(m).cumAt(end) === cum) { add(m, cum, d); continue; }
+      for (const chain of this.wiped.get(m.idx)?.chains ?? []) {
+        const before = chain.cumAt(end);
+        if (before !== null) { add(m, before, chain); break; }
+      }
     }
     const canonCum = end <= this.canon.end ? this.canon.cumAt(end) : null;
     let best: SimNode[] = [];
@@ -243,7 +273,7 @@ export class Checker {
       if (canonCum === null || canonCum !== bestCum) this.violation('committed-prefix-changed', `${n.id} (leader, term ${term}) committed [0, ${end}) with content that differs from the committed log (canonical end ${this.canon.end})`, n.id);
       return;
     }
-    const src = this.per[best[0].idx].dur;
+    const src = srcs.get(bestCum)!;
     const have = src.cumAt(this.canon.end);
     if (have === null || have !== this.canon.cum) {
       this.violation('committed-prefix-changed', `${n.id} (leader, term ${term}) committed ${end}, but the durable copies of [0, ${end}) on ${best.map((x) => x.id)} do not extend the committed log [0, ${this.canon.end})`, n.id);
@@ -276,7 +306,7 @@ export class Checker {
   onTrimAck(n: SimNode, before: number): void {
     const w = this.w;
     const majority = Math.floor(w.nodes.length / 2) + 1;
-    const holders = w.nodes.filter((m) => m.trimPoint >= before);
+    const holders = w.nodes.filter((m) => Math.max(m.trimPoint, this.wiped.get(m.idx)?.trimPoint ?? 0) >= before);
     if (holders.length < majority) {
       this.violation('trim-ack-without-majority', `${n.id} acknowledged a trim before ${before} held by ${holders.length} of ${w.nodes.length} nodes (${holders.map((m) => m.id).join(', ') || 'none'})`, n.id);
     }

@@ -65,6 +65,13 @@ export interface SimParams {
   faultMeanDurationMs: number;
   faultPhaseMs: number;
   drainMs: number;
+  /**
+   * When one node's data directory is emptied (ms into the run; null: never): the node is
+   * powered off, everything it stored is gone, and it restarts a fault duration later with
+   * nothing, as a replaced disk would. At most one per run: with two, a committed entry
+   * could be on two emptied disks and nowhere else, a loss no protocol can prevent.
+   */
+  wipeAtMs: number | null;
 }
 
 /** A quiet baseline: no faults at all (scenarios and tests start from it). */
@@ -92,6 +99,7 @@ export function baseParams(nodes = 3): SimParams {
     faultMeanDurationMs: 500,
     faultPhaseMs: 4000,
     drainMs: 15_000,
+    wipeAtMs: null,
   };
 }
 
@@ -154,6 +162,10 @@ export function drawParams(seed: number, nodes = 3): SimParams {
   // Drawn last so that adding it left every earlier draw, hence every recorded seed, as it was.
   if (on(0.3)) c.noCopiesP = r.pick([0.2, 1]);
   if (on(0.3)) c.trimP = r.pick([0.05, 0.2]);
+  // Its own stream, so that every earlier draw, hence every recorded seed, stays as it was
+  // unless the run has a wipe.
+  const wr = new Prng(seed).fork('wipe');
+  if (wr.chance(0.3)) p.wipeAtMs = Math.floor(wr.float() * p.faultPhaseMs);
   return p;
 }
 
@@ -165,7 +177,7 @@ export function describeParams(p: SimParams): string {
     `network: delay ${p.net.minDelay}+exp(${p.net.meanDelay}) ms${p.net.tailP ? `, tail ${p.net.tailP}×${p.net.tailFactor}` : ''}${p.net.drop ? `, drop ${p.net.drop}` : ''}${p.net.duplicate ? `, duplicate ${p.net.duplicate}` : ''}`,
     `disk: write ${p.disk.writeMin}+exp(${p.disk.writeMean}) ms, sync ${p.disk.syncMin}+exp(${p.disk.syncMean}) ms${p.disk.slowP ? `, slow ${p.disk.slowP}` : ''}, sector fate keep/lose/partial/garbage ${p.sectorFate.keep}/${p.sectorFate.lose}/${p.sectorFate.partial}/${p.sectorFate.garbage}`,
     `clients: ${c.appenders} appenders, ${c.readers} readers, think ${c.thinkMs} ms, payload ≤ ${c.maxPayload} B, acks=all ${c.acksAllP}, declared crc ${c.declareCrcP}, upload lost/corrupt/late ${c.uploadLossP}/${c.uploadCorruptP}/${c.uploadLateP}, body stall/die/corrupt ${c.bodyStallP}/${c.bodyDieP}/${c.bodyCorruptP}, body delay ${c.bodyDelayMs} ms${c.noCopiesP ? `, no copies ${c.noCopiesP}` : ''}, fate ${c.fateP}, timeout ${c.appendTimeoutMs} ms, end ${c.endP}${c.trimP ? `, trim ${c.trimP}` : ''}`,
-    `faults: ${p.faults.length > 0 ? p.faults.join(' ') : 'none'} every ~${p.faultMeanIntervalMs} ms${p.faults.includes('churn') ? ` (churn ${p.churnP} after ~${p.churnDelayMs} ms)` : ''} lasting ~${p.faultMeanDurationMs} ms, fault phase ${p.faultPhaseMs} ms, drain ≤ ${p.drainMs} ms`,
+    `faults: ${p.faults.length > 0 ? p.faults.join(' ') : 'none'} every ~${p.faultMeanIntervalMs} ms${p.faults.includes('churn') ? ` (churn ${p.churnP} after ~${p.churnDelayMs} ms)` : ''} lasting ~${p.faultMeanDurationMs} ms, fault phase ${p.faultPhaseMs} ms, drain ≤ ${p.drainMs} ms${p.wipeAtMs !== null ? `, one data directory emptied at ${p.wipeAtMs} ms` : ''}`,
   ];
   return parts.join('\n');
 }

@@ -42,6 +42,15 @@ export class Nemesis {
         });
       };
     }
+    const wipeAt = w.params.wipeAtMs;
+    if (wipeAt !== null && wipeAt < until) {
+      w.q.at(wipeAt, () => {
+        if (w.healed) return;
+        const l = currentLeader(w);
+        const node = l && w.rng.wipe.chance(0.5) ? l : w.rng.wipe.pick(w.nodes);
+        this.wipe(node, 10 + w.rng.wipe.exp(w.params.faultMeanDurationMs));
+      });
+    }
     const timed = w.params.faults.filter((k) => k !== 'churn');
     if (timed.length === 0) return;
     const next = () => {
@@ -125,6 +134,20 @@ export class Nemesis {
       default:
         this.partition(kind, node, dur, note);
     }
+  }
+
+  /**
+   * Empties `node`'s data directory: powered off, everything it stored gone (log, hard
+   * state, fates, trim point), restarted `ms` later with nothing (see SimParams.wipeAtMs).
+   */
+  wipe(node: SimNode, ms: number): void {
+    const w = this.w;
+    w.countFault('wipe');
+    w.trace.mix(92, w.q.now, node.idx);
+    if (w.trace.on) w.trace.line(w.q.now, 'NEM', `empty the data directory of ${node.id}, restart in ${ms.toFixed(0)} ms`);
+    node.crash('power', 'data directory emptied');
+    node.wipe();
+    w.q.after(ms, () => { if (!node.up) node.start(); });
   }
 
   private partition(kind: FaultKind, node: SimNode, dur: number, note: (t: string) => void): void {

@@ -106,7 +106,12 @@ export class SimNode {
   paused = false;
   private backlog: Action[] = [];
   readonly disk = new SimDisk();
-  hard: { term: number; votedFor: string | null } = { term: 0, votedFor: null };
+  /**
+   * Hard state. A run's nodes start as a new cluster, known never to have voted (loglogd
+   * cannot know that: it abstains at every first start, see ReplicaInit.abstain); only an
+   * emptied directory (`wipe`) starts one abstaining here.
+   */
+  hard: { term: number; votedFor: string | null; abstain: boolean } = { term: 0, votedFor: null, abstain: false };
   /**
    * The fates file, as loglogd keeps it: a record per upload id written (at each write
    * effect), never fdatasynced but before a checkpoint. A kill keeps every record (page
@@ -183,7 +188,7 @@ export class SimNode {
     }
     const replica = new Replica({
       config: this.config,
-      init: { term: this.hard.term, votedFor: this.hard.votedFor, start, end: scan.validEnd, epochs: this.recoveredEpochs(scan.epochs), tail, fates: this.fates, fatesFrom: this.fatesFrom, trimPoint: this.trimPoint },
+      init: { term: this.hard.term, votedFor: this.hard.votedFor, abstain: this.hard.abstain, incarnation: this.incarnation + 1, start, end: scan.validEnd, epochs: this.recoveredEpochs(scan.epochs), tail, fates: this.fates, fatesFrom: this.fatesFrom, trimPoint: this.trimPoint },
       random: () => this.random.float(),
       now: this.localNow(),
       bugs: w.bugs,
@@ -198,7 +203,7 @@ export class SimNode {
     this.incarnation++;
     w.checker.onStart(this, scan.validEnd, scan.torn);
     w.trace.mix(1, this.idx, scan.validEnd, scan.torn ? 1 : 0);
-    if (w.trace.on) w.trace.line(w.q.now, this.id, `START incarnation ${this.incarnation}: recovered end ${scan.validEnd} (${scan.entries.length} frames${scan.torn ? ', torn tail cut' : ''}, stop ${scan.stop}) term ${this.hard.term} votedFor ${this.hard.votedFor}`);
+    if (w.trace.on) w.trace.line(w.q.now, this.id, `START incarnation ${this.incarnation}: recovered end ${scan.validEnd} (${scan.entries.length} frames${scan.torn ? ', torn tail cut' : ''}, stop ${scan.stop}) term ${this.hard.term} votedFor ${this.hard.votedFor}${this.hard.abstain ? ' (abstaining)' : ''}`);
     const phase = this.random.float() * w.params.tickMs;
     this.schedule(phase, () => this.tick());
   }
@@ -230,6 +235,23 @@ export class SimNode {
     w.checker.onCrash(this, kind);
     w.trace.mix(2, this.idx, kind === 'power' ? 1 : 0);
     if (w.trace.on) w.trace.line(w.q.now, this.id, `CRASH (${kind}): ${why}`);
+  }
+
+  /**
+   * Everything this node stored is gone, as after its data directory was emptied: the log,
+   * the hard state (it restarts abstaining), the fates, the trim point and the epochs file.
+   * Only while it is down.
+   */
+  wipe(): void {
+    if (this.up) throw new Error(`wipe of ${this.id} while it is up`);
+    this.w.checker.onWipe(this);
+    this.disk.reset(0);
+    this.hard = { term: 0, votedFor: null, abstain: true };
+    this.fates = [];
+    this.fatesAtRisk = false;
+    this.fatesFrom = 0;
+    this.trimPoint = 0;
+    this.epochsBelow = [];
   }
 
   /** The process exits on a fatal error; a supervisor (systemd, say) restarts it a little later. */
@@ -326,7 +348,8 @@ export class SimNode {
       }
       case 'persist':
         tr.mix(40, e.term, e.votedFor === null ? -1 : w.nodeIndex.get(e.votedFor)!);
-        this.hard = { term: e.term, votedFor: e.votedFor };
+        if (e.abstain) tr.mix(41);
+        this.hard = { term: e.term, votedFor: e.votedFor, abstain: e.abstain === true };
         break;
       case 'allocated': this.onAllocated(e.reqId, e.meta); break;
       case 'cancelBody': {
@@ -786,7 +809,7 @@ const INPUT_CODES: Record<Input['type'], number> = {
   tick: 0, message: 1, appendHead: 2, bodyDone: 3, writeDone: 4, writeFailed: 5, uploadArrived: 6,
   syncDone: 7, copyDone: 8, readIndex: 9, fate: 10, trim: 11, trimDone: 12,
 };
-const MSG_CODES: Record<Message['type'], number> = { vote: 0, voteReply: 1, append: 2, appendReply: 3 };
+const MSG_CODES: Record<Message['type'], number> = { vote: 0, voteReply: 1, append: 2, appendReply: 3, probe: 4, probeReply: 5 };
 
 export function describeMsg(m: Message): string {
   switch (m.type) {
@@ -797,6 +820,8 @@ export function describeMsg(m: Message): string {
       return `append t${m.term} prev(${m.prevEnd},t${m.prevTerm}) commit ${m.commit} [${es}]${m.catchUp ? ` catchUp to ${m.catchUp.to}` : ''}`;
     }
     case 'appendReply': return `appendReply t${m.term} ${m.ok ? 'ok' : 'no'} end ${m.end}${m.ok ? '' : ` conflict t${m.conflictTerm}`}`;
+    case 'probe': return `probe t${m.term} #${m.nonce}`;
+    case 'probeReply': return `probeReply t${m.term} #${m.nonce}${m.committed !== undefined ? ` committed ${m.committed}` : ''}`;
   }
 }
 

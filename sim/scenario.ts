@@ -10,8 +10,9 @@
  *
  * Node selectors: a node id ("n2"), "leader" (the current leader, or nothing if there is
  * none), "follower" (some node that is not the leader), "all", or a label saved by an earlier
- * step's "as"; crash, restart, pause and isolate also take "except" (a selector whose nodes
- * "node" must not pick: "follower" except "starved"). Actions: crash (kind kill|power), restart, pause (ms), isolate (ms),
+ * step's "as"; crash, wipe, restart, pause and isolate also take "except" (a selector whose nodes
+ * "node" must not pick: "follower" except "starved"). Actions: crash (kind kill|power), wipe
+ * (power off and empty the data directory: the node restarts with nothing, abstaining), restart, pause (ms), isolate (ms),
  * halves (groups: [["n1"],["n2","n3"]] or [["leader"],["rest"]], ms; clients reach every node), oneway (node → to, ms), clientFollower
  * (clients cannot reach `node`, ms), clog (node ↔ to, factor, ms), fsyncError, diskFull
  * (slack bytes, ms), heal (partitions and clogs), cutNextLeader (the next node elected is cut
@@ -45,6 +46,7 @@ const ACTIONS = {
   diskFull: ['node', 'slack', 'ms', 'as'],
   heal: [],
   cutNextLeader: ['ms', 'as'],
+  wipe: ['node', 'except', 'as'],
 } as const satisfies Record<string, readonly string[]>;
 
 type Action = keyof typeof ACTIONS;
@@ -272,6 +274,7 @@ export function scheduleScenario(w: World, nemesis: Nemesis, s: Scenario): void 
       switch (step.do) {
         case 'crash': for (const n of targets) nemesis.inject(step.kind ?? 'kill', n, 1e12); break;
         case 'restart': for (const n of targets) if (!n.up) n.start(); break;
+        case 'wipe': for (const n of targets) nemesis.wipe(n, 1e12); break;
         case 'pause': for (const n of targets) nemesis.inject('pause', n, ms); break;
         case 'isolate': for (const n of targets) nemesis.inject('isolate', n, ms); break;
         case 'fsyncError': for (const n of targets) nemesis.inject('fsyncError', n); break;

@@ -44,7 +44,7 @@ export interface World {
   stats: RunStats;
   bugs: Partial<PlantedBugs>;
   /** Random streams, one per concern. */
-  rng: { disk: Prng; clients: Prng; faults: Prng; net: Prng };
+  rng: { disk: Prng; clients: Prng; faults: Prng; net: Prng; wipe: Prng };
   /** Index of a node by id (for the network). */
   nodeIndex: Map<string, number>;
   /** True once the fault phase is over (no new faults; clients stop misbehaving). */

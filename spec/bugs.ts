@@ -34,6 +34,17 @@ export interface PlantedBugs {
    * frames it holds, acknowledged ones included.
    */
   resetHoldingLog: boolean;
+  /**
+   * A node whose hard state was lost (an emptied data directory) votes and stands at once,
+   * instead of abstaining until it has heard every peer's term: it may vote a second time
+   * in a term it voted in before the loss.
+   */
+  voteAfterWipe: boolean;
+  /**
+   * Such a node stops abstaining as soon as it knows every peer's term, without first
+   * catching up to its leader's commit end: it votes with a log that lacks committed entries.
+   */
+  voteBeforeCatchUp: boolean;
 }
 
 export type BugName = keyof PlantedBugs;
@@ -41,12 +52,13 @@ export type BugName = keyof PlantedBugs;
 export const BUG_NAMES: readonly BugName[] = [
   'ackBeforeFsync', 'commitWithoutMajority', 'commitOldTerm', 'skipPrevCheck',
   'voteTwice', 'readPastCommit', 'noSuffixTruncation', 'noTornTailTruncation', 'fateIgnoresForgotten',
-  'placeDuplicateIds', 'fateBeforeTermCommit', 'trimAckAlone', 'resetHoldingLog',
+  'placeDuplicateIds', 'fateBeforeTermCommit', 'trimAckAlone', 'resetHoldingLog', 'voteAfterWipe',
+  'voteBeforeCatchUp',
 ];
 
 export const NO_BUGS: Readonly<PlantedBugs> = Object.freeze({
   ackBeforeFsync: false, commitWithoutMajority: false, commitOldTerm: false, skipPrevCheck: false,
   voteTwice: false, readPastCommit: false, noSuffixTruncation: false, noTornTailTruncation: false,
   fateIgnoresForgotten: false, placeDuplicateIds: false, fateBeforeTermCommit: false,
-  trimAckAlone: false, resetHoldingLog: false,
+  trimAckAlone: false, resetHoldingLog: false, voteAfterWipe: false, voteBeforeCatchUp: false,
 });

@@ -55,7 +55,20 @@ export interface AppendReplyMsg {
   trimTo?: number;
 }
 
-export type Message = VoteMsg | VoteReplyMsg | AppendMsg | AppendReplyMsg;
+/**
+ * Asks a peer for its current term. Only a node that is abstaining sends it (see
+ * `ReplicaInit.abstain`): it may not vote again until it knows every peer's term. `nonce`
+ * names the sender's incarnation, so that a reply to an earlier incarnation's probe, still
+ * in the network, is not taken for a term heard since. The receiver changes nothing.
+ */
+export interface ProbeMsg { type: 'probe'; term: number; nonce: number }
+/**
+ * The answer to a probe: the replier's current term and the probe's nonce; from a leader
+ * that has committed an entry of its term, its commit end (`committed`).
+ */
+export interface ProbeReplyMsg { type: 'probeReply'; term: number; nonce: number; committed?: number }
+
+export type Message = VoteMsg | VoteReplyMsg | AppendMsg | AppendReplyMsg | ProbeMsg | ProbeReplyMsg;
 
 // ---------------------------------------------------------------- inputs
 
@@ -124,8 +137,12 @@ export type ReplyResult =
 
 export type Effect =
   | { type: 'send'; to: NodeId; msg: Message }
-  /** Make (term, votedFor) durable before executing any later effect. */
-  | { type: 'persist'; term: number; votedFor: NodeId | null }
+  /**
+   * Make (term, votedFor, abstain) durable before executing any later effect. `abstain`:
+   * the node is still abstaining (see `ReplicaInit.abstain`), and must be again after a
+   * restart; absent once it has stopped.
+   */
+  | { type: 'persist'; term: number; votedFor: NodeId | null; abstain?: true }
   /**
    * Leader: a frame is allocated at meta.offset. Place it in storage now (in effect order)
    * and stream the request body into the payload area; then input `bodyDone`.

@@ -8,7 +8,7 @@
  */
 import { Kind } from './frame.ts';
 import { type EntryMeta, type Epoch, entryEnd, noteEpoch, termAt, truncateEpochs } from './entry.ts';
-import type { AckLevel, AppendMsg, AppendReplyMsg, Effect, Input, Message, NodeId, ReplyResult, Role, VoteMsg, VoteReplyMsg } from './messages.ts';
+import type { AckLevel, AppendMsg, AppendReplyMsg, Effect, Input, Message, NodeId, ProbeReplyMsg, ReplyResult, Role, VoteMsg, VoteReplyMsg } from './messages.ts';
 import { NO_BUGS, type PlantedBugs } from './bugs.ts';
 
 export interface ReplicaConfig {
@@ -50,6 +50,28 @@ export const DEFAULT_CONFIG: Omit<ReplicaConfig, 'id' | 'members'> = {
 export interface ReplicaInit {
   term: number;
   votedFor: NodeId | null;
+  /**
+   * This node may have forgotten votes and entries: its hard state was never saved, or was
+   * lost (a new or emptied data directory; the executor cannot tell the two apart), or was
+   * saved while abstaining. Raft assumes a node forgets neither. Voting again in a term it
+   * voted in could elect a second leader there; voting with a log that lost committed
+   * entries could elect a leader without them; acknowledging a deposed leader it no longer
+   * knows is deposed could commit over them. So the node abstains (see
+   * DESIGN.md "Emptied data directories"):
+   * - Until it has heard, from every other member, that member's current term (probes
+   *   tagged with `incarnation`, sent every heartbeat), it ignores appends and grants no
+   *   vote. Any term it voted in was some candidate's, and a term never goes down, so the
+   *   highest heard covers them: it takes that term, counted as voted in (for itself).
+   * - Then it follows a leader as usual, but still neither votes nor stands until it holds
+   *   durably, matched with the leader of its term, the commit end that leader gave in
+   *   answer to a probe after committing in its term. Elected without this node's vote,
+   *   that leader holds every committed entry; from then on so does this node.
+   * If every member answers term 0, nothing was ever elected or committed, and the node
+   * stops abstaining at once (a new cluster's first start). Ignored in a cluster of one.
+   */
+  abstain?: boolean;
+  /** Differs between two starts of this node (tags its probes: see ProbeMsg). */
+  incarnation?: number;
   /** First offset still in the log (after trims). */
   start: number;
   /** One past the last valid frame after recovery. */
@@ -182,6 +204,16 @@ export class Replica {
   private lastLeaderContact = -Infinity;
   private votes = new Set<NodeId>();
   private preVoting = false;
+  /** See ReplicaInit.abstain. */
+  private _abstaining: boolean;
+  /** While abstaining: the term each peer answered a probe of this incarnation with. */
+  private heardTerms = new Map<NodeId, number>();
+  /** Abstaining, and every peer's term was heard: only the catching up is left. */
+  private termsKnown = false;
+  /** Abstaining: a leader's answer, its term and the commit end it had in that term. */
+  private leaderCommitHeard: { term: number; end: number } | null = null;
+  private probeAt = 0;
+  private readonly incarnation: number;
   private progress = new Map<NodeId, Progress>();
   private hbSeq = 0;
   private readWaits: ReadWait[] = [];
@@ -213,6 +245,8 @@ export class Replica {
     const i = opts.init;
     this.term = i.term;
     this.votedFor = i.votedFor;
+    this._abstaining = i.abstain === true && this.peerIds.length > 0 && !this.bugs.voteAfterWipe;
+    this.incarnation = i.incarnation ?? 0;
     this.start = i.start;
     this._trimPoint = Math.max(i.start, i.trimPoint ?? 0);
     this.trimmedTo = i.start;
@@ -248,6 +282,11 @@ export class Replica {
   }
 
   // ------------------------------------------------------------------ queries
+
+  /** Not voting or standing yet: see ReplicaInit.abstain. */
+  get abstaining(): boolean {
+    return this._abstaining;
+  }
 
   get majority(): number {
     return Math.floor(this.config.members.length / 2) + 1;
@@ -301,6 +340,7 @@ export class Replica {
       case 'trim': this.onTrim(input.reqId, input.before); break;
       case 'trimDone': this.onTrimDone(input.start, input.upTo); break;
     }
+    if (this._abstaining && this.termsKnown) this.checkCaughtUp();
     if (this.fatesFromToPersist) {
       this.fatesFromToPersist = false;
       this.out.unshift({ type: 'fatesFrom', offset: this._fatesFrom });
@@ -319,6 +359,8 @@ export class Replica {
       if (this.now >= this.checkQuorumAt) this.checkQuorum();
       if (this.role === 'leader') this.expireAllAcks();
       if (this.role === 'leader' && this.now >= this.heartbeatAt) this.broadcast(true);
+    } else if (this._abstaining) {
+      if (this.now >= this.probeAt) this.probe();
     } else if (this.now >= this.electionAt) {
       this.startPreVote();
     }
@@ -333,6 +375,58 @@ export class Replica {
   }
 
   // ------------------------------------------------------------------ elections
+
+  /** Asks the peers for their terms, and a leader for its commit end (see ReplicaInit.abstain). */
+  private probe(): void {
+    this.probeAt = this.now + this.config.heartbeatMs;
+    for (const p of this.peers()) {
+      if (!this.termsKnown && this.heardTerms.has(p)) continue;
+      if (this.termsKnown && this.leader !== null && p !== this.leader) continue;
+      this.send(p, { type: 'probe', term: this.term, nonce: this.incarnation });
+    }
+  }
+
+  private onProbe(from: NodeId, nonce: number): void {
+    // A leader's commit end covers every committed entry once it has committed in its term.
+    const committed = this.role === 'leader' && this.termBefore(this.commitEnd) === this.term ? this.commitEnd : undefined;
+    this.send(from, committed === undefined ? { type: 'probeReply', term: this.term, nonce } : { type: 'probeReply', term: this.term, nonce, committed });
+  }
+
+  private onProbeReply(from: NodeId, m: ProbeReplyMsg): void {
+    if (!this._abstaining || m.nonce !== this.incarnation) return;
+    if (m.committed !== undefined && m.term >= (this.leaderCommitHeard?.term ?? 0)) this.leaderCommitHeard = { term: m.term, end: m.committed };
+    if (this.termsKnown) return;
+    this.heardTerms.set(from, Math.max(m.term, this.heardTerms.get(from) ?? 0));
+    if (this.heardTerms.size < this.peerIds.length) return;
+    // Every peer's current term is known: no vote this node may have cast is in a later one.
+    let top = this.term;
+    for (const t of this.heardTerms.values()) top = Math.max(top, t);
+    this.heardTerms.clear();
+    this.termsKnown = true;
+    if (top > this.term) this.becomeRole('follower', top, null);
+    // Counted as voted in `top`: it may have voted for anyone in it before. (In term 0
+    // nobody ever stood: nothing was voted for, elected or committed anywhere.)
+    if (top > 0) this.votedFor ??= this.id;
+    if (top === 0 || this.bugs.voteBeforeCatchUp) {
+      this._abstaining = false;
+      this.resetElectionTimer();
+    } else {
+      this.probeAt = this.now;
+    }
+    this.persist();
+  }
+
+  /** Abstaining with every term known: stops once it holds what the leader had committed. */
+  private checkCaughtUp(): void {
+    const heard = this.leaderCommitHeard;
+    if (!heard || heard.term !== this.term || this.role !== 'follower' || this.leader === null) return;
+    // commitEnd is matched with this term's leader; durable, so that it outlives a crash.
+    if (this.commitEnd < heard.end || this.durableEnd < heard.end) return;
+    this._abstaining = false;
+    this.leaderCommitHeard = null;
+    this.persist();
+    this.resetElectionTimer();
+  }
 
   private startPreVote(): void {
     this.resetElectionTimer();
@@ -375,7 +469,8 @@ export class Replica {
     // Leader stickiness (Raft thesis §4.2.3): while a leader is being heard, ignore votes.
     const leaderAlive = this.role === 'leader' || this.now - this.lastLeaderContact < this.config.electionMs;
     if (m.pre) {
-      const granted = m.term > this.term && !leaderAlive && this.logUpToDate(m.lastTerm, m.lastEnd);
+      // An abstaining node grants no pre-vote either: the real vote that follows it would fail.
+      const granted = !this._abstaining && m.term > this.term && !leaderAlive && this.logUpToDate(m.lastTerm, m.lastEnd);
       // A denial carries our own term: a candidate that is behind in terms adopts it, else it
       // could never win our pre-vote (its proposed term is not above ours) while we could not
       // win its (its log is more up to date): two connected nodes stuck without a leader.
@@ -386,7 +481,7 @@ export class Replica {
       if (leaderAlive && !this.bugs.voteTwice) return;
       this.stepDown(m.term, null);
     }
-    const free = this.votedFor === null || this.votedFor === from || this.bugs.voteTwice;
+    const free = (this.votedFor === null || this.votedFor === from || this.bugs.voteTwice) && !this._abstaining;
     const granted = m.term === this.term && free && this.logUpToDate(m.lastTerm, m.lastEnd);
     if (granted) {
       this.votedFor = from;
@@ -502,8 +597,11 @@ export class Replica {
     switch (msg.type) {
       case 'vote': this.onVote(from, msg); break;
       case 'voteReply': this.onVoteReply(from, msg); break;
-      case 'append': this.onAppend(from, msg); break;
+      // Until it knows the current term it cannot tell a deposed leader: see ReplicaInit.abstain.
+      case 'append': if (!this._abstaining || this.termsKnown) this.onAppend(from, msg); break;
       case 'appendReply': this.onAppendReply(from, msg); break;
+      case 'probe': this.onProbe(from, msg.nonce); break;
+      case 'probeReply': this.onProbeReply(from, msg); break;
     }
   }
 
@@ -516,7 +614,7 @@ export class Replica {
   }
 
   private persist(): void {
-    this.out.push({ type: 'persist', term: this.term, votedFor: this.votedFor });
+    this.out.push(this._abstaining ? { type: 'persist', term: this.term, votedFor: this.votedFor, abstain: true } : { type: 'persist', term: this.term, votedFor: this.votedFor });
   }
 
   // ------------------------------------------------------------------ leader: appends
