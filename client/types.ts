@@ -155,6 +155,12 @@ export interface ServerStatus {
   role: string;
   term: number;
   leader: string | null;
+  /**
+   * The node neither votes nor stands yet: its data directory is new or was emptied, so it
+   * may have voted before and forgotten. It stops once every member has told it its term
+   * and it holds what the leader has committed (absent from older nodes).
+   */
+  abstaining?: boolean;
   start: number;
   end: number;
   commit: number;

@@ -160,7 +160,7 @@ export class LogNode extends EventEmitter {
         bodyDeadlineMs: config.bodyDeadlineMs, uploadDeadlineMs: config.uploadDeadlineMs,
         allAckTimeoutMs: config.allAckTimeoutMs, maxEntryBytes: config.maxEntryBytes, maxBatchEntries: 1024, windowEntries: 200_000,
       },
-      init: { term: hard.term, votedFor: hard.votedFor, start: log.start, end: log.end, epochs: log.epochs, tail: log.recoveredTail, fates: fates.fates, fatesFrom, trimPoint: trim.point },
+      init: { term: hard.term, votedFor: hard.votedFor, abstain: hard.abstain, incarnation: randomBytes(6).readUIntLE(0, 6), start: log.start, end: log.end, epochs: log.epochs, tail: log.recoveredTail, fates: fates.fates, fatesFrom, trimPoint: trim.point },
       random: makeRandom(),
       now: 0,
     });
@@ -176,11 +176,17 @@ export class LogNode extends EventEmitter {
   private savedTrimPoint = 0;
   /** Said when the node starts (`warn` events), once whoever listens has subscribed. */
   private readonly openWarnings: string[] = [];
+  /** As last saved in the hard state (see ReplicaInit.abstain). */
+  private abstaining = false;
 
   /** Starts the clock; with a cluster of one this elects the node at once. */
   start(transport: PeerTransport | null): void {
     this.transport = transport;
     for (const w of this.openWarnings.splice(0)) this.emit('warn', w);
+    this.abstaining = this.replica.abstaining;
+    if (this.abstaining) {
+      this.emit('info', `${this.config.id} has no saved vote (its data directory is new or was emptied), so it does not vote yet: it may have voted before and forgotten. It will once every member has told it its term and it holds what the leader has committed; until then the other members elect without it.`);
+    }
     this.tick();
     this.ticker = setInterval(() => this.tick(), Math.max(5, Math.min(10, this.config.heartbeatMs / 5)));
     this.ticker.unref();
@@ -242,7 +248,11 @@ export class LogNode extends EventEmitter {
   private execute(e: Effect): void {
     switch (e.type) {
       case 'send': this.transport?.send(e.to, e.msg); break;
-      case 'persist': saveHardStateSync(this.config.dataDir, { term: e.term, votedFor: e.votedFor }); break;
+      case 'persist':
+        saveHardStateSync(this.config.dataDir, { term: e.term, votedFor: e.votedFor, abstain: e.abstain === true });
+        if (this.abstaining && !e.abstain) this.emit('info', `${this.config.id} votes again: it knows every member's term and holds what the leader had committed`);
+        this.abstaining = e.abstain === true;
+        break;
       // The file may be higher already: the fates file raises it when it drops records.
       case 'fatesFrom': raiseFatesFromSync(this.config.dataDir, e.offset); break;
       case 'trim':
@@ -565,7 +575,7 @@ export class LogNode extends EventEmitter {
   status(): Record<string, unknown> {
     const r = this.replica;
     return {
-      id: this.config.id, cluster: this.config.clusterName, role: r.role, term: r.term, leader: r.leader,
+      id: this.config.id, cluster: this.config.clusterName, role: r.role, term: r.term, leader: r.leader, abstaining: r.abstaining,
       start: this.log.start, trimPoint: r.trimPoint, end: r.end, commit: r.commitEnd, readable: this.readableEnd(), durable: r.durableEnd,
       segments: this.log.segmentCount, bytes: this.log.bytes,
       maxEntryBytes: this.config.maxEntryBytes,

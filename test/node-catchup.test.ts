@@ -8,6 +8,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { LogNode, type PeerTransport } from '../server/log-node.ts';
 import { DEFAULT_NODE_CONFIG } from '../server/config.ts';
+import { saveHardStateSync } from '../server/storage/hard-state.ts';
 import { Kind, crc32c, encodeFrame } from '../spec/frame.ts';
 import type { Message } from '../spec/messages.ts';
 import { until } from './helpers/cluster.ts';
@@ -23,6 +24,9 @@ async function follower(t: ExecutionContext, transport: PeerTransport): Promise<
   const dir = await mkdtemp(join(tmpdir(), 'loglog-catchup-'));
   t.teardown(() => rm(dir, { recursive: true, force: true }));
   const peers = ['f', 'l', 'm'].map((id, i) => ({ id, url: `http://127.0.0.1:${9 + i}` }));
+  // A node of a running cluster (it has saved a vote), not a new one: that would abstain,
+  // ignoring appends until its peers, absent here, told it their terms.
+  saveHardStateSync(dir, { term: 1, votedFor: null, abstain: false });
   const node = await LogNode.open({ ...DEFAULT_NODE_CONFIG, id: 'f', dataDir: dir, peers });
   t.teardown(() => node.close().catch(() => {}));
   node.on('warn', () => {});

@@ -9,15 +9,20 @@ import { append, crashImage, fill, openLog, payload, tmpDir } from './helpers/st
 
 test('hard state: defaults, round trip, refuses a damaged file', async (t) => {
   const dir = await tmpDir(t);
-  t.deepEqual(loadHardState(dir), { term: 0, votedFor: null });
-  saveHardStateSync(dir, { term: 5, votedFor: 'n2' });
-  t.deepEqual(loadHardState(dir), { term: 5, votedFor: 'n2' });
-  saveHardStateSync(dir, { term: 6, votedFor: null });
-  t.deepEqual(loadHardState(dir), { term: 6, votedFor: null });
+  t.deepEqual(loadHardState(dir), { term: 0, votedFor: null, abstain: true }, 'a directory without it may have lost votes');
+  saveHardStateSync(dir, { term: 5, votedFor: 'n2', abstain: true });
+  t.deepEqual(loadHardState(dir), { term: 5, votedFor: 'n2', abstain: true });
+  saveHardStateSync(dir, { term: 5, votedFor: 'n2', abstain: false });
+  t.deepEqual(loadHardState(dir), { term: 5, votedFor: 'n2', abstain: false });
+  t.deepEqual(JSON.parse(fs.readFileSync(path.join(dir, 'hardstate'), 'utf8')), { term: 5, votedFor: 'n2' }, 'as older versions wrote it');
+  saveHardStateSync(dir, { term: 6, votedFor: null, abstain: false });
+  t.deepEqual(loadHardState(dir), { term: 6, votedFor: null, abstain: false });
   t.false(fs.existsSync(path.join(dir, 'hardstate.tmp')));
   fs.writeFileSync(path.join(dir, 'hardstate'), '{"term":');
   t.throws(() => loadHardState(dir), { code: 'internal' });
   fs.writeFileSync(path.join(dir, 'hardstate'), '{"term":-1,"votedFor":null}');
+  t.throws(() => loadHardState(dir), { message: /malformed/ });
+  fs.writeFileSync(path.join(dir, 'hardstate'), '{"term":1,"votedFor":null,"abstain":"yes"}');
   t.throws(() => loadHardState(dir), { message: /malformed/ });
 });
 

@@ -34,6 +34,7 @@ export function formatStatus(a: Answer): string {
     `  log      start ${s.start}  end ${s.end}  commit ${s.commit}  durable ${s.durable}`,
     `  storage  ${s.segments} segment${s.segments === 1 ? '' : 's'}, ${typeof s.bytes === 'number' ? formatBytes(s.bytes) : '?'}`,
   ];
+  if (s.abstaining) lines.push('  votes    not yet: a new or emptied data directory (waiting to hear every member\'s term and to catch up with the leader)');
   const tr = s.traffic;
   if (tr && (tr.appendedBytes > 0 || tr.peerSentBytes > 0)) {
     const ratio = tr.appendedBytes >= 1 << 20 ? ` (${(tr.peerSentBytes / tr.appendedBytes).toFixed(3)} per byte appended)` : '';
