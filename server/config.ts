@@ -44,6 +44,11 @@ export interface NodeConfig {
   scrubIntervalMs: number;
   /** Bytes a scrub pass reads per second at most. */
   scrubBytesPerSec: number;
+  /**
+   * The operator says this is a new cluster's first start: a node without a saved vote
+   * votes once a majority (not every member) answered term 0 (spec ReplicaInit.newCluster).
+   */
+  newCluster: boolean;
 }
 
 export const DEFAULT_NODE_CONFIG: NodeConfig = {
@@ -67,6 +72,7 @@ export const DEFAULT_NODE_CONFIG: NodeConfig = {
   // As Ceph's deep scrub: weekly, throttled so that serving barely notices.
   scrubIntervalMs: 7 * 86_400_000,
   scrubBytesPerSec: 32 * 1024 * 1024,
+  newCluster: false,
 };
 
 /** `host:port` → parts. `name` is what set it (--listen, or a config file key), for the message. */
@@ -214,6 +220,7 @@ export interface ConfigFile {
   retention?: { maxAge?: string | number; maxBytes?: string | number };
   scrubInterval?: string | number;
   scrubRate?: string | number;
+  newCluster?: boolean;
 }
 
 /**
@@ -244,6 +251,10 @@ const SETTINGS: Record<SettingKey, (c: NodeConfig, v: unknown, name: string) => 
   'retention.maxBytes': (c, v, name) => { c.retention.maxBytes = within(parseBytes(v, name), name, v, 1, Number.MAX_SAFE_INTEGER, 'at least 1 byte'); },
   // "0" carries no unit, but means the same in every one: off.
   scrubInterval: (c, v, name) => { c.scrubIntervalMs = v === '0' || v === 'off' ? 0 : parseDuration(v, name); },
+  newCluster: (c, v, name) => {
+    if (typeof v !== 'boolean') throw new LogError('bad_request', `${name} must be true or false, got ${JSON.stringify(v)}`);
+    c.newCluster = v;
+  },
   scrubRate: (c, v, name) => { c.scrubBytesPerSec = within(parseBytes(v, name), name, v, 1, Number.MAX_SAFE_INTEGER, 'at least 1 byte (per second), like 32MiB'); },
 };
 
@@ -310,6 +321,7 @@ export const DAEMON_FLAGS: readonly DaemonFlag[] = [
   { name: 'retention-max-bytes', value: 'size', key: 'retention.maxBytes', help: 'Delete oldest segments beyond this total size, e.g. 10GiB' },
   { name: 'scrub-interval', value: 'duration', key: 'scrubInterval', help: 'Check every committed frame on disk this often, rewriting a rotten one from another replica, e.g. 1d; 0 or off turns it off (default 7d)' },
   { name: 'scrub-rate', value: 'size', key: 'scrubRate', help: 'Bytes per second a scrub reads at most (default 32MiB)' },
+  { name: 'new-cluster', key: 'newCluster', help: 'This is the first start of a new cluster: vote once a majority of members answer, rather than waiting to hear from every member (a node without a saved vote may have voted and forgotten; see DESIGN.md). Ignored once the data directory has a saved vote, and void if any member answers a term above 0. Never give it to restart a node whose data directory was emptied' },
   { name: 'stop-on-stdin-close', help: 'Stop cleanly when stdin closes. For a supervisor that starts loglogd with a pipe on its stdin: the node never outlives it. Refused when stdin is not a pipe' },
 ];
 
@@ -372,7 +384,7 @@ function flagSettings(flags: ReadonlyMap<string, string | true>, env: NodeJS.Pro
   const settings: Setting[] = [];
   for (const f of DAEMON_FLAGS) {
     const value = flags.get(f.name);
-    if (f.key !== undefined && typeof value === 'string') settings.push({ key: f.key, value, name: `--${f.name}` });
+    if (f.key !== undefined && value !== undefined) settings.push({ key: f.key, value: f.value ? value : true, name: `--${f.name}` });
   }
   const secret = env.LOGLOG_CLUSTER_SECRET;
   if (!flags.has('cluster-secret') && secret) settings.push({ key: 'clusterSecret', value: secret, name: 'LOGLOG_CLUSTER_SECRET' });

@@ -160,7 +160,7 @@ export class LogNode extends EventEmitter {
         bodyDeadlineMs: config.bodyDeadlineMs, uploadDeadlineMs: config.uploadDeadlineMs,
         allAckTimeoutMs: config.allAckTimeoutMs, maxEntryBytes: config.maxEntryBytes, maxBatchEntries: 1024, windowEntries: 200_000,
       },
-      init: { term: hard.term, votedFor: hard.votedFor, abstain: hard.abstain, incarnation: randomBytes(6).readUIntLE(0, 6), start: log.start, end: log.end, epochs: log.epochs, tail: log.recoveredTail, fates: fates.fates, fatesFrom, trimPoint: trim.point },
+      init: { term: hard.term, votedFor: hard.votedFor, abstain: hard.abstain, newCluster: config.newCluster, incarnation: randomBytes(6).readUIntLE(0, 6), start: log.start, end: log.end, epochs: log.epochs, tail: log.recoveredTail, fates: fates.fates, fatesFrom, trimPoint: trim.point },
       random: makeRandom(),
       now: 0,
     });

@@ -70,6 +70,15 @@ export interface ReplicaInit {
    * stops abstaining at once (a new cluster's first start). Ignored in a cluster of one.
    */
   abstain?: boolean;
+  /**
+   * The operator says the cluster is new (loglogd --new-cluster): an abstaining node at term
+   * 0 stops at once when a majority, itself included, answered term 0 and nobody answered
+   * more, instead of waiting for every member. A new cluster with a member down or
+   * misconfigured then still elects. Wrongly given to an emptied node of a cluster whose
+   * other members never heard from each other, it could vote twice in a term; any answer
+   * above term 0 voids it.
+   */
+  newCluster?: boolean;
   /** Differs between two starts of this node (tags its probes: see ProbeMsg). */
   incarnation?: number;
   /** First offset still in the log (after trims). */
@@ -214,6 +223,8 @@ export class Replica {
   private leaderCommitHeard: { term: number; end: number } | null = null;
   private probeAt = 0;
   private readonly incarnation: number;
+  /** See ReplicaInit.newCluster; cleared by any term above 0. */
+  private newCluster: boolean;
   private progress = new Map<NodeId, Progress>();
   private hbSeq = 0;
   private readWaits: ReadWait[] = [];
@@ -247,6 +258,7 @@ export class Replica {
     this.votedFor = i.votedFor;
     this._abstaining = i.abstain === true && this.peerIds.length > 0 && !this.bugs.voteAfterWipe;
     this.incarnation = i.incarnation ?? 0;
+    this.newCluster = i.newCluster === true;
     this.start = i.start;
     this._trimPoint = Math.max(i.start, i.trimPoint ?? 0);
     this.trimmedTo = i.start;
@@ -397,7 +409,9 @@ export class Replica {
     if (m.committed !== undefined && m.term >= (this.leaderCommitHeard?.term ?? 0)) this.leaderCommitHeard = { term: m.term, end: m.committed };
     if (this.termsKnown) return;
     this.heardTerms.set(from, Math.max(m.term, this.heardTerms.get(from) ?? 0));
-    if (this.heardTerms.size < this.peerIds.length) return;
+    if (m.term > 0 || this.term > 0) this.newCluster = false;
+    const enough = this.newCluster ? this.majority - 1 : this.peerIds.length;
+    if (this.heardTerms.size < enough) return;
     // Every peer's current term is known: no vote this node may have cast is in a later one.
     let top = this.term;
     for (const t of this.heardTerms.values()) top = Math.max(top, t);

@@ -120,6 +120,12 @@ test('flags override the config file, which overrides the defaults', async (t) =
   t.like(loadConfig(parseDaemonArgv(['--scrub-interval', '1d', '--scrub-rate', '8MiB'])), { scrubIntervalMs: 86_400_000, scrubBytesPerSec: 8 << 20 });
   for (const off of ['0', 'off']) t.is(loadConfig(parseDaemonArgv(['--scrub-interval', off])).scrubIntervalMs, 0, off);
   t.is(loadConfig(parseDaemonArgv([]), { LOGLOG_CLUSTER_SECRET: '' }).clusterSecret, null);
+  t.false(loadConfig(parseDaemonArgv([])).newCluster);
+  t.true(loadConfig(parseDaemonArgv(['--new-cluster'])).newCluster);
+  t.true(loadConfig(parseDaemonArgv(['--config', await configFile(t, { newCluster: true })])).newCluster);
+  t.throws(() => loadConfig(parseDaemonArgv(['--new-cluster=yes'])), { message: /--new-cluster takes no value/ });
+  const bad = await configFile(t, { newCluster: 'yes' });
+  t.throws(() => loadConfig(parseDaemonArgv(['--config', bad])), { message: /newCluster.* must be true or false, got "yes"$/ });
 });
 
 test('a bad value is reported against the flag that gave it, with the value as given', (t) => {

@@ -122,6 +122,19 @@ test('a new cluster whose every node starts abstaining elects a leader (every te
   for (const id of MEMBERS) t.false(h.get(id).abstaining, id);
 });
 
+test('told the cluster is new (--new-cluster), a majority answering term 0 is enough; any higher term voids it', (t) => {
+  const h = new Harness(Object.fromEntries(MEMBERS.map((id, i) => [id, { ...WIPED, newCluster: true, incarnation: i + 1 }])));
+  h.cut.add('c');
+  h.run(1000);
+  t.truthy(h.leader(), 'a and b elect without c');
+  // An emptied node wrongly started with the flag: its peers answer terms above 0.
+  const stale = h.leader()!.term;
+  h.start('a', { ...WIPED, newCluster: true, incarnation: 9 });
+  const a = h.get('a');
+  a.step({ type: 'message', from: 'b', msg: { type: 'probeReply', term: stale, nonce: 9 } });
+  t.true(a.abstaining, 'b answered a term above 0: the cluster is not new, and c is not heard');
+});
+
 test('with a member silent, a new cluster elects no leader: nobody can know it never voted', (t) => {
   const h = new Harness(Object.fromEntries(MEMBERS.map((id, i) => [id, { ...WIPED, incarnation: i + 1 }])));
   h.cut.add('c');

@@ -28,6 +28,8 @@ export interface NodeStatus {
   id: string;
   role: 'leader' | 'follower' | 'candidate';
   term: number;
+  /** Not voting yet: a new or emptied data directory (see ServerStatus). */
+  abstaining?: boolean;
   leader: string | null;
   start: number;
   end: number;
@@ -124,6 +126,8 @@ export class ClusterNode {
     const peers = this.cluster.nodes.map((n) => `${n.id}=${this.cluster.peerUrl(this.id, n.id)}`).join(',');
     const args = ['--id', this.id, '--data', this.dataDir, '--listen', `127.0.0.1:${this.port}`, '--peers', peers, '--cluster-secret', this.secret];
     if (this.cluster.configFile) args.push('--config', this.cluster.configFile);
+    // Its first start is a new cluster's: the others elect even with one member refused.
+    if (this.runs === 1) args.push('--new-cluster');
     args.push(...(this.cluster.options.args?.[this.id] ?? []));
     const env = { ...process.env };
     delete env.LOGLOG_CLUSTER_SECRET;
