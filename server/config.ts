@@ -251,11 +251,11 @@ const SETTINGS: Record<SettingKey, (c: NodeConfig, v: unknown, name: string) => 
   'retention.maxBytes': (c, v, name) => { c.retention.maxBytes = within(parseBytes(v, name), name, v, 1, Number.MAX_SAFE_INTEGER, 'at least 1 byte'); },
   // "0" carries no unit, but means the same in every one: off.
   scrubInterval: (c, v, name) => { c.scrubIntervalMs = v === '0' || v === 'off' ? 0 : parseDuration(v, name); },
+  scrubRate: (c, v, name) => { c.scrubBytesPerSec = within(parseBytes(v, name), name, v, 1, Number.MAX_SAFE_INTEGER, 'at least 1 byte (per second), like 32MiB'); },
   newCluster: (c, v, name) => {
     if (typeof v !== 'boolean') throw new LogError('bad_request', `${name} must be true or false, got ${JSON.stringify(v)}`);
     c.newCluster = v;
   },
-  scrubRate: (c, v, name) => { c.scrubBytesPerSec = within(parseBytes(v, name), name, v, 1, Number.MAX_SAFE_INTEGER, 'at least 1 byte (per second), like 32MiB'); },
 };
 
 /** One setting to apply: its key in SETTINGS, its value and what gave it. */

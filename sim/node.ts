@@ -821,7 +821,7 @@ export function describeMsg(m: Message): string {
     }
     case 'appendReply': return `appendReply t${m.term} ${m.ok ? 'ok' : 'no'} end ${m.end}${m.ok ? '' : ` conflict t${m.conflictTerm}`}`;
     case 'probe': return `probe t${m.term} #${m.nonce}`;
-    case 'probeReply': return `probeReply t${m.term} #${m.nonce}${m.committed !== undefined ? ` committed ${m.committed}` : ''}`;
+    case 'probeReply': return `probeReply t${m.term} #${m.nonce}${m.leaderEnd !== undefined ? ` leader end ${m.leaderEnd}` : ''}`;
   }
 }
 

@@ -63,10 +63,11 @@ export interface AppendReplyMsg {
  */
 export interface ProbeMsg { type: 'probe'; term: number; nonce: number }
 /**
- * The answer to a probe: the replier's current term and the probe's nonce; from a leader
- * that has committed an entry of its term, its commit end (`committed`).
+ * The answer to a probe: the replier's current term and the probe's nonce; from a leader,
+ * its log end (`leaderEnd`): every acknowledgement the prober sent it before it forgot
+ * lies below.
  */
-export interface ProbeReplyMsg { type: 'probeReply'; term: number; nonce: number; committed?: number }
+export interface ProbeReplyMsg { type: 'probeReply'; term: number; nonce: number; leaderEnd?: number }
 
 export type Message = VoteMsg | VoteReplyMsg | AppendMsg | AppendReplyMsg | ProbeMsg | ProbeReplyMsg;
 

@@ -62,10 +62,10 @@ export interface ReplicaInit {
    *   tagged with `incarnation`, sent every heartbeat), it ignores appends and grants no
    *   vote. Any term it voted in was some candidate's, and a term never goes down, so the
    *   highest heard covers them: it takes that term, counted as voted in (for itself).
-   * - Then it follows a leader as usual, but still neither votes nor stands until it holds
-   *   durably, matched with the leader of its term, the commit end that leader gave in
-   *   answer to a probe after committing in its term. Elected without this node's vote,
-   *   that leader holds every committed entry; from then on so does this node.
+   * - Then it follows a leader as usual, but still neither votes nor stands until it holds,
+   *   committed and durably, that leader's log up to the end it gave in answer to a probe
+   *   (see checkCaughtUp). Elected without this node's vote, that leader holds every
+   *   committed entry; from then on so does this node.
    * If every member answers term 0, nothing was ever elected or committed, and the node
    * stops abstaining at once (a new cluster's first start). Ignored in a cluster of one.
    */
@@ -219,8 +219,8 @@ export class Replica {
   private heardTerms = new Map<NodeId, number>();
   /** Abstaining, and every peer's term was heard: only the catching up is left. */
   private termsKnown = false;
-  /** Abstaining: a leader's answer, its term and the commit end it had in that term. */
-  private leaderCommitHeard: { term: number; end: number } | null = null;
+  /** Abstaining: the first leader's answer in the newest term heard, its term and log end. */
+  private leaderEndHeard: { term: number; end: number } | null = null;
   private probeAt = 0;
   private readonly incarnation: number;
   /** See ReplicaInit.newCluster; cleared by any term above 0. */
@@ -393,20 +393,19 @@ export class Replica {
     this.probeAt = this.now + this.config.heartbeatMs;
     for (const p of this.peers()) {
       if (!this.termsKnown && this.heardTerms.has(p)) continue;
-      if (this.termsKnown && this.leader !== null && p !== this.leader) continue;
+      if (this.termsKnown && (this.leaderEndHeard?.term === this.term || (this.leader !== null && p !== this.leader))) continue;
       this.send(p, { type: 'probe', term: this.term, nonce: this.incarnation });
     }
   }
 
   private onProbe(from: NodeId, nonce: number): void {
-    // A leader's commit end covers every committed entry once it has committed in its term.
-    const committed = this.role === 'leader' && this.termBefore(this.commitEnd) === this.term ? this.commitEnd : undefined;
-    this.send(from, committed === undefined ? { type: 'probeReply', term: this.term, nonce } : { type: 'probeReply', term: this.term, nonce, committed });
+    this.send(from, this.role === 'leader' ? { type: 'probeReply', term: this.term, nonce, leaderEnd: this.end } : { type: 'probeReply', term: this.term, nonce });
   }
 
   private onProbeReply(from: NodeId, m: ProbeReplyMsg): void {
     if (!this._abstaining || m.nonce !== this.incarnation) return;
-    if (m.committed !== undefined && m.term >= (this.leaderCommitHeard?.term ?? 0)) this.leaderCommitHeard = { term: m.term, end: m.committed };
+    // The first answer of a term is kept: a later one only moves the target while it is chased.
+    if (m.leaderEnd !== undefined && m.term > (this.leaderEndHeard?.term ?? -1)) this.leaderEndHeard = { term: m.term, end: m.leaderEnd };
     if (this.termsKnown) return;
     this.heardTerms.set(from, Math.max(m.term, this.heardTerms.get(from) ?? 0));
     if (m.term > 0 || this.term > 0) this.newCluster = false;
@@ -430,14 +429,20 @@ export class Replica {
     this.persist();
   }
 
-  /** Abstaining with every term known: stops once it holds what the leader had committed. */
+  /**
+   * Abstaining with every term known: stops once it holds, committed and durably, its
+   * leader's log as it stood when the leader answered a probe. Every committed entry is in
+   * that leader's log (elected without this node's vote), and every entry it counted this
+   * node's forgotten acknowledgements for lies below that end: those may still arrive, and
+   * its record of this node drops only with this node's first refusal.
+   */
   private checkCaughtUp(): void {
-    const heard = this.leaderCommitHeard;
+    const heard = this.leaderEndHeard;
     if (!heard || heard.term !== this.term || this.role !== 'follower' || this.leader === null) return;
     // commitEnd is matched with this term's leader; durable, so that it outlives a crash.
     if (this.commitEnd < heard.end || this.durableEnd < heard.end) return;
     this._abstaining = false;
-    this.leaderCommitHeard = null;
+    this.leaderEndHeard = null;
     this.persist();
     this.resetElectionTimer();
   }

@@ -164,7 +164,7 @@ test('a bad value in a config file is reported against its key and the file', as
 
 test('an unknown key in a config file is an error naming the key and the file', async (t) => {
   const bogus = await configFile(t, { bogusKey: 1 });
-  t.throws(() => loadConfig(parseDaemonArgv(['--config', bogus])), { message: `config file ${bogus}: unknown key "bogusKey"; the keys are id, data, listen, peers, clusterSecret, clusterName, segmentBytes, maxEntryBytes, bodyDeadline, electionTimeout, heartbeat, uploadDeadline, allAckTimeout, retention.maxAge, retention.maxBytes, scrubInterval, scrubRate` });
+  t.throws(() => loadConfig(parseDaemonArgv(['--config', bogus])), { message: `config file ${bogus}: unknown key "bogusKey"; the keys are id, data, listen, peers, clusterSecret, clusterName, segmentBytes, maxEntryBytes, bodyDeadline, electionTimeout, heartbeat, uploadDeadline, allAckTimeout, retention.maxAge, retention.maxBytes, scrubInterval, scrubRate, newCluster` });
   const typo = await configFile(t, { segmentByte: '64MiB' });
   t.throws(() => loadConfig(parseDaemonArgv(['--config', typo])), { message: `config file ${typo}: unknown key "segmentByte"; did you mean "segmentBytes"?` });
   const nested = await configFile(t, { retention: { maxage: '7d' } });

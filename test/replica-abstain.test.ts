@@ -144,3 +144,58 @@ test('with a member silent, a new cluster elects no leader: nobody can know it n
   h.run(1000);
   t.truthy(h.leader(), 'it comes once the member answers');
 });
+
+test('a leader still counting the forgotten acknowledgements: the node catches up past the leader\'s end, not only its commit end', (t) => {
+  // Found by a second reader: the leader counts c's pre-wipe acknowledgement of u4 after
+  // answering c's probe, so u4 commits above the commit end that answer gave.
+  const h = new Harness();
+  h.run(1000);
+  const L = h.leader()!.id;
+  const [B, C] = MEMBERS.filter((x) => x !== L);
+  for (let i = 1; i <= 3; i++) h.append(L, i, `u${i}`);
+  h.run(100);
+  const blocked = new Set<string>([`${L}>${B}`, `${B}>${L}`]);
+  const deliver = (pick: (m: { msg: Message }) => boolean = () => true) => {
+    for (let i = 0; i < 10_000; i++) {
+      const k = h.net.findIndex(pick);
+      if (k < 0) return;
+      const [m] = h.net.splice(k, 1);
+      if (!blocked.has(`${m.from}>${m.to}`)) h.step(m.to, { type: 'message', from: m.from, msg: m.msg });
+    }
+  };
+  const run = (ms: number) => {
+    for (let x = 0; x < ms; x += 5) {
+      h.now += 5;
+      for (const id of MEMBERS) h.step(id, { type: 'tick', now: h.now });
+      deliver();
+    }
+  };
+  // u4 reaches c (durable there, acknowledged) while L's own fdatasync is pending.
+  h.unsynced.add(L);
+  h.append(L, 4, 'u4');
+  run(30);
+  const M = h.get(L).end;
+  // c's directory is emptied: u4 is now only in L's page cache.
+  h.uploads.delete('u4');
+  h.net = h.net.filter((m) => m.from !== C && m.to !== C);
+  h.start(C, { ...WIPED, incarnation: 99 });
+  h.step(C, { type: 'tick', now: h.now });
+  deliver((m) => m.msg.type === 'probe' || m.msg.type === 'probeReply');
+  // L's sync completes: it commits u4 counting c's old acknowledgement.
+  h.unsynced.delete(L);
+  h.step(L, { type: 'syncDone', upTo: h.get(L).writtenEnd, ok: true });
+  t.true(h.get(L).commitEnd >= M, 'u4 is committed');
+  h.now += 20;
+  h.step(L, { type: 'tick', now: h.now });
+  h.step(C, { type: 'tick', now: h.now });
+  h.net = h.net.filter((m) => m.msg.type !== 'probe');
+  deliver();
+  const c = h.get(C);
+  t.true(c.abstaining || c.durableEnd >= M, 'it votes only once it holds u4');
+  // L goes; b and c elect, and u4 (in c's log only if c caught up) must survive.
+  blocked.add(`${L}>${C}`).add(`${C}>${L}`);
+  run(600);
+  blocked.clear();
+  run(500);
+  for (const id of MEMBERS) t.true(h.get(id).commitEnd >= M, `${id} keeps u4 committed`);
+});
