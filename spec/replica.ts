@@ -388,18 +388,20 @@ export class Replica {
 
   // ------------------------------------------------------------------ elections
 
-  /** Asks the peers for their terms, and a leader for its commit end (see ReplicaInit.abstain). */
+  /**
+   * Asks the peers not heard yet for their terms; once every term is known, the leader of
+   * this term for its log end, until it has answered (see ReplicaInit.abstain).
+   */
   private probe(): void {
     this.probeAt = this.now + this.config.heartbeatMs;
-    for (const p of this.peers()) {
-      if (!this.termsKnown && this.heardTerms.has(p)) continue;
-      if (this.termsKnown && (this.leaderEndHeard?.term === this.term || (this.leader !== null && p !== this.leader))) continue;
-      this.send(p, { type: 'probe', term: this.term, nonce: this.incarnation });
-    }
+    const ask = (p: NodeId) => (this.termsKnown
+      ? this.leaderEndHeard?.term !== this.term && (this.leader === null || p === this.leader)
+      : !this.heardTerms.has(p));
+    for (const p of this.peers()) if (ask(p)) this.send(p, { type: 'probe', term: this.term, nonce: this.incarnation });
   }
 
   private onProbe(from: NodeId, nonce: number): void {
-    this.send(from, this.role === 'leader' ? { type: 'probeReply', term: this.term, nonce, leaderEnd: this.end } : { type: 'probeReply', term: this.term, nonce });
+    this.send(from, { type: 'probeReply', term: this.term, nonce, ...(this.role === 'leader' ? { leaderEnd: this.end } : {}) });
   }
 
   private onProbeReply(from: NodeId, m: ProbeReplyMsg): void {
@@ -633,7 +635,7 @@ export class Replica {
   }
 
   private persist(): void {
-    this.out.push(this._abstaining ? { type: 'persist', term: this.term, votedFor: this.votedFor, abstain: true } : { type: 'persist', term: this.term, votedFor: this.votedFor });
+    this.out.push({ type: 'persist', term: this.term, votedFor: this.votedFor, ...(this._abstaining ? { abstain: true as const } : {}) });
   }
 
   // ------------------------------------------------------------------ leader: appends

@@ -154,33 +154,18 @@ test('a leader still counting the forgotten acknowledgements: the node catches u
   const [B, C] = MEMBERS.filter((x) => x !== L);
   for (let i = 1; i <= 3; i++) h.append(L, i, `u${i}`);
   h.run(100);
-  const blocked = new Set<string>([`${L}>${B}`, `${B}>${L}`]);
-  const deliver = (pick: (m: { msg: Message }) => boolean = () => true) => {
-    for (let i = 0; i < 10_000; i++) {
-      const k = h.net.findIndex(pick);
-      if (k < 0) return;
-      const [m] = h.net.splice(k, 1);
-      if (!blocked.has(`${m.from}>${m.to}`)) h.step(m.to, { type: 'message', from: m.from, msg: m.msg });
-    }
-  };
-  const run = (ms: number) => {
-    for (let x = 0; x < ms; x += 5) {
-      h.now += 5;
-      for (const id of MEMBERS) h.step(id, { type: 'tick', now: h.now });
-      deliver();
-    }
-  };
+  h.blocked.add(`${L}>${B}`).add(`${B}>${L}`);
   // u4 reaches c (durable there, acknowledged) while L's own fdatasync is pending.
   h.unsynced.add(L);
   h.append(L, 4, 'u4');
-  run(30);
+  h.run(30);
   const M = h.get(L).end;
   // c's directory is emptied: u4 is now only in L's page cache.
   h.uploads.delete('u4');
   h.net = h.net.filter((m) => m.from !== C && m.to !== C);
   h.start(C, { ...WIPED, incarnation: 99 });
   h.step(C, { type: 'tick', now: h.now });
-  deliver((m) => m.msg.type === 'probe' || m.msg.type === 'probeReply');
+  h.deliver(10_000, (m) => m.msg.type === 'probe' || m.msg.type === 'probeReply');
   // L's sync completes: it commits u4 counting c's old acknowledgement.
   h.unsynced.delete(L);
   h.step(L, { type: 'syncDone', upTo: h.get(L).writtenEnd, ok: true });
@@ -189,13 +174,13 @@ test('a leader still counting the forgotten acknowledgements: the node catches u
   h.step(L, { type: 'tick', now: h.now });
   h.step(C, { type: 'tick', now: h.now });
   h.net = h.net.filter((m) => m.msg.type !== 'probe');
-  deliver();
+  h.deliver();
   const c = h.get(C);
   t.true(c.abstaining || c.durableEnd >= M, 'it votes only once it holds u4');
   // L goes; b and c elect, and u4 (in c's log only if c caught up) must survive.
-  blocked.add(`${L}>${C}`).add(`${C}>${L}`);
-  run(600);
-  blocked.clear();
-  run(500);
+  h.blocked.add(`${L}>${C}`).add(`${C}>${L}`);
+  h.run(600);
+  h.blocked.clear();
+  h.run(500);
   for (const id of MEMBERS) t.true(h.get(id).commitEnd >= M, `${id} keeps u4 committed`);
 });

@@ -40,6 +40,6 @@ export function loadHardState(dir: string): HardState {
 
 /** Saves durably: temp file, fsync, rename, fsync of the directory. */
 export function saveHardStateSync(dir: string, s: HardState): void {
-  const v = s.abstain ? { term: s.term, votedFor: s.votedFor, abstain: true } : { term: s.term, votedFor: s.votedFor };
+  const v = { term: s.term, votedFor: s.votedFor, ...(s.abstain ? { abstain: true } : {}) };
   writeFileAtomicSync(path.join(dir, HARD_STATE_FILE), `${JSON.stringify(v)}\n`, true);
 }

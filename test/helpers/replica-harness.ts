@@ -17,6 +17,8 @@ export class Harness {
   net: { from: NodeId; to: NodeId; msg: Message }[] = [];
   /** Nodes whose outgoing and incoming messages are dropped. */
   cut = new Set<NodeId>();
+  /** Links whose messages are dropped, as `from>to`. */
+  blocked = new Set<string>();
   /** Effects seen, per node. */
   seen = new Map<NodeId, Effect[]>();
   uploads = new Set<string>();
@@ -78,11 +80,13 @@ export class Harness {
     }
   }
 
-  /** Delivers queued messages until none is left (or `max` deliveries). */
-  deliver(max = 10_000): void {
-    for (let i = 0; i < max && this.net.length > 0; i++) {
-      const m = this.net.shift()!;
-      if (this.cut.has(m.from) || this.cut.has(m.to)) continue;
+  /** Delivers queued messages (those `pick` takes, others stay queued) until none is left, or `max` deliveries. */
+  deliver(max = 10_000, pick: (m: { msg: Message }) => boolean = () => true): void {
+    for (let i = 0; i < max; i++) {
+      const k = this.net.findIndex(pick);
+      if (k < 0) return;
+      const [m] = this.net.splice(k, 1);
+      if (this.cut.has(m.from) || this.cut.has(m.to) || this.blocked.has(`${m.from}>${m.to}`)) continue;
       this.step(m.to, { type: 'message', from: m.from, msg: m.msg });
     }
   }
