@@ -91,7 +91,7 @@ export function run(seed: number, opts: RunOptions = {}): RunResult {
     net: null as unknown as Network,
     nodes: [] as SimNode[],
     checker: null as unknown as Checker,
-    rng: { disk: root.fork('disk'), clients: root.fork('clients'), faults: root.fork('faults'), net: root.fork('net'), wipe: root.fork('wipe') },
+    rng: { disk: root.fork('disk'), clients: root.fork('clients'), faults: root.fork('faults'), net: root.fork('net'), wipe: root.fork('wipe-target') },
     nodeIndex: new Map<string, number>(),
     healed: false,
     history: [] as HistoryOp[],

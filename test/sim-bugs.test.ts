@@ -39,8 +39,8 @@ const CAUGHT: { bug: BugName; seed: number; check: string; nodes?: number }[] = 
   // A data directory emptied (in 30% of the seeds): the node must abstain until it knows
   // every term (else it votes twice in one) and then until it has caught up (else it votes
   // with a log that lost committed entries, and a leader without them is elected).
-  { bug: 'voteAfterWipe', seed: 6, check: 'two-leaders' },
-  { bug: 'voteBeforeCatchUp', seed: 32, check: 'truncated-committed' },
+  { bug: 'voteAfterWipe', seed: 44, check: 'two-leaders' },
+  { bug: 'voteBeforeCatchUp', seed: 136, check: 'truncated-committed' },
 ];
 
 for (const c of CAUGHT) {
