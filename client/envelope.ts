@@ -39,6 +39,11 @@ export const DIGEST_SIZE = 32;
 export interface EncodeBatchOptions {
   /** Append a strong digest of the records (tamper evidence). Default: none. */
   digest?: 'sha256';
+  /**
+   * Encode into the start of this buffer when the envelope fits, and return a view of it
+   * (a producer's pooled batch buffer). Otherwise a new buffer is allocated.
+   */
+  into?: Buffer;
 }
 
 /** Envelope size in bytes for records of these lengths. */
@@ -55,7 +60,7 @@ export function encodeBatch(records: readonly Uint8Array[], opts: EncodeBatchOpt
   for (const r of records) total += r.byteLength;
   const withDigest = opts.digest === 'sha256';
   const size = batchSize(total, records.length, opts.digest);
-  const out = Buffer.allocUnsafe(size);
+  const out = opts.into && opts.into.length >= size ? opts.into.subarray(0, size) : Buffer.allocUnsafe(size);
   out.writeUInt32LE(BATCH_MAGIC, 0);
   out[4] = BATCH_VERSION;
   out[5] = withDigest ? FLAG_SHA256 : 0;

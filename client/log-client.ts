@@ -126,6 +126,28 @@ class Outage {
   }
 }
 
+
+/**
+ * Counts what still reads an append's payload: the append itself, then each copy upload,
+ * which may outlive it. `onReleased` (AppendOptions) runs when the last one lets go.
+ */
+class PayloadHolds {
+  private n = 1;
+  constructor(private readonly onReleased?: () => void) {}
+
+  take(): void {
+    this.n++;
+  }
+
+  drop(): void {
+    if (--this.n > 0) return;
+    try {
+      this.onReleased?.();
+    } catch {
+      // a throwing hook must not fail an append that landed
+    }
+  }
+}
 /** Connect-phase failures: the request certainly never reached the server. */
 const NEVER_SENT = new Set(['ECONNREFUSED', 'UND_ERR_CONNECT_TIMEOUT', 'ENOTFOUND', 'EAI_AGAIN', 'EHOSTUNREACH', 'ENETUNREACH', 'EADDRNOTAVAIL']);
 
@@ -535,9 +557,8 @@ export class LogClient {
   append(data: Uint8Array | Uint8Array[], opts?: AppendOptions): Promise<AppendResult | AppendResult[]>;
   append(data: Uint8Array | Uint8Array[], opts: AppendOptions = {}): Promise<AppendResult | AppendResult[]> {
     if (Array.isArray(data)) {
-      if (opts.uploadId !== undefined || opts.crc32c !== undefined) {
-        return Promise.reject(new LogError('bad_request', `${opts.uploadId !== undefined ? 'uploadId' : 'crc32c'} applies to a single entry, not an array`));
-      }
+      const single = (['uploadId', 'crc32c', 'onReleased'] as const).find((k) => opts[k] !== undefined);
+      if (single) return Promise.reject(new LogError('bad_request', `${single} applies to a single entry, not an array`));
       // Checked before any is sent: a bad element found by its own append left the ones
       // before it in the log, and the caller with an array to fix and resend in part.
       const bad = data.findIndex((d) => !(d instanceof Uint8Array));
@@ -582,7 +603,13 @@ export class LogClient {
     throw new LogError(e.code, `entry ${failed} of ${data.length}: ${e.message}; ${landed} of the entries were appended (details.results: each one's result, or null): append only the failed ones again`, { ...e.details, index: failed, results }, { cause });
   }
 
-  private async appendOne(data: Uint8Array, opts: AppendOptions): Promise<AppendResult> {
+  private appendOne(data: Uint8Array, opts: AppendOptions): Promise<AppendResult> {
+    const holds = new PayloadHolds(opts.onReleased);
+    return this.appendHeld(data, opts, holds).finally(() => holds.drop());
+  }
+
+  /** appendOne, with `holds` taken by every copy upload that reads `data` after the append settles. */
+  private async appendHeld(data: Uint8Array, opts: AppendOptions, holds: PayloadHolds): Promise<AppendResult> {
     if (!(data instanceof Uint8Array)) throw new LogError('bad_request', 'append takes a Uint8Array (or an array of them)');
     if (opts.crc32c !== undefined && !(Number.isInteger(opts.crc32c) && opts.crc32c >= 0 && opts.crc32c <= 0xffffffff)) {
       throw new LogError('bad_request', `crc32c must be a u32, got ${opts.crc32c}`);
@@ -638,7 +665,7 @@ export class LogClient {
       // The leader's copy goes out first: it gates everything (the followers can only write
       // their copies once the leader has sequenced the entry and sent them its metadata).
       const post = this.transport.json<AppendResult>(server, { method: 'POST', path: '/v1/append', headers, body: data, signal: opts.signal }, APPEND_SHAPE);
-      if (this.offloading) this.uploadCopies(server, uploadId, data, crc, copies);
+      if (this.offloading) this.uploadCopies(server, uploadId, data, crc, copies, holds);
       try {
         const res = await post;
         return { offset: res.offset, end: res.end, term: res.term };
@@ -700,7 +727,7 @@ export class LogClient {
    * one the append goes to (each at most once per upload id). A follower with too many copies
    * in flight is skipped: it fetches those bytes from a peer instead.
    */
-  private uploadCopies(leader: string, uploadId: string, data: Uint8Array, crc: number, copies: Set<string>): void {
+  private uploadCopies(leader: string, uploadId: string, data: Uint8Array, crc: number, copies: Set<string>, holds: PayloadHolds): void {
     copies.add(leader);
     for (const s of this.members) {
       if (copies.has(s)) continue;
@@ -708,6 +735,7 @@ export class LogClient {
       const inFlight = this.uploadBytes.get(s) ?? 0;
       if (inFlight + data.byteLength > MAX_UPLOAD_BYTES_IN_FLIGHT || this.isDown(s)) continue;
       this.uploadBytes.set(s, inFlight + data.byteLength);
+      holds.take();
       const p = this.transport
         .request(s, {
           method: 'PUT',
@@ -720,6 +748,7 @@ export class LogClient {
         .finally(() => {
           this.uploadBytes.set(s, (this.uploadBytes.get(s) ?? data.byteLength) - data.byteLength);
           this.uploads.delete(p);
+          holds.drop();
         });
       this.uploads.add(p);
     }

@@ -158,6 +158,12 @@ export class Producer {
   private readonly discovered: Promise<void>;
   /** Set once a batch failed under `stopOnError`: what every later record fails with. */
   private stopped: LogError | null = null;
+  /**
+   * Batch buffers the client has let go of (`onReleased`), for the next batches, as Kafka's
+   * producer keeps a BufferPool: a fresh megabyte per batch cost its page faults and zeroing
+   * in the kernel, about a fifth of the producer's CPU. At most `maxInFlight` are kept.
+   */
+  private readonly spare: Buffer[] = [];
   private idleWaiters: (() => void)[] = [];
   private writableWaiters: (() => void)[] = [];
   private readonly counters = { records: 0, entries: 0, bytes: 0, acked: 0, failed: 0 };
@@ -254,6 +260,7 @@ export class Producer {
   async close(opts?: { signal?: AbortSignal }): Promise<void> {
     this.closed = true;
     await this.flush(opts);
+    this.spare.length = 0;
   }
 
   /** Activity counters (a snapshot). */
@@ -357,13 +364,24 @@ export class Producer {
         const fit = this.fitted(batch);
         b = fit.batch;
         if (fit.refused) throw fit.refused;
-        payload = encodeBatch(b.records, { digest: this.digest });
-        return this.client.append(payload, { ...this.acksOpt, crc32c: envelopeCrc(payload) });
+        const buf = this.batchBuffer(batchSize(b.bytes, b.records.length, this.digest));
+        payload = encodeBatch(b.records, { digest: this.digest, into: buf });
+        return this.client.append(payload, { ...this.acksOpt, crc32c: envelopeCrc(payload), onReleased: () => this.recycle(buf) });
       })
       .then(
         (r) => this.settle(b, r, null, payload!.length),
         (e) => this.settle(b, null, e),
       );
+  }
+
+  /** A buffer of at least `size` bytes for a batch: a spare one, or a new one (a spare too small is dropped). */
+  private batchBuffer(size: number): Buffer {
+    const spare = this.spare.pop();
+    return spare && spare.length >= size ? spare : Buffer.allocUnsafeSlow(size);
+  }
+
+  private recycle(buf: Buffer): void {
+    if (!this.closed && this.spare.length < this.maxInFlight) this.spare.push(buf);
   }
 
   /** Fails every record that has not reached an append, and every later send. */

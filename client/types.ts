@@ -55,6 +55,13 @@ export interface AppendOptions {
    * the server refuses the append with `checksum_mismatch`.
    */
   crc32c?: number;
+  /**
+   * Called once the client no longer reads the payload: the append has settled and every
+   * copy of it the client uploads to a follower has finished. From then on the caller may
+   * overwrite the buffer (the Producer reuses its batch buffers this way). Only for a single
+   * entry.
+   */
+  onReleased?: () => void;
 }
 
 /** Kind of a log entry, from its frame header. */

@@ -381,3 +381,40 @@ test('a 409 conflict: "forgotten" on a first attempt goes again with after = sin
   t.is(e?.code, 'outcome_unknown', e?.message);
   await client.close(); a.server.close();
 });
+
+test('onReleased runs once, after the append has settled and after the copy it uploads to a follower has finished', async (t) => {
+  const a = await fake();
+  const f = await fake();
+  const peers = [{ id: 'a', url: a.url }, { id: 'f', url: f.url }];
+  a.handler = (_req, res, body, path) => {
+    if (path === '/v1/status') return json(res, 200, { id: 'a', role: 'leader', term: 1, leader: 'a', leaderUrl: a.url, start: 0, end: 0, commit: 0, durable: 0, segments: 1, bytes: 0, peers });
+    if (body.length === 2) return json(res, 400, { error: { code: 'bad_request', message: 'refused' } });
+    json(res, 200, { offset: 0, end: 33 + body.length, term: 1 });
+  };
+  const heldUploads: ServerResponse[] = [];
+  f.handler = (_req, res, _body, path) => {
+    if (path === '/v1/status') return json(res, 200, { id: 'f', role: 'follower', term: 1, leader: 'a', leaderUrl: a.url, start: 0, end: 0, commit: 0, durable: 0, segments: 1, bytes: 0, peers });
+    heldUploads.push(res);
+  };
+  const client = new LogClient({ servers: [a.url, f.url], retry: { retries: 0 } });
+  await client.discover();
+  let released = 0;
+  const r = await client.append(Buffer.from('x'), { onReleased: () => released++ });
+  t.is(r.offset, 0);
+  await until('the copy reached the follower', 5000, () => (heldUploads.length === 1 ? true : undefined));
+  t.is(released, 0, 'the copy upload still reads the payload');
+  json(heldUploads[0], 200, {});
+  await until('released', 5000, () => (released === 1 ? true : undefined));
+  // A refused append releases its payload too, and a throwing hook does not turn it into another error.
+  const err = await t.throwsAsync(client.append(Buffer.from('xy'), { onReleased: () => { released++; throw new Error('hook'); } }));
+  t.is((err as LogError).code, 'bad_request');
+  await until('its copy reached the follower', 5000, () => (heldUploads.length === 2 ? true : undefined));
+  t.is(released, 1);
+  json(heldUploads[1], 200, {});
+  await until('released again', 5000, () => (released === 2 ? true : undefined));
+  const arr = await t.throwsAsync(client.append([Buffer.from('x')], { onReleased: () => {} }));
+  t.regex(arr!.message, /onReleased applies to a single entry/);
+  await client.close();
+  for (const x of [a, f]) { x.server.closeAllConnections(); x.server.close(); }
+  t.is(released, 2);
+});

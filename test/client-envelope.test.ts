@@ -27,6 +27,21 @@ test('round trip with sha256 digest', (t) => {
   t.deepEqual(decodeBatch(b).map((r) => r.toString()), recs.map((r) => r.toString()));
 });
 
+test('into: encodes into the start of a buffer that fits, the same bytes as a fresh one; one too small is left alone', (t) => {
+  const fresh = encodeBatch(recs, { digest: 'sha256' });
+  const into = Buffer.alloc(fresh.length + 100, 0xee);
+  const b = encodeBatch(recs, { digest: 'sha256', into });
+  t.is(b.buffer, into.buffer);
+  t.is(b.byteOffset, into.byteOffset);
+  t.deepEqual(b, fresh);
+  t.is(into[fresh.length], 0xee, 'nothing written past the envelope');
+  const small = Buffer.alloc(fresh.length - 1, 0xee);
+  const c = encodeBatch(recs, { digest: 'sha256', into: small });
+  t.not(c.buffer, small.buffer);
+  t.deepEqual(c, fresh);
+  t.true(small.every((x) => x === 0xee));
+});
+
 test('empty batch and Uint8Array input', (t) => {
   t.deepEqual(decodeBatch(encodeBatch([])), []);
   const u = new Uint8Array(encodeBatch([new Uint8Array([1, 2, 3])]));

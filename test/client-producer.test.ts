@@ -290,3 +290,34 @@ test('a signal stops a send waiting for buffer space (the record is not sent), a
   client.calls[2].resolve();
   t.is((await last).index, 0);
 });
+
+test('a batch buffer is reused only once the client has released it (onReleased), never while an append or its copies may read it', async (t) => {
+  // Keeps the payloads it was given (no copy), to see the producer's buffers themselves.
+  const calls: { data: Uint8Array; opts?: AppendOptions }[] = [];
+  const client = {
+    append(data: Uint8Array, opts?: AppendOptions): Promise<AppendResult> {
+      calls.push({ data, opts });
+      return Promise.resolve({ offset: 0, end: 0, term: 1 });
+    },
+  };
+  const p = new Producer({ client, lingerMs: 0, maxInFlight: 1 });
+  const texts = (i: number) => decodeBatch(calls[i].data).map((b) => b.toString());
+  await p.send(rec('first'));
+  await p.send(rec('second'));
+  t.is(calls.length, 2);
+  t.not(calls[1].data.buffer, calls[0].data.buffer, 'the first batch was not released: its buffer is not reused');
+  t.deepEqual(texts(0), ['first']);
+  calls[0].opts!.onReleased!();
+  await p.send(rec('third'));
+  t.is(calls[2].data.buffer, calls[0].data.buffer, 'the released buffer carries the next batch');
+  t.deepEqual(texts(2), ['third']);
+  t.deepEqual(texts(1), ['second']);
+  // A spare too small for the next batch is dropped, not written past.
+  calls[1].opts!.onReleased!();
+  const big = 'x'.repeat(100);
+  await p.send(rec(big));
+  t.not(calls[3].data.buffer, calls[1].data.buffer);
+  t.deepEqual(texts(3), [big]);
+  t.deepEqual(texts(1), ['second']);
+  await p.close();
+});
