@@ -148,6 +148,7 @@ class PayloadHolds {
     }
   }
 }
+
 /** Connect-phase failures: the request certainly never reached the server. */
 const NEVER_SENT = new Set(['ECONNREFUSED', 'UND_ERR_CONNECT_TIMEOUT', 'ENOTFOUND', 'EAI_AGAIN', 'EHOSTUNREACH', 'ENETUNREACH', 'EADDRNOTAVAIL']);
 

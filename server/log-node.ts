@@ -449,10 +449,10 @@ export class LogNode extends EventEmitter {
    * written yet; the replica's write effect for it (in this same step) writes it with the
    * frame's header and trailer.
    */
-  bodyDone(reqId: number, ok: boolean, crc: number, held?: { offset: number; chunks: Buffer[] }): void {
+  bodyDone(reqId: number, ok: boolean, crc: number, held?: { offset: number; chunks: Buffer[] }, writeError?: string): void {
     this.heldBody = held ?? null;
     try {
-      this.step({ type: 'bodyDone', reqId, ok, crc });
+      this.step({ type: 'bodyDone', reqId, ok, crc, ...(writeError !== undefined && { writeError }) });
     } finally {
       this.heldBody = null;
     }

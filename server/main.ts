@@ -36,6 +36,14 @@ async function portFree(host: string, port: number): Promise<void> {
   if (e) throw new LogError('unavailable', `cannot listen on ${host}:${port} (${e.code ?? e.message})${listenAdvice(e.code, host)}`);
 }
 
+/** What to do about a fatal storage error, by the errno its reason names. */
+export function fatalAdvice(reason: string): string {
+  if (/\b(ENOSPC|EDQUOT)\b/.test(reason)) return ' (the disk is full: free space, or lower the retention, then start loglogd again; what it acknowledged is on disk)';
+  if (/\bEFBIG\b/.test(reason)) return ' (a file-size limit stops the segment files growing: raise `ulimit -f`, or lower segmentBytes, then start loglogd again)';
+  if (/\bEIO\b|fdatasync failed/.test(reason)) return ' (the disk reported an I/O error: check it, with dmesg say, before starting loglogd again)';
+  return '';
+}
+
 /** What to do about a --listen address that cannot be listened on, by error code. */
 function listenAdvice(code: string | undefined, host: string): string {
   switch (code) {
@@ -114,11 +122,13 @@ export async function runNode(config: NodeConfig, opts: { stopOnStdinClose?: boo
     })();
   };
   running = await startNode(config, say, (reason) => {
-    say(`fatal: ${reason}; stopping so no unsynced write is acknowledged`);
+    // The writes in flight fail alike (a full disk fails every one): the first one tells.
+    if (fatal) return;
+    say(`fatal: ${reason}; stopping so no unsynced write is acknowledged${fatalAdvice(reason)}`);
     fatal = true;
     // Before serving nothing was acknowledged: there is nothing to stop cleanly.
     if (!running) process.exit(3);
-    stop('fatal');
+    stop('stopping');
   });
   // Handlers before the 'serving' line: whoever reads it may signal at once. A second
   // signal means "now"; a closing stdin only asks for the stop (a supervisor that signals

@@ -87,8 +87,11 @@ export type Input =
      */
     after?: number;
   }
-  /** The body of an allocated append is complete (`ok`) or lost (client gone, stalled). */
-  | { type: 'bodyDone'; reqId: number; ok: boolean; crc: number }
+  /**
+   * The body of an allocated append is complete (`ok`) or lost: the client went or stalled,
+   * or (`writeError`, what the disk said) the node could not write it.
+   */
+  | { type: 'bodyDone'; reqId: number; ok: boolean; crc: number; writeError?: string }
   /** A `write` or `fetch` effect's bytes are in the file (not yet synced). */
   | { type: 'writeDone'; seq: number }
   /** A `write` from an upload found no upload (`missing`), a bad one (`corrupt`), or a fetch failed. */

@@ -341,7 +341,7 @@ export class Replica {
       case 'tick': this.onTick(input.now); break;
       case 'message': this.onMessage(input.from, input.msg); break;
       case 'appendHead': this.onAppendHead(input.reqId, input.uploadId, input.length, input.crc, input.acks, input.copies ?? true, input.after); break;
-      case 'bodyDone': this.onBodyDone(input.reqId, input.ok, input.crc); break;
+      case 'bodyDone': this.onBodyDone(input.reqId, input.ok, input.crc, input.writeError); break;
       case 'writeDone': this.onWriteDone(input.seq); break;
       case 'writeFailed': this.onWriteFailed(input.seq, input.reason); break;
       case 'uploadArrived': this.onUploadArrived(input.uploadId); break;
@@ -686,13 +686,13 @@ export class Replica {
     this.out.push({ type: 'allocated', reqId, meta: { ...meta } });
   }
 
-  private onBodyDone(reqId: number, ok: boolean, crc: number): void {
+  private onBodyDone(reqId: number, ok: boolean, crc: number, writeError?: string): void {
     const slot = this.byReq.get(reqId);
     if (!slot || !this.openSlots.has(slot)) return;
     this.seal(slot);
     if (!ok) {
       this.sealAborted(slot);
-      this.replyError(slot, 'aborted', 'the request body did not arrive complete');
+      this.replyError(slot, 'aborted', writeError === undefined ? 'the request body did not arrive complete' : `this node could not write the body (${writeError}): nothing was appended`);
     } else if (slot.expectCrc !== null && slot.expectCrc !== crc) {
       // Never store a frame whose checksum lies: recovery would cut the log there.
       this.sealAborted(slot);

@@ -55,6 +55,25 @@ test('a body with the wrong declared checksum becomes an aborted frame and a 400
   t.is(reply && reply.type === 'reply' && reply.result.type === 'error' ? reply.result.code : '', 'checksum_mismatch');
 });
 
+test('a body lost on the way or refused by the disk becomes an aborted frame; the answer says which', (t) => {
+  const r = single();
+  run(r, { type: 'tick', now: 1 });
+  const answer = (fx: Effect[]) => {
+    const reply = fx.find((e) => e.type === 'reply');
+    return reply && reply.type === 'reply' && reply.result.type === 'error' ? `${reply.result.code}: ${reply.result.message}` : '';
+  };
+  r.step({ type: 'appendHead', reqId: 1, uploadId: null, length: 4, crc: 1, acks: 'quorum' });
+  const lost = run(r, { type: 'bodyDone', reqId: 1, ok: false, crc: 0 });
+  t.is(answer(lost), 'aborted: the request body did not arrive complete');
+  r.step({ type: 'appendHead', reqId: 2, uploadId: null, length: 4, crc: 1, acks: 'quorum' });
+  const refused = run(r, { type: 'bodyDone', reqId: 2, ok: false, crc: 0, writeError: 'ENOSPC: no space left on device, write' });
+  t.is(answer(refused), 'aborted: this node could not write the body (ENOSPC: no space left on device, write): nothing was appended');
+  for (const fx of [lost, refused]) {
+    const w = fx.find((e) => e.type === 'write');
+    t.is(w && w.type === 'write' ? w.meta.kind : 0, Kind.Aborted);
+  }
+});
+
 test('a stalled body is aborted at the deadline and later appends still commit', (t) => {
   const r = single();
   run(r, { type: 'tick', now: 1 });

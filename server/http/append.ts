@@ -128,7 +128,7 @@ export function handleAppend(node: LogNode, req: IncomingMessage, res: ServerRes
     flush();
     Promise.all(writes).then(
       () => { node.appendedBytes += length; node.bodyDone(reqId, true, running); },
-      () => node.bodyDone(reqId, false, 0),
+      (err) => node.bodyDone(reqId, false, 0, undefined, (err as Error).message),
     );
   });
   req.on('aborted', fail);
