@@ -15,6 +15,7 @@
 import { Pool } from 'undici';
 import type { IncomingHttpHeaders } from 'node:http';
 import { LogError, errorOfBody } from '../spec/errors.ts';
+import { childSignal, onAbort } from './abort.ts';
 
 /** Options of a {@link Transport}. */
 export interface TransportOptions {
@@ -67,9 +68,10 @@ export function timeoutSignal(ms: number, parent?: AbortSignal): AbortSignal {
     ctl.abort(parent.reason);
     return ctl.signal;
   }
-  const onParent = () => ctl.abort(parent!.reason);
-  parent?.addEventListener('abort', onParent, { once: true });
-  ctl.signal.addEventListener('abort', () => parent?.removeEventListener('abort', onParent), { once: true });
+  if (parent) {
+    const stop = onAbort(parent, () => ctl.abort(parent.reason));
+    ctl.signal.addEventListener('abort', stop, { once: true });
+  }
   setTimeout(() => ctl.abort(new DOMException(`no answer within ${ms} ms`, 'TimeoutError')), ms).unref();
   return ctl.signal;
 }
@@ -203,24 +205,30 @@ export class Transport {
     const headers: Record<string, string> = { ...req.headers };
     if (req.body) headers['content-length'] = String(req.body.byteLength);
     let res;
-    try {
-      res = await this.pool(server, longPoll).request({
-        method: req.method,
-        path: buildPath(server, req),
-        headers,
-        body: req.body,
-        signal,
-        headersTimeout: timeout,
-        bodyTimeout: timeout,
-      });
-    } catch (e) {
-      throw toLogError(e, server, signal);
-    }
+    // undici listens to a signal of this request's own (see abort.ts).
+    const own = childSignal(signal);
     let body: Buffer;
     try {
-      body = Buffer.from(await res.body.arrayBuffer());
-    } catch (e) {
-      throw toLogError(e, server, signal);
+      try {
+        res = await this.pool(server, longPoll).request({
+          method: req.method,
+          path: buildPath(server, req),
+          headers,
+          body: req.body,
+          signal: own.signal,
+          headersTimeout: timeout,
+          bodyTimeout: timeout,
+        });
+      } catch (e) {
+        throw toLogError(e, server, signal);
+      }
+      try {
+        body = Buffer.from(await res.body.arrayBuffer());
+      } catch (e) {
+        throw toLogError(e, server, signal);
+      }
+    } finally {
+      own.release();
     }
     if (res.statusCode >= 200 && res.statusCode < 300) return { status: res.statusCode, headers: res.headers, body };
     throw errorOfResponse(server, `${req.method} ${req.path}`, res.statusCode, body);

@@ -28,6 +28,7 @@ import { setTimeout as sleepTimer } from 'node:timers/promises';
 import { LogError } from '../spec/errors.ts';
 import type { ErrorDetails } from '../spec/errors.ts';
 import { FrameError, crc32c, frameSize, kindName, parseFrames, decodeHeader } from '../spec/frame.ts';
+import { childSignal, onAbort } from './abort.ts';
 import { Transport, abortedError, normalizeServer, notLoglog, timeoutSignal, toLogError } from './http.ts';
 import type { TransportOptions } from './http.ts';
 import { TailSocket } from './tail-socket.ts';
@@ -182,12 +183,8 @@ function settledOrAborted(p: Promise<unknown>, signal?: AbortSignal): Promise<vo
   if (!signal) return p.then(() => undefined, () => undefined);
   if (signal.aborted) return Promise.resolve();
   return new Promise<void>((resolve) => {
-    const done = () => {
-      signal.removeEventListener('abort', done);
-      resolve();
-    };
-    signal.addEventListener('abort', done, { once: true });
-    p.then(done, done);
+    const stop = onAbort(signal, resolve);
+    p.then(() => { stop(); resolve(); }, () => { stop(); resolve(); });
   });
 }
 
@@ -1207,10 +1204,13 @@ export class LogClient {
   }
 
   private async sleep(attempt: number, signal?: AbortSignal): Promise<void> {
+    const own = childSignal(signal);
     try {
-      await sleepTimer(this.backoff(attempt), undefined, { signal });
+      await sleepTimer(this.backoff(attempt), undefined, { signal: own.signal });
     } catch {
       throw abortedError(signal);
+    } finally {
+      own.release();
     }
   }
 

@@ -19,6 +19,7 @@
  * leaves a gap that later batches land after, unless `stopOnError` is set.
  */
 import { LogError } from '../spec/errors.ts';
+import { onAbort } from './abort.ts';
 import { abortedError } from './http.ts';
 import { batchSize, encodeBatch, envelopeCrc } from './envelope.ts';
 import type { Acks, AppendOptions, AppendResult, RecordPosition } from './types.ts';
@@ -72,17 +73,11 @@ interface Pending {
   unlisten?: () => void;
 }
 
-/** Calls `onAbort` when `signal` aborts; returns what removes the listener. */
-function untilAborted(signal: AbortSignal, onAbort: () => void): () => void {
-  signal.addEventListener('abort', onAbort, { once: true });
-  return () => signal.removeEventListener('abort', onAbort);
-}
-
 /** Waits to be called from `waiters`, or rejects `aborted` when `signal` aborts first. */
 function waitFor(waiters: (() => void)[], signal?: AbortSignal): Promise<void> {
   if (signal?.aborted) return Promise.reject(abortedError(signal));
   return new Promise<void>((resolve, reject) => {
-    const unlisten = signal ? untilAborted(signal, () => {
+    const unlisten = signal ? onAbort(signal, () => {
       const i = waiters.indexOf(wake);
       if (i >= 0) waiters.splice(i, 1);
       reject(abortedError(signal));
@@ -218,7 +213,7 @@ export class Producer {
       const p: Pending = { record, resolve, reject };
       if (signal) {
         // Only the wait for room is stopped: an accepted record goes with its batch.
-        p.unlisten = untilAborted(signal, () => {
+        p.unlisten = onAbort(signal, () => {
           const i = this.blocked.indexOf(p);
           if (i < 0) return;
           this.blocked.splice(i, 1);

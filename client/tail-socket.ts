@@ -6,6 +6,7 @@
 import WebSocket from 'ws';
 import { LogError } from '../spec/errors.ts';
 import { abortedError, errorOfResponse } from './http.ts';
+import { onAbort } from './abort.ts';
 
 const HIGH_WATER = 16;
 const LOW_WATER = 4;
@@ -43,6 +44,7 @@ export class TailSocket implements AsyncIterable<Buffer> {
   private ended = false;
   private wake: (() => void) | null = null;
   private readonly onAbort: () => void;
+  private readonly unlisten: () => void;
   private pinger: NodeJS.Timeout | null = null;
   private heardAt = 0;
 
@@ -61,7 +63,7 @@ export class TailSocket implements AsyncIterable<Buffer> {
       this.queue.length = 0;
       this.fail(abortedError(signal));
     };
-    signal?.addEventListener('abort', this.onAbort, { once: true });
+    this.unlisten = signal ? onAbort(signal, this.onAbort) : () => {};
     this.ws.on('message', (data, isBinary) => {
       if (this.pinger) this.heardAt = Date.now();
       if (!isBinary) {
@@ -127,7 +129,7 @@ export class TailSocket implements AsyncIterable<Buffer> {
   }
 
   private shutdown(): void {
-    this.signal?.removeEventListener('abort', this.onAbort);
+    this.unlisten();
     if (this.pinger) clearInterval(this.pinger);
     this.pinger = null;
     const s = this.ws.readyState;

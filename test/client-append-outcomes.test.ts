@@ -418,3 +418,38 @@ test('onReleased runs once, after the append has settled and after the copy it u
   for (const x of [a, f]) { x.server.closeAllConnections(); x.server.close(); }
   t.is(released, 2);
 });
+
+test('one caller signal shared by many calls in flight (appends, retry sleeps, waits) raises no MaxListenersExceeded warning, and aborting it stops them all', async (t) => {
+  const a = await fake();
+  const tried = new Set<string>();
+  const held: ServerResponse[] = [];
+  a.handler = (_req, res, body, path) => {
+    if (path === '/v1/status') return json(res, 200, { id: 'a', role: 'leader', term: 1, leader: 'a', leaderUrl: a.url, start: 0, end: 0, commit: 0, durable: 0, segments: 1, bytes: 0, peers: [] });
+    // Asked after the 503 below: "never written", so the client sends it again.
+    if (path.startsWith('/v1/fate/')) return json(res, 200, { state: 'unknown' });
+    const key = body.toString();
+    // Each append is refused once (the client sleeps, then retries), then answered...
+    if (!tried.has(key)) { tried.add(key); return json(res, 503, { error: { code: 'unavailable', message: 'busy' } }); }
+    // ...except the "late" ones, which are held until the signal stops them.
+    if (key.startsWith('late')) { held.push(res); return; }
+    json(res, 200, { offset: 0, end: 33 + body.length, term: 1 });
+  };
+  const warnings: string[] = [];
+  const onWarning = (w: Error) => warnings.push(`${w.name}: ${w.message}`);
+  process.on('warning', onWarning);
+  const client = new LogClient({ servers: [a.url], retry: { retries: 3, minDelayMs: 5, maxDelayMs: 10 } });
+  const ctl = new AbortController();
+  const signal = ctl.signal;
+  await Promise.all(Array.from({ length: 30 }, (_, i) => client.append(Buffer.from(`ok ${i}`), { signal })));
+  const late = Array.from({ length: 30 }, (_, i) => client.append(Buffer.from(`late ${i}`), { signal }).then(() => 'appended', (e: LogError) => e.code));
+  // Every late one was refused once; those the client's connections carry are then held,
+  // the rest wait in its queue.
+  await until('the late appends are held', 10_000, () => (tried.size === 60 && held.length > 0 ? true : undefined));
+  ctl.abort();
+  const outcomes = await Promise.all(late);
+  await client.close();
+  process.off('warning', onWarning);
+  a.server.closeAllConnections(); a.server.close();
+  t.deepEqual(warnings, []);
+  t.deepEqual(new Set(outcomes), new Set(['aborted']));
+});
