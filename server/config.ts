@@ -95,10 +95,11 @@ export function parseListen(s: string, name = '--listen'): { host: string; port:
 
 /** `n1=http://127.0.0.1:7401,n2=...` → peer list. */
 export function parsePeers(s: string, name = '--peers'): PeerAddress[] {
-  return s.split(',').filter(Boolean).map((part) => {
+  return s.split(',').map((part) => part.trim()).filter(Boolean).map((part) => {
     const i = part.indexOf('=');
     if (i <= 0) throw new LogError('bad_request', `${name} expects ID=URL pairs separated by commas, got "${part}"`);
-    return { id: part.slice(0, i), url: peerUrl(part.slice(i + 1), `${name} ${part.slice(0, i)}`) };
+    const id = identifier(part.slice(0, i), `the id of ${part} in ${name}`);
+    return { id, url: peerUrl(part.slice(i + 1), `${name} ${id}`) };
   });
 }
 
@@ -190,8 +191,12 @@ function text(v: unknown, name: string): string {
   return v;
 }
 
-/** A cluster name: what a node id or upload id may hold, 1-64 characters. */
-function clusterName(v: unknown, name: string): string {
+/**
+ * A node id or cluster name: 1-64 characters that need no quoting anywhere they go (HTTP
+ * headers, URLs, log lines, the identity file). An id with a space or a slash used to be
+ * taken, and broke the peer requests that carry it.
+ */
+function identifier(v: unknown, name: string): string {
   const s = text(v, name);
   if (!/^[A-Za-z0-9_.:-]{1,64}$/.test(s)) throw new LogError('bad_request', `${name} takes 1-64 characters of A-Z a-z 0-9 _ . : -, got ${JSON.stringify(s)}`);
   return s;
@@ -199,7 +204,7 @@ function clusterName(v: unknown, name: string): string {
 
 function peerObject(v: unknown, name: string): PeerAddress[] {
   if (!isObject(v)) throw new LogError('bad_request', `${name} must be "ID=URL,..." or an object of ID: URL, got ${JSON.stringify(v)}`);
-  return Object.entries(v).map(([id, url]) => ({ id, url: peerUrl(text(url, `the URL of peer ${id} in ${name}`), `${name} ${id}`) }));
+  return Object.entries(v).map(([id, url]) => ({ id: identifier(id, `the peer id ${JSON.stringify(id)} in ${name}`), url: peerUrl(text(url, `the URL of peer ${id} in ${name}`), `${name} ${id}`) }));
 }
 
 /** Fields a config file may set (JSON), with sizes and durations as strings or numbers. */
@@ -229,12 +234,12 @@ export interface ConfigFile {
  */
 type SettingKey = Exclude<keyof ConfigFile, 'retention'> | `retention.${keyof NonNullable<ConfigFile['retention']>}`;
 const SETTINGS: Record<SettingKey, (c: NodeConfig, v: unknown, name: string) => void> = {
-  id: (c, v, name) => { c.id = text(v, name); },
+  id: (c, v, name) => { c.id = identifier(v, name); },
   data: (c, v, name) => { c.dataDir = text(v, name); },
   listen: (c, v, name) => { Object.assign(c, parseListen(text(v, name), name)); },
   peers: (c, v, name) => { c.peers = typeof v === 'string' ? parsePeers(v, name) : peerObject(v, name); },
   clusterSecret: (c, v, name) => { c.clusterSecret = text(v, name); },
-  clusterName: (c, v, name) => { c.clusterName = clusterName(v, name); },
+  clusterName: (c, v, name) => { c.clusterName = identifier(v, name); },
   // The storage cannot go past a u32 of frame starts within a segment.
   segmentBytes: (c, v, name) => { c.segmentBytes = within(parseBytes(v, name), name, v, 4 * KIB, 0xffff_ffff, 'from 4KiB to 4294967295 bytes (4GiB - 1)'); },
   // A frame stores its payload length as a u32, and recovery reads a segment (one such frame
@@ -309,7 +314,7 @@ export const DAEMON_FLAGS: readonly DaemonFlag[] = [
   { name: 'data', value: 'dir', key: 'data', help: `Data directory (segment files, hard state) (default: ${DEFAULT_NODE_CONFIG.dataDir})` },
   { name: 'listen', value: 'host:port', key: 'listen', help: `Address to serve the HTTP/WebSocket API on (default: ${DEFAULT_NODE_CONFIG.host}:${DEFAULT_NODE_CONFIG.port})` },
   { name: 'config', value: 'file', help: 'JSON config file (flags override it)' },
-  { name: 'id', value: 'id', key: 'id', help: 'This node\'s id in the cluster' },
+  { name: 'id', value: 'id', key: 'id', help: 'This node\'s id in the cluster: 1-64 characters of A-Z a-z 0-9 _ . : -' },
   { name: 'peers', value: 'list', key: 'peers', help: 'Every member as ID=URL, comma separated, this node included' },
   { name: 'cluster-secret', value: 'secret', key: 'clusterSecret', help: 'Shared secret peers authenticate each other with (or LOGLOG_CLUSTER_SECRET)' },
   { name: 'cluster-name', value: 'name', key: 'clusterName', help: `The cluster's name, stamped in the data directory at its first start and checked by peers: a directory or peer of another cluster is refused (default: ${DEFAULT_NODE_CONFIG.clusterName})` },

@@ -359,6 +359,14 @@ test('--cluster-name takes a short name of id characters', (t) => {
   t.is(loadConfig(parseDaemonArgv([])).clusterName, 'loglog');
 });
 
+test('--id and the ids in --peers take the same characters as --cluster-name; spaces around the pairs are dropped', (t) => {
+  usageError(t, ['--id', 'node 1'], /--id takes 1-64 characters of A-Z a-z 0-9 _ \. : -, got "node 1"/);
+  usageError(t, ['--id', 'a/b'], /--id takes 1-64 characters/);
+  usageError(t, ['--id', 'n1', '--peers', 'n1=http://a:1,n/2=http://b:2'], /the id of n\/2=http:\/\/b:2 in --peers takes 1-64 characters/);
+  const c = loadConfig(parseDaemonArgv(['--id', 'n1', '--cluster-secret', 's', '--peers', 'n1=http://a:1, n2=http://b:2 ,n3=http://c:3']));
+  t.deepEqual(c.peers.map((p) => `${p.id}=${p.url}`), ['n1=http://a:1', 'n2=http://b:2', 'n3=http://c:3']);
+});
+
 test('every example in loglogd --help passes its own flag checks (a cluster member\'s included)', (t) => {
   t.true(DAEMON_EXAMPLES.length >= 2);
   for (const line of DAEMON_EXAMPLES) {
