@@ -15,17 +15,16 @@ const watchers = new WeakMap<AbortSignal, Set<() => void>>();
  * Returns what stops watching; call it when the call is over.
  */
 export function onAbort(signal: AbortSignal, fn: () => void): () => void {
-  let fns = watchers.get(signal);
-  if (!fns) {
-    const set = new Set<() => void>();
-    fns = set;
-    watchers.set(signal, set);
+  let set = watchers.get(signal);
+  if (!set) {
+    const all = new Set<() => void>();
+    watchers.set(signal, all);
     signal.addEventListener('abort', () => {
       watchers.delete(signal);
-      for (const f of set) f();
+      for (const f of all) f();
     }, { once: true });
+    set = all;
   }
-  const set = fns;
   const once = () => {
     set.delete(once);
     fn();

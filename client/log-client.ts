@@ -127,7 +127,6 @@ class Outage {
   }
 }
 
-
 /**
  * Counts what still reads an append's payload: the append itself, then each copy upload,
  * which may outlive it. `onReleased` (AppendOptions) runs when the last one lets go.

@@ -156,7 +156,8 @@ export class Producer {
   /**
    * Batch buffers the client has let go of (`onReleased`), for the next batches, as Kafka's
    * producer keeps a BufferPool: a fresh megabyte per batch cost its page faults and zeroing
-   * in the kernel, about a fifth of the producer's CPU. At most `maxInFlight` are kept.
+   * in the kernel (encoding took 0.38-0.55 ms per MiB into a fresh buffer, 0.23 into a
+   * reused one, 0.18 of that the CRC). At most `maxInFlight` are kept.
    */
   private readonly spare: Buffer[] = [];
   private idleWaiters: (() => void)[] = [];
