@@ -209,24 +209,18 @@ export class Transport {
     const own = childSignal(signal);
     let body: Buffer;
     try {
-      try {
-        res = await this.pool(server, longPoll).request({
-          method: req.method,
-          path: buildPath(server, req),
-          headers,
-          body: req.body,
-          signal: own.signal,
-          headersTimeout: timeout,
-          bodyTimeout: timeout,
-        });
-      } catch (e) {
-        throw toLogError(e, server, signal);
-      }
-      try {
-        body = Buffer.from(await res.body.arrayBuffer());
-      } catch (e) {
-        throw toLogError(e, server, signal);
-      }
+      res = await this.pool(server, longPoll).request({
+        method: req.method,
+        path: buildPath(server, req),
+        headers,
+        body: req.body,
+        signal: own.signal,
+        headersTimeout: timeout,
+        bodyTimeout: timeout,
+      });
+      body = Buffer.from(await res.body.arrayBuffer());
+    } catch (e) {
+      throw toLogError(e, server, signal);
     } finally {
       own.release();
     }
