@@ -13,7 +13,7 @@
  * await client.close();
  * ```
  */
-export { LogClient, DEFAULT_SERVER, DEFAULT_SERVERS, serversFromEnv } from './log-client.ts';
+export { LogClient, DEFAULT_SERVER, DEFAULT_SERVERS, serversFromEnv, mayBeInLog } from './log-client.ts';
 export type { LogClientOptions } from './log-client.ts';
 export { Producer } from './producer.ts';
 export type { ProducerOptions, ProducerStats, EntryAppender } from './producer.ts';

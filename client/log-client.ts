@@ -168,8 +168,25 @@ function mayHaveLanded(e: LogError): boolean {
   return true;
 }
 
+/**
+ * Whether an append that failed with `e` is, or may be, in the log all the same: `unconfirmed`
+ * (committed, not confirmed by every replica), `outcome_unknown`, or `aborted` while an attempt
+ * was out (`details.mayHaveLanded`). Appending such an entry again may duplicate it: ask
+ * `fate(e.details.uploadId, { after: e.details.after })` first. Any other error means nothing
+ * was appended.
+ */
+export function mayBeInLog(e: unknown): boolean {
+  return e instanceof LogError && (e.code === 'outcome_unknown' || e.code === 'unconfirmed' || e.details.mayHaveLanded === true);
+}
+
+/** The result of an entry whose append failed with `e` although it is committed (`unconfirmed`), or null. */
+function committedResult(e: LogError): AppendResult | null {
+  const { offset, end, term } = e.details;
+  return e.code === 'unconfirmed' && typeof offset === 'number' && typeof end === 'number' && typeof term === 'number' ? { offset, end, term } : null;
+}
+
 /** `outcome_unknown` for an append whose earlier attempt may have landed where the leader no longer remembers upload ids. */
-function forgottenError(uploadId: string, after: number, since: unknown, cause?: unknown): LogError {
+function forgottenError(uploadId: string, after: number, since: number | undefined, cause?: unknown): LogError {
   return new LogError(
     'outcome_unknown',
     `an earlier attempt of append ${uploadId} may have been written, and the leader no longer remembers upload ids placed before offset ${String(since)} (it restarted or took many appends since): read from offset ${after} to look for the entry before appending it again`,
@@ -547,7 +564,10 @@ export class LogClient {
    *
    * Entries of one array call are not ordered among themselves in the log; append them one
    * at a time (or pack them into one envelope) when their order matters. If one fails, the
-   * error's `details.results` says which landed (see appendEach).
+   * error (the first failure's) says what became of each entry: `details.results[i]` is the
+   * entry's result if it is in the log (an `unconfirmed` entry is), else null, and
+   * `details.errors[i]` its error, or null. Of the failed entries, resend only those whose
+   * error {@link mayBeInLog} rejects; ask the fate of the others first.
    */
   append(data: Uint8Array, opts?: AppendOptions): Promise<AppendResult>;
   append(data: Uint8Array[], opts?: AppendOptions): Promise<AppendResult[]>;
@@ -586,18 +606,26 @@ export class LogClient {
 
   /**
    * Several entries, each appended on its own (concurrently). If any fails, the error is the
-   * first failure's, and says which entries landed: `details.results` has, per index, the
-   * entry's AppendResult or null. Appending the whole array again would duplicate those.
+   * first failure's, and says what became of every entry: `details.results` has, per index,
+   * the entry's AppendResult if it is in the log (an `unconfirmed` one is), else null, and
+   * `details.errors` each entry's error (null for those that succeeded). Appending the whole
+   * array again would duplicate what landed; an entry whose error {@link mayBeInLog} says
+   * may have landed needs its fate asked first.
    */
   private async appendEach(data: Uint8Array[], opts: AppendOptions): Promise<AppendResult[]> {
     const settled = await Promise.allSettled(data.map((d) => this.appendOne(d, opts)));
     const failed = settled.findIndex((r) => r.status === 'rejected');
     if (failed < 0) return settled.map((r) => (r as PromiseFulfilledResult<AppendResult>).value);
-    const results = settled.map((r) => (r.status === 'fulfilled' ? r.value : null));
+    const errors = settled.map((r) => (r.status === 'fulfilled' ? null : r.reason instanceof LogError ? r.reason : new LogError('internal', String(r.reason), {}, { cause: r.reason })));
+    const results = settled.map((r, i) => (r.status === 'fulfilled' ? r.value : committedResult(errors[i]!)));
     const landed = results.filter((r) => r !== null).length;
-    const cause = (settled[failed] as PromiseRejectedResult).reason;
-    const e = cause instanceof LogError ? cause : new LogError('internal', String(cause));
-    throw new LogError(e.code, `entry ${failed} of ${data.length}: ${e.message}; ${landed} of the entries were appended (details.results: each one's result, or null): append only the failed ones again`, { ...e.details, index: failed, results }, { cause });
+    const maybe = errors.filter((e, i) => e && !results[i] && mayBeInLog(e)).length;
+    const notAppended = data.length - landed - maybe;
+    const e = errors[failed]!;
+    const told = [`${landed} of the ${data.length} entries are in the log (details.results)`];
+    if (maybe > 0) told.push(`${maybe} may be: ask their fate (details.errors[i].details.uploadId and after) before appending them again`);
+    if (notAppended > 0) told.push(`${notAppended} were not appended: append only those again`);
+    throw new LogError(e.code, `entry ${failed} of ${data.length}: ${e.message}; ${told.join('; ')}`, { ...e.details, index: failed, results, errors }, { cause: e });
   }
 
   private appendOne(data: Uint8Array, opts: AppendOptions): Promise<AppendResult> {
@@ -708,7 +736,7 @@ export class LogClient {
       throw new LogError(
         'unconfirmed',
         `the entry was committed at offset ${r.offset}, but its answer was lost, and nothing shows that every replica has it (acks=all; is a replica down?): it is in the log, do not append it again`,
-        { offset: r.offset, end: r.end, uploadId },
+        { offset: r.offset, end: r.end, term: r.term, uploadId },
       );
     }
     return r;

@@ -50,13 +50,51 @@ export const ERROR_CODES = {
 
 export type ErrorCode = keyof typeof ERROR_CODES;
 
-/** Extra machine-readable facts an error may carry (valid range, leader hint, ...). */
+/**
+ * Extra machine-readable facts an error may carry. The fields below are the ones the HTTP
+ * API and the SDK document; an error carries those that apply to it.
+ */
 export interface ErrorDetails {
+  /** The node's log start (errors about an offset). */
   start?: number;
+  /** The node's commit end (errors about an offset); an `unconfirmed` entry's end. */
   end?: number;
+  /** `not_leader`: the leader's id, if known. */
   leader?: string | null;
+  /** `not_leader`: the leader's URL, if known. */
+  leaderUrl?: string | null;
+  /** `not_leader`: whether the refused append had been placed (it may yet commit). */
+  placed?: boolean;
+  /** `unconfirmed`, `conflict`: the entry's offset. */
   offset?: number;
+  /** `unconfirmed`: the entry's term. */
+  term?: number;
+  /** `unconfirmed`: ids of the replicas that did not confirm the entry. */
+  missing?: string[];
+  /** `checksum_mismatch` on a read: the replica that served the bad bytes. */
   replica?: string;
+  /** Client side: the server that gave the answer. */
+  server?: string;
+  /** `too_large`: the largest entry the servers take. */
+  max?: number;
+  /** `too_large` from the Producer: the refused record's size. */
+  recordBytes?: number;
+  /** `conflict`: the upload id's state on the leader (`reused`, `forgotten`, ...). */
+  state?: string;
+  /** `conflict` with `state: forgotten`: where the leader's memory of upload ids starts. */
+  since?: number;
+  /** `outcome_unknown`, `aborted` appends, `unconfirmed`: the append's upload id, to ask `fate(uploadId, { after })`. */
+  uploadId?: string;
+  /** With `uploadId`: a commit end known before the append's first attempt. */
+  after?: number;
+  /** `aborted` append: an attempt may have been written all the same (ask its fate). */
+  mayHaveLanded?: boolean;
+  /** An array append: the index of the first entry that failed. */
+  index?: number;
+  /** An array append: per entry, its result if it is in the log, else null. */
+  results?: ({ offset: number; end: number; term: number } | null)[];
+  /** An array append: per entry, its error, or null if it succeeded. */
+  errors?: (LogError | null)[];
   [k: string]: unknown;
 }
 

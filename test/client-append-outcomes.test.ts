@@ -325,7 +325,42 @@ test('an array append with a failed entry says which entries landed, so that onl
   t.is(results.length, 3);
   t.is(results[1], null);
   t.truthy(results[0] && results[2]);
-  t.regex(e?.message ?? '', /entry 1 of 3: .*2 of the entries were appended/);
+  t.regex(e?.message ?? '', /entry 1 of 3: .*2 of the 3 entries are in the log \(details.results\); 1 were not appended: append only those again$/);
+  t.deepEqual(e?.details.errors?.map((x) => x?.code ?? null), [null, 'too_large', null]);
+});
+
+test('an array append counts an unconfirmed entry as in the log and one stopped mid-request as maybe, each with its own upload id', async (t) => {
+  const a = await fake();
+  let n = 0;
+  let held = false;
+  a.handler = (req, res, body, path) => {
+    if (path === '/v1/status') return json(res, 200, { id: 'a', role: 'leader', term: 1, leader: 'a', start: 0, end: 0, commit: 0, durable: 0, segments: 1, bytes: 0, peers: [] });
+    if (path === '/v1/append') {
+      const what = body.toString();
+      if (what === 'held') { held = true; return; } // answered never: the caller's signal stops it
+      const offset = 1000 * ++n;
+      const end = offset + 33 + body.length;
+      if (what === 'all') return json(res, 504, { error: { code: 'unconfirmed', message: 'not every replica confirmed it', offset, end, term: 3, missing: ['f'] } });
+      if (what === 'big') return json(res, 413, { error: { code: 'too_large', message: 'entry too large', max: 2 } });
+      return json(res, 200, { offset, end, term: 3 });
+    }
+    if (path.startsWith('/v1/fate/')) return json(res, 200, { state: 'pending' });
+    json(res, 404, { error: { code: 'not_found', message: 'no ' + req.url } });
+  };
+  const client = new LogClient({ servers: [a.url] });
+  const stop = new AbortController();
+  const appended = client.append(['ok', 'all', 'big', 'held'].map((x) => Buffer.from(x)), { acks: 'all', signal: stop.signal });
+  await until('the other three are answered and one is held', 10_000, () => (n === 3 && held ? true : undefined));
+  stop.abort();
+  const e = await t.throwsAsync(appended, { instanceOf: LogError });
+  await client.close(); a.server.close();
+  const { results, errors } = e!.details;
+  t.deepEqual(errors?.map((x) => x?.code ?? null), [null, 'unconfirmed', 'too_large', 'aborted']);
+  t.deepEqual(results?.map((r) => r?.term ?? null), [3, 3, null, null], 'the unconfirmed entry is in the log: its result is given');
+  t.is(errors?.[3]?.details.mayHaveLanded, true);
+  t.is(typeof errors?.[3]?.details.uploadId, 'string');
+  t.not(errors?.[3]?.details.uploadId, errors?.[1]?.details.uploadId);
+  t.regex(e!.message, /2 of the 4 entries are in the log \(details.results\); 1 may be: ask their fate .*; 1 were not appended: append only those again$/);
 });
 
 test('many appends at once (each with its upload copies) raise no MaxListenersExceeded warning', async (t) => {

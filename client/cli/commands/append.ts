@@ -8,6 +8,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import type { CAC } from 'cac';
 import { LogError } from '../../../spec/errors.ts';
 import { Producer } from '../../producer.ts';
+import { mayBeInLog } from '../../log-client.ts';
 import type { Acks } from '../../types.ts';
 import { UsageError, parseChoice, parseInteger, parseSize } from '../args.ts';
 import { type CliContext, SERVER_OPTION } from '../context.ts';
@@ -86,11 +87,6 @@ export interface AppendSummary {
 
 /** Flags that shape batches of records: with --raw there are none, and they would be ignored. */
 const BATCH_FLAGS = ['linger', 'batch-bytes', 'max-in-flight', 'digest'] as const;
-
-/** Whether the append that failed with `e` may have landed all the same. */
-function mayBeInLog(e: unknown): boolean {
-  return e instanceof LogError && (e.code === 'outcome_unknown' || e.code === 'unconfirmed' || e.details.mayHaveLanded === true);
-}
 
 /** The offset of the entry that failed with `e` but is known to be committed (acks=all, not every replica confirmed), or null. */
 function committedAt(e: unknown): number | null {
