@@ -28,6 +28,7 @@ import { setTimeout as sleepTimer } from 'node:timers/promises';
 import { LogError } from '../spec/errors.ts';
 import type { ErrorDetails } from '../spec/errors.ts';
 import { FrameError, crc32c, frameSize, kindName, parseFrames, decodeHeader } from '../spec/frame.ts';
+import { ACK_LEVELS, isAckLevel } from '../spec/messages.ts';
 import { childSignal, onAbort } from './abort.ts';
 import { Transport, abortedError, normalizeServer, notLoglog, timeoutSignal, toLogError } from './http.ts';
 import type { TransportOptions } from './http.ts';
@@ -222,9 +223,12 @@ function checkOptions(opts: LogClientOptions): void {
   check('requestTimeoutMs', opts.requestTimeoutMs, whole(0), 'a whole number of milliseconds, 0 or more (0: no limit)');
   check('connections', opts.connections, whole(1), 'a whole number, 1 or more');
   check('longPollConnections', opts.longPollConnections, whole(1), 'a whole number, 1 or more');
-  if (opts.acks !== undefined && !['leader', 'quorum', 'all'].includes(opts.acks)) {
-    throw new LogError('bad_request', `acks must be leader, quorum or all, got ${JSON.stringify(opts.acks)}`);
-  }
+  assertAcks(opts.acks);
+}
+
+/** Refuses an `acks` option other than leader, quorum, all (or none: the default). */
+export function assertAcks(acks: unknown): void {
+  if (acks !== undefined && !isAckLevel(acks)) throw new LogError('bad_request', `acks must be ${ACK_LEVELS.join(', ')} (or left out: quorum), got ${JSON.stringify(acks)}`);
 }
 
 function assertOffset(name: string, v: number, what = 'a non-negative safe integer'): void {

@@ -8,6 +8,10 @@
  * then waiting for a slot anyway. Every record's promise settles with its entry:
  * it resolves to `{offset, index}` once the entry is acknowledged, or rejects with the
  * entry's error (the producer does not retry on its own; the client's retry policy applies).
+ * Handle every promise `send` returns, as with any promise: a failed record's rejection left
+ * unhandled ends a Node process. `flush()` and `close()` resolve once every record has
+ * settled, failed or not; `stats().failed` counts the failed ones. An `unconfirmed` record
+ * (acks=all) is in the log all the same: its error carries `offset` and `index`.
  *
  * Memory is bounded: `send` waits while the bytes of accepted but unacknowledged records
  * exceed `maxBufferedBytes` (a record larger than that is accepted when nothing is buffered).
@@ -21,6 +25,7 @@
 import { LogError } from '../spec/errors.ts';
 import { onAbort } from './abort.ts';
 import { abortedError } from './http.ts';
+import { assertAcks } from './log-client.ts';
 import { batchSize, encodeBatch, envelopeCrc } from './envelope.ts';
 import type { Acks, AppendOptions, AppendResult, RecordPosition } from './types.ts';
 
@@ -172,6 +177,7 @@ export class Producer {
     this.maxInFlight = opts.maxInFlight ?? 4;
     this.maxBufferedBytes = opts.maxBufferedBytes ?? (this.maxInFlight + 2) * this.maxBatchBytes;
     this.digest = opts.digest;
+    assertAcks(opts.acks);
     this.acksOpt = opts.acks ? { acks: opts.acks } : {};
     this.stopOnError = opts.stopOnError === true;
     if (this.digest !== undefined && this.digest !== 'sha256') throw new LogError('bad_request', `unsupported digest: ${String(this.digest)} (sha256 or none)`);
@@ -353,6 +359,8 @@ export class Producer {
     this.inFlight++;
     let payload: Buffer | null = null;
     let b = batch;
+    // Handed to the client (fitted() refusing a record is no answer from the servers).
+    let sent = false;
     // Encoded inside the chain: a failure settles the batch later, never inside pump() or
     // admit(), which would then lose track of the open batch settle() may have started.
     this.discovered
@@ -362,12 +370,31 @@ export class Producer {
         if (fit.refused) throw fit.refused;
         const buf = this.batchBuffer(batchSize(b.bytes, b.records.length, this.digest));
         payload = encodeBatch(b.records, { digest: this.digest, into: buf });
+        sent = true;
         return this.client.append(payload, { ...this.acksOpt, crc32c: envelopeCrc(payload), onReleased: () => this.recycle(buf) });
       })
       .then(
         (r) => this.settle(b, r, null, payload!.length),
-        (e) => this.settle(b, null, e),
+        (e) => {
+          if (!(sent && this.refit(b, e))) this.settle(b, null, e);
+        },
       );
+  }
+
+  /**
+   * A batch the servers refused as too large, built before their limit was known (discovery
+   * had failed, so the refusal is how the client learned it): nothing was written (413 comes
+   * before any byte), so it goes back to the front of the queue to be cut to the limit by
+   * fitted(). A batch already within the limit it was refused by fails as before, so this
+   * happens at most once per batch.
+   */
+  private refit(b: Batch, e: unknown): boolean {
+    const limit = this.client.maxEntryBytes;
+    if (!(e instanceof LogError && e.code === 'too_large') || limit === undefined) return false;
+    if (batchSize(b.bytes, b.records.length, this.digest) <= limit || this.stopped) return false;
+    this.sealed.unshift(b);
+    this.afterSlot();
+    return true;
   }
 
   /** A buffer of at least `size` bytes for a batch: a spare one, or a new one (a spare too small is dropped). */
@@ -410,7 +437,12 @@ export class Producer {
       for (let index = 0; index < rs.length; index++) rs[index]({ offset, index });
     } else {
       this.counters.failed += b.records.length;
-      for (const reject of b.rejects) reject(err);
+      if (err instanceof LogError && err.code === 'unconfirmed') {
+        // Committed all the same: each record's error gives its whole position, offset and index.
+        b.rejects.forEach((reject, index) => reject(new LogError(err.code, err.message, { ...err.details, index }, { cause: err })));
+      } else {
+        for (const reject of b.rejects) reject(err);
+      }
       if (this.stopOnError) this.stop(err);
     }
     this.afterSlot();

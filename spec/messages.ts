@@ -10,6 +10,11 @@ export type Role = 'follower' | 'candidate' | 'leader';
 
 /** How durable an append must be before the client hears back. */
 export type AckLevel = 'leader' | 'quorum' | 'all';
+export const ACK_LEVELS: readonly AckLevel[] = ['leader', 'quorum', 'all'];
+
+export function isAckLevel(v: unknown): v is AckLevel {
+  return (ACK_LEVELS as readonly unknown[]).includes(v);
+}
 
 // ---------------------------------------------------------------- peer messages
 

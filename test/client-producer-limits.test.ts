@@ -5,7 +5,8 @@ import type { AddressInfo } from 'node:net';
 import { LogClient } from '../client/log-client.ts';
 import { Producer } from '../client/producer.ts';
 
-async function node(limitOf: (n: number) => number) {
+/** A fake node whose status reports `limitOf(n)` as its limit, and which refuses appends above `refuseAbove` bytes (with `max: 100`). */
+async function node(limitOf: (n: number) => number, refuseAbove = 100) {
   let statuses = 0;
   const bodies: number[] = [];
   const server = createServer((req, res) => {
@@ -21,7 +22,7 @@ async function node(limitOf: (n: number) => number) {
       }
       if (path === '/v1/append') {
         bodies.push(body.length);
-        if (body.length > 100) { res.statusCode = 413; return res.end(JSON.stringify({ error: { code: 'too_large', message: 'too large', max: 100 } })); }
+        if (body.length > refuseAbove) { res.statusCode = 413; return res.end(JSON.stringify({ error: { code: 'too_large', message: 'too large', max: 100 } })); }
         return res.end(JSON.stringify({ offset: 0, end: body.length + 33, term: 1 }));
       }
       res.statusCode = 404; res.end(JSON.stringify({ error: { code: 'not_found', message: 'no' } }));
@@ -53,4 +54,31 @@ test('a record exactly at the limit in its envelope is accepted and appended', a
   t.deepEqual(r, { offset: 0, index: 0 });
   await t.throwsAsync(p.send(Buffer.alloc(100 - 16 - 4 + 1)), { code: 'too_large' });
   await p.close(); await client.close(); n.server.close();
+});
+
+test('a batch built before the limit was known and refused as too large is cut to the limit the refusal taught, and its records appended', async (t) => {
+  // The status names no limit (as when discovery failed): the 413 is how the client learns it.
+  const n = await node(() => undefined as unknown as number);
+  const client = new LogClient({ servers: [n.url] });
+  const p = new Producer({ client, lingerMs: 20 });
+  const rs = await Promise.allSettled(Array.from({ length: 20 }, (_, i) => p.send(Buffer.alloc(10, i))));
+  await p.close(); await client.close(); n.server.close();
+  t.deepEqual(rs.map((r) => r.status), Array(20).fill('fulfilled'));
+  t.is(n.bodies[0], 16 + 20 * (4 + 10), 'the first batch held every record and was refused');
+  t.true(n.bodies.slice(1).every((b) => b <= 100), `then batches within the limit: ${n.bodies}`);
+  t.is(n.bodies.slice(1).reduce((a, b) => a + b - 16, 0), 20 * (4 + 10), 'every record once');
+  t.like(p.stats(), { acked: 20, failed: 0 });
+});
+
+test('a batch refused as too large although within the limit it was refused by fails its records (no endless refitting)', async (t) => {
+  // Refuses every append, even those within the limit it states.
+  const n = await node(() => 1000, 0);
+  const client = new LogClient({ servers: [n.url] });
+  await client.discover();
+  const p = new Producer({ client, lingerMs: 20 });
+  const rs = await Promise.allSettled(Array.from({ length: 20 }, (_, i) => p.send(Buffer.alloc(10, i))));
+  await p.close(); await client.close(); n.server.close();
+  t.true(rs.every((r) => r.status === 'rejected' && (r.reason as { code?: string }).code === 'too_large'));
+  t.is(n.bodies[0], 16 + 20 * (4 + 10), 'the first batch held every record');
+  t.is(n.bodies.length, 1 + 4, `then the four batches cut to the limit it taught, once each: ${n.bodies}`);
 });

@@ -259,6 +259,19 @@ test('invalid options are rejected', (t) => {
   // Refused up front: a batch that cannot be encoded would fail every record sent to it.
   t.throws(() => new Producer({ client, digest: 'md5' as never }), { instanceOf: LogError, message: /unsupported digest/ });
   t.throws(() => new Producer({} as never), { instanceOf: LogError });
+  // Checked at once, as LogClient checks it: every send used to fail with the server's bad_request.
+  t.throws(() => new Producer({ client, acks: 'bogus' as never }), { instanceOf: LogError, message: 'acks must be leader, quorum, all (or left out: quorum), got "bogus"' });
+});
+
+test('records of an entry committed but unconfirmed (acks=all) are rejected with their whole position: offset and index', async (t) => {
+  const client = new FakeClient(false);
+  const p = new Producer({ client, lingerMs: 0, acks: 'all' });
+  const sent = [p.send(rec('a')), p.send(rec('b'))];
+  await sleep(5);
+  client.calls[0].reject(new LogError('unconfirmed', 'not every replica confirmed it', { offset: 66, end: 99, term: 2, missing: ['n3'] }));
+  const errors = await Promise.all(sent.map((s) => t.throwsAsync(s, { instanceOf: LogError })));
+  t.deepEqual(errors.map((e) => [e?.code, e?.details.offset, e?.details.index, e?.details.missing]), [['unconfirmed', 66, 0, ['n3']], ['unconfirmed', 66, 1, ['n3']]]);
+  await p.flush();
 });
 
 test('a signal stops a send waiting for buffer space (the record is not sent), and the waits of whenWritable, flush and close; an accepted record still goes', async (t) => {

@@ -3,6 +3,7 @@
  * else, and an empty value is refused for every parameter (see emptyValue).
  */
 import { LogError, type ErrorDetails } from '../../spec/errors.ts';
+import { isAckLevel } from '../../spec/messages.ts';
 
 /** A non-negative integer below 2^53 from a decimal string; null if `raw` is anything else. */
 function wholeNumber(raw: string): number | null {
@@ -69,7 +70,7 @@ export function parseFlag(name: string, raw: string | null): boolean {
 
 export function parseAcks(raw: string | null | undefined): 'leader' | 'quorum' | 'all' {
   if (raw === undefined || raw === null) return 'quorum';
-  if (raw === 'leader' || raw === 'quorum' || raw === 'all') return raw;
+  if (isAckLevel(raw)) return raw;
   if (raw === '') throw emptyValue('acks', 'leader, quorum or all (default quorum)', true, 'bad_request');
   throw new LogError('bad_request', `acks must be leader, quorum or all, got "${raw}"`);
 }

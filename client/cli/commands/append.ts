@@ -7,6 +7,7 @@ import { Readable, addAbortSignal } from 'node:stream';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { CAC } from 'cac';
 import { LogError } from '../../../spec/errors.ts';
+import { ACK_LEVELS } from '../../../spec/messages.ts';
 import { Producer } from '../../producer.ts';
 import { mayBeInLog } from '../../log-client.ts';
 import type { Acks } from '../../types.ts';
@@ -101,7 +102,7 @@ async function run(ctx: CliContext, o: Record<string, unknown>): Promise<void> {
     }
   }
   const acksRaw = ctx.raw('acks');
-  const acks = acksRaw === undefined ? undefined : parseChoice<Acks>(acksRaw, 'acks', ['leader', 'quorum', 'all']);
+  const acks = acksRaw === undefined ? undefined : parseChoice<Acks>(acksRaw, 'acks', ACK_LEVELS);
   const lingerRaw = ctx.raw('linger');
   const batchRaw = ctx.raw('batch-bytes');
   const inFlightRaw = ctx.raw('max-in-flight');
