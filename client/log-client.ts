@@ -424,9 +424,11 @@ export class LogClient {
    * Learns the cluster from the first configured server that answers `GET /v1/status`: its
    * members (`peers`) and leader. Done once, lazily, before the first operation; call it to
    * do it now. A server that lists no peers is a cluster of one. Resolves with what is known
-   * (the configured servers when nothing answered).
+   * (the configured servers when nothing answered). `signal` stops this caller's wait
+   * (rejecting `aborted`), not the discovery others may be waiting for.
    */
   async discover(opts: { signal?: AbortSignal } = {}): Promise<{ members: string[]; leader: string | null; discovered: boolean }> {
+    if (opts.signal?.aborted) throw abortedError(opts.signal);
     if (!this.discovered) {
       // One discovery serves every caller, so only close() stops it: the first caller's
       // signal used to end it for all, and a later caller waited it out (3 s for a frozen
@@ -435,6 +437,7 @@ export class LogClient {
         this.discovery = null;
       });
       await settledOrAborted(this.discovery, opts.signal);
+      if (opts.signal?.aborted) throw abortedError(opts.signal);
     }
     return { members: [...this.members], leader: this.leaderKnown ? this.leaderUrl : null, discovered: this.discovered };
   }
@@ -442,7 +445,6 @@ export class LogClient {
   private async ensureDiscovered(signal?: AbortSignal): Promise<void> {
     if (this.discovered || (this.discovery === null && Date.now() < this.nextDiscoveryAt)) return;
     await this.discover({ signal });
-    if (signal?.aborted) throw abortedError(signal);
   }
 
   /**

@@ -1111,6 +1111,12 @@ test('discovery is shared: a caller\'s signal stops its own wait, not the discov
   ac2.abort();
   // The aborted call gives up at once rather than when the shared discovery does.
   t.is(await Promise.race([ended.then(() => 'answered', (e: LogError) => e.code), shared.then(() => 'discovery over')]), 'aborted');
+  // discover() itself rejects as every call does: with the signal already aborted, and when it aborts during the wait.
+  t.is((await t.throwsAsync(c2.discover({ signal: AbortSignal.abort() }), { instanceOf: LogError }))?.code, 'aborted');
+  const ac3 = new AbortController();
+  const waiting = c2.discover({ signal: ac3.signal });
+  ac3.abort();
+  t.is((await t.throwsAsync(waiting, { instanceOf: LogError }))?.code, 'aborted');
   const closing = Date.now();
   await c2.close();
   t.true(Date.now() - closing < 2000, `close() took ${Date.now() - closing} ms: it waited for the discovery timeout`);
