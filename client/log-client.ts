@@ -28,7 +28,7 @@ import { setTimeout as sleepTimer } from 'node:timers/promises';
 import { LogError } from '../spec/errors.ts';
 import type { ErrorDetails } from '../spec/errors.ts';
 import { FrameError, crc32c, frameSize, kindName, parseFrames, decodeHeader } from '../spec/frame.ts';
-import { ACK_LEVELS, isAckLevel } from '../spec/messages.ts';
+import { ACK_LEVELS, UPLOAD_ID_RULE, isAckLevel, isUploadId } from '../spec/messages.ts';
 import { childSignal, onAbort } from './abort.ts';
 import { Transport, abortedError, normalizeServer, notLoglog, timeoutSignal, toLogError } from './http.ts';
 import type { TransportOptions } from './http.ts';
@@ -645,6 +645,11 @@ export class LogClient {
     if (opts.crc32c !== undefined && !(Number.isInteger(opts.crc32c) && opts.crc32c >= 0 && opts.crc32c <= 0xffffffff)) {
       throw new LogError('bad_request', `crc32c must be a u32, got ${opts.crc32c}`);
     }
+    if (opts.uploadId !== undefined && !isUploadId(opts.uploadId)) {
+      const id = String(opts.uploadId);
+      throw new LogError('bad_request', `uploadId must be a string of ${UPLOAD_ID_RULE}, got ${typeof opts.uploadId === 'string' ? '' : `the ${typeof opts.uploadId} `}${JSON.stringify(id.slice(0, 40))}${id.length > 40 ? ` (the first 40 of ${id.length} characters)` : ''}`);
+    }
+    assertAcks(opts.acks);
     const crc = opts.crc32c ?? crc32c(data);
     const acks = opts.acks ?? this.acks;
     let uploadId = opts.uploadId ?? randomUUID();

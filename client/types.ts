@@ -47,6 +47,7 @@ export interface AppendOptions {
   /**
    * Upload id of the entry (default: a random UUID). The server remembers it, so the client
    * can ask what became of an append whose answer it lost (`fate`). Only for a single entry.
+   * 1-128 characters of A-Z a-z 0-9 _ . : - (anything else is refused before sending).
    */
   uploadId?: string;
   /**

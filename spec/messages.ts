@@ -16,6 +16,13 @@ export function isAckLevel(v: unknown): v is AckLevel {
   return (ACK_LEVELS as readonly unknown[]).includes(v);
 }
 
+/** What an upload id may be: 1-128 characters of A-Z a-z 0-9 _ . : - (a UUID by default). */
+export const UPLOAD_ID_RULE = '1-128 characters of A-Z a-z 0-9 _ . : -';
+
+export function isUploadId(v: unknown): v is string {
+  return typeof v === 'string' && /^[A-Za-z0-9_.:-]{1,128}$/.test(v);
+}
+
 // ---------------------------------------------------------------- peer messages
 
 /** RequestVote, or its pre-vote probe (`pre`: the sender does not change its term). */

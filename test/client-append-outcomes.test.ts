@@ -488,3 +488,21 @@ test('one caller signal shared by many calls in flight (appends, retry sleeps, w
   t.deepEqual(warnings, []);
   t.deepEqual(new Set(outcomes), new Set(['aborted']));
 });
+
+test('a malformed uploadId or acks of one append is refused before anything is sent, with a short message', async (t) => {
+  const a = await fake();
+  a.handler = (_req, res, body, path) => {
+    if (path === '/v1/status') return json(res, 200, { id: 'a', role: 'leader', term: 1, leader: 'a', start: 0, end: 0, commit: 0, durable: 0, segments: 1, bytes: 0, peers: [] });
+    json(res, 200, { offset: 0, end: 33 + body.length, term: 1 });
+  };
+  const client = new LogClient({ servers: [a.url] });
+  t.teardown(() => { void client.close(); a.server.close(); });
+  const long = await t.throwsAsync(client.append(Buffer.from('x'), { uploadId: 'y'.repeat(5000) }), { instanceOf: LogError });
+  t.is(long?.code, 'bad_request');
+  t.is(long?.message, `uploadId must be a string of 1-128 characters of A-Z a-z 0-9 _ . : -, got "${'y'.repeat(40)}" (the first 40 of 5000 characters)`);
+  await t.throwsAsync(client.append(Buffer.from('x'), { uploadId: 'has space' }), { code: 'bad_request', message: /got "has space"$/ });
+  await t.throwsAsync(client.append(Buffer.from('x'), { uploadId: 42 as never }), { code: 'bad_request', message: /got the number "42"$/ });
+  await t.throwsAsync(client.append(Buffer.from('x'), { acks: 'most' as never }), { code: 'bad_request', message: /^acks must be leader, quorum, all/ });
+  t.deepEqual(a.log, [], 'nothing was sent');
+  t.like(await client.append(Buffer.from('x'), { uploadId: 'order-17:v2' }), { offset: 0 });
+});

@@ -3,7 +3,7 @@
  * else, and an empty value is refused for every parameter (see emptyValue).
  */
 import { LogError, type ErrorDetails } from '../../spec/errors.ts';
-import { isAckLevel } from '../../spec/messages.ts';
+import { UPLOAD_ID_RULE, isAckLevel, isUploadId } from '../../spec/messages.ts';
 
 /** A non-negative integer below 2^53 from a decimal string; null if `raw` is anything else. */
 function wholeNumber(raw: string): number | null {
@@ -97,6 +97,6 @@ export function parseCopies(raw: string | string[] | undefined): boolean {
 export function parseUploadId(raw: string | string[] | undefined): string | null {
   if (raw === undefined) return null;
   const s = first(raw);
-  if (!/^[A-Za-z0-9_.:-]{1,128}$/.test(s)) throw new LogError('bad_request', 'upload ids are 1-128 characters of A-Z a-z 0-9 _ . : -');
+  if (!isUploadId(s)) throw new LogError('bad_request', `upload ids are ${UPLOAD_ID_RULE}`);
   return s;
 }
