@@ -53,7 +53,10 @@ export interface HttpResponse {
 
 /** The error to throw when `signal` was aborted. */
 export function abortedError(signal?: AbortSignal): LogError {
-  return new LogError('aborted', 'the operation was aborted', {}, { cause: signal?.reason });
+  const reason: unknown = signal?.reason;
+  // The client's own stop (close()) says so; a caller's abort is "the operation was aborted".
+  const message = reason instanceof LogError && reason.code === 'aborted' ? reason.message : 'the operation was aborted';
+  return new LogError('aborted', message, {}, { cause: reason });
 }
 
 /**

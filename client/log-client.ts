@@ -1180,7 +1180,7 @@ export class LogClient {
     this.closed = true;
     for (const t of this.tails) t.close();
     this.tails.clear();
-    this.closing.abort();
+    this.closing.abort(new LogError('aborted', 'the client is closed'));
     // Copies still out get a moment (each one a follower then need not fetch), not a
     // request timeout: a frozen member would hold every close for 30 s.
     const uploads = Promise.all([...this.uploads]);

@@ -207,6 +207,7 @@ test('close() does not wait out a frozen member: background status asks and foll
   t.not(await timeLimit(client.close(), 10_000), 'stuck', 'close() returned');
   const e = await timeLimit(follow.then(() => null, (x: unknown) => x), 5000);
   t.is((e as LogError | null)?.code, 'aborted');
+  t.is((e as LogError | null)?.message, 'the client is closed', 'as a tail ended by close() says');
   for (const f of [a, frozen]) { f.server.closeAllConnections(); f.server.close(); }
 });
 
