@@ -133,7 +133,8 @@ export class LogNode extends EventEmitter {
   }
 
   private static async openLocked(config: NodeConfig, lock: DirLock): Promise<LogNode> {
-    claimIdentitySync(config.dataDir, { cluster: config.clusterName, node: config.id });
+    const members = config.peers.length > 0 ? config.peers.map((p) => p.id) : [config.id];
+    claimIdentitySync(config.dataDir, { cluster: config.clusterName, node: config.id, members });
     // Asked before the fates file opens: dropping its oldest records there writes the file.
     const hadFatesFrom = loadFatesFrom(config.dataDir) !== null;
     const fates = FatesFile.open(config.dataDir);
@@ -152,7 +153,6 @@ export class LogNode extends EventEmitter {
     // whose records may have been dropped unannounced (all of its log, then).
     const saved = hadFatesFrom ? loadFatesFrom(config.dataDir) : null;
     const fatesFrom = saved ?? (log.end > log.start ? log.end : 0);
-    const members = config.peers.length > 0 ? config.peers.map((p) => p.id) : [config.id];
     const replica = new Replica({
       config: {
         id: config.id, members,

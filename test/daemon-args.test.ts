@@ -15,8 +15,8 @@ import { spawnLoglogd, tempDir } from './helpers/node-process.ts';
 import { runCli } from './helpers/cli.ts';
 
 /** Runs loglogd to its exit; a run that has not exited after 10 s is killed (and fails). */
-function runLoglogd(args: readonly string[]): Promise<{ code: number | null; stderr: string }> {
-  const proc = spawn(process.execPath, loglogdArgv(args), { stdio: ['ignore', 'ignore', 'pipe'] });
+function runLoglogd(args: readonly string[], env: NodeJS.ProcessEnv = process.env): Promise<{ code: number | null; stderr: string }> {
+  const proc = spawn(process.execPath, loglogdArgv(args), { stdio: ['ignore', 'ignore', 'pipe'], env });
   const guard = setTimeout(() => proc.kill('SIGKILL'), 10_000);
   let stderr = '';
   proc.stderr!.setEncoding('utf8').on('data', (s: string) => { stderr += s; });
@@ -325,7 +325,7 @@ test('a data directory is stamped with its node and cluster at the first start; 
   first.proc.kill('SIGINT');
   t.is(await first.exited, 0);
   const stamp = readFileSync(join(dir, 'identity'), 'utf8');
-  t.deepEqual(JSON.parse(stamp), { cluster: 'orders', node: 'n1' });
+  t.deepEqual(JSON.parse(stamp), { cluster: 'orders', node: 'n1', members: ['n1'] });
   const hard = readFileSync(join(dir, 'hardstate'), 'utf8');
   const refused = async (args: string[], what: string) => {
     const { code, stderr } = await runLoglogd(['--data', dir, '--listen', '127.0.0.1:0', ...args]);
@@ -350,6 +350,37 @@ test('a data directory is stamped with its node and cluster at the first start; 
   const { code, stderr } = await runLoglogd(['--data', dir, '--listen', '127.0.0.1:0', '--cluster-name', 'orders']);
   t.is(code, 1);
   t.regex(stderr, /^loglogd: identity in .* is damaged \(it should hold \{"cluster":"\.\.\.","node":"\.\.\."\}\)/);
+});
+
+test('a data directory is stamped with its members: started with others (a member without --peers, a fourth member) it is refused in one line; new addresses are fine', async (t) => {
+  const dir = join(await tempDir(t, 'loglog-args-'), 'data');
+  const env = { ...process.env, LOGLOG_CLUSTER_SECRET: 's' };
+  const peers = (a: number) => `--peers=n3=http://127.0.0.1:${a + 2},n1=http://127.0.0.1:${a},n2=http://127.0.0.1:${a + 1}`;
+  const start = async (args: string[]) => {
+    const d = spawnLoglogd(['--data', dir, '--listen', '127.0.0.1:0', '--id', 'n2', ...args], { env });
+    t.teardown(() => { d.proc.kill('SIGKILL'); });
+    await d.serving;
+    d.proc.kill('SIGINT');
+    t.is(await d.exited, 0);
+  };
+  await start([peers(7711)]);
+  const stamp = readFileSync(join(dir, 'identity'), 'utf8');
+  t.deepEqual(JSON.parse(stamp), { cluster: 'loglog', node: 'n2', members: ['n1', 'n2', 'n3'] });
+  const refused = async (args: string[], what: string) => {
+    const { code, stderr } = await runLoglogd(['--data', dir, '--listen', '127.0.0.1:0', '--id', 'n2', ...args], env);
+    t.is(code, 1, stderr);
+    t.is(stderr, `loglogd: the data directory ${dir} belongs to node n2 of a cluster of n1, n2, n3, but it was started as a member of ${what}: loglog has no membership change, and a member with another idea of the cluster could overwrite committed entries; start it with --peers naming n1, n2, n3, or give this node an empty --data directory\n`);
+  };
+  await refused([], 'a cluster of one (n2)');
+  await refused([`${peers(7711)},n4=http://127.0.0.1:7799`], 'a cluster of n1, n2, n3, n4');
+  t.is(readFileSync(join(dir, 'identity'), 'utf8'), stamp, 'a refused start changes nothing');
+  // The same members at other addresses.
+  await start([peers(7811)]);
+  t.is(readFileSync(join(dir, 'identity'), 'utf8'), stamp);
+  // A stamp from before members were kept gets them at the next start.
+  writeFileSync(join(dir, 'identity'), '{"cluster":"loglog","node":"n2"}\n');
+  await start([peers(7711)]);
+  t.is(readFileSync(join(dir, 'identity'), 'utf8'), stamp);
 });
 
 test('--cluster-name takes a short name of id characters', (t) => {
