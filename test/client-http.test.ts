@@ -1003,6 +1003,25 @@ test('CLI: status names a server that is not loglogd as such, not as unreachable
   t.is(r.err, `loglog: 1 of 2 servers did not answer: ${url} (not a loglogd)\n`);
 });
 
+test('CLI: status gives up on a frozen server after --timeout, once, and lists it as unreachable (it took a minute: 30 s and a retry)', async (t) => {
+  const { createServer: createTcpServer } = await import('node:net');
+  const log = new FakeLog();
+  const a = await startFake(t, log, 'a');
+  let asks = 0;
+  const frozen = createTcpServer((s) => { s.on('error', () => {}); s.once('data', () => asks++); });
+  await new Promise<void>((res) => frozen.listen(0, '127.0.0.1', res));
+  t.teardown(() => { frozen.close(); });
+  const url = `http://127.0.0.1:${(frozen.address() as AddressInfo).port}`;
+  const r = await runCliInProcess(['status', '--timeout', '300', '--server', `${a.url},${url}`]);
+  t.is(r.code, 2, r.err);
+  t.regex(r.out, new RegExp(`^${url}  unreachable: .*no response in time`, 'm'));
+  t.is(r.err, `loglog: 1 of 2 servers did not answer: ${url}\n`);
+  t.is(asks, 2, 'asked once by discovery and once by status: no retry');
+  const bad = await runCliInProcess(['status', '--timeout', 'soon', '--server', a.url]);
+  t.is(bad.code, 1);
+  t.regex(bad.err, /^loglog: --timeout must be a whole number, got "soon"; see `loglog --help`/);
+});
+
 test('a plain read that lands on a lagging follower reads on to the leader\'s commit end instead of ending short', async (t) => {
   const log = new FakeLog();
   for (let i = 0; i < 6; i++) log.add(Kind.Data, Buffer.from(`entry-${i}`));

@@ -6,7 +6,7 @@ import { LogError } from '../../../spec/errors.ts';
 import type { LogClient } from '../../log-client.ts';
 import type { ServerStatus } from '../../types.ts';
 import { normalizeServer } from '../../http.ts';
-import { UsageError } from '../args.ts';
+import { UsageError, parseInteger } from '../args.ts';
 import { type CliContext, SERVER_OPTION } from '../context.ts';
 import { EXIT_SERVER } from '../errors.ts';
 import { formatBytes } from '../output.ts';
@@ -18,6 +18,9 @@ async function runEnd(ctx: CliContext, o: Record<string, unknown>): Promise<void
 }
 
 type Answer = { server: string; status: ServerStatus } | { server: string; error: LogError };
+
+/** How long `loglog status` waits for each server by default. */
+const STATUS_TIMEOUT_MS = 5000;
 
 /** What became of a server that gave no status. */
 function failureLabel(e: LogError): string {
@@ -70,7 +73,11 @@ function formatAgo(ms: number): string {
  * Exit 2 when any server listed did not answer.
  */
 async function runStatus(ctx: CliContext, o: Record<string, unknown>): Promise<void> {
-  const client = ctx.getClient({ retry: { retries: 1 } });
+  // A health check answers in seconds: one attempt per server, with a short timeout. With
+  // the client's 30 s and a retry, a frozen member held it for a minute.
+  const timeoutRaw = ctx.raw('timeout');
+  const requestTimeoutMs = timeoutRaw === undefined ? STATUS_TIMEOUT_MS : parseInteger(timeoutRaw, 'timeout', 1, 600_000);
+  const client = ctx.getClient({ retry: { retries: 0 }, requestTimeoutMs });
   const { members } = await client.discover({ signal: ctx.signal });
   const configured = ctx.servers().map(normalizeServer);
   const servers = [...members, ...configured.filter((s) => !members.includes(s))];
@@ -156,6 +163,7 @@ export function register(cli: CAC, ctx: CliContext): void {
     .command('status', 'Show the status of every cluster member and every server named (exit 2 if any does not answer)')
     .option(...SERVER_OPTION)
     .option('--json', 'One JSON object per server per line')
+    .option('--timeout <ms>', `A server that has not answered after this many milliseconds is listed as unreachable (default ${STATUS_TIMEOUT_MS})`)
     .example('loglog status')
     .example('loglog status --json --server http://10.0.0.1:7400,http://10.0.0.2:7400')
     .action((o: Record<string, unknown>) => runStatus(ctx, o));
