@@ -575,12 +575,12 @@ export class LogNode extends EventEmitter {
   status(): Record<string, unknown> {
     const r = this.replica;
     return {
-      id: this.config.id, cluster: this.config.clusterName, role: r.role, term: r.term, leader: r.leader, abstaining: r.abstaining,
+      id: this.config.id, cluster: this.config.clusterName, role: r.role, term: r.term, leader: r.knownLeader, abstaining: r.abstaining,
       start: this.log.start, trimPoint: r.trimPoint, end: r.end, commit: r.commitEnd, readable: this.readableEnd(), durable: r.durableEnd,
       segments: this.log.segmentCount, bytes: this.log.bytes,
       maxEntryBytes: this.config.maxEntryBytes,
       members: r.config.members,
-      leaderUrl: this.peerUrl(r.leader),
+      leaderUrl: this.peerUrl(r.knownLeader),
       peers: this.config.peers,
       traffic: this.traffic(),
       scrub: this.scrubber.status(),
@@ -610,7 +610,11 @@ export class LogNode extends EventEmitter {
   replyError(r: ReplyResult): LogError | null {
     if (r.type !== 'error') return null;
     const details = { ...(r.details ?? {}) };
-    if (r.code === 'not_leader') details.leaderUrl = this.peerUrl((details.leader as string | null | undefined) ?? this.replica.leader);
+    if (r.code === 'not_leader') {
+      // Not a leader this node has stopped hearing from (see Replica.knownLeader).
+      if (details.leader === this.replica.leader) details.leader = this.replica.knownLeader;
+      details.leaderUrl = this.peerUrl(details.leader ?? this.replica.knownLeader);
+    }
     return new LogError(r.code, r.message, details);
   }
 

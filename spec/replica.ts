@@ -295,6 +295,18 @@ export class Replica {
 
   // ------------------------------------------------------------------ queries
 
+  /**
+   * The leader as far as anyone outside should be told: this node when it leads, a leader
+   * heard from within the longest election timeout, else null. `leader` itself stays until
+   * another leader is heard (nothing in the protocol needs it cleared), so status and 421
+   * hints named a dead leader for as long as no new one could be elected (found by an
+   * acceptance test). A query only: the state machine is unchanged.
+   */
+  get knownLeader(): NodeId | null {
+    if (this.role === 'leader') return this.id;
+    return this.leader !== null && this.now - this.lastLeaderContact < 2 * this.config.electionMs ? this.leader : null;
+  }
+
   /** Not voting or standing yet: see ReplicaInit.abstain. */
   get abstaining(): boolean {
     return this._abstaining;

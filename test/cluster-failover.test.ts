@@ -6,7 +6,7 @@
  * byte-identical over the committed prefix (see helpers/history.ts verifyCluster).
  */
 import test, { type ExecutionContext } from 'ava';
-import { Cluster } from './helpers/cluster.ts';
+import { Cluster, until } from './helpers/cluster.ts';
 import { type AppendLoad, History, startWorkload, verifyCluster } from './helpers/history.ts';
 
 /** Default election timeout is 300 ms (each timeout drawn from [300, 600) ms). */
@@ -75,4 +75,23 @@ test.serial('restart of the whole cluster (kill -9 all, restart all) under load:
   const leader = await cluster.waitLeader();
   t.log(`${leader.id} leads ${Date.now() - downAt} ms after all nodes were killed`);
   await load.waitMore(200);
+});
+
+test.serial('a follower left without a majority stops naming its dead leader, in status and in 421 hints, once it has not heard from it for an election timeout', async (t) => {
+  const cluster = await Cluster.start(t);
+  const leader = await cluster.waitLeader();
+  const [survivor, other] = cluster.nodes.filter((n) => n !== leader);
+  await until('the survivor knows the leader', 5000, async () => ((await survivor.status())?.leader === leader.id ? true : undefined));
+  await other.kill();
+  await leader.kill();
+  const st = await until('the survivor no longer names the dead leader', 10_000, async () => {
+    const s = await survivor.status();
+    return s && s.leader === null ? s : undefined;
+  });
+  t.is(st.role, 'follower');
+  t.is((st as unknown as { leaderUrl: unknown }).leaderUrl, null);
+  const res = await fetch(`${survivor.url}/v1/append`, { method: 'POST', body: 'x' });
+  const body = await res.json() as { error: { code: string; leader: unknown; leaderUrl: unknown } };
+  t.is(res.status, 421);
+  t.like(body.error, { code: 'not_leader', leader: null, leaderUrl: null });
 });
