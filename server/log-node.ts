@@ -281,10 +281,15 @@ export class LogNode extends EventEmitter {
           (err) => { this.emit('warn', `fdatasync failed: ${(err as Error).message}`); this.step({ type: 'syncDone', upTo: e.upTo, ok: false }); },
         );
         break;
-      case 'reset':
+      case 'reset': {
+        // Every deletion is a line: this one drops the whole local log, which lies below the
+        // leader's start (trimmed there while this node was away).
+        const was = { start: this.log.start, end: this.log.end };
         // Bookkeeping now (the copy that follows places frames from `to` on); files fenced.
         this.log.reset(e.to, e.epochs).catch((err) => this.fatal(`reset failed: ${(err as Error).message}`));
+        this.emit('info', `the leader's log starts at ${e.to}, past all this node held (${was.start}..${was.end}, trimmed there meanwhile): deleted every segment, copying the log from ${e.to} on`);
         break;
+      }
       case 'truncate': {
         // SegmentLog cuts its bookkeeping now and orders the file work after earlier writes.
         this.log.truncate(e.to).catch((err) => this.fatal(`truncate failed: ${(err as Error).message}`));
