@@ -183,10 +183,11 @@ export interface ServerStatus {
   peers?: { id: string; url: string }[];
   /**
    * Byte counters since the node started: client payload appended here as leader, and bytes
-   * sent to peers (channel messages, payloads they fetched, frames they copied). On the
-   * leader, `peerSentBytes / appendedBytes` is its replication egress ratio.
+   * sent to peers (channel messages, payloads they fetched, frames they copied), and the
+   * fetch requests peers made. On the leader, `peerSentBytes / appendedBytes` is its
+   * replication egress ratio.
    */
-  traffic?: { appendedBytes: number; peerSentBytes: number; peerMessageBytes: number; peerPayloadBytes: number; peerCopyBytes: number };
+  traffic?: { appendedBytes: number; peerSentBytes: number; peerMessageBytes: number; peerPayloadBytes: number; peerCopyBytes: number; peerFetchRequests?: number };
   /**
    * The node's scrubber, which re-checks committed frames on disk and rewrites rotten ones
    * from another replica (absent from older nodes). `position` is where the pass under way

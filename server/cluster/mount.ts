@@ -21,6 +21,7 @@ export function mountCluster(node: LogNode, api: ApiServer, config: NodeConfig, 
     const payload = await node.readPayload(parseOffset('offset', q.get('offset')), parseOffset('length', q.get('length')), parseOffset('term', q.get('term')));
     sendBytes(res, 200, payload);
     node.peerPayloadBytes += payload.length;
+    node.peerFetchRequests++;
   });
   // Catch-up: the leader's written frames (committed or not) up to `to`, only while this node
   // is still in the catch-up's term (the replica decides what a follower may copy; see
@@ -32,7 +33,13 @@ export function mountCluster(node: LogNode, api: ApiServer, config: NodeConfig, 
       parseOffset('offset', q.get('offset')), parseOffset('limit', q.get('limit')), parseOffset('to', q.get('to')), parseOffset('term', q.get('term')),
     );
     sendBytes(res, 200, data, { 'x-loglog-next': next });
-    node.peerCopyBytes += data.length;
+    // A run of fetches (`fetch=1`, see LogNode.fetchRun) counts as fetched payloads.
+    if (q.get('fetch') === '1') {
+      node.peerPayloadBytes += data.length;
+      node.peerFetchRequests++;
+    } else {
+      node.peerCopyBytes += data.length;
+    }
   });
   transport.start();
   return transport;

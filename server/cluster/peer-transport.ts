@@ -185,6 +185,15 @@ export class WsPeerTransport implements PeerTransport {
     return body;
   }
 
+  async fetchFrameRun(peer: NodeId, offset: number, to: number, term: number): Promise<Buffer> {
+    // The catch-up route: written frames (not only committed ones), while the peer is in `term`.
+    const { body } = await this.peerGet(
+      this.link(peer), '/v1/peer/frames', `offset=${offset}&limit=${to - offset}&to=${to}&term=${term}&fetch=1`, { headersTimeout: 5000, bodyTimeout: 30_000 },
+      (status, b) => `peer ${peer} answered ${status} for frames at ${offset}: ${b.toString().slice(0, 200)}`,
+    );
+    return body;
+  }
+
   async fetchFrames(peer: NodeId, offset: number, signal?: AbortSignal): Promise<Buffer> {
     // The public read: it serves only frames the peer has committed, the ones a scrub mends.
     const { body } = await this.peerGet(

@@ -40,7 +40,7 @@ export interface NodeStatus {
   /** Bytes placed in the segment files (grows during a catch-up copy, before the replica's ends do). */
   bytes: number;
   /** Byte counters since the process started (payloads served to peers' fetches, frames served to catch-up copies). */
-  traffic?: { peerPayloadBytes: number; peerCopyBytes: number };
+  traffic?: { peerPayloadBytes: number; peerCopyBytes: number; peerFetchRequests?: number };
 }
 
 export interface ClusterOptions {
