@@ -123,7 +123,7 @@ export function register(cli: CAC, ctx: CliContext): void {
   cli
     .command('read', 'Print committed records from an offset')
     .option(...SERVER_OPTION)
-    .option('--from <offset>', 'Entry offset to start at, or start / end (default: the log start)')
+    .option('--from <offset>', 'Offset of an entry (as append and --format json print them) to start at, or start / end (default: the log start)')
     .option('--to <offset>', 'Stop before the first entry at or past this offset')
     .option('--follow', 'Keep waiting for new entries after the commit end (Ctrl-C to stop)')
     .option('--format <format>', FORMAT_HELP)
@@ -131,7 +131,7 @@ export function register(cli: CAC, ctx: CliContext): void {
     .option('--limit <size>', 'Bytes per read request, e.g. 4MiB (default 1MiB)')
     .example('loglog read --from 0')
     .example('loglog read --from 0 --to 4096 --format json')
-    .example('loglog read --from 1048576 --follow | grep error')
+    .example('loglog read --from end --follow | grep error')
     .action((o: Record<string, unknown>) => runRead(ctx, o));
 
   cli
