@@ -13,7 +13,7 @@
  * the real cluster had committed (found by an acceptance test).
  *
  * A directory from before the file existed is stamped with what it is started as, and one
- * stamped before members were is given its members at its next start.
+ * stamped before members were kept gets them at its next start.
  */
 import path from 'node:path';
 import { LogError } from '../../spec/errors.ts';
