@@ -7,7 +7,8 @@ import test from 'ava';
 import type { ExecutionContext } from 'ava';
 import { createServer } from 'node:http';
 import type { IncomingMessage, Server, ServerResponse } from 'node:http';
-import type { AddressInfo } from 'node:net';
+import { createServer as createTcpServer } from 'node:net';
+import type { AddressInfo, Socket } from 'node:net';
 import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
 import { WebSocketServer } from 'ws';
@@ -195,6 +196,14 @@ function serve(log: FakeLog, id: string, knobs: Knobs, s: FakeServer, req: Incom
     return;
   }
   sendError(res, 404, 'not_found', `no route ${req.method} ${path}`);
+}
+
+/** The URL of a server that takes connections and never answers (a frozen process); `onSocket` sees each connection. */
+async function frozenServer(t: ExecutionContext, onSocket: (s: Socket) => void = () => {}): Promise<string> {
+  const server = createTcpServer((s) => { s.on('error', () => {}); onSocket(s); });
+  await new Promise<void>((res) => server.listen(0, '127.0.0.1', res));
+  t.teardown(() => { server.close(); });
+  return `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
 }
 
 async function startFake(t: ExecutionContext, log: FakeLog, id: string, knobs: Knobs = {}): Promise<FakeServer> {
@@ -862,13 +871,9 @@ test('out_of_range from a lagging follower is checked with the leader', async (t
 });
 
 test('a member that stopped answering costs one request timeout, then the call moves on to another', async (t) => {
-  const { createServer: createTcpServer } = await import('node:net');
-  const frozen = createTcpServer((s) => { s.on('error', () => {}); });
-  await new Promise<void>((res) => frozen.listen(0, '127.0.0.1', res));
-  t.teardown(() => { frozen.close(); });
+  const a = await frozenServer(t);
   const log = new FakeLog();
   const b = await startFake(t, log, 'b');
-  const a = `http://127.0.0.1:${(frozen.address() as AddressInfo).port}`;
   // Defaults apart from the request timeout: the retry budget follows it.
   const client = new LogClient({ servers: [a, b.url], requestTimeoutMs: 300 });
   t.teardown(() => client.close());
@@ -876,12 +881,8 @@ test('a member that stopped answering costs one request timeout, then the call m
 });
 
 test('a server that accepts connections but never answers costs two request timeouts, not one per retry', async (t) => {
-  const { createServer: createTcpServer } = await import('node:net');
   let connections = 0;
-  const silent = createTcpServer((s) => { connections++; s.on('error', () => {}); });
-  await new Promise<void>((res) => silent.listen(0, '127.0.0.1', res));
-  t.teardown(() => { silent.close(); });
-  const url = `http://127.0.0.1:${(silent.address() as AddressInfo).port}`;
+  const url = await frozenServer(t, () => { connections++; });
   // The default budget: two request timeouts.
   const client = new LogClient({ servers: [url], requestTimeoutMs: 300, retry: { retries: 8, minDelayMs: 1, maxDelayMs: 1 } });
   t.teardown(() => client.close());
@@ -1004,14 +1005,10 @@ test('CLI: status names a server that is not loglogd as such, not as unreachable
 });
 
 test('CLI: status gives up on a frozen server after --timeout, once, and lists it as unreachable (it took a minute: 30 s and a retry)', async (t) => {
-  const { createServer: createTcpServer } = await import('node:net');
   const log = new FakeLog();
   const a = await startFake(t, log, 'a');
   let asks = 0;
-  const frozen = createTcpServer((s) => { s.on('error', () => {}); s.once('data', () => asks++); });
-  await new Promise<void>((res) => frozen.listen(0, '127.0.0.1', res));
-  t.teardown(() => { frozen.close(); });
-  const url = `http://127.0.0.1:${(frozen.address() as AddressInfo).port}`;
+  const url = await frozenServer(t, (s) => { s.once('data', () => asks++); });
   const r = await runCliInProcess(['status', '--timeout', '300', '--server', `${a.url},${url}`]);
   t.is(r.code, 2, r.err);
   t.regex(r.out, new RegExp(`^${url}  unreachable: .*no response in time`, 'm'));
@@ -1062,16 +1059,12 @@ test('end() and the \'end\' position are never below the client\'s own acknowled
 });
 
 test('discovery with a frozen member and a caller\'s signal stops asking it after the discovery timeout, even across a garbage collection', async (t) => {
-  const { createServer: createTcpServer } = await import('node:net');
   let asked!: () => void;
   const askArrived = new Promise<void>((res) => { asked = res; });
   let dropped!: () => void;
   const askDropped = new Promise<void>((res) => { dropped = res; });
-  const frozen = createTcpServer((s) => { s.on('error', () => {}); s.once('data', () => asked()); s.once('close', () => dropped()); });
-  await new Promise<void>((res) => frozen.listen(0, '127.0.0.1', res));
-  t.teardown(() => { frozen.close(); });
+  const a = await frozenServer(t, (s) => { s.once('data', () => asked()); s.once('close', () => dropped()); });
   const b = await startFake(t, new FakeLog(), 'b', { statusExtra: { peers: [] } });
-  const a = `http://127.0.0.1:${(frozen.address() as AddressInfo).port}`;
   // A request timeout no test waits out: only the discovery timeout can end the ask.
   const c = new LogClient({ servers: [a, b.url], requestTimeoutMs: 10 * 60_000 });
   await c.discover({ signal: new AbortController().signal });
@@ -1089,7 +1082,6 @@ test('discovery with a frozen member and a caller\'s signal stops asking it afte
 });
 
 test('discovery is shared: a caller\'s signal stops its own wait, not the discovery others wait for; close() stops it at once', async (t) => {
-  const { createServer: createTcpServer } = await import('node:net');
   // A member that answers its status only when the test says so.
   let release!: () => void;
   const released = new Promise<void>((res) => { release = res; });
@@ -1119,10 +1111,8 @@ test('discovery is shared: a caller\'s signal stops its own wait, not the discov
   // A member that takes connections and never answers: discovery would wait 3 s for it.
   let frozenAsked!: () => void;
   const frozenAsk = new Promise<void>((res) => { frozenAsked = res; });
-  const frozen = createTcpServer((s) => { s.on('error', () => {}); s.once('data', () => frozenAsked()); });
-  await new Promise<void>((res) => frozen.listen(0, '127.0.0.1', res));
-  t.teardown(() => { frozen.close(); });
-  const c2 = new LogClient({ servers: [`http://127.0.0.1:${(frozen.address() as AddressInfo).port}`], requestTimeoutMs: 10 * 60_000 });
+  const frozen = await frozenServer(t, (s) => { s.once('data', () => frozenAsked()); });
+  const c2 = new LogClient({ servers: [frozen], requestTimeoutMs: 10 * 60_000 });
   const shared = c2.discover(); // as new Producer({ client }) does
   await frozenAsk;
   const ac2 = new AbortController();
